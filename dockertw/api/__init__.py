@@ -1,0 +1,9 @@
+"""The HTTP side of the daemon: routers, version middleware, errors and streams.
+
+Nothing here touches files, processes or runc: handlers parse a request, call their
+backend in :mod:`dockertw.daemon` and serialise what it returns.
+"""
+
+from dockertw.api.router import ApiCall, ApiConfig, Route, Router, build_app
+
+__all__ = ["ApiCall", "ApiConfig", "Route", "Router", "build_app"]

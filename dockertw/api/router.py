@@ -1,0 +1,259 @@
+"""Routes, router classes and the one function that turns them into a Klein app.
+
+A router is any object with a ``routes()`` method returning :class:`Route` values, as
+moby's ``router.Router``.  :func:`build_app` serves every route bare and under
+``/vX.Y``, runs the version middleware and maps typed errors to statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import NotFound as _NoRoute
+from werkzeug.routing import BaseConverter
+
+from dockertw import __version__, errdefs
+from dockertw.api import httputils, versions
+from dockertw.api.httpstatus import status_for
+from dockertw.api.responses import Empty, Json, Text
+from dockertw.errdefs import DockerError, InvalidParameter
+from dockertw.filters import Filters
+
+__all__ = ["Route", "Router", "ApiConfig", "ApiCall", "build_app"]
+
+_log = Logger()
+
+Handler = Callable[["ApiCall"], Any]
+
+EXPERIMENTAL_DISABLED = (
+    "This experimental feature is disabled by default. Start the Docker daemon in "
+    "experimental mode in order to enable it."
+)
+_PAGE_NOT_FOUND = b'{"message":"page not found"}\n'
+
+
+@attrs.frozen
+class Route:
+    """One method and path served by ``handler``.
+
+    ``path`` uses werkzeug syntax (``/containers/<path:name>/json``); ``min_version``
+    hides the route from older API versions; ``experimental`` routes answer 501 unless
+    the daemon runs with ``--experimental``.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    min_version: str | None = None
+    experimental: bool = False
+
+
+class Router(Protocol):
+    def routes(self) -> Sequence[Route]: ...
+
+
+@attrs.frozen
+class ApiConfig:
+    """What the version middleware needs to know about the daemon."""
+
+    max_version: str = "1.41"
+    min_version: str = "1.24"
+    experimental: bool = False
+    os_type: str = "linux"
+    server: str = f"Docker/{__version__} (linux)"
+
+
+@attrs.define
+class ApiCall:
+    """A routed request: the Twisted request, path variables and negotiated version."""
+
+    request: IRequest
+    params: dict[str, str]
+    version: str
+
+    def query(self, key: str, default: str = "") -> str:
+        return httputils.form_value(self.request.args, key, default)
+
+    def query_all(self, key: str) -> list[str]:
+        return httputils.form_values(self.request.args, key)
+
+    def has(self, key: str) -> bool:
+        return httputils.has_form_value(self.request.args, key)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        return httputils.bool_value_or_default(self.request.args, key, default)
+
+    def filters(self, accepted: Iterable[str]) -> Filters:
+        """The ``filters`` argument, parsed and checked against ``accepted`` keys."""
+        parsed = Filters.from_json(self.query("filters"))
+        parsed.validate(accepted)
+        return parsed
+
+    def json_body(self) -> Any:
+        """The decoded JSON body (``None`` when empty); bad JSON raises a 400."""
+        content_type = self.request.getHeader(b"content-type")
+        body = self.request.content.read() if self.request.content is not None else b""
+        return httputils.decode_json_body(
+            content_type.decode("latin-1") if content_type else None, body
+        )
+
+
+class _VersionConverter(BaseConverter):
+    regex = r"[0-9.]+"
+
+
+def _route_tables(routers: Iterable[Router]) -> dict[str, dict[str, Route]]:
+    """Routes grouped by path, then method; the first registration of a pair wins."""
+    tables: dict[str, dict[str, Route]] = {}
+    for router in routers:
+        for route in router.routes():
+            tables.setdefault(route.path, {}).setdefault(route.method.upper(), route)
+    return tables
+
+
+def build_app(routers: Iterable[Router], config: ApiConfig) -> Klein:
+    """One Klein app serving every route of ``routers`` bare and under ``/vX.Y``."""
+    app = Klein()
+    app.url_map.converters["apiversion"] = _VersionConverter
+    dispatcher = _Dispatcher(config)
+    for index, (path, table) in enumerate(_route_tables(routers).items()):
+        endpoint = dispatcher.endpoint_for(table)
+        app.route(path, endpoint=f"r{index}", strict_slashes=False)(endpoint)
+        app.route(
+            "/v<apiversion:version>" + path, endpoint=f"r{index}v", strict_slashes=False
+        )(endpoint)
+    app.handle_errors(_NoRoute)(lambda request, failure: page_not_found(request))
+    return app
+
+
+def page_not_found(request: IRequest) -> bytes:
+    """Docker's answer for an unknown path or method: no middleware headers at all."""
+    request.setResponseCode(404)
+    request.responseHeaders.removeHeader(b"server")
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-length", str(len(_PAGE_NOT_FOUND)).encode())
+    return _PAGE_NOT_FOUND
+
+
+class _Dispatcher:
+    """The version middleware, the error table and result rendering, for every route."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        self._config = config
+        self._experimental = b"true" if config.experimental else b"false"
+
+    def endpoint_for(self, table: dict[str, Route]) -> Callable[..., Any]:
+        def endpoint(request: IRequest, version: str | None = None, **params: str) -> Any:
+            route = table.get(request.method.decode("ascii", "replace"))
+            if route is None:
+                return page_not_found(request)
+            return self._dispatch(route, request, version, params)
+
+        return endpoint
+
+    def _dispatch(
+        self, route: Route, request: IRequest, version: str | None, params: dict[str, str]
+    ) -> Any:
+        request.setHeader(b"server", self._config.server.encode())
+        request.setHeader(b"api-version", self._config.max_version.encode())
+        request.setHeader(b"ostype", self._config.os_type.encode())
+        try:
+            api_version = self._check_version(version)
+        except DockerError as error:
+            return self._write_error(request, error, json_body=True)
+        request.setHeader(b"docker-experimental", self._experimental)
+        if route.min_version and versions.is_less(api_version, route.min_version):
+            return page_not_found(request)
+        call = ApiCall(request=request, params=params, version=api_version)
+        if route.experimental and not self._config.experimental:
+            return self._write_error(request, _ExperimentalDisabled(), self._json_errors(call))
+        result = maybeDeferred(route.handler, call)
+        result.addCallback(self._render, request)
+        result.addErrback(self._render_failure, call)
+        return result
+
+    def _check_version(self, version: str | None) -> str:
+        if version is None:
+            return self._config.max_version
+        if versions.is_less(version, self._config.min_version):
+            raise InvalidParameter(
+                f"client version {version} is too old. Minimum supported API version is "
+                f"{self._config.min_version}, please upgrade your client to a newer version"
+            )
+        if versions.is_greater(version, self._config.max_version):
+            raise InvalidParameter(
+                f"client version {version} is too new. Maximum supported API version is "
+                f"{self._config.max_version}"
+            )
+        return version
+
+    @staticmethod
+    def _json_errors(call: ApiCall) -> bool:
+        """API 1.23 and older get plain-text error bodies, as Docker 20.10 sends them."""
+        return versions.is_greater(call.version, "1.23")
+
+    def _render(self, result: Any, request: IRequest) -> bytes | None:
+        if isinstance(result, dict | list):
+            result = Json(result)
+        if isinstance(result, Json):
+            return _write_body(request, result.status, b"application/json",
+                               httputils.encode_json(result.body))
+        if isinstance(result, Text):
+            return _write_body(request, result.status, result.content_type, result.body)
+        if isinstance(result, Empty):
+            return _write_empty(request, result.status)
+        if result is None:
+            return None if request.startedWriting else _write_empty(request, 200)
+        raise TypeError(f"route handler returned {type(result).__name__}")
+
+    def _render_failure(self, failure: Failure, call: ApiCall) -> bytes | None:
+        request = call.request
+        if failure.check(CancelledError):
+            return None
+        error = failure.value
+        if not isinstance(error, DockerError):
+            _log.failure("Unexpected error in {method} {path}", failure,
+                         method=request.method, path=request.path)
+        if request.startedWriting:
+            _log.warn("Stream {path} ended by error: {error}", path=request.path, error=error)
+            return None
+        return self._write_error(request, error, self._json_errors(call))
+
+    @staticmethod
+    def _write_error(request: IRequest, error: BaseException, json_body: bool) -> bytes:
+        status = status_for(error)
+        message = str(error) or type(error).__name__
+        if status == 304:
+            return _write_empty(request, 304)
+        if json_body:
+            return _write_body(request, status, b"application/json",
+                               httputils.encode_json({"message": message}))
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return _write_body(request, status, b"text/plain; charset=utf-8",
+                           message.encode() + b"\n")
+
+
+class _ExperimentalDisabled(errdefs.NotImplemented):
+    def __init__(self) -> None:
+        super().__init__(EXPERIMENTAL_DISABLED)
+
+
+def _write_body(request: IRequest, status: int, content_type: bytes, body: bytes) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"content-length", str(len(body)).encode())
+    return body
+
+
+def _write_empty(request: IRequest, status: int) -> bytes:
+    request.setResponseCode(status)
+    if status not in (204, 304):
+        request.setHeader(b"content-length", b"0")
+    return b""

@@ -1,0 +1,20 @@
+"""One router module per resource; :func:`all_routers` lists them in matching order."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+
+from dockertw.api.router import Router
+from dockertw.api.routers.system import SystemRouter
+from dockertw.api.routers.unsupported import UnsupportedRouter
+from dockertw.daemon.engine import Engine
+
+__all__ = ["all_routers"]
+
+
+def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
+    """Every router of the daemon, wired to ``engine``'s backends."""
+    return [
+        SystemRouter(engine.system, engine.events, clock),
+        UnsupportedRouter(),
+    ]

@@ -1,0 +1,49 @@
+"""The engine: every backend the API routers talk to, built from one configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from dockertw.daemon.events import EventBus
+from dockertw.daemon.host import read_host_facts
+from dockertw.daemon.storage import ensure_directory
+from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
+from dockertw.runtime.probe import probe_runtime
+
+__all__ = ["EngineConfig", "Engine"]
+
+
+@attrs.frozen
+class EngineConfig:
+    root: Path = Path("/var/lib/dockertw")
+    runtime: str = "runc"
+    experimental: bool = False
+    max_api_version: str = "1.41"
+    min_api_version: str = "1.24"
+
+
+@attrs.define
+class Engine:
+    """The daemon's state and services; knows nothing of HTTP."""
+
+    config: EngineConfig
+    events: EventBus
+    system: SystemService
+
+    @classmethod
+    def open(cls, config: EngineConfig) -> Engine:
+        """Create the state root if needed and assemble the services."""
+        root = ensure_directory(config.root)
+        events = EventBus()
+        system = SystemService(
+            SystemConfig(root=root, max_api_version=config.max_api_version,
+                         min_api_version=config.min_api_version,
+                         experimental=config.experimental),
+            host=read_host_facts(),
+            runtime=probe_runtime(config.runtime),
+            events=events,
+            engine_id=load_engine_id(root),
+        )
+        return cls(config=config, events=events, system=system)

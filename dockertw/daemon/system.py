@@ -1,0 +1,170 @@
+"""The engine's system facts: ``/version``, ``/info`` and ``/system/df`` in Docker's shapes."""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from dockertw import __version__
+from dockertw.daemon.events import EventBus
+from dockertw.daemon.host import HostFacts, go_arch
+from dockertw.daemon.storage import atomic_write
+from dockertw.runtime.probe import RuntimeInfo
+
+__all__ = ["SystemConfig", "SystemService", "load_engine_id"]
+
+
+@attrs.frozen
+class SystemConfig:
+    root: Path
+    max_api_version: str
+    min_api_version: str
+    experimental: bool = False
+
+
+def load_engine_id(root: Path) -> str:
+    """The daemon's stable ID, made on first start and kept in ``ROOT/engine-id``."""
+    path = root / "engine-id"
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    engine_id = str(uuid.uuid4())
+    atomic_write(path, engine_id.encode() + b"\n", mode=0o644)
+    return engine_id
+
+
+def _rfc3339_nano(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def _open_descriptors() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+class SystemService:
+    """Answers the system questions.
+
+    Container, image and volume figures are zero because no store exists yet; the
+    stores add their counts here as they are built.
+    """
+
+    def __init__(self, config: SystemConfig, host: HostFacts, runtime: RuntimeInfo,
+                 events: EventBus, engine_id: str) -> None:
+        self._config = config
+        self._host = host
+        self._runtime = runtime
+        self._events = events
+        self._engine_id = engine_id
+        self._version = self._build_version()
+
+    def version(self) -> dict[str, Any]:
+        return self._version
+
+    def _build_version(self) -> dict[str, Any]:
+        host, config = self._host, self._config
+        details = {
+            "ApiVersion": config.max_api_version,
+            "Arch": go_arch(host.machine),
+            "BuildTime": "",
+            "Experimental": "true" if config.experimental else "false",
+            "GitCommit": "",
+            "GoVersion": f"python{platform.python_version()}",
+            "KernelVersion": host.kernel_version,
+            "MinAPIVersion": config.min_api_version,
+            "Os": "linux",
+        }
+        components: list[dict[str, Any]] = [
+            {"Name": "Engine", "Version": __version__, "Details": details}
+        ]
+        if self._runtime.found:
+            components.append({"Name": self._runtime.name, "Version": self._runtime.version,
+                               "Details": {"GitCommit": self._runtime.commit}})
+        version: dict[str, Any] = {
+            "Platform": {"Name": f"dockertw {__version__}"},
+            "Components": components,
+            "Version": __version__,
+            "ApiVersion": config.max_api_version,
+            "MinAPIVersion": config.min_api_version,
+            "GitCommit": "",
+            "GoVersion": details["GoVersion"],
+            "Os": "linux",
+            "Arch": details["Arch"],
+            "KernelVersion": host.kernel_version,
+            "BuildTime": "",
+        }
+        if config.experimental:
+            version["Experimental"] = True
+        return version
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: the host, the daemon's settings and live counters."""
+        host, runtime = self._host, self._runtime
+        info: dict[str, Any] = {
+            "ID": self._engine_id,
+            "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
+            "ContainersStopped": 0, "Images": 0,
+            "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
+            "DockerRootDir": str(self._config.root),
+            "Plugins": {"Volume": ["local"], "Network": ["host", "null"],
+                        "Authorization": None, "Log": ["json-file"]},
+            "MemoryLimit": True, "SwapLimit": False, "KernelMemory": False,
+            "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+            "CPUShares": True, "CPUSet": True, "PidsLimit": True, "OomKillDisable": False,
+            "IPv4Forwarding": host.ipv4_forwarding, "BridgeNfIptables": False,
+            "BridgeNfIp6tables": False, "Debug": False,
+            "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
+            "SystemTime": _rfc3339_nano(datetime.now(UTC)),
+            "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
+            "CgroupVersion": host.cgroup_version,
+            "NEventsListener": self._events.listener_count,
+            "KernelVersion": host.kernel_version, "OperatingSystem": host.operating_system,
+            "OSVersion": host.os_version, "OSType": "linux",
+            "Architecture": host.machine, "NCPU": host.cpus, "MemTotal": host.mem_total,
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [],
+                               "AllowNondistributableArtifactsHostnames": [],
+                               "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                               "IndexConfigs": {}, "Mirrors": []},
+            "GenericResources": None,
+            "HttpProxy": os.environ.get("HTTP_PROXY", os.environ.get("http_proxy", "")),
+            "HttpsProxy": os.environ.get("HTTPS_PROXY", os.environ.get("https_proxy", "")),
+            "NoProxy": os.environ.get("NO_PROXY", os.environ.get("no_proxy", "")),
+            "Name": host.hostname, "Labels": [],
+            "ExperimentalBuild": self._config.experimental,
+            "ServerVersion": __version__,
+            "Runtimes": {runtime.name: {"path": runtime.path}},
+            "DefaultRuntime": runtime.name,
+            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
+                      "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
+            "ContainerdCommit": {"ID": "", "Expected": ""},
+            "RuncCommit": {"ID": runtime.commit, "Expected": runtime.commit},
+            "InitCommit": {"ID": "", "Expected": ""},
+            "SecurityOptions": ["name=cgroupns"] if host.cgroup_version == "2" else [],
+            "Warnings": self._warnings(),
+        }
+        return info
+
+    def _warnings(self) -> list[str]:
+        if self._runtime.found:
+            return []
+        return [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
+                "containers cannot start"]
+
+    def disk_usage(self) -> dict[str, Any]:
+        """``GET /system/df``: layers, images, containers, volumes and build cache."""
+        return {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [],
+                "BuildCache": []}

@@ -1,0 +1,1 @@
+"""The OCI runtime adapter: the ``runc`` command line, bundles and mounts."""

@@ -1,0 +1,175 @@
+"""``twistd dockertw``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet import ssl
+from twisted.logger import Logger
+from twisted.python import usage
+
+from dockertw.api import ApiConfig, build_app
+from dockertw.api import versions as api_versions
+from dockertw.api.routers import all_routers
+from dockertw.api.site import ApiSite
+from dockertw.daemon.engine import Engine, EngineConfig
+from dockertw.listeners import (
+    DEFAULT_SOCKET,
+    ListenerGroup,
+    ListenerService,
+    ListenerSpec,
+    parse_listener,
+    wrap_tls,
+)
+
+__all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
+
+MAX_API_VERSION = "1.41"
+LOWEST_API_VERSION = "1.12"
+_log = Logger()
+
+
+def _docker_cert_path(name: str) -> str:
+    directory = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    return os.path.join(directory, name)
+
+
+class Options(usage.Options):
+    synopsis = "[--listen DESC]... [-H ADDR]... [--root DIR] [--tlsverify ...]"
+    longdesc = (
+        "Serve the Docker Engine API on every listener given (default "
+        f"unix:{DEFAULT_SOCKET}) and run containers with an OCI runtime."
+    )
+    optFlags = [
+        ["experimental", None, "Enable experimental routes."],
+        ["tls", None, "Serve TCP listeners over TLS (implied by --tlsverify)."],
+        ["tlsverify", None, "Serve TCP listeners over TLS and require a client "
+                            "certificate signed by --tlscacert."],
+    ]
+    optParameters = [
+        ["root", None, "/var/lib/dockertw", "Root directory of the daemon's state."],
+        ["runtime", None, "runc", "OCI runtime binary (runc or crun)."],
+        ["min-api-version", None, "1.24", "Oldest API version served."],
+        ["tlscacert", None, None, "CA certificate that client certificates must be signed "
+                                  "by [default: ~/.docker/ca.pem]"],
+        ["tlscert", None, None, "Server certificate [default: ~/.docker/cert.pem]"],
+        ["tlskey", None, None, "Server private key [default: ~/.docker/key.pem]"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["addresses"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660,
+        tcp:2375:interface=127.0.0.1, systemd:domain=UNIX:index=0."""
+        self["addresses"].append(description)
+
+    opt_l = opt_listen
+
+    def opt_host(self, address: str) -> None:
+        """A Docker-style address to listen on (repeatable): unix:///path, tcp://host:port,
+        fd://."""
+        self["addresses"].append(address)
+
+    opt_H = opt_host
+
+    def postOptions(self) -> None:
+        if self["tlsverify"]:
+            self["tls"] = True
+        self._check_api_version()
+        if self["tls"]:
+            self._check_tls_files()
+        addresses = self["addresses"] or [f"unix://{DEFAULT_SOCKET}"]
+        try:
+            self["listeners"] = [spec for address in addresses
+                                 for spec in parse_listener(address, self["tls"])]
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
+    def _check_api_version(self) -> None:
+        wanted = self["min-api-version"]
+        if not api_versions.is_valid(wanted) or not (
+            api_versions.compare(LOWEST_API_VERSION, wanted) <= 0
+            and api_versions.compare(wanted, MAX_API_VERSION) <= 0
+        ):
+            raise usage.UsageError(
+                f"invalid --min-api-version {wanted!r}: must be between "
+                f"{LOWEST_API_VERSION} and {MAX_API_VERSION}"
+            )
+
+    def _check_tls_files(self) -> None:
+        for option, default in (("tlscert", "cert.pem"), ("tlskey", "key.pem"),
+                                ("tlscacert", "ca.pem")):
+            if option == "tlscacert" and not self["tlsverify"] and not self[option]:
+                continue
+            self[option] = self[option] or _docker_cert_path(default)
+            if not os.path.isfile(self[option]):
+                raise usage.UsageError(f"--{option}: cannot read {self[option]!r}")
+
+
+def tls_options(options: Options) -> ssl.CertificateOptions:
+    """Server TLS settings; with --tlsverify, clients must present a certificate of the CA."""
+    key_and_cert = Path(options["tlskey"]).read_bytes() + Path(options["tlscert"]).read_bytes()
+    server = ssl.PrivateCertificate.loadPEM(key_and_cert)
+    if not options["tlsverify"]:
+        return server.options()
+    authority = ssl.Certificate.loadPEM(Path(options["tlscacert"]).read_bytes())
+    return server.options(authority)
+
+
+class _FatalExit:
+    """Stops the reactor when a listener fails, and makes the process exit non-zero."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.code = 0
+        atexit.register(self._exit_if_failed)
+
+    def __call__(self, message: str) -> None:
+        sys.stderr.write(f"dockertw: {message}\n")
+        sys.stderr.flush()
+        self.code = 1
+        self._reactor.callWhenRunning(self._stop)
+
+    def _stop(self) -> None:
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _exit_if_failed(self) -> None:
+        if self.code:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self.code)
+
+
+def _listener_service(spec: ListenerSpec, resource: Any, tls: Any) -> ListenerService:
+    site = ApiSite(resource, spec.name)
+    use_tls = tls is not None and spec.is_tcp
+    service = ListenerService(spec, wrap_tls(site, tls) if use_tls else site, use_tls)
+    site.on_stop = service.factory_stopped
+    return service
+
+
+def makeService(options: Options) -> IService:
+    """The daemon: one listener service per --listen, all serving one Klein resource."""
+    from twisted.internet import reactor
+
+    engine = Engine.open(EngineConfig(
+        root=Path(options["root"]), runtime=options["runtime"],
+        experimental=bool(options["experimental"]),
+        max_api_version=MAX_API_VERSION, min_api_version=options["min-api-version"],
+    ))
+    api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
+                    experimental=bool(options["experimental"]))
+    resource = build_app(all_routers(engine, reactor), api).resource()
+    tls = tls_options(options) if options["tls"] else None
+    group = ListenerGroup(_FatalExit(reactor))
+    for spec in options["listeners"]:
+        _listener_service(spec, resource, tls).setServiceParent(group)
+    return group
