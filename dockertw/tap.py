@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import ssl
 from twisted.logger import Logger
 from twisted.python import usage
@@ -148,6 +149,26 @@ class _FatalExit:
             os._exit(self.code)
 
 
+class _ReloadOnHangup(Service):
+    """SIGHUP makes the engine reload, as it makes dockerd reload its configuration."""
+
+    def __init__(self, engine: Engine, reactor: Any) -> None:
+        self._engine = engine
+        self._reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self) -> None:
+        super().stopService()
+        signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
+
+    def _hangup(self, signum: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._engine.reload)
+
+
 def _listener_service(spec: ListenerSpec, resource: Any, tls: Any) -> ListenerService:
     site = ApiSite(resource, spec.name)
     use_tls = tls is not None and spec.is_tcp
@@ -169,7 +190,10 @@ def makeService(options: Options) -> IService:
                     experimental=bool(options["experimental"]))
     resource = build_app(all_routers(engine, reactor), api).resource()
     tls = tls_options(options) if options["tls"] else None
-    group = ListenerGroup(_FatalExit(reactor))
+    daemon = MultiService()
+    _ReloadOnHangup(engine, reactor).setServiceParent(daemon)
+    listeners = ListenerGroup(_FatalExit(reactor))
     for spec in options["listeners"]:
-        _listener_service(spec, resource, tls).setServiceParent(group)
-    return group
+        _listener_service(spec, resource, tls).setServiceParent(listeners)
+    listeners.setServiceParent(daemon)
+    return daemon

@@ -47,3 +47,11 @@ class Engine:
             engine_id=load_engine_id(root),
         )
         return cls(config=config, events=events, system=system)
+
+    def reload(self) -> None:
+        """Re-read the configuration (on SIGHUP) and report it as Docker does.
+
+        Nothing is re-read yet: every setting is a command-line option.
+        """
+        self.events.emit("daemon", "reload", self.system.engine_id,
+                         name=self.system.host.hostname)

@@ -70,6 +70,14 @@ class SystemService:
         self._engine_id = engine_id
         self._version = self._build_version()
 
+    @property
+    def engine_id(self) -> str:
+        return self._engine_id
+
+    @property
+    def host(self) -> HostFacts:
+        return self._host
+
     def version(self) -> dict[str, Any]:
         return self._version
 

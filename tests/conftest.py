@@ -1,0 +1,47 @@
+"""Fixtures: short-pathed work directories and real daemons that always stop."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Daemon
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh directory with a short path (UNIX socket paths are limited to 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="dtw-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def start_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons in sub-directories of ``workdir``; every one is stopped afterwards."""
+    started: list[Daemon] = []
+
+    def start(*extra_args: str, unix: bool = True, wait: bool = True) -> Daemon:
+        home = workdir / f"d{len(started)}"
+        home.mkdir()
+        daemon = Daemon(home, extra_args, unix=unix)
+        started.append(daemon)
+        return daemon.start(wait=wait)
+
+    try:
+        yield start
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
+    """A daemon listening on a UNIX socket only."""
+    return start_daemon()

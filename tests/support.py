@@ -1,0 +1,138 @@
+"""Helpers for tests that run a real dockertw daemon and the real ``docker`` CLI."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def twistd_command() -> list[str]:
+    """The twistd of the Python running the tests (the project's virtual environment)."""
+    beside = Path(sys.executable).with_name("twistd")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("twistd")
+    if found is None:
+        raise RuntimeError("twistd is not installed: run ./bootstrap.sh install")
+    return [found]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unix_get(path: str, url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request over a UNIX socket; returns status, headers, body."""
+    connection = _UnixConnection(path)
+    try:
+        connection.request(method, url, headers={"Host": "api.moby.localhost"})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self._path)
+
+
+class Daemon:
+    """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
+
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = (),
+                 unix: bool = True) -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.socket = str(workdir / "d.sock") if unix else None
+        self.log_path = workdir / "daemon.log"
+        args = ["--root", str(self.root)]
+        if self.socket:
+            args += ["--listen", f"unix:{self.socket}:mode=660"]
+        self.args = args + list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Daemon:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, env=env,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        assert self.socket, "wait_ready needs the UNIX listener"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited early:\n{self.output()}")
+            try:
+                if unix_get(self.socket, "/_ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop the daemon with ``sig``; SIGKILL it if it does not stop in time."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)
+        return self.process.returncode
+
+
+def docker(*args: str, env_extra: dict[str, str] | None = None,
+           timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run the real ``docker`` CLI with a private config directory."""
+    binary = shutil.which("docker")
+    if binary is None:
+        raise RuntimeError("the docker CLI is not on PATH")
+    config = tempfile.mkdtemp(prefix="dockertw-cli-")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("DOCKER_")}
+    env.update(DOCKER_CONFIG=config, **(env_extra or {}))
+    try:
+        return subprocess.run([binary, *args], capture_output=True, text=True, env=env,
+                              timeout=timeout, check=False)
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
