@@ -17,7 +17,11 @@ import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+)
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -148,7 +152,7 @@ class ListenerService(Service):
         super().stopService()
         self._stopping = True
         port, self._port = self._port, None
-        return maybeDeferred(port.stopListening) if port is not None else None
+        return port.stopListening() if port is not None else None
 
     def factory_stopped(self) -> None:
         """The factory's last port closed: fatal unless this service closed it."""
@@ -197,7 +201,8 @@ class ListenerGroup(MultiService):
         self._on_fatal(self.failed)
 
 
-def wrap_tls(factory: IProtocolFactory, options: object) -> IProtocolFactory:
+def wrap_tls(factory: IProtocolFactory,
+             options: IOpenSSLServerConnectionCreator) -> IProtocolFactory:
     """Serve ``factory`` over TLS with the given ``IOpenSSLServerConnectionCreator``."""
     return TLSMemoryBIOFactory(options, False, factory)
 

@@ -98,13 +98,13 @@ class TestTLS:
         _, port = tls_daemon
         done = self._version(port, pki["ca"], None, None)
         assert done.returncode != 0
-        assert "1.41" not in done.stdout
+        assert "certificate required" in done.stderr
 
     def test_client_certificate_of_another_ca_is_refused(self, tls_daemon, pki):
         _, port = tls_daemon
         done = self._version(port, pki["ca"], pki["stranger_cert"], pki["stranger_key"])
         assert done.returncode != 0
-        assert "1.41" not in done.stdout
+        assert "unknown certificate authority" in done.stderr
 
     def test_unix_listener_stays_plain_beside_tls(self, tls_daemon):
         daemon, _ = tls_daemon

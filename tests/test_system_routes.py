@@ -44,6 +44,12 @@ def test_head_ping_has_empty_body_and_api_version(daemon: Daemon):
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
+def test_options_answers_any_path_with_an_empty_200(daemon: Daemon):
+    status, headers, body = unix_get(daemon.socket, "/v1.41/containers/json", "OPTIONS")
+    assert (status, body, headers["Content-Length"]) == (200, b"", "0")
+    assert headers["Api-Version"] == "1.41"
+
+
 @pytest.mark.parametrize("version, message", [
     ("1.12", "client version 1.12 is too old. Minimum supported API version is 1.24, "
              "please upgrade your client to a newer version"),

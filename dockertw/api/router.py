@@ -210,7 +210,7 @@ class _Dispatcher:
         if isinstance(result, Empty):
             return _write_empty(request, result.status)
         if result is None:
-            return None if request.startedWriting else _write_empty(request, 200)
+            return None if _started_writing(request) else _write_empty(request, 200)
         raise TypeError(f"route handler returned {type(result).__name__}")
 
     def _render_failure(self, failure: Failure, call: ApiCall) -> bytes | None:
@@ -218,10 +218,11 @@ class _Dispatcher:
         if failure.check(CancelledError):
             return None
         error = failure.value
+        assert error is not None
         if not isinstance(error, DockerError):
             _log.failure("Unexpected error in {method} {path}", failure,
                          method=request.method, path=request.path)
-        if request.startedWriting:
+        if _started_writing(request):
             _log.warn("Stream {path} ended by error: {error}", path=request.path, error=error)
             return None
         return self._write_error(request, error, self._json_errors(call))
@@ -243,6 +244,11 @@ class _Dispatcher:
 class _ExperimentalDisabled(errdefs.NotImplemented):
     def __init__(self) -> None:
         super().__init__(EXPERIMENTAL_DISABLED)
+
+
+def _started_writing(request: IRequest) -> bool:
+    """True once the status line and headers have gone out (a stream has begun)."""
+    return bool(getattr(request, "startedWriting", False))
 
 
 def _write_body(request: IRequest, status: int, content_type: bytes, body: bytes) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-
 import subprocess
 
 import attrs
@@ -25,7 +24,7 @@ class RuntimeInfo:
 
 
 def parse_version_output(name: str, path: str, output: str) -> RuntimeInfo:
-    """Read ``runc --version`` (or ``crun --version``): a version line, then ``key: value`` lines."""
+    """Read ``runc --version`` or ``crun --version``: a version line, then ``key: value``."""
     version, commit = "", ""
     for line in output.splitlines():
         key, sep, value = line.partition(":")

@@ -13,7 +13,7 @@ from dockertw.api import httputils
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
 from dockertw.daemon.events import EVENT_FILTERS, Event
-from dockertw.errdefs import InvalidParameter, NotImplemented
+from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 
 __all__ = ["SystemRouter", "SystemBackend", "EventsBackend", "parse_timestamp"]
@@ -93,7 +93,7 @@ class SystemRouter:
         return usage
 
     def auth(self, call: ApiCall) -> NoReturn:
-        raise NotImplemented("dockertw cannot log in to registries yet")
+        raise NotImplementedError("dockertw cannot log in to registries yet")
 
     def events(self, call: ApiCall) -> Deferred[None] | None:
         """Replay kept events, then stream live ones until ``until`` or a disconnect."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from dockertw.api.router import ApiCall, Route
-from dockertw.errdefs import NotFound, NotImplemented, Unavailable
+from dockertw.errdefs import NotFound, Unavailable
 
 __all__ = ["UnsupportedRouter", "NOT_A_SWARM_MANAGER"]
 
@@ -73,7 +73,7 @@ class UnsupportedRouter:
         raise Unavailable("This node is not part of a swarm")
 
     def swarm_mode_unsupported(self, call: ApiCall) -> NoReturn:
-        raise NotImplemented("dockertw does not support swarm mode")
+        raise NotImplementedError("dockertw does not support swarm mode")
 
     def no_plugins(self, call: ApiCall) -> list[object]:
         call.filters({"capability", "enable"})
@@ -83,10 +83,10 @@ class UnsupportedRouter:
         raise NotFound(f'plugin "{call.params["name"]}" not found')
 
     def plugins_unsupported(self, call: ApiCall) -> NoReturn:
-        raise NotImplemented("dockertw does not support plugins")
+        raise NotImplementedError("dockertw does not support plugins")
 
     def checkpoints_unsupported(self, call: ApiCall) -> NoReturn:
-        raise NotImplemented("dockertw does not support checkpoints")
+        raise NotImplementedError("dockertw does not support checkpoints")
 
     def sessions_unsupported(self, call: ApiCall) -> NoReturn:
-        raise NotImplemented("dockertw does not support BuildKit sessions")
+        raise NotImplementedError("dockertw does not support BuildKit sessions")
