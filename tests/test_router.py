@@ -11,7 +11,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 
 from dockertw import errdefs
-from dockertw.api import ApiCall, ApiConfig, Route, build_app
+from dockertw.api import ApiCall, ApiConfig, ApiResource, Route, build_app
 from dockertw.api.responses import Empty, Json, Text
 
 
@@ -187,3 +187,15 @@ def test_experimental_routes_need_the_flag():
     code, headers, body = _request("GET", "/lab", experimental=True)
     assert (code, json.loads(body)) == (200, {"lab": True})
     assert _header(headers, "Docker-Experimental") == "true"
+
+
+def test_undecodable_paths_and_trailing_slashes_are_refused_in_json():
+    app = build_app([_Sample()], ApiConfig())
+    client = StubTreq(ApiResource(app))
+    results: list[Any] = []
+    client.get("http://x/v1.41/things/%ff/json").addCallback(
+        lambda r: client.content(r).addCallback(lambda body: results.append((r.code, body))))
+    client.flush()
+    assert results[0][0] == 400
+    assert "not UTF-8" in json.loads(results[0][1])["message"]
+    assert _request("GET", "/things/json/")[0] == 404

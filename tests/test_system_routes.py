@@ -152,3 +152,69 @@ def test_docker_events_streams_live_events(daemon: Daemon):
 
 def _info_text(daemon: Daemon) -> str:
     return unix_get(daemon.socket, "/info")[2].decode()
+
+
+INFO_KEYS = {
+    "ID", "Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped",
+    "Images", "Driver", "DriverStatus", "Plugins", "MemoryLimit", "SwapLimit",
+    "KernelMemory", "KernelMemoryTCP", "CpuCfsPeriod", "CpuCfsQuota", "CPUShares", "CPUSet",
+    "PidsLimit", "IPv4Forwarding", "BridgeNfIptables", "BridgeNfIp6tables", "Debug", "NFd",
+    "OomKillDisable", "NGoroutines", "SystemTime", "LoggingDriver", "CgroupDriver",
+    "CgroupVersion", "NEventsListener", "KernelVersion", "OperatingSystem", "OSVersion",
+    "OSType", "Architecture", "IndexServerAddress", "RegistryConfig", "NCPU", "MemTotal",
+    "GenericResources", "DockerRootDir", "HttpProxy", "HttpsProxy", "NoProxy", "Name",
+    "Labels", "ExperimentalBuild", "ServerVersion", "Runtimes", "DefaultRuntime", "Swarm",
+    "LiveRestoreEnabled", "Isolation", "InitBinary", "ContainerdCommit", "RuncCommit",
+    "InitCommit", "SecurityOptions", "Warnings",
+}
+
+
+def test_info_has_every_key_docker_sends_with_true_host_values(daemon: Daemon):
+    info = json.loads(unix_get(daemon.socket, "/v1.41/info")[2])
+    assert set(info) >= INFO_KEYS
+    assert info["OSType"] == "linux"
+    assert info["Architecture"] == os.uname().machine
+    assert info["Name"] == os.uname().nodename
+    with open("/proc/meminfo") as meminfo:
+        total_kib = int(meminfo.readline().split()[1])
+    assert info["MemTotal"] == total_kib * 1024
+    assert info["DefaultRuntime"] == "runc"
+    assert info["RuncCommit"]["ID"], "runc is installed by bootstrap.sh and must be found"
+    assert json.loads(unix_get(daemon.socket, "/info")[2])["ID"] == info["ID"]
+
+
+def test_engine_id_survives_a_restart(start_daemon):
+    first = start_daemon()
+    engine_id = json.loads(unix_get(first.socket, "/info")[2])["ID"]
+    first.stop()
+    again = Daemon(first.workdir).start()
+    try:
+        assert json.loads(unix_get(again.socket, "/info")[2])["ID"] == engine_id
+    finally:
+        again.stop()
+
+
+def test_version_reports_this_daemon(daemon: Daemon):
+    version = json.loads(unix_get(daemon.socket, "/v1.41/version")[2])
+    assert version["ApiVersion"] == "1.41"
+    assert version["MinAPIVersion"] == "1.24"
+    assert version["KernelVersion"] == os.uname().release
+    assert [c["Name"] for c in version["Components"]] == ["Engine", "runc"]
+
+
+def test_disk_usage_shape(daemon: Daemon):
+    usage = json.loads(unix_get(daemon.socket, "/v1.41/system/df")[2])
+    assert set(usage) == {"LayersSize", "Images", "Containers", "Volumes", "BuildCache",
+                          "BuilderSize"}
+    done = docker("-H", f"unix://{daemon.socket}", "system", "df")
+    assert done.returncode == 0, done.stderr
+    assert "Images" in done.stdout
+
+
+def test_plain_tcp_on_all_addresses_logs_a_warning(start_daemon):
+    from tests.support import free_port
+    port = free_port()
+    daemon = start_daemon("--listen", f"tcp:{port}")
+    assert "without TLS is insecure" in daemon.output()
+    quiet = start_daemon("--listen", f"tcp:{free_port()}:interface=127.0.0.1")
+    assert "insecure" not in quiet.output()

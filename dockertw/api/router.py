@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
 
 import attrs
 from klein import Klein
@@ -16,6 +17,7 @@ from twisted.internet.defer import CancelledError, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from werkzeug.exceptions import NotFound as _NoRoute
 from werkzeug.routing import BaseConverter
 
@@ -26,7 +28,7 @@ from dockertw.api.responses import Empty, Json, Text
 from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
 
-__all__ = ["Route", "Router", "ApiConfig", "ApiCall", "build_app"]
+__all__ = ["Route", "Router", "ApiConfig", "ApiCall", "ApiResource", "build_app"]
 
 _log = Logger()
 
@@ -125,12 +127,28 @@ def build_app(routers: Iterable[Router], config: ApiConfig) -> Klein:
     dispatcher = _Dispatcher(config)
     for index, (path, table) in enumerate(_route_tables(routers).items()):
         endpoint = dispatcher.endpoint_for(table)
-        app.route(path, endpoint=f"r{index}", strict_slashes=False)(endpoint)
-        app.route(
-            "/v<apiversion:version>" + path, endpoint=f"r{index}v", strict_slashes=False
-        )(endpoint)
+        app.route(path, endpoint=f"r{index}")(endpoint)
+        app.route("/v<apiversion:version>" + path, endpoint=f"r{index}v")(endpoint)
     app.handle_errors(_NoRoute)(lambda request, failure: page_not_found(request))
     return app
+
+
+class ApiResource(Resource):
+    """The daemon's root resource: refuses undecodable paths as JSON, then routes."""
+
+    isLeaf = True
+
+    def __init__(self, app: Klein) -> None:
+        super().__init__()
+        self._routes = app.resource()
+
+    def render(self, request: IRequest) -> Any:
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return _write_body(request, 400, b"application/json", httputils.encode_json(
+                {"message": "invalid URL: the path is not UTF-8"}))
+        return self._routes.render(request)
 
 
 def page_not_found(request: IRequest) -> bytes:
