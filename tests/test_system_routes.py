@@ -119,7 +119,8 @@ def _reload_events(daemon: Daemon, *args: str) -> list[dict]:
 def test_docker_events_replays_a_reload_and_ends_at_until(daemon: Daemon):
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+    # The CLI sends `--until 0s` as whole seconds: wait for the next one.
+    time.sleep(1.1)
     events = _reload_events(daemon, "--since", "60s", "--until", "0s")
     assert [event["Action"] for event in events] == ["reload"]
     assert events[0]["Type"] == "daemon"
