@@ -75,7 +75,7 @@ case "$command" in
     test)
         install_all
         install_docker_cli
-        "$VENV/bin/ruff" check dockertw tests benchmarks twisted
+        "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
