@@ -14,6 +14,7 @@ set -eu
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
 DEBIAN_PACKAGES="python3 python3-venv runc busybox-static openssl ca-certificates iproute2"
+TEST_PACKAGES="tinyproxy microsocks"
 
 need_packages() {
     for package in $DEBIAN_PACKAGES; do
@@ -32,19 +33,37 @@ install_debian_packages() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-install_docker_cli() {
-    # The tests drive the real docker CLI. Debian 12 ships it only inside docker.io;
-    # install that without letting its daemons start.
-    command -v docker >/dev/null 2>&1 && return 0
-    echo "bootstrap: installing the docker CLI (Debian package docker.io)"
+without_service_starts() {
+    # Install Debian packages without letting their services start (tinyproxy and
+    # dockerd would otherwise start system-wide on a machine with systemd).
     policy=/usr/sbin/policy-rc.d
-    had_policy=0
-    [ -e "$policy" ] && had_policy=1
-    [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; }
+    if [ -e "$policy" ]; then
+        "$@"
+        return
+    fi
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod +x "$policy"
+    status=0
+    "$@" || status=$?
+    rm -f "$policy"
+    return $status
+}
+
+install_test_packages() {
+    # The tests drive the real docker CLI (Debian 12 ships it only inside docker.io)
+    # and real proxies on loopback.
+    missing=""
+    command -v docker >/dev/null 2>&1 || missing="docker.io"
+    for package in $TEST_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing="$missing $package"
+    done
+    [ -z "$missing" ] && return 0
+    echo "bootstrap: installing Debian packages for the tests:" $missing
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends docker.io >/dev/null
-    [ "$had_policy" = 1 ] || rm -f "$policy"
+    # shellcheck disable=SC2086
+    without_service_starts apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
 install_python_packages() {
@@ -74,7 +93,7 @@ case "$command" in
         ;;
     test)
         install_all
-        install_docker_cli
+        install_test_packages
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         exec "$VENV/bin/python" -m pytest "$@"
