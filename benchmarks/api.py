@@ -1,0 +1,672 @@
+#!/usr/bin/env python3
+"""Requests per second and latency of dockertw's system routes, optionally beside Docker's.
+
+Measures ``GET /_ping``, ``GET /v1.41/version`` and ``GET /v1.41/info`` with 1 and 32
+keep-alive connections, over the UNIX socket and over TCP on 127.0.0.1, and prints a
+table of req/s and p50/p90/p99 latencies.  It starts its own daemon on a temporary root
+and always stops it; ``--docker`` starts a private ``dockerd`` too and measures it the
+same way.  Figures only, no verdict::
+
+    .venv/bin/python benchmarks/api.py [--duration 5] [--warmup 1] [--docker] [--no-wrk]
+
+The load generator is a small epoll client in a forked process (so that it shares no
+GIL with this script): each connection has one request in flight and sends the next one
+as soon as the previous response is complete.  When ``wrk`` is on PATH its figures for
+the TCP cases are reported as well (wrk runs right after the Python client on the same
+case, so the target is already warm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import math
+import multiprocessing
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, NoReturn
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support import Daemon, free_port  # noqa: E402
+
+PATHS = ("/_ping", "/v1.41/version", "/v1.41/info")
+DOCKER_WRK_PING_32 = 32_000.0  # Docker 20.10, /_ping, 32 connections, TCP, wrk (the issue)
+VERSION_INFO_TARGET = 2_500.0
+PERCENTILES = (0.50, 0.90, 0.99)
+
+_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[ \t]*chunked", re.IGNORECASE)
+_CHUNKED_END = b"\r\n0\r\n\r\n"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a daemon listens: a UNIX socket path, or a port on 127.0.0.1."""
+
+    transport: str  # "unix" or "tcp"
+    path: str = ""
+    port: int = 0
+
+    def connect(self) -> socket.socket:
+        """A connected, non-blocking socket (TCP_NODELAY on TCP)."""
+        if self.transport == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.path)
+        else:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        return sock
+
+    def request(self, path: str) -> bytes:
+        """The bytes of one keep-alive ``GET path``."""
+        host = "api.moby.localhost" if self.transport == "unix" else f"127.0.0.1:{self.port}"
+        return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                "User-Agent: dockertw-benchmark\r\n\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A daemon under test and its two listeners."""
+
+    name: str
+    unix: Address
+    tcp: Address
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What one load run measured."""
+
+    rps: float
+    p50: float  # milliseconds
+    p90: float
+    p99: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the table."""
+
+    target: str
+    transport: str
+    path: str
+    connections: int
+    client: str
+    summary: Summary
+
+
+# --------------------------------------------------------------------------- client
+
+
+class _Conn:
+    """One keep-alive connection with at most one request in flight."""
+
+    __slots__ = ("sock", "buffer", "end", "sent_at")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.end = -1  # offset where the response ends; 0 for chunked; -1 head not read
+        self.sent_at = 0.0
+
+    def send(self, request: bytes) -> None:
+        """Send the next request; a failure shows up as EOF or an error on the next read."""
+        self.buffer, self.end = b"", -1
+        self.sent_at = time.perf_counter()
+        with contextlib.suppress(OSError):
+            self.sock.send(request)
+
+    def feed(self, data: bytes) -> bool:
+        """Add received bytes; True once the whole response is in."""
+        self.buffer = self.buffer + data if self.buffer else data
+        if self.end < 0 and not self._read_head():
+            return False
+        if self.end == 0:  # chunked: JSON bodies hold no CR, so this ends the last chunk
+            return self.buffer.endswith(_CHUNKED_END)
+        return len(self.buffer) >= self.end
+
+    def _read_head(self) -> bool:
+        """Find the end of the head and where the body ends; False if the head is incomplete."""
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return False
+        head = self.buffer[:head_end]
+        length = _LENGTH.search(head)
+        if length is not None:
+            self.end = head_end + 4 + int(length.group(1))
+        elif _CHUNKED.search(head):
+            self.end = 0
+        else:
+            raise ValueError(f"response without a length: {head[:200]!r}")
+        return True
+
+    def status(self) -> int:
+        """The status code of the response in the buffer."""
+        return int(self.buffer[9:12])
+
+
+class LoadLoop:
+    """Keeps ``connections`` connections busy with ``GET path`` and records latencies."""
+
+    def __init__(self, address: Address, path: str, connections: int) -> None:
+        self._address = address
+        self._request = address.request(path)
+        self._poller = select.epoll()
+        self._conns: dict[int, _Conn] = {}
+        for _ in range(connections):
+            self._open()
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._record_from = math.inf
+
+    def _open(self) -> _Conn:
+        """Connect once more and watch the new socket."""
+        conn = _Conn(self._address.connect())
+        self._conns[conn.sock.fileno()] = conn
+        self._poller.register(conn.sock.fileno(), select.EPOLLIN)
+        return conn
+
+    def _reopen(self, conn: _Conn) -> None:
+        """The server closed ``conn`` (or it failed): count an error, start afresh."""
+        self.errors += 1
+        self._poller.unregister(conn.sock.fileno())
+        del self._conns[conn.sock.fileno()]
+        conn.sock.close()
+        self._open().send(self._request)
+
+    def run(self, warmup: float, duration: float) -> Summary:
+        """Warm up, then measure for ``duration`` seconds; responses in flight are dropped."""
+        start = time.perf_counter()
+        self._record_from = start + warmup
+        stop_at = self._record_from + duration
+        for conn in list(self._conns.values()):
+            conn.send(self._request)
+        while (left := stop_at - time.perf_counter()) > 0:
+            for fd, _ in self._poller.poll(left):
+                self._readable(self._conns[fd])
+        return summarize(self.latencies, self.errors, duration)
+
+    def _readable(self, conn: _Conn) -> None:
+        """Read what ``conn`` has; on a complete response, record it and send the next."""
+        try:
+            data = conn.sock.recv(262144)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._reopen(conn)
+        elif conn.feed(data):
+            self._complete(conn, time.perf_counter())
+
+    def _complete(self, conn: _Conn, now: float) -> None:
+        """Record a response completed at ``now`` (after warm-up) and send the next request."""
+        if now >= self._record_from:
+            if conn.status() == 200:
+                self.latencies.append(now - conn.sent_at)
+            else:
+                self.errors += 1
+        conn.send(self._request)
+
+    def close(self) -> None:
+        """Close every connection and the poller."""
+        for conn in self._conns.values():
+            conn.sock.close()
+        self._poller.close()
+
+
+def summarize(latencies: list[float], errors: int, duration: float) -> Summary:
+    """Throughput and nearest-rank percentiles (in ms) of successful responses."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return Summary(0.0, math.nan, math.nan, math.nan, errors)
+    picks = [ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000.0 for q in PERCENTILES]
+    return Summary(len(ordered) / duration, picks[0], picks[1], picks[2], errors)
+
+
+def _client_process(pipe: Connection, address: Address, path: str, connections: int,
+                    warmup: float, duration: float) -> None:
+    """Body of the forked client: run the load, send back a Summary or an error text."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        loop = LoadLoop(address, path, connections)
+        try:
+            pipe.send(loop.run(warmup, duration))
+        finally:
+            loop.close()
+    except Exception as error:  # reported by the parent
+        pipe.send(f"{type(error).__name__}: {error}")
+    finally:
+        pipe.close()
+
+
+def measure(address: Address, path: str, connections: int, warmup: float,
+            duration: float) -> Summary:
+    """Run the client in a separate process; raise RuntimeError if it could not."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_client_process, daemon=True,
+                              args=(sender, address, path, connections, warmup, duration))
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(warmup + duration + 30.0):
+            raise RuntimeError("the client did not finish in time")
+        outcome = receiver.recv()
+    except EOFError:
+        raise RuntimeError("the client process died") from None
+    finally:
+        receiver.close()
+        if process.is_alive():
+            process.terminate()
+        process.join(5.0)
+    if isinstance(outcome, str):
+        raise RuntimeError(outcome)
+    return outcome
+
+
+# --------------------------------------------------------------------------- wrk
+
+_WRK_PERCENTILE = re.compile(r"^\s*(50|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
+_WRK_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def run_wrk(port: int, path: str, connections: int, duration: float) -> Summary:
+    """``wrk -t1 -c{connections} -d{duration}s --latency`` against 127.0.0.1:port."""
+    seconds = max(1, round(duration))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+               "--timeout", "10s", f"http://127.0.0.1:{port}{path}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
+                              check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("wrk did not finish in time") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {(done.stderr or done.stdout).strip()[:300]}")
+    return parse_wrk(done.stdout)
+
+
+def parse_wrk(text: str) -> Summary:
+    """req/s, p50/p90/p99 and error counts from wrk's ``--latency`` report."""
+    rps = _WRK_RPS.search(text)
+    found = {int(m[1]): float(m[2]) * _WRK_UNIT_MS[m[3]] for m in _WRK_PERCENTILE.finditer(text)}
+    if rps is None or set(found) != {50, 90, 99}:
+        raise RuntimeError(f"cannot read wrk's output:\n{text}")
+    non_2xx = _WRK_NON_2XX.search(text)
+    sockets = _WRK_SOCKET.search(text)
+    errors = (int(non_2xx[1]) if non_2xx else 0) + (
+        sum(int(n) for n in sockets.groups()) if sockets else 0)
+    return Summary(float(rps[1]), found[50], found[90], found[99], errors)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def ping(address: Address, timeout: float = 2.0) -> bool:
+    """True if ``GET /_ping`` answers 200 at ``address``."""
+    try:
+        sock = address.connect()
+    except OSError:
+        return False
+    try:
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        sock.sendall(address.request("/_ping"))
+        return sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def start_dockertw(workdir: Path) -> tuple[Daemon, Target]:
+    """Start ``twistd dockertw`` on ``workdir``; the caller stops the daemon."""
+    workdir.mkdir(parents=True)
+    port = free_port()
+    daemon = Daemon(workdir, ["--listen", f"tcp:{port}:interface=127.0.0.1"])
+    try:
+        daemon.start()
+    except BaseException:
+        daemon.stop()
+        raise
+    assert daemon.socket is not None
+    return daemon, Target("dockertw", Address("unix", path=daemon.socket),
+                          Address("tcp", port=port))
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child if this script dies."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+class DockerEngine:
+    """A private ``dockerd`` with its state in ``workdir``; stop() always cleans up."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.socket = workdir / "docker.sock"
+        self.log_path = workdir / "dockerd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> Target:
+        """The private engine's UNIX and TCP listeners."""
+        return Target("docker", Address("unix", path=str(self.socket)),
+                      Address("tcp", port=self.port))
+
+    def command(self, binary: str) -> list[str]:
+        """The dockerd command line: private sockets and directories, no networking set-up."""
+        work = self.workdir
+        return [binary, "--config-file", str(work / "daemon.json"),
+                "--host", f"unix://{self.socket}", "--host", f"tcp://127.0.0.1:{self.port}",
+                "--data-root", str(work / "data"), "--exec-root", str(work / "exec"),
+                "--pidfile", str(work / "docker.pid"),
+                "--iptables=false", "--ip6tables=false", "--bridge=none"]
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start dockerd and wait for /_ping; RuntimeError says why it did not come up."""
+        binary = shutil.which("dockerd")
+        if binary is None:
+            raise RuntimeError("dockerd is not on PATH (Debian package docker.io)")
+        if os.geteuid() != 0:
+            raise RuntimeError("dockerd needs root")
+        self.workdir.mkdir(parents=True)
+        (self.workdir / "daemon.json").write_text("{}\n")  # not /etc/docker/daemon.json
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(binary), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
+                start_new_session=True, preexec_fn=_parent_death_signal())
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Poll both listeners for /_ping until they answer, dockerd exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited ({self.process.returncode}):\n"
+                                   + self.log_tail())
+            if ping(self.target.unix) and ping(self.target.tcp):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer /_ping in {timeout:.0f}s:\n"
+                           + self.log_tail())
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines dockerd wrote, to explain a failure."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL; kill a containerd it left behind; unmount what it mounted."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10.0)
+        _kill_leftover_containerd(self.workdir / "exec")
+        unmount_under(self.workdir)
+
+
+def _kill_leftover_containerd(exec_root: Path) -> None:
+    """SIGKILL the containerd that dockerd started under ``exec_root``, if still alive."""
+    try:
+        pid = int((exec_root / "containerd" / "containerd.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if str(exec_root).encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _mount_points() -> Iterator[str]:
+    """Every mount point of this process's mount namespace, unescaped."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
+        for line in table:
+            fields = line.split()
+            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+
+
+def unmount_under(directory: Path) -> None:
+    """Lazily unmount every mount point at or under ``directory``, deepest first."""
+    prefix = str(directory.resolve())
+    inside = [m for m in _mount_points() if m == prefix or m.startswith(prefix + "/")]
+    for mount_point in sorted(set(inside), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True,
+                       timeout=30)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def cases(connections: Sequence[int]) -> Iterator[tuple[str, str, int]]:
+    """Every (transport, path, connections) measured, in order."""
+    for transport in ("unix", "tcp"):
+        for path in PATHS:
+            for count in connections:
+                yield transport, path, count
+
+
+def bench_target(target: Target, options: argparse.Namespace, use_wrk: bool) -> list[Result]:
+    """Every case against ``target``: the Python client, then wrk for the TCP cases."""
+    results: list[Result] = []
+    for transport, path, count in cases(options.connections):
+        address = target.unix if transport == "unix" else target.tcp
+        results += _run_one(target.name, address, path, count, "python", partial(
+            measure, address, path, count, options.warmup, options.duration))
+        if use_wrk and transport == "tcp":
+            results += _run_one(target.name, address, path, count, "wrk", partial(
+                run_wrk, target.tcp.port, path, count, options.duration))
+    return results
+
+
+def _run_one(name: str, address: Address, path: str, count: int, client: str,
+             run: Callable[[], Summary]) -> list[Result]:
+    """One measurement, announced on stderr; a failure is reported and skipped."""
+    print(f"  {name:8} {address.transport:4} {path:15} c={count:<3} {client:6} ...",
+          end="", file=sys.stderr, flush=True)
+    try:
+        summary = run()
+    except RuntimeError as error:
+        print(f" failed: {error}", file=sys.stderr, flush=True)
+        return []
+    print(f" {summary.rps:10,.0f} req/s", file=sys.stderr, flush=True)
+    return [Result(name, address.transport, path, count, client, summary)]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_table(results: Sequence[Result]) -> None:
+    """target, transport, path, connections, client, req/s, p50/p90/p99 ms, errors."""
+    print(f"{'target':9} {'transport':9} {'path':15} {'conns':>5} {'client':6} "
+          f"{'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for r in results:
+        s = r.summary
+        print(f"{r.target:9} {r.transport:9} {r.path:15} {r.connections:5d} {r.client:6} "
+              f"{s.rps:10,.0f} {s.p50:8.2f} {s.p90:8.2f} {s.p99:8.2f} {s.errors:6d}")
+
+
+def print_comparison(results: Sequence[Result]) -> None:
+    """dockertw beside Docker, case by case, with the ratio of their rates."""
+    docker = {(r.transport, r.path, r.connections, r.client): r
+              for r in results if r.target == "docker"}
+    print(f"{'transport':9} {'path':15} {'conns':>5} {'client':6} {'dockertw req/s':>15} "
+          f"{'docker req/s':>13} {'ratio':>6} {'dtw p99':>8} {'dkr p99':>8}")
+    for ours in results:
+        theirs = docker.get((ours.transport, ours.path, ours.connections, ours.client))
+        if ours.target != "dockertw" or theirs is None:
+            continue
+        mine, other = ours.summary, theirs.summary
+        ratio = mine.rps / other.rps if other.rps else math.nan
+        print(f"{ours.transport:9} {ours.path:15} {ours.connections:5d} {ours.client:6} "
+              f"{mine.rps:15,.0f} {other.rps:13,.0f} {ratio:6.2f} {mine.p99:8.2f} "
+              f"{other.p99:8.2f}")
+
+
+def _rate(results: Sequence[Result], target: str, transport: str, path: str, conns: int,
+          client: str) -> float | None:
+    """req/s of the one matching row, if it was measured."""
+    for r in results:
+        if (r.target, r.transport, r.path, r.connections, r.client) == (
+                target, transport, path, conns, client):
+            return r.summary.rps
+    return None
+
+
+def print_targets(results: Sequence[Result]) -> None:
+    """The issue's targets, and the figures measured here that they refer to."""
+    print("Targets from the issue (for reference; figures only):")
+    print(f"  /_ping, 32 conns, TCP: at least half of Docker's rate; Docker 20.10 did "
+          f"~{DOCKER_WRK_PING_32:,.0f} req/s with wrk -> {DOCKER_WRK_PING_32 / 2:,.0f} req/s")
+    for client in ("wrk", "python"):
+        ours = _rate(results, "dockertw", "tcp", "/_ping", 32, client)
+        theirs = _rate(results, "docker", "tcp", "/_ping", 32, client)
+        if ours is not None:
+            here = f", Docker here {theirs:,.0f} (half: {theirs / 2:,.0f})" if theirs else ""
+            print(f"    measured ({client}): dockertw {ours:,.0f} req/s{here}")
+    print(f"  /v1.41/version and /v1.41/info: at least {VERSION_INFO_TARGET:,.0f} req/s")
+    for r in results:
+        if r.target == "dockertw" and r.path != "/_ping" and r.connections == 32:
+            print(f"    measured: {r.path:15} {r.transport:4} {r.client:6} "
+                  f"{r.summary.rps:8,.0f} req/s")
+
+
+def print_setting(options: argparse.Namespace, use_wrk: bool) -> None:
+    """What ran where, so that figures can be compared across machines."""
+    print(f"CPUs: {os.cpu_count()}; Python {sys.version.split()[0]}; "
+          f"duration {options.duration:g}s after {options.warmup:g}s warm-up per case; "
+          f"wrk: {'yes' if use_wrk else 'no'}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked so that the whole run stays bounded."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds measured per case (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of unrecorded load before each case (default 1)")
+    parser.add_argument("--connections", type=_connection_list, default=(1, 32),
+                        help="comma-separated connection counts (default 1,32)")
+    parser.add_argument("--docker", action="store_true",
+                        help="also start a private dockerd and measure it")
+    parser.add_argument("--no-wrk", action="store_true", help="do not run wrk even if found")
+    options = parser.parse_args(argv)
+    if not 0 < options.duration <= 120 or not 0 <= options.warmup <= 30:
+        parser.error("--duration must be in (0, 120] and --warmup in [0, 30]")
+    return options
+
+
+def _connection_list(text: str) -> tuple[int, ...]:
+    """``1,32`` as a tuple of connection counts."""
+    counts = tuple(int(part) for part in text.split(","))
+    if not counts or not all(1 <= count <= 1000 for count in counts):
+        raise argparse.ArgumentTypeError("connection counts must be between 1 and 1000")
+    return counts
+
+
+def _interrupt(signum: int, frame: Any) -> NoReturn:
+    """SIGTERM ends the script as Ctrl-C does, through every ``finally``."""
+    raise KeyboardInterrupt
+
+
+def _bench_docker(workdir: Path, options: argparse.Namespace, use_wrk: bool) -> list[Result]:
+    """Start a private dockerd, measure it, always stop it; [] if it would not start."""
+    engine = DockerEngine(workdir / "docker")
+    try:
+        print("starting dockerd ...", file=sys.stderr, flush=True)
+        engine.start()
+        return bench_target(engine.target, options, use_wrk)
+    except RuntimeError as error:
+        print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
+        return []
+    finally:
+        engine.stop()
+
+
+def run(workdir: Path, options: argparse.Namespace) -> list[Result]:
+    """dockertw's figures, then Docker's if asked for."""
+    use_wrk = not options.no_wrk and shutil.which("wrk") is not None
+    print_setting(options, use_wrk)
+    runs = len(options.connections) * len(PATHS) * (2 + (1 if use_wrk else 0))
+    estimate = runs * (options.duration + options.warmup) * (2 if options.docker else 1)
+    print(f"measuring, about {estimate:.0f}s ...", file=sys.stderr, flush=True)
+    daemon, target = start_dockertw(workdir / "dockertw")
+    try:
+        results = bench_target(target, options, use_wrk)
+    finally:
+        daemon.stop()
+    if options.docker:
+        results += _bench_docker(workdir, options, use_wrk)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure in a temporary directory that is always removed, then print the tables."""
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="dtwb-", dir="/tmp"))
+    try:
+        results = run(workdir, options)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        unmount_under(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print_table(results)
+    if any(r.target == "docker" for r in results):
+        print()
+        print_comparison(results)
+    print()
+    print_targets(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
