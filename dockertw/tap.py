@@ -14,7 +14,7 @@ from twisted.internet import ssl
 from twisted.logger import Logger
 from twisted.python import usage
 
-from dockertw.api import ApiConfig, ApiResource, build_app
+from dockertw.api import ApiConfig, build_resource
 from dockertw.api import versions as api_versions
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
@@ -188,7 +188,7 @@ def makeService(options: Options) -> IService:
     ))
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))
-    resource = ApiResource(build_app(all_routers(engine, reactor), api))
+    resource = build_resource(all_routers(engine, reactor), api)
     tls = tls_options(options) if options["tls"] else None
     daemon = MultiService()
     _ReloadOnHangup(engine, reactor).setServiceParent(daemon)

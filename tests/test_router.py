@@ -11,7 +11,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 
 from dockertw import errdefs
-from dockertw.api import ApiCall, ApiConfig, ApiResource, Route, build_app
+from dockertw.api import ApiCall, ApiConfig, Route, build_app, build_resource
 from dockertw.api.responses import Empty, Json, Text
 
 
@@ -52,8 +52,7 @@ class _Sample:
 
 
 def _client(**config: Any) -> StubTreq:
-    app = build_app([_Sample()], ApiConfig(**config))
-    return StubTreq(app.resource())
+    return StubTreq(build_resource([_Sample()], ApiConfig(**config)))
 
 
 def _request(method: str, path: str, body: bytes = b"", headers: dict | None = None,
@@ -190,8 +189,7 @@ def test_experimental_routes_need_the_flag():
 
 
 def test_undecodable_paths_and_trailing_slashes_are_refused_in_json():
-    app = build_app([_Sample()], ApiConfig())
-    client = StubTreq(ApiResource(app))
+    client = StubTreq(build_resource([_Sample()], ApiConfig()))
     results: list[Any] = []
     client.get("http://x/v1.41/things/%ff/json").addCallback(
         lambda r: client.content(r).addCallback(lambda body: results.append((r.code, body))))
@@ -199,3 +197,13 @@ def test_undecodable_paths_and_trailing_slashes_are_refused_in_json():
     assert results[0][0] == 400
     assert "not UTF-8" in json.loads(results[0][1])["message"]
     assert _request("GET", "/things/json/")[0] == 404
+
+
+@pytest.mark.parametrize("path", ["/things/json", "/v1.30/things/x/json"])
+def test_klein_app_alone_serves_the_same_routes(path):
+    client = StubTreq(build_app([_Sample()], ApiConfig()).resource())
+    results: list[Any] = []
+    client.get("http://x" + path).addCallback(
+        lambda r: client.content(r).addCallback(lambda body: results.append((r.code, body))))
+    client.flush()
+    assert results[0][0] == 200

@@ -4,6 +4,15 @@ Nothing here touches files, processes or runc: handlers parse a request, call th
 backend in :mod:`dockertw.daemon` and serialise what it returns.
 """
 
-from dockertw.api.router import ApiCall, ApiConfig, ApiResource, Route, Router, build_app
+from dockertw.api.router import (
+    ApiCall,
+    ApiConfig,
+    ApiResource,
+    Route,
+    Router,
+    build_app,
+    build_resource,
+)
 
-__all__ = ["ApiCall", "ApiConfig", "ApiResource", "Route", "Router", "build_app"]
+__all__ = ["ApiCall", "ApiConfig", "ApiResource", "Route", "Router", "build_app",
+           "build_resource"]

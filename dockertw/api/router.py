@@ -7,17 +7,20 @@ moby's ``router.Router``.  :func:`build_app` serves every route bare and under
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 import attrs
 from klein import Klein
-from twisted.internet.defer import CancelledError, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import NotFound as _NoRoute
 from werkzeug.routing import BaseConverter
 
@@ -28,7 +31,8 @@ from dockertw.api.responses import Empty, Json, Text
 from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
 
-__all__ = ["Route", "Router", "ApiConfig", "ApiCall", "ApiResource", "build_app"]
+__all__ = ["Route", "Router", "ApiConfig", "ApiCall", "ApiResource", "build_app",
+           "build_resource"]
 
 _log = Logger()
 
@@ -120,12 +124,10 @@ def _route_tables(routers: Iterable[Router]) -> dict[str, dict[str, Route]]:
     return tables
 
 
-def build_app(routers: Iterable[Router], config: ApiConfig) -> Klein:
-    """One Klein app serving every route of ``routers`` bare and under ``/vX.Y``."""
+def _klein_app(tables: dict[str, dict[str, Route]], dispatcher: _Dispatcher) -> Klein:
     app = Klein()
     app.url_map.converters["apiversion"] = _VersionConverter
-    dispatcher = _Dispatcher(config)
-    for index, (path, table) in enumerate(_route_tables(routers).items()):
+    for index, (path, table) in enumerate(tables.items()):
         endpoint = dispatcher.endpoint_for(table)
         app.route(path, endpoint=f"r{index}")(endpoint)
         app.route("/v<apiversion:version>" + path, endpoint=f"r{index}v")(endpoint)
@@ -133,22 +135,83 @@ def build_app(routers: Iterable[Router], config: ApiConfig) -> Klein:
     return app
 
 
+def build_app(routers: Iterable[Router], config: ApiConfig) -> Klein:
+    """One Klein app serving every route of ``routers`` bare and under ``/vX.Y``."""
+    return _klein_app(_route_tables(routers), _Dispatcher(config))
+
+
+def build_resource(routers: Iterable[Router], config: ApiConfig) -> ApiResource:
+    """The daemon's root resource for ``routers`` (see :class:`ApiResource`)."""
+    tables = _route_tables(routers)
+    dispatcher = _Dispatcher(config)
+    return ApiResource(_klein_app(tables, dispatcher), dispatcher, tables)
+
+
+_VERSIONED = re.compile(rb"^/v([0-9.]+)(/.*)$")
+
+
 class ApiResource(Resource):
-    """The daemon's root resource: refuses undecodable paths as JSON, then routes."""
+    """The daemon's root resource.
+
+    Paths without variables (``/_ping``, ``/version``, ``/containers/json``, ...) are
+    looked up in a dictionary and dispatched at once; the others go through Klein.
+    Paths that are not UTF-8 are refused with a JSON 400.
+    """
 
     isLeaf = True
 
-    def __init__(self, app: Klein) -> None:
+    def __init__(self, app: Klein, dispatcher: _Dispatcher,
+                 tables: dict[str, dict[str, Route]]) -> None:
         super().__init__()
         self._routes = app.resource()
+        self._static = {path.encode(): dispatcher.endpoint_for(table)
+                        for path, table in tables.items() if "<" not in path}
 
     def render(self, request: IRequest) -> Any:
-        try:
-            unquote_to_bytes(request.path).decode("utf-8")
-        except UnicodeDecodeError:
-            return _write_body(request, 400, b"application/json", httputils.encode_json(
-                {"message": "invalid URL: the path is not UTF-8"}))
-        return self._routes.render(request)
+        path = request.path
+        if b"%" in path:
+            try:
+                unquote_to_bytes(path).decode("utf-8")
+            except UnicodeDecodeError:
+                return _write_body(request, 400, b"application/json", httputils.encode_json(
+                    {"message": "invalid URL: the path is not UTF-8"}))
+        version, bare = None, path
+        versioned = _VERSIONED.match(path)
+        if versioned is not None:
+            version, bare = versioned.group(1).decode(), versioned.group(2)
+        endpoint = self._static.get(bare)
+        if endpoint is None:
+            return self._routes.render(request)
+        result = endpoint(request, version)
+        if isinstance(result, Deferred):
+            return _finish_later(request, result)
+        if result is None:  # the handler wrote a complete stream itself
+            request.finish()
+            return NOT_DONE_YET
+        return result
+
+
+def _finish_later(request: IRequest, result: Deferred[Any]) -> Any:
+    """Write and finish when ``result`` fires; cancel it if the client goes away."""
+    gone: list[bool] = []
+
+    def lost(failure: Failure) -> None:
+        gone.append(True)
+        result.cancel()
+
+    def finish(body: bytes | None) -> None:
+        if gone:
+            return
+        if body:
+            request.write(body)
+        request.finish()
+
+    def failed(failure: Failure) -> None:
+        _log.failure("Writing a response failed", failure)
+
+    cast(server.Request, request).notifyFinish().addErrback(lost)
+    result.addCallback(finish).addErrback(failed)
+    return NOT_DONE_YET
 
 
 def page_not_found(request: IRequest) -> bytes:
@@ -192,7 +255,15 @@ class _Dispatcher:
         call = ApiCall(request=request, params=params, version=api_version)
         if route.experimental and not self._config.experimental:
             return self._write_error(request, _ExperimentalDisabled(), self._json_errors(call))
-        result = maybeDeferred(route.handler, call)
+        try:
+            result = route.handler(call)
+        except Exception:
+            return self._render_failure(Failure(), call)
+        if not isinstance(result, Deferred):
+            try:
+                return self._render(result, request)
+            except Exception:
+                return self._render_failure(Failure(), call)
         result.addCallback(self._render, request)
         result.addErrback(self._render_failure, call)
         return result

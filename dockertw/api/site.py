@@ -41,12 +41,9 @@ class ApiSite(server.Site):
             self.on_stop()
 
     def log(self, request: ApiRequest) -> None:  # type: ignore[override]
+        # Formatted here, once: letting the logger format the fields costs twice as much.
         elapsed_ms = (time.monotonic() - request.arrived) * 1000.0
-        self._log.info(
-            "{listener} {method} {path} {status} {elapsed_ms:.1f}ms",
-            listener=self.listener,
-            method=request.method.decode("ascii", "replace"),
-            path=request.uri.decode("utf-8", "replace"),
-            status=request.code,
-            elapsed_ms=elapsed_ms,
-        )
+        method = request.method.decode("ascii", "replace")
+        path = request.uri.decode("utf-8", "replace")
+        self._log.info("{line}", line=f"{self.listener} {method} {path} {request.code} "
+                                       f"{elapsed_ms:.1f}ms")

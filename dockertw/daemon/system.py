@@ -69,6 +69,7 @@ class SystemService:
         self._events = events
         self._engine_id = engine_id
         self._version = self._build_version()
+        self._static_info = self._build_static_info()
 
     @property
     def engine_id(self) -> str:
@@ -117,8 +118,8 @@ class SystemService:
             version["Experimental"] = True
         return version
 
-    def info(self) -> dict[str, Any]:
-        """``GET /info``: the host, the daemon's settings and live counters."""
+    def _build_static_info(self) -> dict[str, Any]:
+        """The parts of ``/info`` that do not change while the daemon runs."""
         host, runtime = self._host, self._runtime
         info: dict[str, Any] = {
             "ID": self._engine_id,
@@ -133,11 +134,8 @@ class SystemService:
             "CPUShares": True, "CPUSet": True, "PidsLimit": True, "OomKillDisable": False,
             "IPv4Forwarding": host.ipv4_forwarding, "BridgeNfIptables": False,
             "BridgeNfIp6tables": False, "Debug": False,
-            "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
-            "SystemTime": _rfc3339_nano(datetime.now(UTC)),
             "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
             "CgroupVersion": host.cgroup_version,
-            "NEventsListener": self._events.listener_count,
             "KernelVersion": host.kernel_version, "OperatingSystem": host.operating_system,
             "OSVersion": host.os_version, "OSType": "linux",
             "Architecture": host.machine, "NCPU": host.cpus, "MemTotal": host.mem_total,
@@ -165,6 +163,15 @@ class SystemService:
             "Warnings": self._warnings(),
         }
         return info
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: the host, the daemon's settings and live counters."""
+        return {
+            **self._static_info,
+            "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
+            "SystemTime": _rfc3339_nano(datetime.now(UTC)),
+            "NEventsListener": self._events.listener_count,
+        }
 
     def _warnings(self) -> list[str]:
         if self._runtime.found:

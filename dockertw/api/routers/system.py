@@ -55,6 +55,7 @@ class SystemRouter:
         self._system = system
         self._events = events
         self._clock = clock
+        self._version_body: bytes | None = None
 
     def routes(self) -> Sequence[Route]:
         return [
@@ -81,8 +82,10 @@ class SystemRouter:
             call.request.setHeader(name, value)
         return Text(b"")
 
-    def version(self, call: ApiCall) -> dict[str, Any]:
-        return self._system.version()
+    def version(self, call: ApiCall) -> Text:
+        if self._version_body is None:  # the answer never changes: encode it once
+            self._version_body = httputils.encode_json(self._system.version())
+        return Text(self._version_body, b"application/json")
 
     def info(self, call: ApiCall) -> dict[str, Any]:
         return self._system.info()
