@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.proxies import (  # noqa: F401 - fixtures for every test module
+    config_dir,
+    microsocks,
+    microsocks_auth,
+    start_proxy,
+    tinyproxy,
+    tinyproxy_auth,
+)
 from tests.support import Daemon
 
 

@@ -1,0 +1,1 @@
+"""The client: hosts, proxy policy, agents, version negotiation, typed calls."""

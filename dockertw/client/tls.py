@@ -1,0 +1,62 @@
+"""Client TLS settings from Docker's files, as a connection creator per host."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+
+__all__ = ["TLSSettings"]
+
+
+@attrs.frozen
+class TLSSettings:
+    """A CA to verify the daemon with (or no verification) and an optional client certificate.
+
+    Trust is exclusive: with ``ca`` set, only that CA is trusted, as with the docker CLI
+    and ``WithTLSClientConfig`` (the Go library's ``FromEnv`` also trusts system roots).
+    """
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    verify: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TLSSettings | None:
+        """``DOCKER_CERT_PATH`` turns TLS on; ``DOCKER_TLS_VERIFY`` (any value) verifies."""
+        directory = env.get("DOCKER_CERT_PATH", "")
+        if not directory:
+            return None
+        base = Path(directory)
+        for name in ("cert.pem", "key.pem"):
+            if not (base / name).is_file():
+                raise ValueError(
+                    f'configure TLS from "DOCKER_CERT_PATH={directory}": could not load '
+                    f"X509 key pair: open {base / name}: no such file or directory")
+        verify = bool(env.get("DOCKER_TLS_VERIFY", ""))
+        return cls(ca=base / "ca.pem" if verify else None, cert=base / "cert.pem",
+                   key=base / "key.pem", verify=verify)
+
+    def _client_certificate(self) -> ssl.PrivateCertificate | None:
+        if self.cert is None or self.key is None:
+            return None
+        return ssl.PrivateCertificate.loadPEM(self.key.read_bytes() + self.cert.read_bytes())
+
+    def creator_for(self, hostname: str) -> IOpenSSLClientConnectionCreator:
+        """What ``wrapClientTLS`` needs to speak TLS to ``hostname`` (a name or an IP)."""
+        client = self._client_certificate()
+        if not self.verify:
+            if client is None:
+                return ssl.CertificateOptions(verify=False)
+            return ssl.CertificateOptions(
+                privateKey=client.privateKey.original, certificate=client.original,
+                verify=False)
+        trust = (ssl.Certificate.loadPEM(self.ca.read_bytes()) if self.ca is not None
+                 else ssl.platformTrust())
+        return ssl.optionsForClientTLS(hostname.strip("[]").split("%", 1)[0],
+                                       trustRoot=trust, clientCertificate=client)
+

@@ -1,0 +1,1 @@
+"""Sans-IO codecs shared by the API and the client."""
