@@ -1,0 +1,45 @@
+"""The scripts in docs/examples run against a real daemon (and a real SOCKS5 proxy)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.proxies import ProxyProcess
+from tests.support import REPO, Daemon, free_port
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = REPO / "docs" / "examples"
+
+
+def _run(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), **(env or {})))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_version_via_socks5(start_daemon, microsocks: ProxyProcess):
+    port = free_port()
+    start_daemon("--listen", f"tcp:{port}:interface=127.0.0.1")
+    out = _run("version_via_socks5.py", f"tcp://0.0.0.0:{port}",
+               f"socks5h://127.0.0.1:{microsocks.port}")
+    assert "API 1.41" in out
+    assert "route: socks5 socks5h" in out
+
+
+def test_system_summary(daemon: Daemon):
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    out = _run("system_summary.py", env={"DOCKER_HOST": f"unix://{daemon.socket}"})
+    assert f"kernel {os.uname().release}" in out
+    assert "API 1.41" in out
+    assert "event: daemon reload" in out
