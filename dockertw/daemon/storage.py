@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "ensure_directory"]
+__all__ = ["atomic_write", "ensure_directory", "fsync_directory"]
 
 
 def ensure_directory(path: Path, mode: int = 0o711) -> Path:
@@ -14,7 +14,8 @@ def ensure_directory(path: Path, mode: int = 0o711) -> Path:
     return path
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
@@ -38,4 +39,4 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
