@@ -1,0 +1,230 @@
+"""OCI runtime ``config.json`` from a container's settings, with Docker's defaults.
+
+Pure: values in, a JSON-able dict out.  What Docker adds on its own is here too: the
+default capabilities, masked and read-only paths, ``/dev`` and ``/sys`` mounts, the
+``PATH``/``HOSTNAME``/``HOME`` environment, CPU quota from ``NanoCpus``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from dockertw.errdefs import InvalidParameter
+
+__all__ = [
+    "Mount", "ProcessUser", "ContainerRuntimeConfig", "DEFAULT_CAPABILITIES",
+    "ALL_CAPABILITIES", "normalize_capabilities", "build_spec", "process_env", "DEFAULT_PATH",
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+
+ALL_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+
+_MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware",
+)
+_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+_CPU_PERIOD = 100_000
+
+
+@attrs.frozen
+class Mount:
+    destination: str
+    source: str
+    type: str = "bind"
+    options: tuple[str, ...] = ("rbind", "rprivate")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"destination": self.destination, "type": self.type, "source": self.source,
+                "options": list(self.options)}
+
+
+@attrs.frozen
+class ProcessUser:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/root"
+
+
+@attrs.frozen
+class ContainerRuntimeConfig:
+    """What the runtime needs to know about one container, already resolved."""
+
+    args: tuple[str, ...]
+    rootfs: str
+    hostname: str
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: ProcessUser = ProcessUser()
+    terminal: bool = False
+    readonly_rootfs: bool = False
+    network: str = "private"  # "private" (own namespace), "none" (the same), "host"
+    mounts: tuple[Mount, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    memory: int = 0
+    nano_cpus: int = 0
+    cpu_shares: int = 0
+    pids_limit: int = 0
+    cgroups_path: str = ""
+
+
+def _capability_name(name: str) -> str:
+    upper = name.strip().upper()
+    return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
+
+
+def normalize_capabilities(names: Iterable[str], option: str) -> tuple[str, ...]:
+    """``net_admin``, ``NET_ADMIN`` and ``CAP_NET_ADMIN`` are one name; ``ALL`` stays."""
+    normalized = []
+    for name in names:
+        capability = _capability_name(name)
+        if capability != "ALL" and capability not in ALL_CAPABILITIES:
+            raise InvalidParameter(f'invalid {option}: unknown capability: "{capability}"')
+        normalized.append(capability)
+    return tuple(normalized)
+
+
+def _capabilities(config: ContainerRuntimeConfig) -> list[str]:
+    if config.privileged:
+        return list(ALL_CAPABILITIES)
+    added = normalize_capabilities(config.cap_add, "CapAdd")
+    dropped = normalize_capabilities(config.cap_drop, "CapDrop")
+    base = ALL_CAPABILITIES if "ALL" in added else DEFAULT_CAPABILITIES
+    chosen = [] if "ALL" in dropped else [c for c in base if c not in dropped]
+    chosen += [c for c in added if c != "ALL" and c not in chosen]
+    return chosen
+
+
+def process_env(config: ContainerRuntimeConfig) -> list[str]:
+    """The image/container environment plus what Docker adds when it is missing."""
+    env = list(config.env)
+    names = {entry.split("=", 1)[0] for entry in env}
+    if "PATH" not in names:
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    env.append(f"HOSTNAME={config.hostname}")
+    if "HOME" not in names:
+        env.append(f"HOME={config.user.home}")
+    if config.terminal and "TERM" not in names:
+        env.append("TERM=xterm")
+    return env
+
+
+def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
+    capabilities = _capabilities(config)
+    user: dict[str, Any] = {"uid": config.user.uid, "gid": config.user.gid}
+    if config.user.additional_gids:
+        user["additionalGids"] = list(config.user.additional_gids)
+    return {
+        "terminal": config.terminal,
+        "user": user,
+        "args": list(config.args),
+        "env": process_env(config),
+        "cwd": config.cwd or "/",
+        "capabilities": {"bounding": capabilities, "effective": capabilities,
+                         "permitted": capabilities},
+        "rlimits": [],  # inherited from the daemon, as Docker's containers do
+        "noNewPrivileges": False,
+    }
+
+
+def _system_mounts(privileged: bool) -> list[dict[str, Any]]:
+    sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
+                     "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    ]
+
+
+def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
+    taken = {mount.destination for mount in config.mounts}
+    system = [m for m in _system_mounts(config.privileged) if m["destination"] not in taken]
+    return system + [mount.to_json() for mount in config.mounts]
+
+
+def _resources(config: ContainerRuntimeConfig) -> dict[str, Any]:
+    devices: list[dict[str, Any]] = [{"allow": config.privileged, "access": "rwm"}]
+    resources: dict[str, Any] = {"devices": devices}
+    if config.memory:
+        resources["memory"] = {"limit": config.memory}
+    cpu: dict[str, Any] = {}
+    if config.cpu_shares:
+        cpu["shares"] = config.cpu_shares
+    if config.nano_cpus:
+        cpu.update(period=_CPU_PERIOD, quota=config.nano_cpus * _CPU_PERIOD // 1_000_000_000)
+    if cpu:
+        resources["cpu"] = cpu
+    if config.pids_limit > 0:
+        resources["pids"] = {"limit": config.pids_limit}
+    return resources
+
+
+def _namespaces(network: str) -> list[dict[str, str]]:
+    kinds: Sequence[str] = ("pid", "ipc", "uts", "mount")
+    if network != "host":
+        kinds = (*kinds, "network")
+    return [{"type": kind} for kind in kinds]
+
+
+def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:
+    linux: dict[str, Any] = {
+        "resources": _resources(config),
+        "namespaces": _namespaces(config.network),
+    }
+    if config.cgroups_path:
+        linux["cgroupsPath"] = config.cgroups_path
+    if not config.privileged:
+        linux["maskedPaths"] = list(_MASKED_PATHS)
+        linux["readonlyPaths"] = list(_READONLY_PATHS)
+    return linux
+
+
+def build_spec(config: ContainerRuntimeConfig,
+               annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``config.json`` of the container's OCI bundle."""
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": _process(config),
+        "root": {"path": config.rootfs, "readonly": config.readonly_rootfs},
+        "hostname": config.hostname,
+        "mounts": _mounts(config),
+        "linux": _linux(config),
+    }
+    if annotations:
+        spec["annotations"] = dict(annotations)
+    return spec
