@@ -1,0 +1,133 @@
+"""The ``runc`` command line, driven through the reactor (no blocking calls).
+
+Containers are created detached: the container's init inherits three descriptors the
+caller passes (stdin, stdout, stderr), so the daemon itself holds the other ends; once
+``runc create`` exits, the init is re-parented to the daemon (see
+:mod:`dockertw.runtime.reaper`).  runc's own messages go to a JSON log file, so they are
+never mixed with the container's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from dockertw import errdefs
+
+__all__ = ["Runc", "RuncError", "Stdio"]
+
+
+class RuncError(errdefs.System):
+    """runc failed; the message is runc's own last error line."""
+
+
+@attrs.frozen
+class Stdio:
+    """The container's ends of its standard streams (descriptors of this process)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.done: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output.extend(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.output.extend(data)
+
+    def processEnded(self, reason: Failure) -> None:
+        code = getattr(reason.value, "exitCode", None)
+        self.done.callback(255 if code is None else code)
+
+
+def _last_error(log: Path, fallback: bytes) -> str:
+    """runc's last error from its JSON log, or its raw output."""
+    message = ""
+    try:
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "fatal"):
+                message = str(entry.get("msg", ""))
+    except FileNotFoundError:
+        pass
+    return message or fallback.decode("utf-8", "replace").strip() or "runc failed"
+
+
+class Runc:
+    """One runc binary and one state directory (``runc --root``)."""
+
+    def __init__(self, reactor: IReactorProcess, state_root: Path,
+                 binary: str = "runc") -> None:
+        self._reactor = reactor
+        self._state_root = state_root
+        self._binary = binary
+
+    async def _run(self, args: Sequence[str], log: Path,
+                   child_fds: Mapping[int, int | str] | None = None) -> bytes:
+        argv = [self._binary, "--root", str(self._state_root), "--log", str(log),
+                "--log-format", "json", *args]
+        collect = _Collect()
+        fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
+        fds.update(child_fds or {})
+        self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
+                                   childFDs=fds)
+        code = await collect.done
+        if code != 0:
+            raise RuncError(_last_error(log, bytes(collect.output)))
+        return bytes(collect.output)
+
+    async def create(self, container_id: str, bundle: Path, stdio: Stdio,
+                     console_socket: Path | None = None) -> int:
+        """``runc create``; returns the init's pid."""
+        pid_file = bundle / "init.pid"
+        args = ["create", "--bundle", str(bundle), "--pid-file", str(pid_file)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        await self._run([*args, container_id], bundle / "runc.log",
+                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+        return int(pid_file.read_text().strip())
+
+    async def start(self, container_id: str, bundle: Path) -> None:
+        await self._run(["start", container_id], bundle / "runc.log")
+
+    async def kill(self, container_id: str, bundle: Path, signal: int,
+                   all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), container_id, str(signal)]
+        await self._run(args, bundle / "runc.log")
+
+    async def delete(self, container_id: str, bundle: Path, force: bool = False) -> None:
+        args = ["delete", *(["--force"] if force else []), container_id]
+        await self._run(args, bundle / "runc.log")
+
+    async def pause(self, container_id: str, bundle: Path) -> None:
+        await self._run(["pause", container_id], bundle / "runc.log")
+
+    async def resume(self, container_id: str, bundle: Path) -> None:
+        await self._run(["resume", container_id], bundle / "runc.log")
+
+    async def state(self, container_id: str, bundle: Path) -> dict[str, Any]:
+        output = await self._run(["state", container_id], bundle / "runc.log")
+        result: dict[str, Any] = json.loads(output)
+        return result
+
+
+def _environment() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
