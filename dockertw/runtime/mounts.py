@@ -1,0 +1,70 @@
+"""Container root filesystems as overlayfs mounts, through the mount syscalls.
+
+Image layers are the lower directories (topmost first), each container has its own
+upper and work directories.  Mounts are found again after a crash by reading
+``/proc/self/mountinfo``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["mount_overlay", "unmount", "mounts_under", "is_mounted"]
+
+_MNT_DETACH = 2
+_PAGE_LIMIT = 4096  # overlay options must fit in one page
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
+    """Mount ``lowers`` (topmost first) under ``upper`` at ``target``.
+
+    A container of an image with no layers still gets an (empty) lower directory.
+    """
+    if not lowers:
+        raise ValueError("an overlay needs at least one lower directory")
+    options = (f"lowerdir={':'.join(str(p) for p in lowers)},upperdir={upper},"
+               f"workdir={work}")
+    if len(options) >= _PAGE_LIMIT:
+        raise OSError(7, "too many image layers for one overlay mount (E2BIG)")
+    for directory in (upper, work, target):
+        directory.mkdir(parents=True, exist_ok=True)
+    _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", 0,
+                         options.encode()), f"mount overlay at {target}")
+
+
+def unmount(target: Path) -> None:
+    """Detach the mount at ``target`` (lazily, so busy mounts do not fail)."""
+    _check(_libc().umount2(os.fsencode(target), _MNT_DETACH), f"unmount {target}")
+
+
+def _mount_points() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields = line.split()
+            points.append(fields[4].encode().decode("unicode_escape"))
+    return points
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points inside ``root``, deepest first (the order to unmount them in)."""
+    prefix = str(root).rstrip("/") + "/"
+    inside = [Path(point) for point in _mount_points() if point.startswith(prefix)]
+    return sorted(inside, key=lambda path: len(path.parts), reverse=True)
+
+
+def is_mounted(target: Path) -> bool:
+    return str(target) in _mount_points()
