@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -53,7 +55,8 @@ class _Pipes:
 
     def close_container_ends(self) -> None:
         for fd in (self.stdin_r, self.stdout_w, self.stderr_w):
-            os.close(fd)
+            with contextlib.suppress(OSError):  # already closed
+                os.close(fd)
 
     def read_all(self, fd: int) -> bytes:
         chunks = []
@@ -72,74 +75,67 @@ def _bundle(workspace: Path, *args: str) -> tuple[Path, str]:
     return bundle, cgroup
 
 
-@pytest_twisted.ensureDeferred
-async def test_create_start_stdio_and_exit_code(subreaper, workspace):
-    bundle, cgroup = _bundle(workspace, "sh", "-c",
-                             "echo out; echo err >&2; read x; echo got $x; exit 7")
+@attrs.define
+class _Started:
+    runc: Runc
+    name: str
+    bundle: Path
+    pipes: _Pipes
+    watcher: ExitWatcher
+
+
+@contextlib.asynccontextmanager
+async def _container(workspace: Path, *args: str) -> AsyncIterator[_Started]:
+    """A created and started container; deleted afterwards, whatever happened."""
+    bundle, cgroup = _bundle(workspace, *args)
     runc, pipes, name = Runc(reactor, workspace / "state"), _Pipes(), f"t{uuid.uuid4().hex}"
     try:
         pid = await runc.create(name, bundle, pipes.container_ends())
         pipes.close_container_ends()
-        watcher = ExitWatcher(reactor, pid)
+        started = _Started(runc, name, bundle, pipes, ExitWatcher(reactor, pid))
         assert (await runc.state(name, bundle))["status"] == "created"
         await runc.start(name, bundle)
+        yield started
+    finally:
+        pipes.close_container_ends()
+        await runc.delete(name, bundle, force=True)
+        remove_cgroup(cgroup)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_start_stdio_and_exit_code(subreaper, workspace):
+    script = "echo out; echo err >&2; read x; echo got $x; exit 7"
+    async with _container(workspace, "sh", "-c", script) as container:
+        pipes = container.pipes
         os.write(pipes.stdin_w, b"abc\n")
         os.close(pipes.stdin_w)
-        assert await watcher.exited == 7
+        assert await container.watcher.exited == 7
         assert pipes.read_all(pipes.stdout_r) == b"out\ngot abc\n"
         assert pipes.read_all(pipes.stderr_r) == b"err\n"
-    finally:
-        await runc.delete(name, bundle, force=True)
-        remove_cgroup(cgroup)
 
 
 @pytest_twisted.ensureDeferred
-async def test_kill_reports_128_plus_signal(subreaper, workspace):
+async def test_kill_delivers_the_signal(subreaper, workspace):
     # PID 1 of a namespace ignores signals it has no handler for, so trap TERM.
-    bundle, cgroup = _bundle(workspace, "sh", "-c", "trap 'exit 99' TERM; sleep 100 & wait")
-    runc, pipes, name = Runc(reactor, workspace / "state"), _Pipes(), f"t{uuid.uuid4().hex}"
-    try:
-        pid = await runc.create(name, bundle, pipes.container_ends())
-        pipes.close_container_ends()
-        watcher = ExitWatcher(reactor, pid)
-        await runc.start(name, bundle)
+    script = "trap 'exit 99' TERM; sleep 100 & wait"
+    async with _container(workspace, "sh", "-c", script) as container:
         await _sleep(0.2)  # let the shell install its trap
-        await runc.kill(name, bundle, signal.SIGTERM)
-        assert await watcher.exited == 99
-    finally:
-        await runc.delete(name, bundle, force=True)
-        remove_cgroup(cgroup)
-
-
-@pytest_twisted.ensureDeferred
-async def test_runc_errors_carry_runcs_message(subreaper, workspace):
-    bundle, cgroup = _bundle(workspace, "/no/such/program")
-    runc, pipes, name = Runc(reactor, workspace / "state"), _Pipes(), f"t{uuid.uuid4().hex}"
-    try:
-        with pytest.raises(RuncError, match="no such file or directory"):
-            pid = await runc.create(name, bundle, pipes.container_ends())
-            ExitWatcher(reactor, pid)
-            await runc.start(name, bundle)
-    finally:
-        pipes.close_container_ends()
-        await runc.delete(name, bundle, force=True)
-        remove_cgroup(cgroup)
+        await container.runc.kill(container.name, container.bundle, signal.SIGTERM)
+        assert await container.watcher.exited == 99
 
 
 @pytest_twisted.ensureDeferred
 async def test_sigkill_gives_137(subreaper, workspace):
-    bundle, cgroup = _bundle(workspace, "sleep", "100")
-    runc, pipes, name = Runc(reactor, workspace / "state"), _Pipes(), f"t{uuid.uuid4().hex}"
-    try:
-        pid = await runc.create(name, bundle, pipes.container_ends())
-        pipes.close_container_ends()
-        watcher = ExitWatcher(reactor, pid)
-        await runc.start(name, bundle)
-        await runc.kill(name, bundle, signal.SIGKILL)
-        assert await watcher.exited == 137
-    finally:
-        await runc.delete(name, bundle, force=True)
-        remove_cgroup(cgroup)
+    async with _container(workspace, "sleep", "100") as container:
+        await container.runc.kill(container.name, container.bundle, signal.SIGKILL)
+        assert await container.watcher.exited == 137
+
+
+@pytest_twisted.ensureDeferred
+async def test_runc_errors_carry_runcs_message(subreaper, workspace):
+    with pytest.raises(RuncError, match="no such file or directory"):
+        async with _container(workspace, "/no/such/program"):
+            pass
 
 
 async def _sleep(seconds: float) -> None:
