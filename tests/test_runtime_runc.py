@@ -49,13 +49,15 @@ class _Pipes:
         self.stdin_r, self.stdin_w = os.pipe()
         self.stdout_r, self.stdout_w = os.pipe()
         self.stderr_r, self.stderr_w = os.pipe()
+        self.container_ends_open = True
 
     def container_ends(self) -> Stdio:
         return Stdio(self.stdin_r, self.stdout_w, self.stderr_w)
 
     def close_container_ends(self) -> None:
-        for fd in (self.stdin_r, self.stdout_w, self.stderr_w):
-            with contextlib.suppress(OSError):  # already closed
+        if self.container_ends_open:  # never close twice: the number may be reused
+            self.container_ends_open = False
+            for fd in (self.stdin_r, self.stdout_w, self.stderr_w):
                 os.close(fd)
 
     def read_all(self, fd: int) -> bytes:
