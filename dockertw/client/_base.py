@@ -12,8 +12,9 @@ from OpenSSL import SSL
 from treq.client import HTTPClient
 from twisted.internet.error import ConnectError
 from twisted.web._newclient import ResponseNeverReceived
+from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IResponse
 
 from dockertw.client.agents import DaemonTransport
 from dockertw.client.errors import ConnectionFailed, error_for_response
@@ -88,7 +89,7 @@ class Requests:
             sent["Content-Type"] = "application/json"
         try:
             response = await self._http.request(
-                method, url, params=encode_query(params or {}), data=data,
+                method, url, params=encode_query(params or {}), data=_body(data),
                 headers=_headers(sent), allow_redirects=False,
                 timeout=None if stream else self._timeout)
         except (ConnectError, ResponseNeverReceived) as error:
@@ -147,6 +148,23 @@ class Requests:
         if _is_tls_error(error):
             return TLSFailure(self._host_text, f"TLS handshake failed: {_reason(error)}")
         return ConnectionFailed(self._host_text, _reason(error))
+
+
+class _FileBody(FileBodyProducer):
+    """A file object as a request body: with its length when it can seek, else chunked."""
+
+    def _determineLength(self, fObj: Any) -> Any:
+        seekable = getattr(fObj, "seekable", None)
+        if seekable is None or not seekable():
+            return UNKNOWN_LENGTH
+        return super()._determineLength(fObj)
+
+
+def _body(data: Any) -> Any:
+    """treq adapts only bytes, ``BytesIO`` and ``BufferedReader``: stream any file object."""
+    if hasattr(data, "read") and not IBodyProducer.providedBy(data):
+        return _FileBody(data)
+    return data
 
 
 def _headers(values: Mapping[str, str]) -> Headers:

@@ -167,9 +167,11 @@ class ImageCalls(_Calls):
         return str(messages[-1]["status"]) if messages else ""
 
     async def load_images(self, source: Any, quiet: bool = True) -> list[dict[str, Any]]:
-        """Load a ``docker save`` archive or OCI layout tar; returns the daemon's messages."""
+        """Load a ``docker save`` archive or OCI layout tar; returns the daemon's messages.
+
+        ``quiet`` is always sent: the daemon's default is quiet, as in the Go client."""
         response = await self._requests.call(
-            "POST", "/images/load", params={"quiet": quiet}, data=source,
+            "POST", "/images/load", params={"quiet": "1" if quiet else "0"}, data=source,
             headers={"Content-Type": "application/x-tar"}, stream=True)
         return await _messages(iter_json(response))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 from dockertw import errdefs
 
@@ -91,7 +92,11 @@ def _message(status: int, content_type: str | None, body: bytes, route: str) -> 
     text = body.decode("utf-8", "replace").strip()
     if text:
         return text
-    return (f"request returned status {status} for API route and version {route}, "
+    try:
+        status_text = HTTPStatus(status).phrase
+    except ValueError:
+        status_text = f"status {status}"
+    return (f"request returned {status_text} for API route and version {route}, "
             "check if the server supports the requested API version")
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IStreamClientEndpoint,
@@ -86,6 +87,9 @@ class _HijackProtocol(Protocol):
         self.stream.loseConnection()
 
     def readConnectionLost(self) -> None:
+        if not self.upgraded.called:
+            self._fail(ConnectionDone("the daemon closed the connection before the upgrade"))
+            return
         self.output.put(_END)
 
     def writeConnectionLost(self) -> None:
