@@ -94,6 +94,13 @@ def test_static_path_wins_over_variable_and_names_may_hold_slashes():
     assert json.loads(body) == {"Name": "localhost:5000/a/b:tag", "all": True}
 
 
+@pytest.mark.parametrize("prefix", ["", "/v1.41"])
+def test_a_variable_route_of_another_method_does_not_hide_a_match(prefix: str):
+    # DELETE /things/a/json names the thing "a/json"; GET .../json must not take it.
+    assert _request("DELETE", prefix + "/things/a/json")[0] == 204
+    assert _request("GET", prefix + "/things/a/json")[0] == 200
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/nope"), ("PUT", "/things/json"), ("HEAD", "/things/json"),
     ("GET", "/v1.41/nope"), ("GET", "/V1.41/things/json"),

@@ -21,6 +21,7 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from werkzeug.exceptions import MethodNotAllowed as _NoMethod
 from werkzeug.exceptions import NotFound as _NoRoute
 from werkzeug.routing import BaseConverter
 
@@ -129,9 +130,11 @@ def _klein_app(tables: dict[str, dict[str, Route]], dispatcher: _Dispatcher) -> 
     app.url_map.converters["apiversion"] = _VersionConverter
     for index, (path, table) in enumerate(tables.items()):
         endpoint = dispatcher.endpoint_for(table)
-        app.route(path, endpoint=f"r{index}")(endpoint)
-        app.route("/v<apiversion:version>" + path, endpoint=f"r{index}v")(endpoint)
-    app.handle_errors(_NoRoute)(lambda request, failure: page_not_found(request))
+        methods = sorted(table)  # so DELETE /images/a/json is not taken by GET .../json
+        app.route(path, endpoint=f"r{index}", methods=methods)(endpoint)
+        app.route("/v<apiversion:version>" + path, endpoint=f"r{index}v",
+                  methods=methods)(endpoint)
+    app.handle_errors(_NoRoute, _NoMethod)(lambda request, failure: page_not_found(request))
     return app
 
 
@@ -164,8 +167,9 @@ class ApiResource(Resource):
                  tables: dict[str, dict[str, Route]]) -> None:
         super().__init__()
         self._routes = app.resource()
-        self._static = {path.encode(): dispatcher.endpoint_for(table)
-                        for path, table in tables.items() if "<" not in path}
+        self._static = {(path.encode(), method.encode()): dispatcher.endpoint_for(table)
+                        for path, table in tables.items() if "<" not in path
+                        for method in table}
 
     def render(self, request: IRequest) -> Any:
         path = request.path
@@ -179,7 +183,7 @@ class ApiResource(Resource):
         versioned = _VERSIONED.match(path)
         if versioned is not None:
             version, bare = versioned.group(1).decode(), versioned.group(2)
-        endpoint = self._static.get(bare)
+        endpoint = self._static.get((bare, request.method))
         if endpoint is None:
             return self._routes.render(request)
         result = endpoint(request, version)
