@@ -185,7 +185,7 @@ def makeService(options: Options) -> IService:
         root=Path(options["root"]), runtime=options["runtime"],
         experimental=bool(options["experimental"]),
         max_api_version=MAX_API_VERSION, min_api_version=options["min-api-version"],
-    ))
+    ), reactor)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))
     resource = build_resource(all_routers(engine, reactor), api)

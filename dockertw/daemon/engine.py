@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from dockertw.daemon.events import EventBus
-from dockertw.daemon.host import read_host_facts
+from dockertw.daemon.host import go_arch, read_host_facts
+from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.storage import ensure_directory
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
 from dockertw.runtime.probe import probe_runtime
@@ -31,22 +33,31 @@ class Engine:
     config: EngineConfig
     events: EventBus
     system: SystemService
+    images: ImageService
 
     @classmethod
-    def open(cls, config: EngineConfig) -> Engine:
-        """Create the state root if needed and assemble the services."""
+    def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
+        """Create the state root if needed, load the stores and assemble the services.
+
+        ``reactor`` (default: the global one) runs the stores' worker threads.
+        """
+        if reactor is None:
+            from twisted.internet import reactor
         root = ensure_directory(config.root)
         events = EventBus()
+        host = read_host_facts()
+        images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
                          experimental=config.experimental),
-            host=read_host_facts(),
+            host=host,
             runtime=probe_runtime(config.runtime),
             events=events,
             engine_id=load_engine_id(root),
+            images=images,
         )
-        return cls(config=config, events=events, system=system)
+        return cls(config=config, events=events, system=system, images=images)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.

@@ -8,7 +8,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -18,7 +18,22 @@ from dockertw.daemon.host import HostFacts, go_arch
 from dockertw.daemon.storage import atomic_write
 from dockertw.runtime.probe import RuntimeInfo
 
-__all__ = ["SystemConfig", "SystemService", "load_engine_id"]
+__all__ = ["SystemConfig", "SystemService", "ImageFigures", "load_engine_id"]
+
+
+class ImageFigures(Protocol):
+    """What ``/info`` and ``/system/df`` ask the image service (cheap, no I/O)."""
+
+    def image_count(self) -> int: ...
+    def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]: ...
+
+
+class _NoImages:
+    def image_count(self) -> int:
+        return 0
+
+    def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
+        return 0, []
 
 
 @attrs.frozen
@@ -57,13 +72,15 @@ def _open_descriptors() -> int:
 class SystemService:
     """Answers the system questions.
 
-    Container, image and volume figures are zero because no store exists yet; the
-    stores add their counts here as they are built.
+    Image figures come from the image service; container and volume figures are zero
+    until their stores exist.
     """
 
     def __init__(self, config: SystemConfig, host: HostFacts, runtime: RuntimeInfo,
-                 events: EventBus, engine_id: str) -> None:
+                 events: EventBus, engine_id: str, images: ImageFigures | None = None
+                 ) -> None:
         self._config = config
+        self._images: ImageFigures = images if images is not None else _NoImages()
         self._host = host
         self._runtime = runtime
         self._events = events
@@ -168,6 +185,7 @@ class SystemService:
         """``GET /info``: the host, the daemon's settings and live counters."""
         return {
             **self._static_info,
+            "Images": self._images.image_count(),
             "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
             "SystemTime": _rfc3339_nano(datetime.now(UTC)),
             "NEventsListener": self._events.listener_count,
@@ -181,5 +199,6 @@ class SystemService:
 
     def disk_usage(self) -> dict[str, Any]:
         """``GET /system/df``: layers, images, containers, volumes and build cache."""
-        return {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [],
+        layers_size, images = self._images.image_disk_usage()
+        return {"LayersSize": layers_size, "Images": images, "Containers": [], "Volumes": [],
                 "BuildCache": []}

@@ -1,0 +1,105 @@
+"""Image routes: list, create (import; pull answers 501), inspect, history, tag, delete,
+prune."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import IO, Any, NoReturn, Protocol
+
+from twisted.internet.defer import Deferred
+
+from dockertw.api import versions
+from dockertw.api.responses import Empty, Text
+from dockertw.api.router import ApiCall, Route
+from dockertw.daemon.images.service import ImportOptions
+from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
+from dockertw.errdefs import InvalidParameter
+from dockertw.filters import Filters
+from dockertw.streams.jsonmessage import format_status
+
+__all__ = ["ImageRouter", "ImageBackend"]
+
+
+class ImageBackend(Protocol):
+    def list_images(self, filters: Filters, shown_all: bool = False,
+             placeholders: bool = True) -> Deferred[list[dict[str, Any]]]: ...
+    def inspect(self, name: str) -> Deferred[dict[str, Any]]: ...
+    def history(self, name: str) -> Deferred[list[dict[str, Any]]]: ...
+    def import_image(self, body: IO[bytes], options: ImportOptions) -> Deferred[str]: ...
+    def pull(self, image: str, tag: str = "") -> NoReturn: ...
+    def tag(self, source: str, repository: str, tag: str = "") -> Deferred[str]: ...
+    def delete(self, name: str, force: bool = False, prune: bool = True
+               ) -> Deferred[list[dict[str, str]]]: ...
+    def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
+
+
+def _with_reference(filters: Filters, pattern: str) -> Filters:
+    """The legacy ``filter=PATTERN`` of API < 1.41, added as a ``reference`` filter."""
+    fields = {key: filters.get(key) for key in sorted(filters.keys())}
+    fields["reference"] = filters.get("reference") | {pattern}
+    return Filters(fields)
+
+
+def _status_stream(image_id: str) -> Text:
+    return Text(format_status(image_id), b"application/json")
+
+
+def _created(_: object) -> Empty:
+    return Empty(201)
+
+
+class ImageRouter:
+    def __init__(self, images: ImageBackend) -> None:
+        self._images = images
+
+    def routes(self) -> Sequence[Route]:
+        return [
+            Route("GET", "/images/json", self.list_images),
+            Route("GET", "/images/<path:name>/history", self.history),
+            Route("GET", "/images/<path:name>/json", self.inspect),
+            Route("POST", "/images/create", self.create),
+            Route("POST", "/images/<path:name>/tag", self.tag),
+            Route("POST", "/images/prune", self.prune),
+            Route("DELETE", "/images/<path:name>", self.delete),
+        ]
+
+    def list_images(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
+        filters = call.filters(LIST_FILTERS)
+        if versions.is_less(call.version, "1.41") and call.query("filter"):
+            filters = _with_reference(filters, call.query("filter"))
+        return self._images.list_images(filters, shown_all=call.bool("all"),
+                                 placeholders=versions.is_less(call.version, "1.43"))
+
+    def inspect(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        return self._images.inspect(call.params["name"])
+
+    def history(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
+        return self._images.history(call.params["name"])
+
+    def create(self, call: ApiCall) -> Deferred[Text]:
+        """Pull (``fromImage``) or import (``fromSrc``); the import answers a JSON
+        message stream ending with the image ID."""
+        if call.query("fromImage"):
+            self._images.pull(call.query("fromImage"), call.query("tag"))
+        platform = call.query("platform") if not versions.is_less(call.version, "1.32") else ""
+        options = ImportOptions(
+            source=call.query("fromSrc"), repository=call.query("repo"),
+            tag=call.query("tag"), message=call.query("message"),
+            changes=tuple(call.query_all("changes")), platform=platform)
+        body = call.request.content if call.request.content is not None else io.BytesIO()
+        return self._images.import_image(body, options).addCallback(_status_stream)
+
+    def tag(self, call: ApiCall) -> Deferred[Empty]:
+        tagged = self._images.tag(call.params["name"], call.query("repo"), call.query("tag"))
+        return tagged.addCallback(_created)
+
+    def delete(self, call: ApiCall) -> Deferred[list[dict[str, str]]]:
+        name = call.params["name"]
+        if not name.strip():
+            raise InvalidParameter("image name cannot be blank")
+        return self._images.delete(name, force=call.bool("force"),
+                                   prune=not call.bool("noprune"))
+
+    def prune(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        return self._images.prune(call.filters(PRUNE_FILTERS))

@@ -1,0 +1,340 @@
+"""The image service: what the image router calls, in Docker's shapes.
+
+The store does blocking file I/O, so every operation runs in a thread and answers a
+Deferred: writes (import, tag, delete, prune) in a single worker, one after another;
+reads (list, inspect, history) in a small pool of their own.  Image events are built
+in the worker and published on the event bus from the reactor thread.  ``/info`` and
+``/system/df`` read figures the writer refreshes after every change, so they never
+touch the store from the reactor thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any, NoReturn, Protocol, TypeVar, cast
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from dockertw import __version__, errdefs
+from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.images import views
+from dockertw.daemon.images.changes import apply_changes
+from dockertw.daemon.images.reference import Reference, image_id_hex, parse_normalized
+from dockertw.daemon.images.store import Image, ImageStore
+from dockertw.errdefs import Conflict, DockerError, InvalidParameter
+from dockertw.filters import Filters
+
+__all__ = ["ImageService", "ImportOptions", "Runner"]
+
+_T = TypeVar("_T")
+_KNOWN_ARCHITECTURES = frozenset({"amd64", "arm64", "arm", "386", "ppc64le", "s390x",
+                                  "riscv64"})
+
+
+class Runner(Protocol):
+    """Runs blocking ``work`` somewhere else and answers its result as a Deferred."""
+
+    def __call__(self, work: Callable[[], _T], /) -> Deferred[_T]: ...
+
+
+class _Reactor(Protocol):
+    def callFromThread(self, callable: Callable[..., Any], *args: Any,  # noqa: N802
+                       **kwargs: Any) -> None: ...
+
+    def callWhenRunning(self, callable: Callable[..., Any], *args: Any,  # noqa: N802
+                        **kwargs: Any) -> Any: ...
+
+    def addSystemEventTrigger(self, phase: str, eventType: str,  # noqa: N802, N803
+                              callable: Callable[..., Any], *args: Any, **kwargs: Any
+                              ) -> Any: ...
+
+
+class _PoolRunner:
+    """A :class:`Runner` on a thread pool started and stopped with the reactor."""
+
+    def __init__(self, reactor: _Reactor, threads: int, name: str) -> None:
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
+        reactor.callWhenRunning(self._pool.start)
+        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+
+    def __call__(self, work: Callable[[], _T], /) -> Deferred[_T]:
+        return deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, work)
+
+
+class _EventRelay:
+    """Builds image events where they happen; publishes them from the reactor thread."""
+
+    def __init__(self, bus: EventBus, call_from_thread: Callable[..., Any]) -> None:
+        self._bus = bus
+        self._call = call_from_thread
+
+    def __call__(self, action: str, actor_id: str, attributes: Mapping[str, str]) -> None:
+        event = Event(type="image", action=action, actor_id=actor_id,
+                      attributes=dict(attributes))
+        self._call(self._bus.publish, event)
+
+
+@attrs.frozen
+class ImportOptions:
+    """The parameters of ``POST /images/create`` for an import."""
+
+    source: str = "-"
+    repository: str = ""
+    tag: str = ""
+    message: str = ""
+    changes: tuple[str, ...] = ()
+    platform: str = ""
+
+
+@attrs.frozen
+class _Usage:
+    count: int = 0
+    layers_size: int = 0
+    images: tuple[dict[str, Any], ...] = ()
+
+
+def _import_reference(repository: str, tag: str) -> Reference | None:
+    """``repo`` (which may carry a tag) and ``tag`` as Docker's import reads them."""
+    if not repository:
+        return None
+    reference = parse_normalized(repository)
+    if reference.digest:
+        raise InvalidParameter("cannot import digest reference")
+    return reference.trimmed().with_tag(tag) if tag else reference
+
+
+def _check_platform(platform: str) -> None:
+    """Only Linux images: ``linux[/arch[/variant]]`` or a bare architecture."""
+    first = platform.split("/", 1)[0].lower()
+    if platform and first != "linux" and not ("/" not in platform
+                                              and first in _KNOWN_ARCHITECTURES):
+        raise InvalidParameter("operating system is not supported")
+
+
+def _pull_reference(image: str, tag: str) -> str:
+    reference = parse_normalized(image)
+    if tag:
+        reference = (reference.trimmed().with_digest(tag) if ":" in tag
+                     else reference.trimmed().with_tag(tag))
+    return reference.with_default_tag().familiar()
+
+
+def _event_attributes(image: Image, name: str) -> dict[str, str]:
+    return {**image.labels, "name": name}
+
+
+class ImageService:
+    """Images for the API: list, inspect, history, import, tag, delete, prune."""
+
+    def __init__(self, store: ImageStore, *, relay: Callable[[str, str, Mapping[str, str]],
+                                                             None],
+                 call_from_thread: Callable[..., Any], writer: Runner, reader: Runner,
+                 architecture: str) -> None:
+        self._store = store
+        self._relay = relay
+        self._call = call_from_thread
+        self._writer = writer
+        self._reader = reader
+        self._architecture = architecture
+        self._pruning = False
+        self._usage = self._compute_usage()
+
+    @classmethod
+    def open(cls, state_root: Path, events: EventBus, reactor: _Reactor, *,
+             architecture: str, overlay_whiteouts: bool = True) -> ImageService:
+        """Load the store under ``state_root`` (blocking: call it at start-up)."""
+        relay = _EventRelay(events, reactor.callFromThread)
+        store = ImageStore.open(state_root, overlay_whiteouts=overlay_whiteouts, events=relay)
+        return cls(store, relay=relay, call_from_thread=reactor.callFromThread,
+                   writer=_PoolRunner(reactor, 1, "dockertw-image-writer"),
+                   reader=_PoolRunner(reactor, 4, "dockertw-image-reader"),
+                   architecture=architecture)
+
+    @property
+    def store(self) -> ImageStore:
+        """The store itself, for other engine services (containers mount its layers)."""
+        return self._store
+
+    # -- figures for /info and /system/df --------------------------------------------
+
+    def _compute_usage(self) -> _Usage:
+        images = self._store.images()
+        layers_size, listed = views.disk_usage(images, self._store.layers())
+        return _Usage(len(images), layers_size, tuple(listed))
+
+    def _set_usage(self, usage: _Usage) -> None:
+        self._usage = usage
+
+    def image_count(self) -> int:
+        """How many images the store holds (``Images`` of ``/info``)."""
+        return self._usage.count
+
+    def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
+        """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change."""
+        return self._usage.layers_size, [dict(item) for item in self._usage.images]
+
+    def _write(self, work: Callable[[], _T]) -> Deferred[_T]:
+        """Run ``work`` in the writer, then refresh the figures (before it answers)."""
+        def job() -> _T:
+            try:
+                return work()
+            finally:
+                self._call(self._set_usage, self._compute_usage())
+
+        return self._writer(job)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def list_images(self, filters: Filters, shown_all: bool = False,
+             placeholders: bool = True) -> Deferred[list[dict[str, Any]]]:
+        """``GET /images/json``: summaries, newest first."""
+        views.check_list_filters(filters)
+        return self._reader(lambda: self._list(filters, shown_all, placeholders))
+
+    def _filter_image(self, filters: Filters, key: str) -> Image | None:
+        found = None
+        for value in sorted(filters.get(key)):
+            found = self._store.get(value)
+        return found
+
+    def _list(self, filters: Filters, shown_all: bool, placeholders: bool
+              ) -> list[dict[str, Any]]:
+        before = self._filter_image(filters, "before")
+        since = self._filter_image(filters, "since")
+        return views.list_images(self._store.images(), filters, shown_all=shown_all,
+                                 before=before, since=since, placeholders=placeholders)
+
+    def inspect(self, name: str) -> Deferred[dict[str, Any]]:
+        """``GET /images/{name}/json``: Docker's ``ImageInspect``."""
+        return self._reader(lambda: self._inspect(name))
+
+    def _inspect(self, name: str) -> dict[str, Any]:
+        try:
+            image = self._store.get(name)
+        except DockerError as error:
+            raise type(error)(f"no such image: {name}: {error}") from None
+        top = image.top_layer
+        return views.inspect(image, self._store.layer_chain(top) if top else [])
+
+    def history(self, name: str) -> Deferred[list[dict[str, Any]]]:
+        """``GET /images/{name}/history``: newest first, IDs of local parents filled in."""
+        return self._reader(lambda: self._history(name))
+
+    def _history(self, name: str) -> list[dict[str, Any]]:
+        image: Image | None = self._store.get(name)
+        assert image is not None
+        items = views.history_items(image, [self._store.layer(c).size for c in image.chain])
+        for item in items:
+            if image is None:
+                break
+            item["Id"] = image.id
+            item["Tags"] = list(image.repo_tags) or None
+            image = self._parent_of(image)
+        return items
+
+    def _parent_of(self, image: Image) -> Image | None:
+        if not image.parent:
+            return None
+        try:
+            return self._store.get(image.parent)
+        except DockerError:
+            return None
+
+    # -- import and pull -------------------------------------------------------------
+
+    def import_image(self, body: IO[bytes], options: ImportOptions) -> Deferred[str]:
+        """``docker import``: ``body`` is the layer tar; answers the new image's ID.
+
+        Parameters are checked at once (a bad ``repo`` or change is a 400 before the
+        body is read); the layer is unpacked in the writer thread.
+        """
+        if options.source != "-":
+            if not options.source:
+                raise InvalidParameter("either fromImage or fromSrc must be given")
+            raise errdefs.NotImplemented(f"importing from a URL is not supported yet: "
+                                 f"cannot fetch {options.source}")
+        reference = _import_reference(options.repository, options.tag)
+        _check_platform(options.platform)
+        config = apply_changes({}, options.changes)
+        comment = options.message or f"Imported from {options.source}"
+        return self._write(lambda: self._import(body, reference, config, comment))
+
+    def _import(self, body: IO[bytes], reference: Reference | None,
+                config: dict[str, Any], comment: str) -> str:
+        layer = self._store.add_layer(body)
+        try:
+            image_id = self._store.create_image(views.import_config(
+                architecture=self._architecture, comment=comment, config=config,
+                created_ns=time.time_ns(), diff_id=layer.diff_id,
+                docker_version=__version__))
+        except BaseException:
+            self._store.delete_unused_layers()
+            raise
+        if reference is not None:
+            self._store.add_reference(reference, image_id)
+        self._relay("import", image_id,
+                    _event_attributes(self._store.get(image_id), image_id))
+        return image_id
+
+    def pull(self, image: str, tag: str = "") -> NoReturn:
+        """``docker pull``: no registry client yet, so a clear 501 after checking the name."""
+        name = _pull_reference(image, tag)
+        raise errdefs.NotImplemented(f"pulling images is not supported by dockertw yet "
+                             f"(no registry client): cannot pull {name}")
+
+    # -- writes ----------------------------------------------------------------------
+
+    def tag(self, source: str, repository: str, tag: str = "") -> Deferred[str]:
+        """``docker tag``: answers the familiar form of the new name."""
+        return self._write(lambda: self._store.tag(source, repository, tag))
+
+    def delete(self, name: str, force: bool = False, prune: bool = True
+               ) -> Deferred[list[dict[str, str]]]:
+        """``docker rmi``: Docker's ``[{"Untagged": ...}, {"Deleted": ...}]`` records."""
+        return self._write(lambda: self._store.delete(name, force=force, prune=prune))
+
+    def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
+        """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": N}``."""
+        views.check_prune_filters(filters)
+        if self._pruning:
+            raise Conflict("a prune operation is already running")
+        self._pruning = True
+        done = self._write(lambda: self._prune(filters))
+        return done.addBoth(self._prune_finished)
+
+    def _prune_finished(self, result: _T) -> _T:
+        self._pruning = False
+        return result
+
+    def _prune(self, filters: Filters) -> dict[str, Any]:
+        sizes = {layer.chain_id: layer.size for layer in self._store.layers()}
+        dangling_only, candidates = views.prune_candidates(self._store.images(), filters)
+        deleted: list[dict[str, str]] = []
+        for image in candidates:
+            deleted.extend(self._prune_image(image, dangling_only))
+        reclaimed = sum(sizes.get(record.get("Deleted", ""), 0) for record in deleted)
+        self._relay("prune", "", {"reclaimed": str(reclaimed)})
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def _prune_image(self, image: Image, dangling_only: bool) -> list[dict[str, str]]:
+        """Delete ``image`` by each of its names, or by ID if it has none; conflicts
+        (a container uses it, a child needs it) leave it in place."""
+        names = [*image.repo_tags, *image.repo_digests]
+        if not names:
+            names = [image_id_hex(image.id)]
+        elif dangling_only and image.repo_tags:
+            return []
+        records: list[dict[str, str]] = []
+        for name in names:
+            try:
+                records.extend(self._store.delete(name, force=False, prune=True))
+            except DockerError:
+                continue
+        return records

@@ -1,0 +1,41 @@
+"""Docker's JSON message streams (pull, push, import, load): one object per line, ``\\r\\n``.
+
+Messages are encoded as moby's ``streamformatter`` writes them with Go's
+``json.Marshal``: compact, ``<``, ``>`` and ``&`` escaped, fields in
+``jsonmessage.JSONMessage`` order and empty fields left out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["format_status", "format_error", "encode_message"]
+
+_FIELD_ORDER = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
+                "timeNano", "errorDetail", "error", "aux")
+_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def _go_marshal(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _HTML_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def encode_message(**fields: Any) -> bytes:
+    """One message line from ``JSONMessage`` fields (``None`` and ``""`` left out)."""
+    ordered = {name: fields[name] for name in _FIELD_ORDER
+               if fields.get(name) not in (None, "")}
+    return _go_marshal(ordered).encode("utf-8") + b"\r\n"
+
+
+def format_status(status: str, id: str = "") -> bytes:  # noqa: A002 - Docker's field name
+    """``streamformatter.FormatStatus``: ``{"status": ...}`` (with ``id`` if given)."""
+    return encode_message(status=status, id=id)
+
+
+def format_error(message: str) -> bytes:
+    """``streamformatter.FormatError``: an in-band error that ends the stream."""
+    return encode_message(errorDetail={"message": message}, error=message)
