@@ -76,3 +76,9 @@ def test_emit_stamps_the_time():
     event = bus.emit("daemon", "reload", "id", name="host")
     assert event.time_nano > 1_700_000_000 * 10**9
     assert event.attributes == {"name": "host"}
+
+
+def test_prune_events_have_no_legacy_id():
+    message = Event("image", "prune", "", {"reclaimed": "0"}, time_nano=1).to_json()
+    assert "id" not in message and message["status"] == "prune"
+    assert message["Actor"] == {"ID": "", "Attributes": {"reclaimed": "0"}}

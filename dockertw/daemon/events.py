@@ -43,7 +43,8 @@ class Event:
         message: dict[str, Any] = {}
         if self.type in ("container", "image"):
             message["status"] = self.action
-            message["id"] = self.actor_id
+            if self.actor_id:  # omitempty, as in Go (prune events have no actor)
+                message["id"] = self.actor_id
         if self.type == "container" and self.attributes.get("image"):
             message["from"] = self.attributes["image"]
         message.update({
