@@ -14,11 +14,30 @@ __all__ = ["ApiRequest", "ApiSite"]
 
 
 class ApiRequest(server.Request):
-    """A request that remembers when it arrived, for the access log."""
+    """A request that remembers when it arrived, and that a handler can hijack."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrived = time.monotonic()
+        self.hijacked = False
+
+    def mark_hijacked(self, code: int) -> None:
+        """The connection now carries raw bytes: never write HTTP on it again."""
+        self.hijacked = True
+        self.code = code
+        self.startedWriting = True
+        if self.channel is not None and self.channel.factory is not None:
+            self.channel.factory.log(self)
+
+    def write(self, data: bytes) -> None:
+        if not self.hijacked:
+            super().write(data)
+
+    def finish(self) -> None:
+        if self.hijacked:
+            self.finished = True
+            return
+        super().finish()
 
 
 class ApiSite(server.Site):
