@@ -13,13 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, NoReturn, Protocol, TypeVar, cast
+from typing import IO, Any, NoReturn, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 
 from dockertw import __version__, errdefs
 from dockertw.daemon.events import Event, EventBus
@@ -27,45 +24,15 @@ from dockertw.daemon.images import views
 from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.reference import Reference, image_id_hex, parse_normalized
 from dockertw.daemon.images.store import Image, ImageStore
+from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter
 from dockertw.filters import Filters
 
-__all__ = ["ImageService", "ImportOptions", "Runner"]
+__all__ = ["ImageService", "ImportOptions"]
 
 _T = TypeVar("_T")
 _KNOWN_ARCHITECTURES = frozenset({"amd64", "arm64", "arm", "386", "ppc64le", "s390x",
                                   "riscv64"})
-
-
-class Runner(Protocol):
-    """Runs blocking ``work`` somewhere else and answers its result as a Deferred."""
-
-    def __call__(self, work: Callable[[], _T], /) -> Deferred[_T]: ...
-
-
-class _Reactor(Protocol):
-    def callFromThread(self, callable: Callable[..., Any], *args: Any,  # noqa: N802
-                       **kwargs: Any) -> None: ...
-
-    def callWhenRunning(self, callable: Callable[..., Any], *args: Any,  # noqa: N802
-                        **kwargs: Any) -> Any: ...
-
-    def addSystemEventTrigger(self, phase: str, eventType: str,  # noqa: N802, N803
-                              callable: Callable[..., Any], *args: Any, **kwargs: Any
-                              ) -> Any: ...
-
-
-class _PoolRunner:
-    """A :class:`Runner` on a thread pool started and stopped with the reactor."""
-
-    def __init__(self, reactor: _Reactor, threads: int, name: str) -> None:
-        self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name=name)
-        reactor.callWhenRunning(self._pool.start)
-        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
-
-    def __call__(self, work: Callable[[], _T], /) -> Deferred[_T]:
-        return deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, work)
 
 
 class _EventRelay:
@@ -147,14 +114,14 @@ class ImageService:
         self._usage = self._compute_usage()
 
     @classmethod
-    def open(cls, state_root: Path, events: EventBus, reactor: _Reactor, *,
+    def open(cls, state_root: Path, events: EventBus, reactor: WorkerReactor, *,
              architecture: str, overlay_whiteouts: bool = True) -> ImageService:
         """Load the store under ``state_root`` (blocking: call it at start-up)."""
         relay = _EventRelay(events, reactor.callFromThread)
         store = ImageStore.open(state_root, overlay_whiteouts=overlay_whiteouts, events=relay)
         return cls(store, relay=relay, call_from_thread=reactor.callFromThread,
-                   writer=_PoolRunner(reactor, 1, "dockertw-image-writer"),
-                   reader=_PoolRunner(reactor, 4, "dockertw-image-reader"),
+                   writer=PoolRunner(reactor, 1, "dockertw-image-writer"),
+                   reader=PoolRunner(reactor, 4, "dockertw-image-reader"),
                    architecture=architecture)
 
     @property

@@ -425,7 +425,7 @@ def disk_usage(images: Sequence[Image], layers: Sequence[Layer]
 # -- prune ---------------------------------------------------------------------------
 
 
-def _timestamp(value: str, now: float) -> float:
+def parse_filter_time(value: str, now: float) -> float:
     """moby's ``GetTimestamp``: a Go duration before ``now``, an RFC 3339 time or
     unix seconds."""
     if value != "0":
@@ -456,7 +456,7 @@ def _until(filters: Filters, now: float) -> datetime | None:
         return None
     if len(values) > 1:
         raise InvalidParameter("more than one until filter specified")
-    return datetime.fromtimestamp(_timestamp(next(iter(values)), now), UTC)
+    return datetime.fromtimestamp(parse_filter_time(next(iter(values)), now), UTC)
 
 
 def _prune_labels_match(filters: Filters, image: Image) -> bool:
