@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.service import ContainerService
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
@@ -34,6 +35,7 @@ class Engine:
     events: EventBus
     system: SystemService
     images: ImageService
+    containers: ContainerService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -47,17 +49,23 @@ class Engine:
         events = EventBus()
         host = read_host_facts()
         images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))
+        runtime = probe_runtime(config.runtime)
+        containers = ContainerService.open(root, images.store, events, reactor,
+                                           runtime=runtime.name,
+                                           cgroup_version=host.cgroup_version)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
                          experimental=config.experimental),
             host=host,
-            runtime=probe_runtime(config.runtime),
+            runtime=runtime,
             events=events,
             engine_id=load_engine_id(root),
             images=images,
+            containers=containers,
         )
-        return cls(config=config, events=events, system=system, images=images)
+        return cls(config=config, events=events, system=system, images=images,
+                   containers=containers)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.

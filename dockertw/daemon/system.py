@@ -18,7 +18,8 @@ from dockertw.daemon.host import HostFacts, go_arch
 from dockertw.daemon.storage import atomic_write
 from dockertw.runtime.probe import RuntimeInfo
 
-__all__ = ["SystemConfig", "SystemService", "ImageFigures", "load_engine_id"]
+__all__ = ["SystemConfig", "SystemService", "ImageFigures", "ContainerFigures",
+           "load_engine_id"]
 
 
 class ImageFigures(Protocol):
@@ -34,6 +35,17 @@ class _NoImages:
 
     def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
         return 0, []
+
+
+class ContainerFigures(Protocol):
+    """What ``/info`` asks the container service (cheap, no I/O)."""
+
+    def container_count(self) -> int: ...
+
+
+class _NoContainers:
+    def container_count(self) -> int:
+        return 0
 
 
 @attrs.frozen
@@ -72,14 +84,17 @@ def _open_descriptors() -> int:
 class SystemService:
     """Answers the system questions.
 
-    Image figures come from the image service; container and volume figures are zero
-    until their stores exist.
+    Image and container figures come from their services (no container runs yet, so
+    every container counts as stopped, as a created one does in Docker); volume
+    figures are zero until their store exists.
     """
 
     def __init__(self, config: SystemConfig, host: HostFacts, runtime: RuntimeInfo,
-                 events: EventBus, engine_id: str, images: ImageFigures | None = None
-                 ) -> None:
+                 events: EventBus, engine_id: str, images: ImageFigures | None = None,
+                 containers: ContainerFigures | None = None) -> None:
         self._config = config
+        self._containers: ContainerFigures = (containers if containers is not None
+                                              else _NoContainers())
         self._images: ImageFigures = images if images is not None else _NoImages()
         self._host = host
         self._runtime = runtime
@@ -186,6 +201,8 @@ class SystemService:
         return {
             **self._static_info,
             "Images": self._images.image_count(),
+            "Containers": self._containers.container_count(),
+            "ContainersStopped": self._containers.container_count(),
             "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
             "SystemTime": _rfc3339_nano(datetime.now(UTC)),
             "NEventsListener": self._events.listener_count,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import IReactorTime
 
 from dockertw.api.router import Router
+from dockertw.api.routers.containers import ContainerRouter
 from dockertw.api.routers.images import ImageRouter
 from dockertw.api.routers.system import SystemRouter
 from dockertw.api.routers.unsupported import UnsupportedRouter
@@ -17,6 +18,7 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
     """Every router of the daemon, wired to ``engine``'s backends."""
     return [
         SystemRouter(engine.system, engine.events, clock),
+        ContainerRouter(engine.containers),
         ImageRouter(engine.images),
         UnsupportedRouter(),
     ]

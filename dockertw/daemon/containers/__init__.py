@@ -1,0 +1,1 @@
+"""Containers: records, names, validation, persistence and the service the API calls."""

@@ -1,0 +1,94 @@
+"""``GET /containers/json`` and ``POST /containers/prune`` filters, as Docker reads them."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.images.views import parse_filter_time
+from dockertw.errdefs import InvalidParameter
+from dockertw.filters import Filters
+
+__all__ = ["LIST_FILTERS", "PRUNE_FILTERS", "STATUSES", "check_list_filters",
+           "matches", "prune_matches", "check_prune_filters"]
+
+LIST_FILTERS = frozenset({"ancestor", "before", "exited", "id", "label", "name", "since",
+                          "status"})
+PRUNE_FILTERS = frozenset({"until", "label", "label!"})
+STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
+                      "dead"})
+
+
+def check_list_filters(filters: Filters) -> None:
+    """Refuse unknown keys and bad ``status``/``exited`` values (400)."""
+    filters.validate(LIST_FILTERS)
+    for value in sorted(filters.get("status")):
+        if value not in STATUSES:
+            raise InvalidParameter(f"Invalid filter 'status={value}'")
+    for value in sorted(filters.get("exited")):
+        if not re.fullmatch(r"-?[0-9]+", value):
+            raise InvalidParameter(f"Invalid filter 'exited={value}'")
+    for key in ("name", "id"):
+        for value in filters.get(key):
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise InvalidParameter(f"invalid filter '{key}={value}': {error}") from None
+
+
+def _match(filters: Filters, key: str, source: str) -> bool:
+    """moby's ``Args.Match``: equal, or the value as a regular expression found in it."""
+    values = filters.get(key)
+    return not values or any(v == source or re.search(v, source) for v in values)
+
+
+def matches(filters: Filters, container: Container, *,
+            ancestors: frozenset[str] | None, before: Container | None,
+            since: Container | None) -> bool:
+    """Whether ``container`` passes every list filter (``ancestors``: image IDs)."""
+    if not (filters.exact_match("status", container.state_string)
+            and _match(filters, "name", container.name)
+            and _match(filters, "id", container.id)
+            and filters.match_labels("label", container.labels)):
+        return False
+    if "exited" in filters:  # only exited containers have an exit code
+        return False
+    if ancestors is not None and container.image_id not in ancestors \
+            and str(container.config.get("Image")) not in filters.get("ancestor"):
+        return False
+    if before is not None and container.created_ns >= before.created_ns:
+        return False
+    return since is None or container.created_ns > since.created_ns
+
+
+def check_prune_filters(filters: Filters) -> None:
+    filters.validate(PRUNE_FILTERS)
+    _until_ns(filters, time.time())
+
+
+def _until_ns(filters: Filters, now: float) -> int | None:
+    values = filters.get("until")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidParameter("more than one until filter specified")
+    return int(parse_filter_time(next(iter(values)), now) * 1_000_000_000)
+
+
+def prune_matches(filters: Filters, now: float | None = None
+                  ) -> Callable[[Container], bool]:
+    """A predicate choosing the (stopped) containers ``docker container prune`` removes."""
+    until = _until_ns(filters, time.time() if now is None else now)
+
+    def chosen(container: Container) -> bool:
+        if container.running or (until is not None and container.created_ns > until):
+            return False
+        labels = container.labels
+        if "label" in filters and not filters.match_labels("label", labels):
+            return False
+        return not ("label!" in filters and filters.match_labels("label!", labels))
+
+    return chosen
+

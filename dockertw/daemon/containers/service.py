@@ -1,0 +1,258 @@
+"""The container service: what the container router calls, in Docker's shapes.
+
+Writes (create, remove, rename, prune) run one after another in a single worker
+thread, reads in a small pool; events are published on the bus from the reactor
+thread, as the image service does.  Containers are never started yet: every record
+is ``created``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from dockertw.daemon.containers import config as configs
+from dockertw.daemon.containers import listing
+from dockertw.daemon.containers.names import check_name, generate_id, random_name
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.store import ContainerStore
+from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.images.store import ImageStore, ImageUser
+from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
+from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound
+from dockertw.filters import Filters
+
+__all__ = ["ContainerService", "CreateOptions", "ListOptions"]
+
+
+@attrs.frozen
+class CreateOptions:
+    """The query of ``POST /containers/create``: ``name`` and ``platform``."""
+
+    name: str = ""
+    platform: str = ""
+
+
+@attrs.frozen
+class ListOptions:
+    """The query of ``GET /containers/json``."""
+
+    all: bool = False
+    limit: int = -1
+    size: bool = False
+    filters: Filters = attrs.field(factory=Filters)
+
+
+class ContainerService:
+    """Container records for the API: create, list, inspect, remove, rename, prune."""
+
+    def __init__(self, store: ContainerStore, images: ImageStore, *,
+                 call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
+                 reader: Runner, runtime: str = "runc", cgroup_version: str = "2") -> None:
+        self._store = store
+        self._images = images
+        self._call = call_from_thread
+        self._events = events
+        self._writer = writer
+        self._reader = reader
+        self._runtime = runtime
+        self._cgroup_version = cgroup_version
+        self._pruning = False
+        self._count = store.count()
+        images.image_users = self.image_users
+
+    @classmethod
+    def open(cls, state_root: Path, images: ImageStore, events: EventBus,
+             reactor: WorkerReactor, *, runtime: str = "runc",
+             cgroup_version: str = "2") -> ContainerService:
+        """Load the records under ``state_root`` (blocking: call it at start-up)."""
+        return cls(ContainerStore.open(state_root), images,
+                   call_from_thread=reactor.callFromThread, events=events,
+                   writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
+                   reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
+                   runtime=runtime, cgroup_version=cgroup_version)
+
+    # -- figures and hooks -------------------------------------------------------------
+
+    def container_count(self) -> int:
+        """How many containers exist (all stopped: none can run yet)."""
+        return self._count
+
+    def image_users(self, image_id: str) -> list[ImageUser]:
+        """The image store's hook: which containers use ``image_id``."""
+        return [ImageUser(c.id, c.running) for c in self._store.users_of(image_id)]
+
+    def _emit(self, container: Container, action: str, **extra: str) -> None:
+        """Publish a container event from the reactor thread; refresh the count."""
+        event = Event(type="container", action=action, actor_id=container.id,
+                      attributes={**container.event_attributes(), **extra})
+        self._call(self._published, event)
+
+    def _published(self, event: Event) -> None:
+        self._count = self._store.count()
+        self._events.publish(event)
+
+    # -- create ------------------------------------------------------------------------
+
+    def create(self, body: Any, options: CreateOptions) -> Deferred[dict[str, Any]]:
+        """``POST /containers/create``: ``{"Id": ..., "Warnings": []}``."""
+        request = configs.parse_create_body(body)
+        if options.name:
+            check_name(options.name)
+        platform = options.platform.split("/", 1)[0].lower()
+        if platform and platform != "linux":
+            raise InvalidParameter(f"operating system {platform!r} is not supported")
+        return self._writer(lambda: self._create(request, options.name))
+
+    def _create(self, request: configs.CreateRequest, name: str) -> dict[str, Any]:
+        reference = request.config.get("Image") or ""
+        if not reference:
+            raise InvalidParameter("No image specified")
+        image = self._images.get(reference)
+        config = dict(request.config)
+        configs.merge_image_config(config, image.config.get("config") or {})
+        container_id = generate_id()
+        config = configs.fill_config(config, container_id)
+        host = configs.fill_host_config(request.host_config, request.networking,
+                                        runtime=self._runtime,
+                                        cgroup_version=self._cgroup_version)
+        path, args = configs.entrypoint_and_args(config)
+        container = Container(id=container_id, name=self._name_for(name, container_id),
+                              created_ns=time.time_ns(), path=path, args=args,
+                              config=config, host_config=host, image_id=image.id)
+        self._store.add(container)
+        self._emit(container, "create")
+        return {"Id": container_id, "Warnings": []}
+
+    def _name_for(self, requested: str, container_id: str) -> str:
+        """The requested name, or a free generated one (moby's six tries, then the ID)."""
+        if requested:
+            return check_name(requested)
+        for retry in range(6):
+            name = "/" + random_name(retry)
+            if self._store.name_owner(name) is None:
+                return name
+        return "/" + container_id[:12]
+
+    # -- reads -------------------------------------------------------------------------
+
+    def inspect(self, name: str, size: bool = False) -> Deferred[dict[str, Any]]:
+        """``GET /containers/{name}/json``."""
+        return self._reader(lambda: self._inspect(name, size))
+
+    def _inspect(self, name: str, size: bool) -> dict[str, Any]:
+        container = self._store.get(name)
+        return container.inspect(self._image_size(container) if size else None)
+
+    def _image_size(self, container: Container) -> int:
+        try:
+            return self._images.get(container.image_id).size
+        except DockerError:
+            return 0
+
+    def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]:
+        """``GET /containers/json``: summaries, newest first."""
+        listing.check_list_filters(options.filters)
+        return self._reader(lambda: self._list(options))
+
+    def _list(self, options: ListOptions) -> list[dict[str, Any]]:
+        if not (options.all or options.limit > 0):
+            return []  # only running containers are listed, and none can run yet
+        filters = options.filters
+        before, since = self._window(filters, "before"), self._window(filters, "since")
+        ancestors = self._ancestors(filters)
+        chosen = [c for c in self._store.all()
+                  if listing.matches(filters, c, ancestors=ancestors, before=before,
+                                     since=since)]
+        if options.limit > 0:
+            chosen = chosen[:options.limit]
+        return [c.summary(self._shown_image(c),
+                          self._image_size(c) if options.size else None) for c in chosen]
+
+    def _window(self, filters: Filters, key: str) -> Container | None:
+        found = None
+        for value in sorted(filters.get(key)):
+            found = self._store.get(value)
+        return found
+
+    def _ancestors(self, filters: Filters) -> frozenset[str] | None:
+        if "ancestor" not in filters:
+            return None
+        found = set()
+        for value in filters.get("ancestor"):
+            try:
+                found.add(self._images.get(value).id)
+            except DockerError:
+                continue
+        return frozenset(found)
+
+    def _shown_image(self, container: Container) -> str:
+        """The reference used at create, or the image ID when it now names another."""
+        reference = str(container.config.get("Image") or "")
+        try:
+            if self._images.get(reference).id == container.image_id:
+                return reference
+        except DockerError:
+            pass
+        return container.image_id
+
+    # -- writes ------------------------------------------------------------------------
+
+    def remove(self, name: str, force: bool = False, volumes: bool = False,
+               link: bool = False) -> Deferred[None]:
+        """``DELETE /containers/{name}`` (nothing runs yet, so ``force`` changes nothing)."""
+        if link:
+            raise InvalidParameter("links are not supported by dockertw")
+        return self._writer(lambda: self._remove(name))
+
+    def _remove(self, name: str) -> None:
+        container = self._store.remove(self._store.get(name).id)
+        self._emit(container, "destroy")
+
+    def rename(self, old: str, new: str) -> Deferred[None]:
+        """``POST /containers/{name}/rename?name=new``."""
+        if not old or not new:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        return self._writer(lambda: self._rename(old, new))
+
+    def _rename(self, old: str, new: str) -> None:
+        container = self._store.get(old)
+        new_name = new if new.startswith("/") else "/" + new
+        if container.name == new_name:
+            raise InvalidParameter("Renaming a container with the same name as its "
+                                   "current name")
+        check_name(new_name)
+        previous = self._store.rename(container.id, new_name)
+        renamed = self._store.get(container.id)
+        self._emit(renamed, "rename", oldName=previous.name)
+
+    def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
+        """``POST /containers/prune``: ``{"ContainersDeleted": [...] | None, ...}``."""
+        listing.check_prune_filters(filters)
+        if self._pruning:
+            raise Conflict("a prune operation is already running")
+        self._pruning = True
+        done = self._writer(lambda: self._prune(filters))
+        return done.addBoth(self._prune_finished)
+
+    def _prune_finished(self, result: Any) -> Any:
+        self._pruning = False
+        return result
+
+    def _prune(self, filters: Filters) -> dict[str, Any]:
+        chosen = listing.prune_matches(filters)
+        deleted = []
+        for container in self._store.all():
+            if chosen(container):
+                try:
+                    self._remove(container.id)
+                except NotFound:
+                    continue
+                deleted.append(container.id)
+        self._call(self._events.emit, "container", "prune", "", reclaimed="0")
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}

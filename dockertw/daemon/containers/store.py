@@ -1,0 +1,159 @@
+"""Container records under ``ROOT/containers/<id>/``, with the name and ID-prefix indexes.
+
+Each record is two files written crash-safely: ``hostconfig.json`` first, then
+``config.v2.json``, which commits the container (a directory without it is the
+remains of an interrupted create and is removed at load).  Removal unlinks
+``config.v2.json`` first.  Every method may block: call them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import attrs
+from twisted.logger import Logger
+
+from dockertw.daemon.containers.names import conflict_message
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
+from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+
+__all__ = ["ContainerStore"]
+
+_log = Logger()
+_CONFIG = "config.v2.json"
+_HOST_CONFIG = "hostconfig.json"
+
+
+class ContainerStore:
+    """Records by ID, names to IDs; resolution as moby's ``GetContainer``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.RLock()
+        self._containers: dict[str, Container] = {}
+        self._names: dict[str, str] = {}
+
+    @classmethod
+    def open(cls, state_root: Path) -> ContainerStore:
+        """Open (creating if needed) ``state_root/containers`` and load every record."""
+        store = cls(ensure_directory(state_root / "containers", mode=0o710))
+        store._load()
+        return store
+
+    def _load(self) -> None:
+        for directory in sorted(self.root.iterdir()):
+            if not directory.is_dir():
+                continue
+            container = self._read(directory)
+            if container is not None:
+                self._containers[container.id] = container
+                self._names[container.name] = container.id
+
+    def _read(self, directory: Path) -> Container | None:
+        try:
+            config = (directory / _CONFIG).read_bytes()
+        except FileNotFoundError:
+            shutil.rmtree(directory, ignore_errors=True)  # an interrupted create
+            return None
+        try:
+            return Container.from_json(config, (directory / _HOST_CONFIG).read_bytes())
+        except (OSError, ValueError) as error:
+            _log.warn("skipping unreadable container {dir}: {error}",
+                      dir=str(directory), error=str(error))
+            return None
+
+    # -- reads -------------------------------------------------------------------------
+
+    def all(self) -> list[Container]:
+        """Every container, newest first."""
+        with self._lock:
+            found = list(self._containers.values())
+        return sorted(found, key=lambda c: c.created_ns, reverse=True)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._containers)
+
+    def get(self, reference: str) -> Container:
+        """By full ID, name (with or without ``/``) or unique ID prefix."""
+        if not reference:
+            raise InvalidParameter("No container name or ID supplied")
+        with self._lock:
+            found = self._containers.get(reference)
+            if found is None:
+                found = self._by_name(reference) or self._by_prefix(reference)
+        if found is None:
+            raise NotFound(f"No such container: {reference}")
+        return found
+
+    def _by_name(self, name: str) -> Container | None:
+        found = self._names.get(name if name.startswith("/") else "/" + name)
+        return self._containers.get(found) if found else None
+
+    def _by_prefix(self, prefix: str) -> Container | None:
+        matches = [cid for cid in self._containers if cid.startswith(prefix)]
+        if len(matches) > 1:
+            raise System(f"Multiple IDs found with provided prefix: {prefix}")
+        return self._containers[matches[0]] if matches else None
+
+    def name_owner(self, name: str) -> str | None:
+        with self._lock:
+            return self._names.get(name)
+
+    def users_of(self, image_id: str) -> list[Container]:
+        with self._lock:
+            return [c for c in self._containers.values() if c.image_id == image_id]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _check_name_free(self, name: str, container_id: str) -> None:
+        owner = self._names.get(name)
+        if owner is not None and owner != container_id:
+            raise Conflict(conflict_message(name, owner))
+
+    def add(self, container: Container) -> None:
+        """Persist a new record; 409 when its name is taken."""
+        with self._lock:
+            self._check_name_free(container.name, container.id)
+            self._names[container.name] = container.id
+            try:
+                self._write(container, host_config=True)
+            except BaseException:
+                del self._names[container.name]
+                shutil.rmtree(self.root / container.id, ignore_errors=True)
+                raise
+            self._containers[container.id] = container
+
+    def _write(self, container: Container, host_config: bool) -> None:
+        directory = ensure_directory(self.root / container.id, mode=0o710)
+        if host_config:
+            atomic_write(directory / _HOST_CONFIG, container.host_config_json())
+        atomic_write(directory / _CONFIG, container.config_json())
+
+    def rename(self, container_id: str, new_name: str) -> Container:
+        """Give the container ``new_name`` (with ``/``); answers the old record."""
+        with self._lock:
+            old = self._containers[container_id]
+            self._check_name_free(new_name, container_id)
+            new = attrs.evolve(old, name=new_name)
+            self._write(new, host_config=False)
+            del self._names[old.name]
+            self._names[new_name] = container_id
+            self._containers[container_id] = new
+            return old
+
+    def remove(self, container_id: str) -> Container:
+        """Forget the record and delete its directory; answers the removed record."""
+        with self._lock:
+            container = self._containers[container_id]
+            directory = self.root / container_id
+            (directory / _CONFIG).unlink(missing_ok=True)
+            fsync_directory(directory)
+            del self._containers[container_id]
+            self._names.pop(container.name, None)
+        shutil.rmtree(directory, ignore_errors=True)
+        return container
+
