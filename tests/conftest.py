@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.proxies import (  # noqa: F401 - fixtures for every test module
     tinyproxy,
     tinyproxy_auth,
 )
+from tests.rootfs import make_busybox_rootfs
 from tests.support import Daemon
 
 
@@ -53,3 +55,14 @@ def start_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
 def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     """A daemon listening on a UNIX socket only."""
     return start_daemon()
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tar of a busybox-static root filesystem, for ``docker import``; made once."""
+    directory = tmp_path_factory.mktemp("busybox")
+    root = make_busybox_rootfs(directory / "rootfs")
+    archive = directory / "busybox.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname=".")
+    return archive

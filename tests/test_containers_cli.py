@@ -10,30 +10,18 @@ from __future__ import annotations
 import json
 import re
 import signal
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.rootfs import make_busybox_rootfs
 from tests.support import Daemon, _UnixConnection
 from tests.test_images_cli import cli, import_image, ok
 
 pytestmark = pytest.mark.integration
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-
-
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("busybox")
-    root = make_busybox_rootfs(directory / "rootfs")
-    archive = directory / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    return archive
 
 
 @pytest.fixture

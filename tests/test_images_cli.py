@@ -18,23 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.rootfs import make_busybox_rootfs
 from tests.support import Daemon, _UnixConnection, docker, unix_get
 
 pytestmark = pytest.mark.integration
 
 IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tar of a busybox root filesystem, made once for the module."""
-    directory = tmp_path_factory.mktemp("busybox")
-    root = make_busybox_rootfs(directory / "rootfs")
-    archive = directory / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    return archive
 
 
 def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
