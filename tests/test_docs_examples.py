@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.proxies import ProxyProcess
-from tests.support import REPO, Daemon, free_port
+from tests.support import REPO, Daemon, docker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +43,16 @@ def test_system_summary(daemon: Daemon):
     assert f"kernel {os.uname().release}" in out
     assert "API 1.41" in out
     assert "event: daemon reload" in out
+
+
+def test_list_containers(daemon: Daemon, busybox_tar):
+    host = f"unix://{daemon.socket}"
+    assert docker("-H", host, "import", str(busybox_tar), "bb:ex").returncode == 0
+    for name in ("ex-one", "ex-two", "other"):
+        done = docker("-H", host, "create", "--name", name, "bb:ex", "true")
+        assert done.returncode == 0, done.stderr
+    out = _run("list_containers.py", "ex-", env={"DOCKER_HOST": host})
+    lines = out.splitlines()
+    assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "STATUS", "NAMES"]
+    assert sorted(line.split()[-1] for line in lines[1:]) == ["ex-one", "ex-two"]
+    assert all("bb:ex" in line and "Created" in line for line in lines[1:])
