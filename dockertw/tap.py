@@ -67,15 +67,13 @@ class Options(usage.Options):
         self["addresses"] = []
 
     def opt_listen(self, description: str) -> None:
-        """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660,
-        tcp:2375:interface=127.0.0.1, systemd:domain=UNIX:index=0."""
+        """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660"""
         self["addresses"].append(description)
 
     opt_l = opt_listen
 
     def opt_host(self, address: str) -> None:
-        """A Docker-style address to listen on (repeatable): unix:///path, tcp://host:port,
-        fd://."""
+        """A Docker address to listen on (repeatable): unix:///path, tcp://host:port, fd://"""
         self["addresses"].append(address)
 
     opt_H = opt_host
