@@ -27,6 +27,7 @@ from dockertw.listeners import (
     parse_listener,
     wrap_tls,
 )
+from dockertw.runtime.reaper import become_subreaper
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
 
@@ -179,6 +180,7 @@ def makeService(options: Options) -> IService:
     """The daemon: one listener service per --listen, all serving one Klein resource."""
     from twisted.internet import reactor
 
+    become_subreaper()  # container inits are re-parented to the daemon, which reaps them
     engine = Engine.open(EngineConfig(
         root=Path(options["root"]), runtime=options["runtime"],
         experimental=bool(options["experimental"]),

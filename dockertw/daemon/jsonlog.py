@@ -117,6 +117,11 @@ class JSONLogFile:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._size = os.fstat(self._fd).st_size
 
+    @property
+    def size(self) -> int:
+        """Bytes in the current file (everything written so far, without rotation)."""
+        return self._size
+
     def write(self, entries: Iterable[LogEntry]) -> None:
         data = b"".join(encode_entry(entry) for entry in entries)
         if self._max_size and self._size and self._size + len(data) > self._max_size:

@@ -1,19 +1,25 @@
-"""Container routes: create, list, inspect, remove, rename, prune (nothing starts yet)."""
+"""Container routes: create, list, inspect, remove, rename, prune, start, stop, kill,
+restart, wait and logs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from dockertw.api import versions
+from dockertw.api import httputils, versions
+from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
+from dockertw.api.routers.system import parse_timestamp
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
-from dockertw.daemon.containers.service import CreateOptions, ListOptions
+from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOptions
+from dockertw.daemon.jsonlog import LogEntry, format_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
+from dockertw.streams.stdcopy import Stream, encode_frame
 
 __all__ = ["ContainerRouter", "ContainerBackend"]
 
@@ -26,6 +32,16 @@ class ContainerBackend(Protocol):
                link: bool = False) -> Deferred[None]: ...
     def rename(self, old: str, new: str) -> Deferred[None]: ...
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
+    def start(self, name: str) -> Deferred[bool]: ...
+    def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
+    def restart(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
+    def kill(self, name: str, raw_signal: str = "") -> Deferred[None]: ...
+    def wait(self, name: str, condition: str,
+             ready: Callable[[], None]) -> Deferred[dict[str, Any]]: ...
+    def logs(self, name: str, options: LogOptions,
+             send: Callable[[LogEntry], None]) -> Deferred[bool]: ...
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+               ) -> Deferred[tuple[Attachment, bool]]: ...
 
 
 def _limit(raw: str) -> int:
@@ -36,6 +52,29 @@ def _limit(raw: str) -> int:
         return int(raw)
     except ValueError:
         raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def _timeout(raw: str) -> int | None:
+    """``t``: seconds (``None`` for the container's own StopTimeout)."""
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def _tail(raw: str) -> int | None:
+    if raw in ("", "all"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return None if value < 0 else value
+
+
+_RAW_STREAM = b"application/vnd.docker.raw-stream"
 
 
 def _created(result: dict[str, Any]) -> Json:
@@ -58,6 +97,13 @@ class ContainerRouter:
             Route("POST", "/containers/prune", self.prune),
             Route("POST", "/containers/<path:name>/rename", self.rename),
             Route("DELETE", "/containers/<path:name>", self.remove),
+            Route("POST", "/containers/<path:name>/start", self.start),
+            Route("POST", "/containers/<path:name>/stop", self.stop),
+            Route("POST", "/containers/<path:name>/restart", self.restart),
+            Route("POST", "/containers/<path:name>/kill", self.kill),
+            Route("POST", "/containers/<path:name>/wait", self.wait),
+            Route("GET", "/containers/<path:name>/logs", self.logs),
+            Route("POST", "/containers/<path:name>/attach", self.attach),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -84,3 +130,103 @@ class ContainerRouter:
 
     def prune(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.prune(call.filters(PRUNE_FILTERS))
+
+    def start(self, call: ApiCall) -> Deferred[Empty]:
+        length = call.request.getHeader(b"content-length")
+        chunked = call.request.getHeader(b"transfer-encoding")
+        if (length and int(length) > 7) or chunked:
+            raise InvalidParameter("starting container with non-empty request body was "
+                                   "deprecated since API v1.22 and removed in v1.24")
+        started = self._containers.start(call.params["name"])
+        return started.addCallback(lambda done: Empty(204 if done else 304))
+
+    def stop(self, call: ApiCall) -> Deferred[Empty]:
+        stopped = self._containers.stop(call.params["name"], _timeout(call.query("t")))
+        return stopped.addCallback(_no_content)
+
+    def restart(self, call: ApiCall) -> Deferred[Empty]:
+        done = self._containers.restart(call.params["name"], _timeout(call.query("t")))
+        return done.addCallback(_no_content)
+
+    def kill(self, call: ApiCall) -> Deferred[Empty]:
+        killed = self._containers.kill(call.params["name"], call.query("signal"))
+        return killed.addCallback(_no_content)
+
+    def wait(self, call: ApiCall) -> Deferred[None]:
+        request = call.request
+
+        def ready() -> None:
+            request.setHeader(b"content-type", b"application/json")
+            request.write(b"")
+
+        def answer(result: dict[str, Any]) -> None:
+            request.write(httputils.encode_json(result))
+
+        waited = self._containers.wait(call.params["name"],
+                                       call.query("condition") or "not-running", ready)
+        return waited.addCallback(answer)
+
+    def logs(self, call: ApiCall) -> Deferred[None]:
+        options = LogOptions(
+            stdout=call.bool("stdout"), stderr=call.bool("stderr"),
+            follow=call.bool("follow"),
+            since_ns=parse_timestamp(call.query("since"), "since") or 0,
+            until_ns=parse_timestamp(call.query("until"), "until"),
+            tail=_tail(call.query("tail")))
+        request = call.request
+        timestamps = call.bool("timestamps")
+        inspected = self._containers.inspect(call.params["name"])
+
+        def stream(container: dict[str, Any]) -> Deferred[bool]:
+            tty = bool(container["Config"].get("Tty"))
+            request.write(b"")
+
+            def send(entry: LogEntry) -> None:
+                data = entry.data
+                if timestamps:
+                    data = format_time(entry.time_ns).encode() + b" " + data
+                if not tty:
+                    kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
+                    data = encode_frame(kind, data)
+                request.write(data)
+
+            return self._containers.logs(container["Id"], options, send)
+
+        if not (options.stdout or options.stderr):
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        return inspected.addCallback(stream).addCallback(lambda _: None)
+
+    def attach(self, call: ApiCall) -> Deferred[None]:
+        if call.bool("logs") and not call.bool("stream"):
+            raise InvalidParameter("attach with logs=1 and stream=0 is not supported by "
+                                   "dockertw yet")
+        attached = self._containers.attach(call.params["name"], call.bool("stdin"),
+                                           call.bool("stdout"), call.bool("stderr"))
+        upgrade = call.request.getHeader(b"upgrade") is not None
+
+        def connect(result: tuple[Attachment, bool]) -> Deferred[None]:
+            attachment, tty = result
+            stream = hijack(call.request, upgrade_head(_RAW_STREAM, upgrade))
+            done: Deferred[None] = Deferred()
+
+            def output(entry: LogEntry) -> None:
+                if tty:
+                    stream.write(entry.data)
+                else:
+                    kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
+                    stream.write(encode_frame(kind, entry.data))
+
+            def lost(_: object) -> None:
+                attachment.detach()
+                if not done.called:
+                    done.callback(None)
+
+            attachment.output = output
+            stream.on_data = attachment.write_stdin
+            stream.on_eof = attachment.close_stdin
+            stream.on_lost = lost
+            attachment.finished.addCallback(lambda _: stream.close())
+            stream.start()
+            return done
+
+        return attached.addCallback(connect)

@@ -53,7 +53,8 @@ def matches(filters: Filters, container: Container, *,
             and _match(filters, "id", container.id)
             and filters.match_labels("label", container.labels)):
         return False
-    if "exited" in filters:  # only exited containers have an exit code
+    if "exited" in filters and (container.state_string != "exited" or str(
+            container.state.exit_code) not in {str(int(v)) for v in filters.get("exited")}):
         return False
     if ancestors is not None and container.image_id not in ancestors \
             and str(container.config.get("Image")) not in filters.get("ancestor"):

@@ -10,7 +10,7 @@ import attrs
 from dockertw.daemon.containers.config import network_name
 from dockertw.daemon.images.views import rfc3339_nano
 
-__all__ = ["Container", "ZERO_TIME", "command_line"]
+__all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
@@ -24,9 +24,67 @@ def command_line(path: str, args: list[str]) -> str:
     return " ".join([path, *(f"'{a}'" if " " in a else a for a in args)])
 
 
+def human_duration(seconds: float) -> str:
+    """go-units ``HumanDuration``, as in ``Up 5 seconds`` or ``Exited (0) 2 hours ago``."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+@attrs.define
+class State:
+    """The runtime state kept with the record (``State`` of inspect)."""
+
+    running: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_ns: int = 0
+    finished_ns: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
+                "Error": self.error, "StartedNano": self.started_ns,
+                "FinishedNano": self.finished_ns}
+
+    @classmethod
+    def from_json(cls, value: Any) -> State:
+        if not isinstance(value, dict):
+            return cls()
+        return cls(running=bool(value.get("Running")), pid=int(value.get("Pid") or 0),
+                   exit_code=int(value.get("ExitCode") or 0),
+                   error=str(value.get("Error") or ""),
+                   started_ns=int(value.get("StartedNano") or 0),
+                   finished_ns=int(value.get("FinishedNano") or 0))
+
+
+def _time(nanoseconds: int) -> str:
+    return rfc3339_nano(nanoseconds) if nanoseconds else ZERO_TIME
+
+
 @attrs.define
 class Container:
-    """A container as the engine keeps it (never started: state is ``created``)."""
+    """A container as the engine keeps it: its settings and its last known state."""
 
     id: str
     name: str
@@ -36,6 +94,8 @@ class Container:
     config: dict[str, Any]
     host_config: dict[str, Any]
     image_id: str
+    state: State = attrs.field(factory=State)
+    log_path: str = ""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -43,12 +103,25 @@ class Container:
 
     @property
     def state_string(self) -> str:
-        """``State.Status``: nothing starts yet, so every record is ``created``."""
-        return "created"
+        """``State.Status`` (moby ``StateString``)."""
+        if self.state.running:
+            return "running"
+        return "exited" if self.state.started_ns else "created"
 
     @property
     def running(self) -> bool:
-        return False
+        return self.state.running
+
+    def status_text(self, now_ns: int) -> str:
+        """The list's human ``Status`` (moby ``State.String``)."""
+        if self.state.running:
+            return "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
+        if not self.state.started_ns:
+            return "Created"
+        if not self.state.finished_ns:
+            return ""
+        ago = human_duration((now_ns - self.state.finished_ns) / 1e9)
+        return f"Exited ({self.state.exit_code}) {ago} ago"
 
     def event_attributes(self) -> dict[str, str]:
         """Attributes of a container event: labels, ``image`` and ``name``."""
@@ -61,7 +134,8 @@ class Container:
         """``config.v2.json``: everything but the HostConfig."""
         record = {"ID": self.id, "Name": self.name, "CreatedNano": self.created_ns,
                   "Path": self.path, "Args": self.args, "Config": self.config,
-                  "Image": self.image_id}
+                  "Image": self.image_id, "State": self.state.to_json(),
+                  "LogPath": self.log_path}
         return json.dumps(record, indent=None).encode()
 
     def host_config_json(self) -> bytes:
@@ -78,17 +152,21 @@ class Container:
             return cls(id=record["ID"], name=record["Name"],
                        created_ns=int(record["CreatedNano"]), path=record["Path"],
                        args=list(record["Args"]), config=dict(record["Config"]),
-                       host_config=hosted, image_id=record["Image"])
+                       host_config=hosted, image_id=record["Image"],
+                       state=State.from_json(record.get("State")),
+                       log_path=str(record.get("LogPath") or ""))
         except (KeyError, TypeError) as error:
             raise ValueError(f"incomplete record: {error}") from None
 
     # -- views -----------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        return {"Status": self.state_string, "Running": False, "Paused": False,
-                "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
-                "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME,
-                "FinishedAt": ZERO_TIME}
+        state = self.state
+        return {"Status": self.state_string, "Running": state.running, "Paused": False,
+                "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": state.pid,
+                "ExitCode": state.exit_code, "Error": state.error,
+                "StartedAt": _time(state.started_ns),
+                "FinishedAt": _time(state.finished_ns)}
 
     def _networks(self) -> dict[str, Any]:
         mode = str(self.host_config.get("NetworkMode") or "default")
@@ -99,7 +177,7 @@ class Container:
         document: dict[str, Any] = {
             "Id": self.id, "Created": rfc3339_nano(self.created_ns), "Path": self.path,
             "Args": list(self.args), "State": self._state(), "Image": self.image_id,
-            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": "",
+            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.log_path,
             "Name": self.name, "RestartCount": 0, "Driver": "overlay2",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": self.host_config,
@@ -120,7 +198,8 @@ class Container:
                 "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 "Networks": self._networks()}
 
-    def summary(self, image: str, size_root_fs: int | None = None) -> dict[str, Any]:
+    def summary(self, image: str, size_root_fs: int | None = None,
+                now_ns: int = 0) -> dict[str, Any]:
         """An item of ``GET /containers/json``; ``image`` is the name to show."""
         item: dict[str, Any] = {
             "Id": self.id, "Names": [self.name], "Image": image, "ImageID": self.image_id,
@@ -130,7 +209,7 @@ class Container:
         if size_root_fs:
             item["SizeRootFs"] = size_root_fs
         item.update(Labels=self.labels, State=self.state_string,
-                    Status="Created",
+                    Status=self.status_text(now_ns),
                     HostConfig={"NetworkMode": self.host_config.get("NetworkMode")
                                 or "default"},
                     NetworkSettings={"Networks": self._networks()}, Mounts=[])

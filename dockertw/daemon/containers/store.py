@@ -16,7 +16,7 @@ import attrs
 from twisted.logger import Logger
 
 from dockertw.daemon.containers.names import conflict_message
-from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
@@ -132,6 +132,14 @@ class ContainerStore:
         if host_config:
             atomic_write(directory / _HOST_CONFIG, container.host_config_json())
         atomic_write(directory / _CONFIG, container.config_json())
+
+    def save_state(self, container_id: str, state: State) -> Container:
+        """Record ``state`` (crash-safely); answers the updated record."""
+        with self._lock:
+            new = attrs.evolve(self._containers[container_id], state=state)
+            self._write(new, host_config=False)
+            self._containers[container_id] = new
+            return new
 
     def rename(self, container_id: str, new_name: str) -> Container:
         """Give the container ``new_name`` (with ``/``); answers the old record."""

@@ -1,0 +1,152 @@
+"""A container's OCI bundle: its overlay root filesystem and ``config.json``.
+
+Everything here blocks (mounts, file writes, reading the image's ``/etc/passwd``):
+call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.storage import atomic_write
+from dockertw.errdefs import InvalidParameter
+from dockertw.runtime import mounts
+from dockertw.runtime.spec import ContainerRuntimeConfig, ProcessUser, build_spec
+
+__all__ = ["rootfs_of", "bundle_of", "prepare_bundle", "release_rootfs", "resolve_user",
+           "read_root_file", "runtime_config"]
+
+_MAX_ACCOUNT_FILE = 1 << 20
+
+
+def bundle_of(container_dir: Path) -> Path:
+    return container_dir
+
+
+def rootfs_of(container_dir: Path) -> Path:
+    return container_dir / "rootfs"
+
+
+def read_root_file(rootfs: Path, relative: str) -> bytes | None:
+    """A regular file inside ``rootfs``, never following a symbolic link (``None``
+    when missing, a link, or not a regular file)."""
+    parts = [p for p in relative.split("/") if p]
+    opened = [os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for part in parts[:-1]:
+            if part == "..":
+                return None
+            opened.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                  dir_fd=opened[-1]))
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     dir_fd=opened[-1])
+        opened.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _MAX_ACCOUNT_FILE)
+    except OSError:
+        return None
+    finally:
+        for fd in reversed(opened):
+            os.close(fd)
+
+
+def _entries(data: bytes | None) -> list[list[str]]:
+    if not data:
+        return []
+    return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()
+            if line and not line.startswith("#")]
+
+
+def resolve_user(rootfs: Path, user: str) -> ProcessUser:
+    """``User`` (``name``, ``uid``, ``name:group``, ``uid:gid``) against the image's
+    ``/etc/passwd`` and ``/etc/group``."""
+    if not user:
+        user = "0"
+    name, _, group = user.partition(":")
+    passwd = _entries(read_root_file(rootfs, "/etc/passwd"))
+    uid, gid, home = -1, 0, "/"
+    for entry in passwd:
+        if len(entry) >= 6 and (entry[0] == name or (name.isdigit() and entry[2] == name)):
+            uid, gid, home = int(entry[2]), int(entry[3]), entry[5] or "/"
+            break
+    if uid < 0:
+        if not name.isdigit():
+            raise InvalidParameter(f"unable to find user {name}: no matching entries "
+                                   "in passwd file")
+        uid = int(name)
+        home = "/root" if uid == 0 else "/"
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            for entry in _entries(read_root_file(rootfs, "/etc/group")):
+                if len(entry) >= 3 and entry[0] == group:
+                    gid = int(entry[2])
+                    break
+            else:
+                raise InvalidParameter(f"unable to find group {group}: no matching "
+                                       "entries in group file")
+    return ProcessUser(uid=uid, gid=gid, home=home)
+
+
+def _network(mode: str) -> str:
+    return "host" if mode == "host" else ("none" if mode == "none" else "private")
+
+
+def runtime_config(container: Container, rootfs: Path) -> ContainerRuntimeConfig:
+    """The runtime settings of ``container`` (its root filesystem must be mounted)."""
+    config: dict[str, Any] = container.config
+    host: dict[str, Any] = container.host_config
+    return ContainerRuntimeConfig(
+        args=(container.path, *container.args),
+        rootfs=str(rootfs),
+        hostname=str(config.get("Hostname") or container.id[:12]),
+        env=tuple(config.get("Env") or ()),
+        cwd=str(config.get("WorkingDir") or "/"),
+        user=resolve_user(rootfs, str(config.get("User") or "")),
+        readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        network=_network(str(host.get("NetworkMode") or "default")),
+        cap_add=tuple(host.get("CapAdd") or ()),
+        cap_drop=tuple(host.get("CapDrop") or ()),
+        privileged=bool(host.get("Privileged")),
+        memory=int(host.get("Memory") or 0),
+        nano_cpus=int(host.get("NanoCpus") or 0),
+        cpu_shares=int(host.get("CpuShares") or 0),
+        pids_limit=int(host.get("PidsLimit") or 0),
+        cgroups_path=f"/dockertw/{container.id}",
+    )
+
+
+def prepare_bundle(container: Container, container_dir: Path,
+                   layers: Sequence[Path]) -> Path:
+    """Mount the root filesystem (``layers`` bottom first) and write ``config.json``."""
+    rootfs = rootfs_of(container_dir)
+    lowers = list(reversed(layers))
+    if not lowers:
+        empty = container_dir / "empty-lower"
+        empty.mkdir(exist_ok=True)
+        lowers = [empty]
+    if not mounts.is_mounted(rootfs):
+        mounts.mount_overlay(lowers, container_dir / "upper", container_dir / "work", rootfs)
+    try:
+        spec = build_spec(runtime_config(container, rootfs))
+        bundle = bundle_of(container_dir)
+        atomic_write(bundle / "config.json", json.dumps(spec).encode())
+    except BaseException:
+        release_rootfs(container_dir)
+        raise
+    return bundle
+
+
+def release_rootfs(container_dir: Path) -> None:
+    """Unmount the root filesystem if it is mounted."""
+    rootfs = rootfs_of(container_dir)
+    if mounts.is_mounted(rootfs):
+        mounts.unmount(rootfs)

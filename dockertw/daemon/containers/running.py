@@ -1,0 +1,178 @@
+"""What the daemon holds for a running container: its exit watcher and its stdio pipes.
+
+The container's stdout and stderr are pipes the daemon reads through the reactor
+(non-blocking); their lines go straight to the json-file log, and to whoever follows
+the logs.  No helper process runs per container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dockertw.daemon.jsonlog import JSONLogFile, LineSplitter, LogEntry
+from dockertw.runtime.reaper import ExitWatcher
+
+__all__ = ["OutputPipe", "Running", "Attachment"]
+
+LogListener = Callable[[LogEntry], None]
+
+
+@implementer(IReadDescriptor)
+class OutputPipe:
+    """Reads one output pipe without blocking; each line becomes a log entry."""
+
+    def __init__(self, reactor: IReactorFDSet, fd: int, stream: str,
+                 deliver: Callable[[list[LogEntry]], None]) -> None:
+        self._reactor = reactor
+        self._fd: int | None = fd
+        self._stream = stream
+        self._deliver = deliver
+        self._splitter = LineSplitter()
+        self.closed: Deferred[None] = Deferred()
+        os.set_blocking(fd, False)
+        reactor.addReader(self)
+
+    def fileno(self) -> int:
+        return -1 if self._fd is None else self._fd
+
+    def logPrefix(self) -> str:
+        return f"OutputPipe({self._stream})"
+
+    def doRead(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(self._splitter.flush())
+            return
+        self._emit(self._splitter.feed(data))
+
+    def _emit(self, messages: list[bytes]) -> None:
+        if messages:
+            now = time.time_ns()
+            self._deliver([LogEntry(self._stream, now, m) for m in messages])
+
+    def _finish(self, rest: list[bytes]) -> None:
+        if self._fd is None:
+            return
+        self._reactor.removeReader(self)
+        os.close(self._fd)
+        self._fd = None
+        self._emit(rest)
+        self.closed.callback(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._finish(self._splitter.flush())
+
+    def close(self) -> None:
+        self._finish(self._splitter.flush())
+
+
+class Attachment:
+    """One attached client: its output sink, its stdin, and the end of the run.
+
+    Made before the container starts (as ``docker run`` does) it waits for the next
+    start; made while the container runs it joins that run.
+    """
+
+    def __init__(self, streams: set[str], stdin: bool, stdin_once: bool) -> None:
+        self.streams = streams
+        self.wants_stdin = stdin
+        self.stdin_once = stdin_once
+        self.output: Callable[[LogEntry], None] = lambda entry: None
+        self.finished: Deferred[None] = Deferred()  # the container's run ended
+        self.detached = False
+        self._running: Running | None = None
+        self._pending: list[bytes] = []
+        self._eof = False
+
+    def deliver(self, entry: LogEntry) -> None:
+        if not self.detached and entry.stream in self.streams:
+            self.output(entry)
+
+    def join(self, running: Running) -> None:
+        """Connect to a run: output flows, buffered input is written."""
+        self._running = running
+        running.listeners.append(self.deliver)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self.write_stdin(data)
+        if self._eof:
+            self.close_stdin()
+
+    def write_stdin(self, data: bytes) -> None:
+        if not self.wants_stdin or self.detached:
+            return
+        running = self._running
+        if running is None:
+            self._pending.append(data)
+        elif running.stdin is not None:
+            with contextlib.suppress(OSError):
+                os.write(running.stdin, data)
+
+    def close_stdin(self) -> None:
+        self._eof = True
+        running = self._running
+        if self.wants_stdin and self.stdin_once and running is not None \
+                and running.stdin is not None:
+            os.close(running.stdin)
+            running.stdin = None
+
+    def detach(self) -> None:
+        self.detached = True
+        if self._running is not None and self.deliver in self._running.listeners:
+            self._running.listeners.remove(self.deliver)
+
+    def end(self) -> None:
+        if not self.finished.called:
+            self.finished.callback(None)
+
+
+class Running:
+    """One running container: its init's watcher, stdin, output pipes and log."""
+
+    def __init__(self, reactor: Any, watcher: ExitWatcher, stdin: int | None,
+                 stdout: int, stderr: int, log: JSONLogFile) -> None:
+        self.watcher = watcher
+        self.stdin = stdin
+        self.log = log
+        self.listeners: list[LogListener] = []
+        self.stopping = False
+        self.removing = False
+        self.outputs = [OutputPipe(reactor, stdout, "stdout", self._write),
+                        OutputPipe(reactor, stderr, "stderr", self._write)]
+        self.finished: Deferred[int] = Deferred()  # fires once the exit is handled
+        self.attachments: list[Attachment] = []
+
+    def _write(self, entries: list[LogEntry]) -> None:
+        self.log.write(entries)
+        for listener in list(self.listeners):
+            for entry in entries:
+                listener(entry)
+
+    def ended(self) -> Deferred[list[Any]]:
+        """The exit code and the end of both outputs."""
+        return gatherResults([self.watcher.exited,
+                              *(output.closed for output in self.outputs)])
+
+    def close(self) -> None:
+        if self.stdin is not None:
+            os.close(self.stdin)
+            self.stdin = None
+        for output in self.outputs:
+            output.close()
+        self.log.close()

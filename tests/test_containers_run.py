@@ -1,0 +1,202 @@
+"""Acceptance: containers run under runc, driven by the real ``docker`` CLI.
+
+Start, exit codes, wait, logs (also followed), stop, kill, restart and forced
+removal; afterwards no mount, cgroup or process of a container is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockertw.runtime.mounts import mounts_under
+from tests.support import Daemon, _UnixConnection, docker, unix_get
+from tests.test_images_cli import cli, import_image, ok
+
+pytestmark = pytest.mark.integration
+
+_CGROUPS = Path("/sys/fs/cgroup")
+
+
+def _container_cgroups() -> list[Path]:
+    return [child for parent in _CGROUPS.glob("*/dockertw") for child in parent.iterdir()
+            if child.is_dir()]
+
+
+def _remove_parent_cgroups() -> None:
+    for parent in _CGROUPS.glob("*/dockertw"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+@pytest.fixture
+def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
+    import_image(daemon, busybox_tar, "bb:1")
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        leftover_mounts = mounts_under(daemon.root)
+        leftover_cgroups = _container_cgroups()
+        _remove_parent_cgroups()
+        assert leftover_mounts == []
+        assert leftover_cgroups == []
+        assert "Traceback" not in daemon.output(), daemon.output()
+
+
+def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
+    shown = json.loads(ok(daemon, "inspect", name))
+    return dict(shown[0])
+
+
+def wait_status(daemon: Daemon, name: str, status: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if inspect(daemon, name)["State"]["Status"] == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never became {status}")
+
+
+def test_start_wait_exit_code_and_logs(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "create", "--name", "c1", "bb:1", "sh", "-c",
+       "echo out1; echo err1 >&2; echo out2; exit 3")
+    ok(daemon, "start", "c1")
+    assert ok(daemon, "wait", "c1").strip() == "3"
+    shown = inspect(daemon, "c1")
+    state = shown["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 3
+    assert state["Running"] is False and state["FinishedAt"] != "0001-01-01T00:00:00Z"
+    assert shown["LogPath"].endswith(f"{shown['Id']}/{shown['Id']}-json.log")
+    logs = cli(daemon, "logs", "c1")
+    assert logs.stdout == "out1\nout2\n" and logs.stderr == "err1\n"
+    last = cli(daemon, "logs", "--tail", "1", "c1")
+    assert (last.stdout + last.stderr) in ("out2\n", "err1\n")  # the pipes race
+    stamped = ok(daemon, "logs", "-t", "c1").splitlines()
+    assert stamped[0].endswith("Z out1") and len(stamped[0].split()[0]) == 30
+    assert ok(daemon, "ps", "-a", "--format", "{{.Status}}").startswith("Exited (3) ")
+    # a second start runs it again
+    ok(daemon, "start", "c1")
+    assert ok(daemon, "wait", "c1").strip() == "3"
+    assert cli(daemon, "logs", "c1").stdout == "out1\nout2\n" * 2
+
+
+def test_user_workdir_env_hostname_and_network(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "create", "--name", "c2", "-u", "1000:1000", "-w", "/tmp", "-e", "A=b",
+       "--network", "none", "bb:1", "sh", "-c",
+       'echo $(id -u):$(id -g) $(pwd) $A $(hostname); ls /sys/class/net')
+    container_id = inspect(daemon, "c2")["Id"]
+    ok(daemon, "start", "c2")
+    assert ok(daemon, "wait", "c2").strip() == "0"
+    assert ok(daemon, "logs", "c2") == f"1000:1000 /tmp b {container_id[:12]}\nlo\n"
+
+
+def test_run_detached_ps_stop_kill_restart_rm(running_daemon: Daemon):
+    daemon = running_daemon
+    container_id = ok(daemon, "run", "-d", "--name", "r1", "bb:1", "sleep", "100").strip()
+    assert ok(daemon, "ps", "--format", "{{.Names}} {{.Status}}").startswith("r1 Up ")
+    assert inspect(daemon, "r1")["State"]["Pid"] > 0
+    assert cli(daemon, "start", "r1").returncode == 0  # already running: 304
+    ok(daemon, "stop", "-t", "1", "r1")
+    assert inspect(daemon, "r1")["State"]["ExitCode"] in (137, 143)
+    assert ok(daemon, "ps", "-q") == ""
+    stopped = cli(daemon, "kill", "r1")
+    assert stopped.returncode != 0
+    assert f"Container {container_id} is not running" in stopped.stderr
+    ok(daemon, "restart", "-t", "1", "r1")
+    assert inspect(daemon, "r1")["State"]["Running"] is True
+    ok(daemon, "kill", "-s", "KILL", "r1")
+    assert ok(daemon, "wait", "r1").strip() == "137"
+    assert "Invalid signal: BOGUS" in cli(daemon, "kill", "-s", "BOGUS", "r1").stderr
+    ok(daemon, "start", "r1")
+    refused = cli(daemon, "rm", "r1")
+    assert refused.returncode != 0
+    assert f"You cannot remove a running container {container_id}" in refused.stderr
+    ok(daemon, "rm", "-f", "r1")
+    assert ok(daemon, "ps", "-aq") == ""
+
+
+def test_logs_follow_until_exit(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "run", "-d", "--name", "f1", "bb:1", "sh", "-c",
+       "for i in 1 2 3; do echo line$i; sleep 0.3; done")
+    started = time.monotonic()
+    done = docker("-H", f"unix://{daemon.socket}", "logs", "-f", "f1", timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "line1\nline2\nline3\n"
+    assert time.monotonic() - started > 0.3
+
+
+def test_missing_executable_fails_with_127(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "create", "--name", "m1", "bb:1", "/no/such/program")
+    failed = cli(daemon, "start", "m1")
+    assert failed.returncode != 0
+    assert "no such file or directory" in failed.stderr
+    state = inspect(daemon, "m1")["State"]
+    assert state["ExitCode"] == 127 and "no such file or directory" in state["Error"]
+    assert state["Status"] == "created"
+    ok(daemon, "rm", "m1")
+
+
+def test_daemon_stop_kills_running_containers(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "run", "-d", "--name", "s1", "bb:1", "sleep", "100")
+    pid = inspect(daemon, "s1")["State"]["Pid"]
+    daemon.stop()
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_run_rm_prints_output_and_exit_code(running_daemon: Daemon):
+    daemon = running_daemon
+    done = cli(daemon, "run", "--rm", "bb:1", "echo", "hi")
+    assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+    assert ok(daemon, "ps", "-aq") == ""  # AutoRemove
+    failed = cli(daemon, "run", "--name", "e3", "bb:1", "sh", "-c", "echo oops >&2; exit 3")
+    assert (failed.returncode, failed.stderr) == (3, "oops\n")
+    assert inspect(daemon, "e3")["State"]["ExitCode"] == 3
+
+
+def test_run_interactive_piped_stdin(running_daemon: Daemon):
+    daemon = running_daemon
+    done = subprocess.run(["docker", "-H", f"unix://{daemon.socket}", "run", "-i", "--rm",
+                           "bb:1", "cat"], input="data\nmore\n", capture_output=True,
+                          text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "data\nmore\n"), done.stderr
+
+
+def test_wait_flushes_headers_first_and_events(running_daemon: Daemon):
+    daemon = running_daemon
+    assert daemon.socket
+    container_id = ok(daemon, "create", "--name", "w1", "bb:1", "sh", "-c",
+                      "exit 5").strip()
+    since = str(int(time.time()) - 1)
+    connection = _UnixConnection(daemon.socket)
+    try:
+        connection.request("POST", "/v1.41/containers/w1/wait?condition=next-exit",
+                           headers={"Host": "x"})
+        response = connection.getresponse()  # headers arrive before the exit
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "application/json"
+        ok(daemon, "start", "w1")
+        assert json.loads(response.read()) == {"Error": None, "StatusCode": 5}
+    finally:
+        connection.close()
+    status, _, body = unix_get(daemon.socket, "/containers/w1/logs")
+    assert status == 400
+    assert b"you must choose at least one stream" in body
+    ok(daemon, "rm", "w1")
+    events = ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1),
+                "--filter", f"container={container_id}", "--format",
+                "{{.Action}}").split()
+    assert events[:2] == ["create", "start"]
+    assert events[2].startswith("die") and events[-1] == "destroy"
