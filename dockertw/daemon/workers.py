@@ -14,7 +14,9 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-__all__ = ["Runner", "WorkerReactor", "PoolRunner"]
+from dockertw.errdefs import Conflict
+
+__all__ = ["Runner", "WorkerReactor", "PoolRunner", "OneAtATime"]
 
 _T = TypeVar("_T")
 
@@ -50,3 +52,24 @@ class PoolRunner:
 
     def __call__(self, work: Callable[[], _T], /) -> Deferred[_T]:
         return deferToThreadPool(cast(IReactorFromThreads, self._reactor), self._pool, work)
+
+
+class OneAtATime:
+    """Refuses to start an operation while the previous one is still running.
+
+    Docker does this for prunes: a second one answers 409 until the first is done.
+    """
+
+    def __init__(self, busy_message: str) -> None:
+        self._busy_message = busy_message
+        self._busy = False
+
+    def run(self, start: Callable[[], Deferred[_T]]) -> Deferred[_T]:
+        if self._busy:
+            raise Conflict(self._busy_message)
+        self._busy = True
+        return start().addBoth(self._finished)
+
+    def _finished(self, result: Any) -> Any:
+        self._busy = False
+        return result

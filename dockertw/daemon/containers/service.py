@@ -32,7 +32,7 @@ from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.jsonlog import JSONLogFile, LogEntry, decode_entry
 from dockertw.daemon.signals import parse_signal
-from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
+from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import (
     Conflict,
     DockerError,
@@ -136,7 +136,7 @@ class ContainerService:
         self._reader = reader
         self._runtime = runtime
         self._cgroup_version = cgroup_version
-        self._pruning = False
+        self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
         self._reactor = reactor
         self._runc = runc
@@ -363,15 +363,7 @@ class ContainerService:
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``POST /containers/prune``: ``{"ContainersDeleted": [...] | None, ...}``."""
         listing.check_prune_filters(filters)
-        if self._pruning:
-            raise Conflict("a prune operation is already running")
-        self._pruning = True
-        done = self._writer(lambda: self._prune(filters))
-        return done.addBoth(self._prune_finished)
-
-    def _prune_finished(self, result: Any) -> Any:
-        self._pruning = False
-        return result
+        return self._prune_guard.run(lambda: self._writer(lambda: self._prune(filters)))
 
     def _prune(self, filters: Filters) -> dict[str, Any]:
         chosen = listing.prune_matches(filters)

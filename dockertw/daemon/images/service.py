@@ -24,8 +24,8 @@ from dockertw.daemon.images import views
 from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.reference import Reference, image_id_hex, parse_normalized
 from dockertw.daemon.images.store import Image, ImageStore
-from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import Conflict, DockerError, InvalidParameter
+from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
+from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
 
 __all__ = ["ImageService", "ImportOptions"]
@@ -110,7 +110,7 @@ class ImageService:
         self._writer = writer
         self._reader = reader
         self._architecture = architecture
-        self._pruning = False
+        self._prune_guard = OneAtATime("a prune operation is already running")
         self._usage = self._compute_usage()
 
     @classmethod
@@ -270,15 +270,7 @@ class ImageService:
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": N}``."""
         views.check_prune_filters(filters)
-        if self._pruning:
-            raise Conflict("a prune operation is already running")
-        self._pruning = True
-        done = self._write(lambda: self._prune(filters))
-        return done.addBoth(self._prune_finished)
-
-    def _prune_finished(self, result: _T) -> _T:
-        self._pruning = False
-        return result
+        return self._prune_guard.run(lambda: self._write(lambda: self._prune(filters)))
 
     def _prune(self, filters: Filters) -> dict[str, Any]:
         sizes = {layer.chain_id: layer.size for layer in self._store.layers()}
