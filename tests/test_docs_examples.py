@@ -56,3 +56,17 @@ def test_list_containers(daemon: Daemon, busybox_tar):
     assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "STATUS", "NAMES"]
     assert sorted(line.split()[-1] for line in lines[1:]) == ["ex-one", "ex-two"]
     assert all("bb:ex" in line and "Created" in line for line in lines[1:])
+
+
+def test_stream_logs_follows_until_the_container_stops(daemon: Daemon, busybox_tar):
+    host = f"unix://{daemon.socket}"
+    assert docker("-H", host, "import", str(busybox_tar), "bb:logs").returncode == 0
+    started = docker("-H", host, "run", "-d", "--name", "talker", "bb:logs", "sh", "-c",
+                     "echo one; sleep 1; echo two >&2; sleep 1; echo three")
+    assert started.returncode == 0, started.stderr
+    out = _run("stream_logs.py", "talker", env={"DOCKER_HOST": host})
+    lines = [line.split(" ", 3) for line in out.splitlines()]
+    assert [(line[0], line[3]) for line in lines] == [
+        ("out", "one"), ("err", "two"), ("out", "three")]
+    assert all(line[2].endswith("Z") for line in lines)  # each line has its timestamp
+    docker("-H", host, "rm", "-f", "talker")
