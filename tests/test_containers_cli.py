@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli import cli, import_image, inspect, ok
 from tests.support import Daemon, _UnixConnection
-from tests.test_images_cli import cli, import_image, ok
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +35,6 @@ def create(daemon: Daemon, *args: str) -> str:
     assert CONTAINER_ID.fullmatch(container_id), container_id
     return container_id
 
-
-def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
-    shown = json.loads(ok(daemon, "inspect", name))
-    assert len(shown) == 1
-    return dict(shown[0])
 
 
 def ps(daemon: Daemon, *args: str) -> list[str]:

@@ -12,13 +12,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dockertw.runtime.mounts import mounts_under
+from tests.cli import cli, import_image, inspect, ok
 from tests.support import Daemon, _UnixConnection, docker, unix_get
-from tests.test_images_cli import cli, import_image, ok
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +49,6 @@ def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
         assert leftover_cgroups == []
         assert "Traceback" not in daemon.output(), daemon.output()
 
-
-def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
-    shown = json.loads(ok(daemon, "inspect", name))
-    return dict(shown[0])
 
 
 def wait_status(daemon: Daemon, name: str, status: str, timeout: float = 10) -> None:

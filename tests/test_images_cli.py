@@ -8,43 +8,22 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import signal
-import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import Daemon, _UnixConnection, docker, unix_get
+from tests.cli import cli, import_image, inspect, ok
+from tests.support import Daemon, _UnixConnection, unix_get
 
 pytestmark = pytest.mark.integration
 
-IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return docker("-H", f"unix://{daemon.socket}", *args)
 
 
-def ok(daemon: Daemon, *args: str) -> str:
-    done = cli(daemon, *args)
-    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
-def import_image(daemon: Daemon, tar: Path, *args: str) -> str:
-    image_id = ok(daemon, "import", *args[:-1], str(tar), *args[-1:]).strip()
-    assert IMAGE_ID.fullmatch(image_id), image_id
-    return image_id
-
-
-def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
-    shown = json.loads(ok(daemon, "inspect", name))
-    assert len(shown) == 1
-    return dict(shown[0])
 
 
 def listed(daemon: Daemon, *args: str) -> list[str]:

@@ -1,0 +1,36 @@
+"""The real docker CLI against a test daemon: run, require success, import, inspect."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support import Daemon, docker
+
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return docker("-H", f"unix://{daemon.socket}", *args)
+
+
+def ok(daemon: Daemon, *args: str) -> str:
+    done = cli(daemon, *args)
+    assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def import_image(daemon: Daemon, tar: Path, *args: str) -> str:
+    """``docker import [OPTIONS] TAR [REF]``; returns the image ID it prints."""
+    image_id = ok(daemon, "import", *args[:-1], str(tar), *args[-1:]).strip()
+    assert IMAGE_ID.fullmatch(image_id), image_id
+    return image_id
+
+
+def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
+    shown = json.loads(ok(daemon, "inspect", name))
+    assert len(shown) == 1
+    return dict(shown[0])
