@@ -21,7 +21,7 @@ from zope.interface import implementer
 from dockertw.daemon.jsonlog import JSONLogFile, LineSplitter, LogEntry
 from dockertw.runtime.reaper import ExitWatcher
 
-__all__ = ["OutputPipe", "Running", "Attachment"]
+__all__ = ["OutputPipe", "Running", "Attachment", "chained"]
 
 LogListener = Callable[[LogEntry], None]
 
@@ -176,3 +176,17 @@ class Running:
         for output in self.outputs:
             output.close()
         self.log.close()
+
+
+def chained(deferred: Deferred[Any]) -> Deferred[Any]:
+    """A new Deferred that fires with ``deferred`` (cancelling it leaves ``deferred``)."""
+    copy: Deferred[Any] = Deferred()
+    if deferred.called:
+        copy.callback(deferred.result)
+    else:
+        def fire(result: Any) -> Any:
+            if not copy.called:
+                copy.callback(result)
+            return result
+        deferred.addCallback(fire)
+    return copy

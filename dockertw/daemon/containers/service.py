@@ -2,106 +2,38 @@
 
 Writes (create, remove, rename, prune) run one after another in a single worker
 thread, reads in a small pool; events are published on the bus from the reactor
-thread, as the image service does.  Containers run under ``runc`` (see
-:mod:`dockertw.daemon.containers.running`): start, exit, wait, kill, stop, restart and
-logs live on the reactor thread; mounts and record writes go to the writer thread.
+thread, as the image service does.  Runs of containers (start, exit, wait, attach,
+kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import config as configs
 from dockertw.daemon.containers import listing
+from dockertw.daemon.containers.lifecycle import Lifecycle
+from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
-from dockertw.daemon.containers.record import Container, State
-from dockertw.daemon.containers.running import Attachment, LogListener, Running
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
-from dockertw.daemon.jsonlog import JSONLogFile, LogEntry, decode_entry
-from dockertw.daemon.signals import parse_signal
+from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import (
-    Conflict,
-    DockerError,
-    InvalidParameter,
-    NotFound,
-    NotModified,
-    System,
-)
+from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
-from dockertw.runtime.reaper import ExitWatcher
-from dockertw.runtime.runc import Runc, RuncError, Stdio
+from dockertw.runtime.runc import Runc
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
-
-_log = Logger()
-_OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
-WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-
-
-@attrs.frozen
-class LogOptions:
-    """The query of ``GET /containers/{name}/logs`` (times in nanoseconds)."""
-
-    stdout: bool = True
-    stderr: bool = True
-    follow: bool = False
-    since_ns: int = 0
-    until_ns: int | None = None
-    tail: int | None = None
-
-
-def _exit_code_for(message: str) -> int:
-    """Docker's exit code for a start failure: 127 not found, 126 not executable."""
-    lowered = message.lower()
-    if "not found" in lowered or "no such file" in lowered:
-        return 127
-    if "permission denied" in lowered:
-        return 126
-    return 128
-
-
-def wait_result(state: State) -> dict[str, Any]:
-    error = {"Message": state.error} if state.error else None
-    return {"Error": error, "StatusCode": state.exit_code}
-
-
-def _read_log(path: Path, limit: int | None, options: LogOptions) -> list[LogEntry]:
-    """The log's entries written in its first ``limit`` bytes, filtered as asked."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read() if limit is None else file.read(limit)
-    except FileNotFoundError:
-        return []
-    streams = {name for name, wanted in (("stdout", options.stdout),
-                                          ("stderr", options.stderr)) if wanted}
-    found = []
-    for line in data.splitlines(keepends=True):
-        if not line.strip():
-            continue
-        entry = decode_entry(line)
-        if entry.stream not in streams or entry.time_ns <= options.since_ns:
-            continue
-        if options.until_ns is not None and entry.time_ns > options.until_ns:
-            continue
-        found.append(entry)
-    if options.tail is not None:
-        found = found[len(found) - options.tail:] if options.tail > 0 else []
-    return found
-
 
 @attrs.frozen
 class CreateOptions:
@@ -138,12 +70,9 @@ class ContainerService:
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
-        self._reactor = reactor
-        self._runc = runc
-        self._running: dict[str, Running] = {}
-        self._starting: set[str] = set()
-        self._attachments: dict[str, list[Attachment]] = {}
-        self._waiters: dict[str, list[tuple[str, Deferred[dict[str, Any]]]]] = {}
+        self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
+                               reader=reader, reactor=reactor, runc=runc,
+                               auto_remove=self._auto_remove)
         images.image_users = self.image_users
         images.pinned_layers = self.pinned_layers
 
@@ -177,7 +106,7 @@ class ContainerService:
     def pinned_layers(self) -> list[str]:
         """The image store's hook: layers of running containers' images stay."""
         pinned: list[str] = []
-        for container_id in [*self._running, *self._starting]:
+        for container_id in self._runs.active_ids():
             try:
                 pinned.extend(self._images.get(self._store.get(container_id).image_id).chain)
             except DockerError:
@@ -316,20 +245,12 @@ class ContainerService:
 
     async def _remove_async(self, name: str, force: bool) -> None:
         container = await self._reader(lambda: self._store.get(name))
-        running = self._running.get(container.id)
-        if running is not None or container.id in self._starting:
-            if not force:
-                raise Conflict(f"You cannot remove a running container {container.id}. "
-                               "Stop the container before attempting removal or force "
-                               "remove")
-            if running is not None:
-                running.removing = True
-                self._signal(running, signal.SIGKILL)
-                await _chained(running.finished)
+        await self._runs.kill_for_removal(container, force)
         removed = await self._writer(lambda: self._remove(container.id))
-        self._removed(removed.id, removed.state)
-        for attachment in self._attachments.pop(container.id, []):
-            attachment.end()
+        self._runs.removed(removed.id, removed.state)
+
+    def _auto_remove(self, container_id: str) -> Deferred[None]:
+        return ensureDeferred(self._remove_async(container_id, force=False))
 
     def _remove(self, name: str) -> Container:
         container = self._store.get(name)
@@ -337,11 +258,6 @@ class ContainerService:
         container = self._store.remove(container.id)
         self._emit(container, "destroy")
         return container
-
-    def _removed(self, container_id: str, state: State) -> None:
-        """Answer every waiter of a removed container (from the reactor thread)."""
-        for _, waiter in self._waiters.pop(container_id, []):
-            waiter.callback(wait_result(state))
 
     def rename(self, old: str, new: str) -> Deferred[None]:
         """``POST /containers/{name}/rename?name=new``."""
@@ -370,376 +286,49 @@ class ContainerService:
         deleted = []
         for container in self._store.all():
             if chosen(container) and not container.running \
-                    and container.id not in self._starting:
+                    and not self._runs.is_active(container.id):
                 try:
                     self._remove(container.id)
                 except NotFound:
                     continue
-                self._call(self._removed, container.id, container.state)
+                self._call(self._runs.removed, container.id, container.state)
                 deleted.append(container.id)
         self._call(self._events.emit, "container", "prune", "", reclaimed="0")
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
 
-    # -- running -----------------------------------------------------------------------
-
-    def _runc_or_fail(self) -> Runc:
-        if self._runc is None or self._reactor is None:
-            raise System("this engine cannot run containers")
-        return self._runc
+    # -- running (see dockertw.daemon.containers.lifecycle) ----------------------------
 
     def start(self, name: str) -> Deferred[bool]:
         """``POST /containers/{name}/start``: ``False`` when it already runs (304)."""
-        return ensureDeferred(self._start(name))
-
-    async def _start(self, name: str) -> bool:
-        container = await self._reader(lambda: self._store.get(name))
-        if container.id in self._running or container.id in self._starting:
-            return False
-        self._starting.add(container.id)
-        try:
-            await self._launch(container)
-        finally:
-            self._starting.discard(container.id)
-        return True
-
-    def _prepare(self, container: Container) -> Path:
-        """Mount the root filesystem and write the bundle (writer thread)."""
-        image = self._images.get(container.image_id)
-        layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
-                  if image.chain else [])
-        return bundles.prepare_bundle(container, self._store.root / container.id, layers)
-
-    async def _launch(self, container: Container) -> None:
-        runc = self._runc_or_fail()
-        container_id = container.id
-        directory = self._store.root / container_id
-        try:
-            bundle = await self._writer(lambda: self._prepare(container))
-        except DockerError as error:
-            await self._start_failed(container, str(error), None)
-            raise
-        except OSError as error:
-            await self._start_failed(container, str(error), None)
-            raise System(str(error)) from None
-        stdin_r, stdin_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
-        stderr_r, stderr_w = os.pipe()
-        try:
-            pid = await runc.create(container_id, bundle, Stdio(stdin_r, stdout_w, stderr_w))
-        except RuncError as error:
-            for fd in (stdin_w, stdout_r, stderr_r):
-                os.close(fd)
-            message = f"OCI runtime create failed: {error}: unknown"
-            code = _exit_code_for(str(error))
-            await self._start_failed(container, message, bundle, code)
-            if code in (126, 127):
-                raise InvalidParameter(message) from None
-            raise System(message) from None
-        finally:
-            for fd in (stdin_r, stdout_w, stderr_w):
-                os.close(fd)
-        log = JSONLogFile(Path(container.log_path or directory / f"{container_id}-json.log"))
-        running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdin_w,
-                          stdout_r, stderr_r, log)
-        if not container.config.get("OpenStdin"):
-            os.close(stdin_w)
-            running.stdin = None
-        self._running[container_id] = running
-        for attachment in self._attachments.pop(container_id, []):
-            if not attachment.detached:
-                running.attachments.append(attachment)
-                attachment.join(running)
-        started: Deferred[None] = Deferred()
-        ensureDeferred(self._watch(container, bundle, running, started))
-        try:
-            await runc.start(container_id, bundle)
-        except RuncError as error:
-            self._signal(running, signal.SIGKILL)
-            started.callback(None)
-            await _chained(running.finished)
-            message = f"OCI runtime start failed: {error}: unknown"
-            await self._writer(lambda: self._store.save_state(container_id, attrs.evolve(
-                self._store.get(container_id).state, error=message, exit_code=128)))
-            raise System(message) from None
-        state = State(running=True, pid=pid, started_ns=time.time_ns())
-        try:
-            saved = await self._writer(lambda: self._store.save_state(container_id, state))
-            self._emit(saved, "start")
-        finally:
-            started.callback(None)
-
-    async def _start_failed(self, container: Container, message: str,
-                            bundle: Path | None, code: int = 128) -> None:
-        if bundle is not None:
-            with contextlib.suppress(RuncError):
-                await self._runc_or_fail().delete(container.id, bundle, force=True)
-
-        def record() -> Container:
-            bundles.release_rootfs(self._store.root / container.id)
-            current = self._store.get(container.id)
-            return self._store.save_state(container.id, attrs.evolve(
-                current.state, error=message, exit_code=code))
-
-        saved = await self._writer(record)
-        for attachment in self._attachments.pop(container.id, []):
-            attachment.end()
-        for _condition, waiter in self._take_waiters(container.id, ("not-running",
-                                                                    "next-exit")):
-            waiter.callback(wait_result(saved.state))
-
-    async def _watch(self, container: Container, bundle: Path, running: Running,
-                     started: Deferred[None]) -> None:
-        """Wait for the init to exit, then clean up and record the exit."""
-        code = await running.watcher.exited
-        drained = running.ended()
-        timer = self._reactor.callLater(_OUTPUT_GRACE, drained.cancel)
-        with contextlib.suppress(CancelledError):
-            await drained
-        if timer.active():
-            timer.cancel()
-        await started
-        try:
-            await self._finish_run(container, bundle, running, code)
-        finally:
-            self._running.pop(container.id, None)
-            if not running.finished.called:
-                running.finished.callback(code)
-
-    async def _finish_run(self, container: Container, bundle: Path, running: Running,
-                          code: int) -> None:
-        running.close()
-        try:
-            await self._runc_or_fail().delete(container.id, bundle, force=True)
-        except RuncError as error:
-            _log.warn("runc delete {id}: {error}", id=container.id, error=str(error))
-        container_id = container.id
-
-        def record() -> Container:
-            bundles.release_rootfs(self._store.root / container_id)
-            current = self._store.get(container_id)
-            return self._store.save_state(container_id, attrs.evolve(
-                current.state, running=False, pid=0, exit_code=code,
-                finished_ns=time.time_ns()))
-
-        try:
-            saved = await self._writer(record)
-        except NotFound:
-            saved = container
-        self._running.pop(container_id, None)
-        for attachment in running.attachments:
-            attachment.end()
-        self._emit(saved, "die", exitCode=str(code))
-        for _condition, waiter in self._take_waiters(container_id, ("not-running",
-                                                                   "next-exit")):
-            waiter.callback(wait_result(saved.state))
-        running.finished.callback(code)
-        if saved.host_config.get("AutoRemove") and not running.removing:
-            try:
-                await self._remove_async(container_id, force=False)
-            except DockerError as error:
-                _log.warn("auto-remove {id}: {error}", id=container_id, error=str(error))
-
-    def _take_waiters(self, container_id: str, conditions: tuple[str, ...]
-                      ) -> list[tuple[str, Deferred[dict[str, Any]]]]:
-        waiters = self._waiters.get(container_id, [])
-        taken = [w for w in waiters if w[0] in conditions]
-        self._waiters[container_id] = [w for w in waiters if w[0] not in conditions]
-        return taken
-
-    def _signal(self, running: Running, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            running.watcher.signal(signum)
-
-    # -- attach ------------------------------------------------------------------------
+        return self._runs.start(name)
 
     def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
                ) -> Deferred[tuple[Attachment, bool]]:
-        """``POST /containers/{name}/attach`` (``stream=1``): the attachment and whether
-        the container has a TTY.  Output flows from the current or the next run."""
-        found = self._reader(lambda: self._store.get(name))
-
-        def attach(container: Container) -> tuple[Attachment, bool]:
-            streams = {s for s, wanted in (("stdout", stdout), ("stderr", stderr))
-                       if wanted}
-            config = container.config
-            attachment = Attachment(streams, stdin and bool(config.get("OpenStdin")),
-                                    bool(config.get("StdinOnce")))
-            running = self._running.get(container.id)
-            if running is not None:
-                running.attachments.append(attachment)
-                attachment.join(running)
-            else:
-                self._attachments.setdefault(container.id, []).append(attachment)
-            self._emit(container, "attach")
-            return attachment, bool(config.get("Tty"))
-
-        return found.addCallback(attach)
-
-    # -- wait --------------------------------------------------------------------------
+        """``POST /containers/{name}/attach``: the attachment and whether it has a TTY."""
+        return self._runs.attach(name, stdin, stdout, stderr)
 
     def wait(self, name: str, condition: str,
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]:
-        """``POST /containers/{name}/wait``; ``ready`` is called once the container is
-        found (the router flushes the headers then)."""
-        if condition not in WAIT_CONDITIONS:
-            condition = "not-running"
-        found = self._reader(lambda: self._store.get(name))
-
-        def register(container: Container) -> Any:
-            ready()
-            active = container.id in self._running or container.id in self._starting
-            if condition == "not-running" and not active:
-                return wait_result(container.state)
-            waiters = self._waiters.setdefault(container.id, [])
-
-            def cancel(waiter: Deferred[dict[str, Any]]) -> None:
-                entry = (condition, waiter)
-                if entry in waiters:
-                    waiters.remove(entry)
-
-            waiter: Deferred[dict[str, Any]] = Deferred(cancel)
-            waiters.append((condition, waiter))
-            return waiter
-
-        return found.addCallback(register)
-
-    # -- kill, stop, restart -----------------------------------------------------------
+        """``POST /containers/{name}/wait``; ``ready`` fires once the container is found."""
+        return self._runs.wait(name, condition, ready)
 
     def kill(self, name: str, raw_signal: str = "") -> Deferred[None]:
         """``POST /containers/{name}/kill?signal=`` (default ``KILL``)."""
-        signum = parse_signal(raw_signal) if raw_signal else int(signal.SIGKILL)
-        return ensureDeferred(self._kill(name, signum))
-
-    async def _kill(self, name: str, signum: int) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        running = self._running.get(container.id)
-        if running is None:
-            raise Conflict(f"Cannot kill container: {name}: Container {container.id} "
-                           "is not running")
-        self._signal(running, signum)
-        self._emit(container, "kill", signal=str(signum))
+        return self._runs.kill(name, raw_signal)
 
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]:
         """``POST /containers/{name}/stop?t=``: StopSignal, then SIGKILL after ``t`` s."""
-        return ensureDeferred(self._stop(name, timeout))
-
-    async def _stop(self, name: str, timeout: int | None) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        running = self._running.get(container.id)
-        if running is None:
-            raise NotModified("Container already stopped")
-        await self._stop_running(container, running, timeout)
-        self._emit(container, "stop")
-
-    async def _stop_running(self, container: Container, running: Running,
-                            timeout: int | None) -> None:
-        if timeout is None:
-            configured = container.config.get("StopTimeout")
-            timeout = 10 if configured is None else int(configured)
-        signum = parse_signal(str(container.config.get("StopSignal") or "SIGTERM"))
-        running.stopping = True
-        self._signal(running, signum)
-        self._emit(container, "kill", signal=str(signum))
-        if timeout >= 0:
-            finished = _chained(running.finished)
-            timer = self._reactor.callLater(timeout, finished.cancel)
-            try:
-                await finished
-                return
-            except CancelledError:
-                pass
-            finally:
-                if timer.active():
-                    timer.cancel()
-            self._signal(running, signal.SIGKILL)
-            self._emit(container, "kill", signal=str(int(signal.SIGKILL)))
-        await _chained(running.finished)
+        return self._runs.stop(name, timeout)
 
     def restart(self, name: str, timeout: int | None = None) -> Deferred[None]:
         """``POST /containers/{name}/restart?t=``: stop when running, then start."""
-        return ensureDeferred(self._restart(name, timeout))
-
-    async def _restart(self, name: str, timeout: int | None) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        running = self._running.get(container.id)
-        if running is not None:
-            await self._stop_running(container, running, timeout)
-        await self._start(container.id)
-        self._emit(container, "restart")
-
-    # -- logs --------------------------------------------------------------------------
+        return self._runs.restart(name, timeout)
 
     def logs(self, name: str, options: LogOptions,
              send: Callable[[LogEntry], None]) -> Deferred[bool]:
-        """Send the kept log entries, then (``follow``) new ones until the container
-        stops; answers whether it has a TTY.  Cancelling stops following."""
-        if not (options.stdout or options.stderr):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        return ensureDeferred(self._logs(name, options, send))
-
-    async def _logs(self, name: str, options: LogOptions,
-                    send: Callable[[LogEntry], None]) -> bool:
-        container = await self._reader(lambda: self._store.get(name))
-        path = Path(container.log_path)
-        running = self._running.get(container.id) if options.follow else None
-        if running is None:
-            for entry in await self._reader(lambda: _read_log(path, None, options)):
-                send(entry)
-            return bool(container.config.get("Tty"))
-        pending: list[LogEntry] = []
-        streams = {"stdout"} if not options.stderr else (
-            {"stderr"} if not options.stdout else {"stdout", "stderr"})
-
-        def listener(entry: LogEntry) -> None:
-            if entry.stream in streams:
-                pending.append(entry)
-
-        follow: LogListener = listener
-        running.listeners.append(follow)
-        limit = running.log.size
-        try:
-            for entry in await self._reader(lambda: _read_log(path, limit, options)):
-                send(entry)
-            for entry in pending:
-                send(entry)
-
-            def live(entry: LogEntry) -> None:
-                if entry.stream in streams:
-                    send(entry)
-
-            running.listeners.remove(follow)
-            follow = live
-            running.listeners.append(follow)
-            await _chained(running.finished)
-        finally:
-            if follow in running.listeners:
-                running.listeners.remove(follow)
-        return bool(container.config.get("Tty"))
-
-    # -- shutdown ----------------------------------------------------------------------
+        """``GET /containers/{name}/logs``; answers whether the container has a TTY."""
+        return self._runs.logs(name, options, send)
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""
-        if not self._running:
-            return None
-        waits = []
-        for running in list(self._running.values()):
-            running.removing = True
-            self._signal(running, signal.SIGKILL)
-            waits.append(_chained(running.finished))
-        from twisted.internet.defer import DeferredList
-        return DeferredList(waits, consumeErrors=True)
-
-
-def _chained(deferred: Deferred[int]) -> Deferred[int]:
-    """A new Deferred that fires with ``deferred`` (cancelling it leaves ``deferred``)."""
-    copy: Deferred[int] = Deferred()
-    if deferred.called:
-        copy.callback(cast(int, deferred.result))
-    else:
-        def fire(result: int) -> int:
-            if not copy.called:
-                copy.callback(result)
-            return result
-        deferred.addCallback(fire)
-    return copy
+        return self._runs.shutdown()
