@@ -18,7 +18,9 @@ from dockertw.api import ApiConfig, build_resource
 from dockertw.api import versions as api_versions
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
+from dockertw.daemon.containers.config import check_cgroup_parent
 from dockertw.daemon.engine import Engine, EngineConfig
+from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
     ListenerGroup,
@@ -56,6 +58,7 @@ class Options(usage.Options):
     optParameters = [
         ["root", None, "/var/lib/dockertw", "Root directory of the daemon's state."],
         ["runtime", None, "runc", "OCI runtime binary (runc or crun)."],
+        ["cgroup-parent", None, "dockertw", "Parent cgroup of the containers' cgroups."],
         ["min-api-version", None, "1.24", "Oldest API version served."],
         ["tlscacert", None, None, "CA certificate that client certificates must be signed "
                                   "by [default: ~/.docker/ca.pem]"],
@@ -83,6 +86,10 @@ class Options(usage.Options):
         if self["tlsverify"]:
             self["tls"] = True
         self._check_api_version()
+        try:
+            check_cgroup_parent(self["cgroup-parent"])
+        except InvalidParameter as error:
+            raise usage.UsageError(str(error)) from None
         if self["tls"]:
             self._check_tls_files()
         addresses = self["addresses"] or [f"unix://{DEFAULT_SOCKET}"]
@@ -183,6 +190,7 @@ def makeService(options: Options) -> IService:
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
     engine = Engine.open(EngineConfig(
         root=Path(options["root"]), runtime=options["runtime"],
+        cgroup_parent=options["cgroup-parent"],
         experimental=bool(options["experimental"]),
         max_api_version=MAX_API_VERSION, min_api_version=options["min-api-version"],
     ), reactor)

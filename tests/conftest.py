@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dockertw.runtime.mounts import mounts_under
+from tests.cli import import_image
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
     microsocks,
@@ -66,3 +68,19 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(archive, "w") as tar:
         tar.add(root, arcname=".")
     return archive
+
+
+@pytest.fixture
+def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
+    """A daemon with the busybox image as ``bb:1``; afterwards (the daemon stopped) no
+    mount, cgroup or traceback of it may be left."""
+    import_image(daemon, busybox_tar, "bb:1")
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        leftover_mounts = mounts_under(daemon.root)
+        leftover_cgroups = daemon.container_cgroups()
+        assert leftover_mounts == []
+        assert leftover_cgroups == []
+        assert "Traceback" not in daemon.output(), daemon.output()

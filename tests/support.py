@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +58,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
+_CGROUPS = Path("/sys/fs/cgroup")
+
+
 class Daemon:
     """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
 
@@ -65,7 +70,8 @@ class Daemon:
         self.root = workdir / "root"
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
-        args = ["--root", str(self.root)]
+        self.cgroup_parent = f"dockertw-test-{uuid.uuid4().hex[:12]}"
+        args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
@@ -118,7 +124,18 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
+        self._remove_cgroup_parent()
         return self.process.returncode
+
+    def container_cgroups(self) -> list[Path]:
+        """The cgroups of this daemon's containers, in every hierarchy."""
+        return [child for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}")
+                for child in parent.iterdir() if child.is_dir()]
+
+    def _remove_cgroup_parent(self) -> None:
+        for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}"):
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only when empty: leftovers stay visible
 
 
 def docker(*args: str, env_extra: dict[str, str] | None = None,

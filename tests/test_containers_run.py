@@ -6,49 +6,16 @@ removal; afterwards no mount, cgroup or process of a container is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
-from tests.cli import cli, import_image, inspect, ok
+from tests.cli import cli, inspect, ok
 from tests.support import Daemon, _UnixConnection, docker, unix_get
 
 pytestmark = pytest.mark.integration
-
-_CGROUPS = Path("/sys/fs/cgroup")
-
-
-def _container_cgroups() -> list[Path]:
-    return [child for parent in _CGROUPS.glob("*/dockertw") for child in parent.iterdir()
-            if child.is_dir()]
-
-
-def _remove_parent_cgroups() -> None:
-    for parent in _CGROUPS.glob("*/dockertw"):
-        with contextlib.suppress(OSError):
-            parent.rmdir()
-
-
-@pytest.fixture
-def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
-    import_image(daemon, busybox_tar, "bb:1")
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        leftover_mounts = mounts_under(daemon.root)
-        leftover_cgroups = _container_cgroups()
-        _remove_parent_cgroups()
-        assert leftover_mounts == []
-        assert leftover_cgroups == []
-        assert "Traceback" not in daemon.output(), daemon.output()
-
 
 
 def wait_status(daemon: Daemon, name: str, status: str, timeout: float = 10) -> None:

@@ -22,6 +22,7 @@ __all__ = ["EngineConfig", "Engine"]
 class EngineConfig:
     root: Path = Path("/var/lib/dockertw")
     runtime: str = "runc"
+    cgroup_parent: str = "dockertw"
     experimental: bool = False
     max_api_version: str = "1.41"
     min_api_version: str = "1.24"
@@ -52,7 +53,8 @@ class Engine:
         runtime = probe_runtime(config.runtime)
         containers = ContainerService.open(root, images.store, events, reactor,
                                            runtime=runtime.name,
-                                           cgroup_version=host.cgroup_version)
+                                           cgroup_version=host.cgroup_version,
+                                           cgroup_parent=config.cgroup_parent)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,

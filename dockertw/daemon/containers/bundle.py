@@ -100,10 +100,13 @@ def _network(mode: str) -> str:
     return "host" if mode == "host" else ("none" if mode == "none" else "private")
 
 
-def runtime_config(container: Container, rootfs: Path) -> ContainerRuntimeConfig:
-    """The runtime settings of ``container`` (its root filesystem must be mounted)."""
+def runtime_config(container: Container, rootfs: Path,
+                   cgroup_parent: str = "dockertw") -> ContainerRuntimeConfig:
+    """The runtime settings of ``container`` (its root filesystem must be mounted);
+    its cgroup is ``<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
     config: dict[str, Any] = container.config
     host: dict[str, Any] = container.host_config
+    parent = str(host.get("CgroupParent") or cgroup_parent).strip("/")
     return ContainerRuntimeConfig(
         args=(container.path, *container.args),
         rootfs=str(rootfs),
@@ -120,12 +123,12 @@ def runtime_config(container: Container, rootfs: Path) -> ContainerRuntimeConfig
         nano_cpus=int(host.get("NanoCpus") or 0),
         cpu_shares=int(host.get("CpuShares") or 0),
         pids_limit=int(host.get("PidsLimit") or 0),
-        cgroups_path=f"/dockertw/{container.id}",
+        cgroups_path=f"/{parent}/{container.id}" if parent else f"/{container.id}",
     )
 
 
 def prepare_bundle(container: Container, container_dir: Path,
-                   layers: Sequence[Path]) -> Path:
+                   layers: Sequence[Path], cgroup_parent: str = "dockertw") -> Path:
     """Mount the root filesystem (``layers`` bottom first) and write ``config.json``."""
     rootfs = rootfs_of(container_dir)
     lowers = list(reversed(layers))
@@ -136,7 +139,7 @@ def prepare_bundle(container: Container, container_dir: Path,
     if not mounts.is_mounted(rootfs):
         mounts.mount_overlay(lowers, container_dir / "upper", container_dir / "work", rootfs)
     try:
-        spec = build_spec(runtime_config(container, rootfs))
+        spec = build_spec(runtime_config(container, rootfs, cgroup_parent))
         bundle = bundle_of(container_dir)
         atomic_write(bundle / "config.json", json.dumps(spec).encode())
     except BaseException:

@@ -261,6 +261,15 @@ def _check_restart_policy(host: Mapping[str, Any]) -> dict[str, Any]:
     return {"Name": name or "no", "MaximumRetryCount": retries}
 
 
+def check_cgroup_parent(value: Any) -> str:
+    """A cgroup parent path: no ``.`` or ``..`` component may leave the hierarchy."""
+    text = _text(value, "CgroupParent")
+    if any(part in (".", "..") for part in text.strip("/").split("/")):
+        raise InvalidParameter(f"invalid cgroup parent {text!r}: it must not contain "
+                               "'.' or '..'")
+    return text
+
+
 def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
     endpoints = _object(networking.get("EndpointsConfig"), "EndpointsConfig")
     for name in endpoints:
@@ -278,6 +287,7 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
     filled = dict(host)
     filled["RestartPolicy"] = _check_restart_policy(host)
+    filled["CgroupParent"] = check_cgroup_parent(host.get("CgroupParent"))
     for key in ("CapAdd", "CapDrop"):
         names = _strings(host.get(key), key)
         if names is not None:
@@ -313,3 +323,58 @@ def _ordered_host_config(filled: Mapping[str, Any]) -> dict[str, Any]:
             value = default
         result[key] = value if value is not None else default
     return result
+
+
+# ``docker update`` resources dockertw applies; other non-zero ones are refused.
+_UPDATABLE = ("Memory", "CpuShares", "NanoCpus", "PidsLimit")
+_NOT_UPDATABLE = ("MemorySwap", "BlkioWeight", "CpuPeriod", "CpuQuota", "CpuRealtimePeriod",
+                  "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "KernelMemory",
+                  "KernelMemoryTCP", "MemoryReservation", "MemorySwappiness",
+                  "OomKillDisable", "BlkioWeightDevice", "BlkioDeviceReadBps",
+                  "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
+                  "Devices", "DeviceCgroupRules", "DeviceRequests", "Ulimits", "CpuCount",
+                  "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "CgroupParent")
+
+
+@attrs.frozen
+class UpdateRequest:
+    """A decoded ``POST /containers/{name}/update`` body."""
+
+    resources: dict[str, Any]  # only the keys given with a non-zero value
+    restart_policy: dict[str, Any] | None  # None: unchanged
+
+
+def parse_update_body(body: Any) -> UpdateRequest:
+    """Validate an UpdateConfig; 400 for what dockertw cannot change."""
+    update = _object(body, "UpdateConfig")
+    for key in _NOT_UPDATABLE:
+        if update.get(key):
+            raise InvalidParameter(f"updating {key} is not supported by dockertw yet")
+    resources = {key: update[key] for key in _UPDATABLE if update.get(key)}
+    for key, value in resources.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidParameter(f"invalid JSON: {key} must be an integer")
+    memory = resources.get("Memory", 0)
+    if memory and 0 < memory < 6 * 1024 * 1024:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    policy = _object(update.get("RestartPolicy"), "RestartPolicy")
+    restart = _check_restart_policy({"RestartPolicy": policy}) if policy.get("Name") \
+        else None
+    return UpdateRequest(resources, restart)
+
+
+def apply_update(host: Mapping[str, Any], update: UpdateRequest) -> dict[str, Any]:
+    """The HostConfig after ``update`` (moby ``UpdateContainer``'s rules)."""
+    if update.restart_policy is not None and host.get("AutoRemove") \
+            and update.restart_policy["Name"] != "no":
+        raise InvalidParameter("Restart policy cannot be updated because AutoRemove is "
+                               "enabled for the container")
+    swap = int(host.get("MemorySwap") or 0)
+    memory = update.resources.get("Memory", 0)
+    if memory > 0 and swap > 0 and memory > swap and "MemorySwap" not in update.resources:
+        raise InvalidParameter("Memory limit should be smaller than already set "
+                               "memoryswap limit, update the memoryswap at the same time")
+    new = dict(host, **update.resources)
+    if update.restart_policy is not None:
+        new["RestartPolicy"] = update.restart_policy
+    return new
