@@ -9,8 +9,10 @@ never mixed with the container's output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from twisted.python.failure import Failure
 
 from dockertw import errdefs
 
-__all__ = ["Runc", "RuncError", "Stdio"]
+__all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
 
 
 class RuncError(errdefs.System):
@@ -40,9 +42,15 @@ class Stdio:
 
 
 class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
+    def __init__(self, stdin: bytes | None = None) -> None:
         self.output = bytearray()
         self.done: Deferred[int] = Deferred()
+        self._stdin = stdin
+
+    def connectionMade(self) -> None:
+        if self._stdin is not None and self.transport is not None:
+            self.transport.write(self._stdin)
+            self.transport.closeStdin()
 
     def outReceived(self, data: bytes) -> None:
         self.output.extend(data)
@@ -81,10 +89,11 @@ class Runc:
         self._binary = binary
 
     async def _run(self, args: Sequence[str], log: Path,
-                   child_fds: Mapping[int, int | str] | None = None) -> bytes:
+                   child_fds: Mapping[int, int | str] | None = None,
+                   stdin: bytes | None = None) -> bytes:
         argv = [self._binary, "--root", str(self._state_root), "--log", str(log),
                 "--log-format", "json", *args]
-        collect = _Collect()
+        collect = _Collect(stdin)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
         self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
@@ -117,6 +126,12 @@ class Runc:
         args = ["delete", *(["--force"] if force else []), container_id]
         await self._run(args, bundle / "runc.log")
 
+    async def update(self, container_id: str, bundle: Path,
+                     resources: Mapping[str, Any]) -> None:
+        """``runc update --resources``: new cgroup limits for a running container."""
+        await self._run(["update", "--resources", "-", container_id], bundle / "runc.log",
+                        stdin=json.dumps(resources).encode())
+
     async def pause(self, container_id: str, bundle: Path) -> None:
         await self._run(["pause", container_id], bundle / "runc.log")
 
@@ -127,6 +142,31 @@ class Runc:
         output = await self._run(["state", container_id], bundle / "runc.log")
         result: dict[str, Any] = json.loads(output)
         return result
+
+
+def delete_leftovers(binary: str, state_root: Path) -> set[str]:
+    """Force-delete every container runc still knows under ``state_root``.
+
+    For daemon start only (it blocks): a daemon killed with SIGKILL leaves its
+    containers running, re-parented away from the new daemon, which can neither wait
+    for them nor reach their output.  Answers the IDs whose processes were alive.
+    """
+    if not state_root.is_dir():
+        return set()
+    alive = set()
+    for entry in sorted(state_root.iterdir()):
+        if not entry.is_dir():
+            continue
+        base = [binary, "--root", str(state_root)]
+        state = subprocess.run([*base, "state", entry.name], capture_output=True,
+                               env=_environment(), check=False)
+        with contextlib.suppress(ValueError, AttributeError):
+            if state.returncode == 0 and json.loads(state.stdout).get("status") in (
+                    "created", "running", "paused"):
+                alive.add(entry.name)
+        subprocess.run([*base, "delete", "--force", entry.name], capture_output=True,
+                       env=_environment(), check=False)
+    return alive
 
 
 def _environment() -> dict[str, str]:

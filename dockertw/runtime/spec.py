@@ -179,18 +179,26 @@ def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
 
 def _resources(config: ContainerRuntimeConfig) -> dict[str, Any]:
     devices: list[dict[str, Any]] = [{"allow": config.privileged, "access": "rwm"}]
-    resources: dict[str, Any] = {"devices": devices}
-    if config.memory:
-        resources["memory"] = {"limit": config.memory}
+    return {"devices": devices, **limits(config.memory, config.nano_cpus,
+                                        config.cpu_shares, config.pids_limit)}
+
+
+def limits(memory: int = 0, nano_cpus: int = 0, cpu_shares: int = 0,
+           pids_limit: int = 0) -> dict[str, Any]:
+    """OCI ``linux.resources`` for the limits given (zero: none), as ``runc update``
+    also takes them."""
+    resources: dict[str, Any] = {}
+    if memory:
+        resources["memory"] = {"limit": memory}
     cpu: dict[str, Any] = {}
-    if config.cpu_shares:
-        cpu["shares"] = config.cpu_shares
-    if config.nano_cpus:
-        cpu.update(period=_CPU_PERIOD, quota=config.nano_cpus * _CPU_PERIOD // 1_000_000_000)
+    if cpu_shares:
+        cpu["shares"] = cpu_shares
+    if nano_cpus:
+        cpu.update(period=_CPU_PERIOD, quota=nano_cpus * _CPU_PERIOD // 1_000_000_000)
     if cpu:
         resources["cpu"] = cpu
-    if config.pids_limit > 0:
-        resources["pids"] = {"limit": config.pids_limit}
+    if pids_limit > 0:
+        resources["pids"] = {"limit": pids_limit}
     return resources
 
 

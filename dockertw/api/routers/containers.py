@@ -32,6 +32,7 @@ class ContainerBackend(Protocol):
                link: bool = False) -> Deferred[None]: ...
     def rename(self, old: str, new: str) -> Deferred[None]: ...
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
+    def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
     def restart(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -104,6 +105,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/wait", self.wait),
             Route("GET", "/containers/<path:name>/logs", self.logs),
             Route("POST", "/containers/<path:name>/attach", self.attach),
+            Route("POST", "/containers/<path:name>/update", self.update),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -130,6 +132,9 @@ class ContainerRouter:
 
     def prune(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.prune(call.filters(PRUNE_FILTERS))
+
+    def update(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        return self._containers.update(call.params["name"], call.json_body())
 
     def start(self, call: ApiCall) -> Deferred[Empty]:
         length = call.request.getHeader(b"content-length")

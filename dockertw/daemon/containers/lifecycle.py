@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers.logs import LogOptions, follow_log, read_log
 from dockertw.daemon.containers.record import Container, State
+from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.images.store import ImageStore
@@ -32,6 +33,7 @@ from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError, Stdio
+from dockertw.runtime.spec import limits
 
 __all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
 
@@ -57,6 +59,21 @@ def _exit_code_for(message: str) -> int:
     return 128
 
 
+def _ended_state(container: Container, code: int, by_user: bool) -> State:
+    """The state after a run ended with ``code``: stopped, or waiting for a restart."""
+    state = container.state.stopped(code, time.time_ns())
+    policy = RestartPolicy.of(container.host_config)
+    if by_user or not should_restart(policy, code, state.manually_stopped,
+                                     state.restart_count):
+        return state
+    return attrs.evolve(state, running=True, restarting=True,
+                        restart_count=state.restart_count + 1)
+
+
+def _no_timer(delay: float, call: Callable[[], None]) -> Any:
+    raise System("this engine cannot restart containers")
+
+
 def wait_result(state: State) -> dict[str, Any]:
     error = {"Message": state.error} if state.error else None
     return {"Error": error, "StatusCode": state.exit_code}
@@ -67,7 +84,8 @@ class Lifecycle:
 
     def __init__(self, store: ContainerStore, images: ImageStore, *, emit: Emit,
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
-                 auto_remove: Callable[[str], Awaitable[None]]) -> None:
+                 auto_remove: Callable[[str], Awaitable[None]],
+                 cgroup_parent: str = "dockertw") -> None:
         self._store = store
         self._images = images
         self._emit = emit
@@ -76,14 +94,17 @@ class Lifecycle:
         self._reactor = reactor
         self._runc = runc
         self._auto_remove = auto_remove
+        self._cgroup_parent = cgroup_parent
         self._running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
 
     def is_active(self, container_id: str) -> bool:
-        """Whether the container runs or is being started."""
-        return container_id in self._running or container_id in self._starting
+        """Whether the container runs, is being started or waits to be restarted."""
+        return (container_id in self._running or container_id in self._starting
+                or self._restarts.is_pending(container_id))
 
     def active_ids(self) -> list[str]:
         return [*self._running, *self._starting]
@@ -91,6 +112,12 @@ class Lifecycle:
     async def kill_for_removal(self, container: Container, force: bool) -> None:
         """Make way for removing ``container``: 409 when active unless ``force``."""
         running = self._running.get(container.id)
+        if self._restarts.is_pending(container.id):
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {container.id}. "
+                               "Stop the container before attempting removal or force "
+                               "remove")
+            self._restarts.cancel(container.id)
         if running is None and container.id not in self._starting:
             return
         if not force:
@@ -104,10 +131,16 @@ class Lifecycle:
 
     def removed(self, container_id: str, state: State) -> None:
         """Answer every waiter and end every attachment of a removed container."""
+        self._restarts.reset(container_id)
         for _, waiter in self._waiters.pop(container_id, []):
             waiter.callback(wait_result(state))
         for attachment in self._attachments.pop(container_id, []):
             attachment.end()
+
+    def _update_state(self, container_id: str, **changes: Any) -> Container:
+        """Record changes of the container's state (writer thread)."""
+        current = self._store.get(container_id)
+        return self._store.save_state(container_id, attrs.evolve(current.state, **changes))
 
     # -- start -------------------------------------------------------------------------
 
@@ -120,10 +153,14 @@ class Lifecycle:
         """``POST /containers/{name}/start``: ``False`` when it already runs (304)."""
         return ensureDeferred(self._start(name))
 
-    async def _start(self, name: str) -> bool:
+    async def _start(self, name: str, by_user: bool = True) -> bool:
         container = await self._reader(lambda: self._store.get(name))
         if container.id in self._running or container.id in self._starting:
             return False
+        if by_user:  # the user's start forgets the policy's restarts (moby resets them)
+            self._restarts.reset(container.id)
+            container = await self._writer(lambda: self._update_state(
+                container.id, restart_count=0, manually_stopped=False))
         self._starting.add(container.id)
         try:
             await self._launch(container)
@@ -131,12 +168,30 @@ class Lifecycle:
             self._starting.discard(container.id)
         return True
 
+    def _restart_by_policy(self, container_id: str) -> None:
+        """Start a container its restart policy brings back (its delay is over)."""
+        def failed(error: Any) -> None:
+            _log.warn("restart {id}: {error}", id=container_id,
+                      error=error.getErrorMessage())
+
+        ensureDeferred(self._start(container_id, by_user=False)).addErrback(failed)
+
+    def start_by_policies(self, containers: list[Container]) -> None:
+        """At daemon start: start the stopped containers their policies bring back."""
+        for container in containers:
+            state = container.state
+            if not state.running and state.started_ns and should_restart(
+                    RestartPolicy.of(container.host_config), state.exit_code,
+                    state.manually_stopped, state.restart_count):
+                self._restart_by_policy(container.id)
+
     def _prepare(self, container: Container) -> Path:
         """Mount the root filesystem and write the bundle (writer thread)."""
         image = self._images.get(container.image_id)
         layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
                   if image.chain else [])
-        return bundles.prepare_bundle(container, self._store.root / container.id, layers)
+        return bundles.prepare_bundle(container, self._store.root / container.id, layers,
+                                      self._cgroup_parent)
 
     async def _launch(self, container: Container) -> None:
         runc = self._runc_or_fail()
@@ -190,9 +245,10 @@ class Lifecycle:
             await self._writer(lambda: self._store.save_state(container_id, attrs.evolve(
                 self._store.get(container_id).state, error=message, exit_code=128)))
             raise System(message) from None
-        state = State(running=True, pid=pid, started_ns=time.time_ns())
         try:
-            saved = await self._writer(lambda: self._store.save_state(container_id, state))
+            saved = await self._writer(lambda: self._update_state(
+                container_id, running=True, restarting=False, pid=pid, exit_code=0,
+                error="", started_ns=time.time_ns()))
             self._emit(saved, "start")
         finally:
             started.callback(None)
@@ -205,9 +261,8 @@ class Lifecycle:
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container.id)
-            current = self._store.get(container.id)
-            return self._store.save_state(container.id, attrs.evolve(
-                current.state, error=message, exit_code=code))
+            return self._update_state(container.id, running=False, restarting=False,
+                                      pid=0, error=message, exit_code=code)
 
         saved = await self._writer(record)
         for attachment in self._attachments.pop(container.id, []):
@@ -243,12 +298,12 @@ class Lifecycle:
             _log.warn("runc delete {id}: {error}", id=container.id, error=str(error))
         container_id = container.id
 
+        by_user = running.stopping or running.removing
+
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container_id)
-            current = self._store.get(container_id)
-            return self._store.save_state(container_id, attrs.evolve(
-                current.state, running=False, pid=0, exit_code=code,
-                finished_ns=time.time_ns()))
+            return self._store.save_state(container_id, _ended_state(
+                self._store.get(container_id), code, by_user))
 
         try:
             saved = await self._writer(record)
@@ -262,7 +317,10 @@ class Lifecycle:
                                                                    "next-exit")):
             waiter.callback(wait_result(saved.state))
         running.finished.callback(code)
-        if saved.host_config.get("AutoRemove") and not running.removing:
+        if saved.state.restarting:
+            ran_for = (saved.state.finished_ns - saved.state.started_ns) / 1e9
+            self._restarts.schedule(container_id, ran_for, self._restart_by_policy)
+        elif saved.host_config.get("AutoRemove") and not running.removing:
             try:
                 await self._auto_remove(container_id)
             except DockerError as error:
@@ -342,11 +400,27 @@ class Lifecycle:
     async def _kill(self, name: str, signum: int) -> None:
         container = await self._reader(lambda: self._store.get(name))
         running = self._running.get(container.id)
-        if running is None:
+        if running is None and not self._restarts.is_pending(container.id):
             raise Conflict(f"Cannot kill container: {name}: Container {container.id} "
                            "is not running")
-        self._signal(running, signum)
+        stop_signal = parse_signal(str(container.config.get("StopSignal") or "SIGTERM"))
+        await self._stopped_by_user(container, running)
+        if running is not None:
+            if signum in (signal.SIGKILL, stop_signal):
+                running.stopping = True  # this run ends for good (moby ExitOnNext)
+            self._signal(running, signum)
         self._emit(container, "kill", signal=str(signum))
+
+    async def _stopped_by_user(self, container: Container, running: Running | None
+                               ) -> None:
+        """Record that the user stopped the container; a waiting restart is dropped."""
+        changes: dict[str, Any] = {"manually_stopped": True}
+        if running is None and self._restarts.cancel(container.id):
+            changes.update(running=False, restarting=False)
+        saved = await self._writer(lambda: self._update_state(container.id, **changes))
+        if not saved.state.running:
+            for _condition, waiter in self._take_waiters(container.id, ("not-running",)):
+                waiter.callback(wait_result(saved.state))
 
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]:
         """``POST /containers/{name}/stop?t=``: StopSignal, then SIGKILL after ``t`` s."""
@@ -355,9 +429,11 @@ class Lifecycle:
     async def _stop(self, name: str, timeout: int | None) -> None:
         container = await self._reader(lambda: self._store.get(name))
         running = self._running.get(container.id)
-        if running is None:
+        if running is None and not self._restarts.is_pending(container.id):
             raise NotModified("Container already stopped")
-        await self._stop_running(container, running, timeout)
+        await self._stopped_by_user(container, running)
+        if running is not None:
+            await self._stop_running(container, running, timeout)
         self._emit(container, "stop")
 
     async def _stop_running(self, container: Container, running: Running,
@@ -391,10 +467,26 @@ class Lifecycle:
     async def _restart(self, name: str, timeout: int | None) -> None:
         container = await self._reader(lambda: self._store.get(name))
         running = self._running.get(container.id)
+        self._restarts.cancel(container.id)
         if running is not None:
             await self._stop_running(container, running, timeout)
         await self._start(container.id)
         self._emit(container, "restart")
+
+    # -- update ------------------------------------------------------------------------
+
+    async def apply_limits(self, container: Container) -> None:
+        """Give a running container the resource limits of its HostConfig."""
+        if container.id not in self._running:
+            return  # applied when it starts
+        host = container.host_config
+        resources = limits(int(host.get("Memory") or 0), int(host.get("NanoCpus") or 0),
+                           int(host.get("CpuShares") or 0), int(host.get("PidsLimit") or 0))
+        try:
+            await self._runc_or_fail().update(
+                container.id, bundles.bundle_of(self._store.root / container.id), resources)
+        except RuncError as error:
+            raise System(f"Cannot update container {container.id}: {error}") from None
 
     # -- logs --------------------------------------------------------------------------
 
@@ -422,6 +514,7 @@ class Lifecycle:
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""
+        self._restarts.cancel_all()
         if not self._running:
             return None
         waits = []

@@ -61,11 +61,16 @@ class State:
     error: str = ""
     started_ns: int = 0
     finished_ns: int = 0
+    restarting: bool = False  # waiting to be restarted by its policy (running too)
+    restart_count: int = 0
+    manually_stopped: bool = False  # stopped or killed by the user
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "Error": self.error, "StartedNano": self.started_ns,
-                "FinishedNano": self.finished_ns}
+                "FinishedNano": self.finished_ns, "Restarting": self.restarting,
+                "RestartCount": self.restart_count,
+                "HasBeenManuallyStopped": self.manually_stopped}
 
     @classmethod
     def from_json(cls, value: Any) -> State:
@@ -75,7 +80,15 @@ class State:
                    exit_code=int(value.get("ExitCode") or 0),
                    error=str(value.get("Error") or ""),
                    started_ns=int(value.get("StartedNano") or 0),
-                   finished_ns=int(value.get("FinishedNano") or 0))
+                   finished_ns=int(value.get("FinishedNano") or 0),
+                   restarting=bool(value.get("Restarting")),
+                   restart_count=int(value.get("RestartCount") or 0),
+                   manually_stopped=bool(value.get("HasBeenManuallyStopped")))
+
+    def stopped(self, exit_code: int, now_ns: int) -> State:
+        """This state after the run ended with ``exit_code``."""
+        return attrs.evolve(self, running=False, restarting=False, pid=0,
+                            exit_code=exit_code, finished_ns=now_ns)
 
 
 def _time(nanoseconds: int) -> str:
@@ -104,6 +117,8 @@ class Container:
     @property
     def state_string(self) -> str:
         """``State.Status`` (moby ``StateString``)."""
+        if self.state.restarting:
+            return "restarting"
         if self.state.running:
             return "running"
         return "exited" if self.state.started_ns else "created"
@@ -114,6 +129,9 @@ class Container:
 
     def status_text(self, now_ns: int) -> str:
         """The list's human ``Status`` (moby ``State.String``)."""
+        if self.state.restarting:
+            ago = human_duration((now_ns - self.state.finished_ns) / 1e9)
+            return f"Restarting ({self.state.exit_code}) {ago} ago"
         if self.state.running:
             return "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
         if not self.state.started_ns:
@@ -163,7 +181,7 @@ class Container:
     def _state(self) -> dict[str, Any]:
         state = self.state
         return {"Status": self.state_string, "Running": state.running, "Paused": False,
-                "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": state.pid,
+                "Restarting": state.restarting, "OOMKilled": False, "Dead": False, "Pid": state.pid,
                 "ExitCode": state.exit_code, "Error": state.error,
                 "StartedAt": _time(state.started_ns),
                 "FinishedAt": _time(state.finished_ns)}
@@ -178,7 +196,7 @@ class Container:
             "Id": self.id, "Created": rfc3339_nano(self.created_ns), "Path": self.path,
             "Args": list(self.args), "State": self._state(), "Image": self.image_id,
             "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.log_path,
-            "Name": self.name, "RestartCount": 0, "Driver": "overlay2",
+            "Name": self.name, "RestartCount": self.state.restart_count, "Driver": "overlay2",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": self.host_config,
             "GraphDriver": {"Data": None, "Name": "overlay2"},

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import config as configs
@@ -31,9 +32,27 @@ from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
-from dockertw.runtime.runc import Runc
+from dockertw.runtime.runc import Runc, delete_leftovers
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
+
+_log = Logger()
+
+def _reconcile(store: ContainerStore, killed: set[str]) -> None:
+    """Mark the containers of a previous daemon's life stopped (blocking, at start).
+
+    Those still running were killed with SIGKILL (137); for the others the exit code
+    is unknown (255), unless they were waiting to be restarted.
+    """
+    now = time.time_ns()
+    for container in store.all():
+        if not container.running:
+            continue
+        bundles.release_rootfs(store.root / container.id)
+        code = 137 if container.id in killed else (
+            container.state.exit_code if container.state.restarting else 255)
+        store.save_state(container.id, container.state.stopped(code, now))
+
 
 @attrs.frozen
 class CreateOptions:
@@ -59,7 +78,8 @@ class ContainerService:
     def __init__(self, store: ContainerStore, images: ImageStore, *,
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
                  reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
-                 reactor: Any = None, runc: Runc | None = None) -> None:
+                 reactor: Any = None, runc: Runc | None = None,
+                 cgroup_parent: str = "dockertw") -> None:
         self._store = store
         self._images = images
         self._call = call_from_thread
@@ -72,30 +92,38 @@ class ContainerService:
         self._count = store.count()
         self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
-                               auto_remove=self._auto_remove)
+                               auto_remove=self._auto_remove,
+                               cgroup_parent=cgroup_parent)
         images.image_users = self.image_users
         images.pinned_layers = self.pinned_layers
 
     @classmethod
     def open(cls, state_root: Path, images: ImageStore, events: EventBus,
              reactor: WorkerReactor, *, runtime: str = "runc",
-             cgroup_version: str = "2") -> ContainerService:
+             cgroup_version: str = "2", cgroup_parent: str = "dockertw"
+             ) -> ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up)."""
         store = ContainerStore.open(state_root)
-        for container in store.all():  # the daemon stopped while it ran: it is gone now
-            if container.running:
-                bundles.release_rootfs(store.root / container.id)
-                store.save_state(container.id, attrs.evolve(
-                    container.state, running=False, pid=0, exit_code=255,
-                    finished_ns=time.time_ns()))
+        _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
                       runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
-                      runc=Runc(cast(Any, reactor), state_root / "runc", runtime))
+                      runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
+                      cgroup_parent=cgroup_parent)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
+        reactor.callWhenRunning(service._resume, store.all())
         return service
+
+    def _resume(self, containers: list[Container]) -> None:
+        """At daemon start: restart by policy, remove the stopped ``--rm`` containers."""
+        for container in containers:
+            if container.host_config.get("AutoRemove") and not container.running:
+                self._auto_remove(container.id).addErrback(
+                    lambda failure: _log.failure("auto-remove at start", failure))
+        self._runs.start_by_policies(
+            [c for c in containers if not c.host_config.get("AutoRemove")])
 
     # -- figures and hooks -------------------------------------------------------------
 
@@ -275,6 +303,27 @@ class ContainerService:
         previous = self._store.rename(container.id, new_name)
         renamed = self._store.get(container.id)
         self._emit(renamed, "rename", oldName=previous.name)
+
+    def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]:
+        """``POST /containers/{name}/update``: restart policy and resource limits."""
+        request = configs.parse_update_body(body)
+        return ensureDeferred(self._update(name, request))
+
+    async def _update(self, name: str, request: configs.UpdateRequest) -> dict[str, Any]:
+        def record() -> Container:
+            container = self._store.get(name)
+            try:
+                host = configs.apply_update(container.host_config, request)
+            except InvalidParameter as error:
+                raise InvalidParameter(f"Cannot update container {container.id}: "
+                                       f"{error}") from None
+            return self._store.save_host_config(container.id, host)
+
+        updated = await self._writer(record)
+        if request.resources:
+            await self._runs.apply_limits(updated)
+        self._emit(updated, "update")
+        return {"Warnings": None}
 
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``POST /containers/prune``: ``{"ContainersDeleted": [...] | None, ...}``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import attrs
 from twisted.logger import Logger
@@ -138,6 +139,15 @@ class ContainerStore:
         with self._lock:
             new = attrs.evolve(self._containers[container_id], state=state)
             self._write(new, host_config=False)
+            self._containers[container_id] = new
+            return new
+
+    def save_host_config(self, container_id: str, host_config: dict[str, Any]
+                         ) -> Container:
+        """Record a changed HostConfig (crash-safely); answers the updated record."""
+        with self._lock:
+            new = attrs.evolve(self._containers[container_id], host_config=host_config)
+            self._write(new, host_config=True)
             self._containers[container_id] = new
             return new
 
