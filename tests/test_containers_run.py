@@ -162,3 +162,26 @@ def test_wait_flushes_headers_first_and_events(running_daemon: Daemon):
                 "{{.Action}}").split()
     assert events[:2] == ["create", "start"]
     assert events[2].startswith("die") and events[-1] == "destroy"
+
+
+def test_info_counts_and_disk_usage_sizes(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "run", "-d", "--name", "big", "bb:1", "sh", "-c",
+       "head -c 100000 /dev/zero > /big; sleep 100")
+    ok(daemon, "create", "--name", "idle", "bb:1", "true")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        sizes = json.loads(ok(daemon, "ps", "-s", "--format", "{{json .}}"))["Size"]
+        if sizes.startswith("100kB"):
+            break
+        time.sleep(0.05)
+    assert sizes.startswith("100kB (virtual "), sizes
+    info = json.loads(unix_get(daemon.socket, "/v1.41/info")[2])
+    assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"]) \
+        == (2, 1, 1)
+    usage = json.loads(unix_get(daemon.socket, "/v1.41/system/df")[2])
+    by_name = {c["Names"][0]: c for c in usage["Containers"]}
+    assert by_name["/big"]["SizeRw"] == 100_000
+    assert by_name["/big"]["SizeRootFs"] > 100_000 and "SizeRw" not in by_name["/idle"]
+    assert inspect(daemon, "idle")["State"]["Status"] == "created"
+    ok(daemon, "rm", "-f", "big")

@@ -5,13 +5,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "ensure_directory", "fsync_directory"]
+__all__ = ["atomic_write", "ensure_directory", "fsync_directory", "tree_size"]
 
 
 def ensure_directory(path: Path, mode: int = 0o711) -> Path:
     """Create ``path`` and its parents if missing; return it."""
     path.mkdir(mode=mode, parents=True, exist_ok=True)
     return path
+
+
+def tree_size(root: Path) -> int:
+    """Bytes in the files under ``root`` (links not followed, hard links counted once;
+    0 when missing), as Docker sizes a container's writable layer."""
+    total, seen, pending = 0, set(), [str(root)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            info = entry.stat(follow_symlinks=False)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
+    return total
 
 
 def fsync_directory(directory: Path) -> None:

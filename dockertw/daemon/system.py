@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 
 from dockertw import __version__
 from dockertw.daemon.events import EventBus
@@ -38,14 +39,18 @@ class _NoImages:
 
 
 class ContainerFigures(Protocol):
-    """What ``/info`` asks the container service (cheap, no I/O)."""
+    """What ``/info`` (cheap, no I/O) and ``/system/df`` ask the container service."""
 
-    def container_count(self) -> int: ...
+    def container_counts(self) -> tuple[int, int, int]: ...
+    def container_disk_usage(self) -> Deferred[list[dict[str, Any]]]: ...
 
 
 class _NoContainers:
-    def container_count(self) -> int:
-        return 0
+    def container_counts(self) -> tuple[int, int, int]:
+        return 0, 0, 0
+
+    def container_disk_usage(self) -> Deferred[list[dict[str, Any]]]:
+        return succeed([])
 
 
 @attrs.frozen
@@ -201,12 +206,16 @@ class SystemService:
         return {
             **self._static_info,
             "Images": self._images.image_count(),
-            "Containers": self._containers.container_count(),
-            "ContainersStopped": self._containers.container_count(),
+            **self._container_counts(),
             "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
             "SystemTime": _rfc3339_nano(datetime.now(UTC)),
             "NEventsListener": self._events.listener_count,
         }
+
+    def _container_counts(self) -> dict[str, int]:
+        running, paused, stopped = self._containers.container_counts()
+        return {"Containers": running + paused + stopped, "ContainersRunning": running,
+                "ContainersPaused": paused, "ContainersStopped": stopped}
 
     def _warnings(self) -> list[str]:
         if self._runtime.found:
@@ -214,8 +223,12 @@ class SystemService:
         return [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
                 "containers cannot start"]
 
-    def disk_usage(self) -> dict[str, Any]:
+    def disk_usage(self) -> Deferred[dict[str, Any]]:
         """``GET /system/df``: layers, images, containers, volumes and build cache."""
         layers_size, images = self._images.image_disk_usage()
-        return {"LayersSize": layers_size, "Images": images, "Containers": [], "Volumes": [],
-                "BuildCache": []}
+
+        def assemble(containers: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"LayersSize": layers_size, "Images": images, "Containers": containers,
+                    "Volumes": [], "BuildCache": []}
+
+        return self._containers.container_disk_usage().addCallback(assemble)

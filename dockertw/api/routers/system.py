@@ -22,7 +22,7 @@ __all__ = ["SystemRouter", "SystemBackend", "EventsBackend", "parse_timestamp"]
 class SystemBackend(Protocol):
     def version(self) -> dict[str, Any]: ...
     def info(self) -> dict[str, Any]: ...
-    def disk_usage(self) -> dict[str, Any]: ...
+    def disk_usage(self) -> Deferred[dict[str, Any]]: ...
 
 
 class EventsBackend(Protocol):
@@ -90,10 +90,12 @@ class SystemRouter:
     def info(self, call: ApiCall) -> dict[str, Any]:
         return self._system.info()
 
-    def disk_usage(self, call: ApiCall) -> dict[str, Any]:
-        usage = self._system.disk_usage()
-        usage["BuilderSize"] = 0  # API versions before 1.42 carry it
-        return usage
+    def disk_usage(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        def with_builder_size(usage: dict[str, Any]) -> dict[str, Any]:
+            usage["BuilderSize"] = 0  # API versions before 1.42 carry it
+            return usage
+
+        return self._system.disk_usage().addCallback(with_builder_size)
 
     def auth(self, call: ApiCall) -> NoReturn:
         raise NotImplementedError("dockertw cannot log in to registries yet")

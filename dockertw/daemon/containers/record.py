@@ -95,6 +95,9 @@ def _time(nanoseconds: int) -> str:
     return rfc3339_nano(nanoseconds) if nanoseconds else ZERO_TIME
 
 
+Sizes = tuple[int, int]  # the writable layer's and the whole root filesystem's bytes
+
+
 @attrs.define
 class Container:
     """A container as the engine keeps it: its settings and its last known state."""
@@ -190,8 +193,9 @@ class Container:
         mode = str(self.host_config.get("NetworkMode") or "default")
         return {network_name(mode): dict(_ENDPOINT)}
 
-    def inspect(self, size_root_fs: int | None = None) -> dict[str, Any]:
-        """``GET /containers/{id}/json``: ContainerJSON in Docker's field order."""
+    def inspect(self, sizes: Sizes | None = None) -> dict[str, Any]:
+        """``GET /containers/{id}/json``: ContainerJSON in Docker's field order;
+        ``sizes`` (writable layer, root filesystem) when asked for."""
         document: dict[str, Any] = {
             "Id": self.id, "Created": rfc3339_nano(self.created_ns), "Path": self.path,
             "Args": list(self.args), "State": self._state(), "Image": self.image_id,
@@ -201,8 +205,8 @@ class Container:
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": self.host_config,
             "GraphDriver": {"Data": None, "Name": "overlay2"},
         }
-        if size_root_fs is not None:
-            document.update(SizeRw=0, SizeRootFs=size_root_fs)
+        if sizes is not None:
+            document.update(SizeRw=sizes[0], SizeRootFs=sizes[1])
         document.update(Mounts=[], Config=self.config,
                         NetworkSettings=self._network_settings())
         return json.loads(json.dumps(document))  # a deep copy the caller may keep
@@ -216,7 +220,7 @@ class Container:
                 "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 "Networks": self._networks()}
 
-    def summary(self, image: str, size_root_fs: int | None = None,
+    def summary(self, image: str, sizes: Sizes | None = None,
                 now_ns: int = 0) -> dict[str, Any]:
         """An item of ``GET /containers/json``; ``image`` is the name to show."""
         item: dict[str, Any] = {
@@ -224,8 +228,9 @@ class Container:
             "Command": command_line(self.path, self.args),
             "Created": self.created_ns // 1_000_000_000, "Ports": [],
         }
-        if size_root_fs:
-            item["SizeRootFs"] = size_root_fs
+        if sizes is not None:  # both omitted when empty, as Go's omitempty does
+            item.update({key: value for key, value in zip(("SizeRw", "SizeRootFs"), sizes,
+                                                          strict=True) if value})
         item.update(Labels=self.labels, State=self.state_string,
                     Status=self.status_text(now_ns),
                     HostConfig={"NetworkMode": self.host_config.get("NetworkMode")

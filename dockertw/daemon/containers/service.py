@@ -23,12 +23,13 @@ from dockertw.daemon.containers import listing
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
-from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.record import Container, Sizes
 from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.storage import tree_size
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
@@ -128,8 +129,22 @@ class ContainerService:
     # -- figures and hooks -------------------------------------------------------------
 
     def container_count(self) -> int:
-        """How many containers exist (all stopped: none can run yet)."""
+        """How many containers exist."""
         return self._count
+
+    def container_counts(self) -> tuple[int, int, int]:
+        """How many containers run, are paused, are stopped (``/info``)."""
+        running = sum(1 for c in self._store.all() if c.running)
+        return running, 0, self._store.count() - running
+
+    def container_disk_usage(self) -> Deferred[list[dict[str, Any]]]:
+        """The containers of ``/system/df``, with their sizes."""
+        def usage() -> list[dict[str, Any]]:
+            now = time.time_ns()
+            return [c.summary(self._shown_image(c), self._sizes(c), now)
+                    for c in self._store.all()]
+
+        return self._reader(usage)
 
     def pinned_layers(self) -> list[str]:
         """The image store's hook: layers of running containers' images stay."""
@@ -207,7 +222,12 @@ class ContainerService:
 
     def _inspect(self, name: str, size: bool) -> dict[str, Any]:
         container = self._store.get(name)
-        return container.inspect(self._image_size(container) if size else None)
+        return container.inspect(self._sizes(container) if size else None)
+
+    def _sizes(self, container: Container) -> Sizes:
+        """The writable layer's size and the root filesystem's (image included)."""
+        writable = tree_size(self._store.root / container.id / "upper")
+        return writable, writable + self._image_size(container)
 
     def _image_size(self, container: Container) -> int:
         try:
@@ -232,7 +252,7 @@ class ContainerService:
             chosen = chosen[:options.limit]
         now = time.time_ns()
         return [c.summary(self._shown_image(c),
-                          self._image_size(c) if options.size else None, now)
+                          self._sizes(c) if options.size else None, now)
                 for c in chosen]
 
     def _window(self, filters: Filters, key: str) -> Container | None:
