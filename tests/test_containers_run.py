@@ -185,3 +185,31 @@ def test_info_counts_and_disk_usage_sizes(running_daemon: Daemon):
     assert by_name["/big"]["SizeRootFs"] > 100_000 and "SizeRw" not in by_name["/idle"]
     assert inspect(daemon, "idle")["State"]["Status"] == "created"
     ok(daemon, "rm", "-f", "big")
+
+
+def test_pause_and_unpause(running_daemon: Daemon):
+    daemon = running_daemon
+    container_id = ok(daemon, "run", "-d", "--name", "pz", "bb:1", "sh", "-c",
+                      "while :; do date +%s%N > /tick; sleep 0.05; done").strip()
+    since = str(int(time.time()) - 1)
+    ok(daemon, "pause", "pz")
+    assert inspect(daemon, "pz")["State"]["Status"] == "paused"
+    assert ok(daemon, "ps", "--format", "{{.Status}}").strip().endswith("(Paused)")
+    info = json.loads(unix_get(daemon.socket, "/v1.41/info")[2])
+    assert (info["ContainersRunning"], info["ContainersPaused"]) == (0, 1)
+    again = cli(daemon, "pause", "pz")
+    assert f"Container {container_id} is already paused" in again.stderr
+    ok(daemon, "unpause", "pz")
+    assert inspect(daemon, "pz")["State"]["Status"] == "running"
+    assert f"Container {container_id} is not paused" in cli(daemon, "unpause", "pz").stderr
+    ok(daemon, "pause", "pz")
+    ok(daemon, "stop", "-t", "1", "pz")  # a paused container still stops
+    assert inspect(daemon, "pz")["State"]["Paused"] is False
+    assert f"Container {container_id} is not running" in cli(daemon, "pause", "pz").stderr
+    events = ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1),
+                "--filter", "event=pause", "--filter", "event=unpause",
+                "--format", "{{.Action}}").split()
+    assert events == ["pause", "unpause", "pause"]
+    ok(daemon, "start", "pz")
+    ok(daemon, "pause", "pz")
+    ok(daemon, "rm", "-f", "pz")  # and a paused container is removed by force

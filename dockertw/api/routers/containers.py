@@ -33,6 +33,8 @@ class ContainerBackend(Protocol):
     def rename(self, old: str, new: str) -> Deferred[None]: ...
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
+    def pause(self, name: str) -> Deferred[None]: ...
+    def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
     def restart(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -106,6 +108,8 @@ class ContainerRouter:
             Route("GET", "/containers/<path:name>/logs", self.logs),
             Route("POST", "/containers/<path:name>/attach", self.attach),
             Route("POST", "/containers/<path:name>/update", self.update),
+            Route("POST", "/containers/<path:name>/pause", self.pause),
+            Route("POST", "/containers/<path:name>/unpause", self.unpause),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -135,6 +139,12 @@ class ContainerRouter:
 
     def update(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.update(call.params["name"], call.json_body())
+
+    def pause(self, call: ApiCall) -> Deferred[Empty]:
+        return self._containers.pause(call.params["name"]).addCallback(_no_content)
+
+    def unpause(self, call: ApiCall) -> Deferred[Empty]:
+        return self._containers.unpause(call.params["name"]).addCallback(_no_content)
 
     def start(self, call: ApiCall) -> Deferred[Empty]:
         length = call.request.getHeader(b"content-length")

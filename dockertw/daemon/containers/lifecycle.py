@@ -99,6 +99,7 @@ class Lifecycle:
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._paused: set[str] = set()
         self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
 
     def is_active(self, container_id: str) -> bool:
@@ -127,6 +128,7 @@ class Lifecycle:
         if running is not None:
             running.removing = True
             self._signal(running, signal.SIGKILL)
+            self._thaw(container.id)
             await chained(running.finished)
 
     def removed(self, container_id: str, state: State) -> None:
@@ -310,6 +312,7 @@ class Lifecycle:
         except NotFound:
             saved = container
         self._running.pop(container_id, None)
+        self._paused.discard(container_id)
         for attachment in running.attachments:
             attachment.end()
         self._emit(saved, "die", exitCode=str(code))
@@ -408,7 +411,10 @@ class Lifecycle:
         if running is not None:
             if signum in (signal.SIGKILL, stop_signal):
                 running.stopping = True  # this run ends for good (moby ExitOnNext)
-            self._signal(running, signum)
+                self._signal(running, signum)
+                self._thaw(container.id)
+            else:
+                self._signal(running, signum)
         self._emit(container, "kill", signal=str(signum))
 
     async def _stopped_by_user(self, container: Container, running: Running | None
@@ -444,6 +450,7 @@ class Lifecycle:
         signum = parse_signal(str(container.config.get("StopSignal") or "SIGTERM"))
         running.stopping = True
         self._signal(running, signum)
+        self._thaw(container.id)
         self._emit(container, "kill", signal=str(signum))
         if timeout >= 0:
             finished = chained(running.finished)
@@ -472,6 +479,46 @@ class Lifecycle:
             await self._stop_running(container, running, timeout)
         await self._start(container.id)
         self._emit(container, "restart")
+
+    # -- pause -------------------------------------------------------------------------
+
+    def pause(self, name: str) -> Deferred[None]:
+        return ensureDeferred(self._freeze(name, True))
+
+    def unpause(self, name: str) -> Deferred[None]:
+        return ensureDeferred(self._freeze(name, False))
+
+    async def _freeze(self, name: str, pause: bool) -> None:
+        container = await self._reader(lambda: self._store.get(name))
+        container_id = container.id
+        if self._restarts.is_pending(container_id):
+            raise Conflict(f"Container {container_id} is restarting, wait until the "
+                           "container is running")
+        if container_id not in self._running:
+            raise Conflict(f"Container {container_id} is not running")
+        if pause == (container_id in self._paused):
+            raise Conflict(f"Container {container_id} is " +
+                           ("already paused" if pause else "not paused"))
+        bundle = bundles.bundle_of(self._store.root / container_id)
+        runc = self._runc_or_fail()
+        try:
+            await (runc.pause if pause else runc.resume)(container_id, bundle)
+        except RuncError as error:
+            verb = "pause" if pause else "unpause"
+            raise System(f"Cannot {verb} container {container_id}: {error}") from None
+        (self._paused.add if pause else self._paused.discard)(container_id)
+        saved = await self._writer(lambda: self._update_state(container_id, paused=pause))
+        self._emit(saved, "pause" if pause else "unpause")
+
+    def _thaw(self, container_id: str) -> None:
+        """Resume a paused container after a signal, so that it can act on it."""
+        if container_id not in self._paused:
+            return
+        self._paused.discard(container_id)
+        bundle = bundles.bundle_of(self._store.root / container_id)
+        resumed = ensureDeferred(self._runc_or_fail().resume(container_id, bundle))
+        resumed.addErrback(lambda failure: _log.warn(
+            "resume {id}: {error}", id=container_id, error=failure.getErrorMessage()))
 
     # -- update ------------------------------------------------------------------------
 
@@ -518,8 +565,9 @@ class Lifecycle:
         if not self._running:
             return None
         waits = []
-        for running in list(self._running.values()):
+        for container_id, running in list(self._running.items()):
             running.removing = True
             self._signal(running, signal.SIGKILL)
+            self._thaw(container_id)
             waits.append(chained(running.finished))
         return DeferredList(waits, consumeErrors=True)

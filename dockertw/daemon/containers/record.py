@@ -64,13 +64,14 @@ class State:
     restarting: bool = False  # waiting to be restarted by its policy (running too)
     restart_count: int = 0
     manually_stopped: bool = False  # stopped or killed by the user
+    paused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "Error": self.error, "StartedNano": self.started_ns,
                 "FinishedNano": self.finished_ns, "Restarting": self.restarting,
                 "RestartCount": self.restart_count,
-                "HasBeenManuallyStopped": self.manually_stopped}
+                "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused}
 
     @classmethod
     def from_json(cls, value: Any) -> State:
@@ -83,11 +84,12 @@ class State:
                    finished_ns=int(value.get("FinishedNano") or 0),
                    restarting=bool(value.get("Restarting")),
                    restart_count=int(value.get("RestartCount") or 0),
-                   manually_stopped=bool(value.get("HasBeenManuallyStopped")))
+                   manually_stopped=bool(value.get("HasBeenManuallyStopped")),
+                   paused=bool(value.get("Paused")))
 
     def stopped(self, exit_code: int, now_ns: int) -> State:
         """This state after the run ended with ``exit_code``."""
-        return attrs.evolve(self, running=False, restarting=False, pid=0,
+        return attrs.evolve(self, running=False, restarting=False, paused=False, pid=0,
                             exit_code=exit_code, finished_ns=now_ns)
 
 
@@ -122,6 +124,8 @@ class Container:
         """``State.Status`` (moby ``StateString``)."""
         if self.state.restarting:
             return "restarting"
+        if self.state.running and self.state.paused:
+            return "paused"
         if self.state.running:
             return "running"
         return "exited" if self.state.started_ns else "created"
@@ -136,7 +140,8 @@ class Container:
             ago = human_duration((now_ns - self.state.finished_ns) / 1e9)
             return f"Restarting ({self.state.exit_code}) {ago} ago"
         if self.state.running:
-            return "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
+            up = "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
+            return up + " (Paused)" if self.state.paused else up
         if not self.state.started_ns:
             return "Created"
         if not self.state.finished_ns:
@@ -183,7 +188,7 @@ class Container:
 
     def _state(self) -> dict[str, Any]:
         state = self.state
-        return {"Status": self.state_string, "Running": state.running, "Paused": False,
+        return {"Status": self.state_string, "Running": state.running, "Paused": state.paused,
                 "Restarting": state.restarting, "OOMKilled": False, "Dead": False, "Pid": state.pid,
                 "ExitCode": state.exit_code, "Error": state.error,
                 "StartedAt": _time(state.started_ns),

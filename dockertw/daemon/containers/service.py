@@ -134,8 +134,10 @@ class ContainerService:
 
     def container_counts(self) -> tuple[int, int, int]:
         """How many containers run, are paused, are stopped (``/info``)."""
-        running = sum(1 for c in self._store.all() if c.running)
-        return running, 0, self._store.count() - running
+        containers = self._store.all()
+        paused = sum(1 for c in containers if c.running and c.state.paused)
+        running = sum(1 for c in containers if c.running) - paused
+        return running, paused, len(containers) - running - paused
 
     def container_disk_usage(self) -> Deferred[list[dict[str, Any]]]:
         """The containers of ``/system/df``, with their sizes."""
@@ -397,6 +399,14 @@ class ContainerService:
              send: Callable[[LogEntry], None]) -> Deferred[bool]:
         """``GET /containers/{name}/logs``; answers whether the container has a TTY."""
         return self._runs.logs(name, options, send)
+
+    def pause(self, name: str) -> Deferred[None]:
+        """``POST /containers/{name}/pause``: freeze every process of the container."""
+        return self._runs.pause(name)
+
+    def unpause(self, name: str) -> Deferred[None]:
+        """``POST /containers/{name}/unpause``."""
+        return self._runs.unpause(name)
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""
