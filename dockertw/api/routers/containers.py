@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, remove, rename, prune, start, stop, kill,
-restart, wait and logs."""
+restart, wait, logs, attach and resize."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class ContainerBackend(Protocol):
              send: Callable[[LogEntry], None]) -> Deferred[bool]: ...
     def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
                ) -> Deferred[tuple[Attachment, bool]]: ...
+    def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
 
 
 def _limit(raw: str) -> int:
@@ -62,6 +63,14 @@ def _timeout(raw: str) -> int | None:
         return int(raw)
     except ValueError:
         raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def _atoi(raw: str) -> int:
+    """An integer as Go's ``strconv.Atoi`` reads it; 400 with its message otherwise."""
+    digits = raw[1:] if raw[:1] in ("+", "-") else raw
+    if not digits.isdigit() or not digits.isascii():
+        raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax')
+    return int(raw)
 
 
 def _tail(raw: str) -> int | None:
@@ -104,6 +113,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/wait", self.wait),
             Route("GET", "/containers/<path:name>/logs", self.logs),
             Route("POST", "/containers/<path:name>/attach", self.attach),
+            Route("POST", "/containers/<path:name>/resize", self.resize),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -196,6 +206,11 @@ class ContainerRouter:
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
         return inspected.addCallback(stream).addCallback(lambda _: None)
 
+    def resize(self, call: ApiCall) -> Deferred[Empty]:
+        height, width = _atoi(call.query("h")), _atoi(call.query("w"))
+        resized = self._containers.resize(call.params["name"], height, width)
+        return resized.addCallback(lambda _: Empty(200))
+
     def attach(self, call: ApiCall) -> Deferred[None]:
         if call.bool("logs") and not call.bool("stream"):
             raise InvalidParameter("attach with logs=1 and stream=0 is not supported by "
@@ -222,6 +237,8 @@ class ContainerRouter:
                     done.callback(None)
 
             attachment.output = output
+            attachment.pause = stream.pause
+            attachment.resume = stream.resume
             stream.on_data = attachment.write_stdin
             stream.on_eof = attachment.close_stdin
             stream.on_lost = lost

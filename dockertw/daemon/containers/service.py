@@ -307,6 +307,10 @@ class ContainerService:
         """``POST /containers/{name}/attach``: the attachment and whether it has a TTY."""
         return self._runs.attach(name, stdin, stdout, stderr)
 
+    def resize(self, name: str, height: int, width: int) -> Deferred[None]:
+        """``POST /containers/{name}/resize?h=&w=``: the size of the container's TTY."""
+        return self._runs.resize(name, height, width)
+
     def wait(self, name: str, condition: str,
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]:
         """``POST /containers/{name}/wait``; ``ready`` fires once the container is found."""
