@@ -221,6 +221,50 @@ def test_detach_keys_leave_the_container_running(tty_daemon: Daemon,
     ok(daemon, "rm", "d1")
 
 
+def _raw_attach(path: str, query: str) -> socket.socket:
+    connection = socket.socket(socket.AF_UNIX)
+    connection.settimeout(10)
+    connection.connect(path)
+    connection.sendall(f"POST /containers/{query} HTTP/1.1\r\nHost: x\r\n"
+                       "Upgrade: tcp\r\nConnection: Upgrade\r\n\r\n".encode())
+    return connection
+
+
+def _read_until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_server_side_detach_keys(tty_daemon: Daemon):
+    daemon = tty_daemon
+    path = daemon.socket or ""
+    ok(daemon, "run", "-dit", "--name", "k1", "bb:1", "sh")
+    status, _, body = unix_get(path, "/containers/k1/attach?stream=1&detachKeys=ctrl-1",
+                               "POST")
+    assert (status, body) == (400, b'{"message":"Invalid detach keys (ctrl-1) '
+                                   b'provided"}\n')
+    for query, keys in (("&detachKeys=ctrl-x,x", b"\x18x"), ("", b"\x10\x11")):
+        connection = _raw_attach(path, f"k1/attach?stdin=1&stdout=1&stream=1{query}")
+        with connection:
+            connection.sendall(b'echo mark""er\r')
+            received = b""
+            while b"marker\r\n" not in received:
+                chunk = connection.recv(65536)
+                assert chunk, received
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+            connection.sendall(keys + b"echo after\r")
+            received = _read_until_closed(connection)  # the server ends the session
+        assert b"after" not in received
+        assert inspect(daemon, "k1")["State"]["Running"] is True
+    events = ok(daemon, "events", "--since", "0", "--until", str(int(time.time()) + 1),
+                "--filter", "container=k1", "--format", "{{.Action}}").split()
+    assert events.count("detach") == 2
+    ok(daemon, "rm", "-f", "k1")
+
+
 def test_resize_answers(tty_daemon: Daemon):
     daemon = tty_daemon
     path = daemon.socket or ""

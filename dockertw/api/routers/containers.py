@@ -19,6 +19,7 @@ from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOp
 from dockertw.daemon.jsonlog import LogEntry, format_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from dockertw.streams.stdcopy import Stream, encode_frame
 
 __all__ = ["ContainerRouter", "ContainerBackend"]
@@ -40,7 +41,8 @@ class ContainerBackend(Protocol):
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]: ...
     def logs(self, name: str, options: LogOptions,
              send: Callable[[LogEntry], None]) -> Deferred[bool]: ...
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]: ...
     def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
 
@@ -71,6 +73,16 @@ def _atoi(raw: str) -> int:
     if not digits.isdigit() or not digits.isascii():
         raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax')
     return int(raw)
+
+
+def _detach_keys(raw: str) -> bytes:
+    """``detachKeys`` (Docker's default ``ctrl-p,ctrl-q`` when empty)."""
+    if not raw:
+        return DEFAULT_DETACH_KEYS
+    try:
+        return parse_detach_keys(raw)
+    except ValueError:
+        raise InvalidParameter(f"Invalid detach keys ({raw}) provided") from None
 
 
 def _tail(raw: str) -> int | None:
@@ -216,7 +228,8 @@ class ContainerRouter:
             raise InvalidParameter("attach with logs=1 and stream=0 is not supported by "
                                    "dockertw yet")
         attached = self._containers.attach(call.params["name"], call.bool("stdin"),
-                                           call.bool("stdout"), call.bool("stderr"))
+                                           call.bool("stdout"), call.bool("stderr"),
+                                           _detach_keys(call.query("detachKeys")))
         upgrade = call.request.getHeader(b"upgrade") is not None
 
         def connect(result: tuple[Attachment, bool]) -> Deferred[None]:

@@ -32,6 +32,7 @@ from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
 __all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
 
@@ -272,10 +273,12 @@ class Lifecycle:
 
     # -- attach ------------------------------------------------------------------------
 
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]:
         """``POST /containers/{name}/attach`` (``stream=1``): the attachment and whether
-        the container has a TTY.  Output flows from the current or the next run."""
+        the container has a TTY.  Output flows from the current or the next run; on a
+        TTY, typing ``detach_keys`` ends the session (a ``detach`` event)."""
         found = self._reader(lambda: self._store.get(name))
 
         def attach(container: Container) -> tuple[Attachment, bool]:
@@ -283,7 +286,9 @@ class Lifecycle:
                        if wanted}
             config = container.config
             attachment = Attachment(streams, stdin and bool(config.get("OpenStdin")),
-                                    bool(config.get("StdinOnce")), bool(config.get("Tty")))
+                                    bool(config.get("StdinOnce")), bool(config.get("Tty")),
+                                    detach_keys)
+            attachment.on_detach = lambda: self._emit(container, "detach")
             running = self._running.get(container.id)
             if running is not None:
                 running.attachments.append(attachment)

@@ -28,6 +28,7 @@ from dockertw.daemon.containers.stdio import (
 )
 from dockertw.daemon.jsonlog import JSONLogFile, LineSplitter, LogEntry
 from dockertw.runtime.reaper import ExitWatcher
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
 __all__ = ["OutputPipe", "Running", "Attachment", "chained"]
 
@@ -103,11 +104,13 @@ class Attachment:
     """
 
     def __init__(self, streams: set[str], stdin: bool, stdin_once: bool,
-                 tty: bool = False) -> None:
+                 tty: bool = False, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
         self.streams = streams
         self.wants_stdin = stdin
         self.stdin_once = stdin_once
         self.tty = tty
+        self._scanner = DetachScanner(detach_keys) if tty else None
+        self.on_detach: Callable[[], None] = lambda: None  # the detach keys were typed
         self.output: Callable[[LogEntry], None] = lambda entry: None
         self.pause: Callable[[], None] = lambda: None
         self.resume: Callable[[], None] = lambda: None
@@ -133,8 +136,20 @@ class Attachment:
             self.close_stdin()
 
     def write_stdin(self, data: bytes) -> None:
+        """Input from the client; on a TTY the detach keys end this session."""
         if not self.wants_stdin or self.detached:
             return
+        if self._scanner is not None:
+            data, detaching = self._scanner.feed(data)
+            self._write(data)
+            if detaching:
+                self.detach()
+                self.on_detach()
+                self.end()
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         running = self._running
         if running is None:
             self._pending.append(data)
