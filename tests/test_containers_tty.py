@@ -265,6 +265,26 @@ def test_server_side_detach_keys(tty_daemon: Daemon):
     ok(daemon, "rm", "-f", "k1")
 
 
+@pytest.mark.parametrize("flags", ["-dit", "-di"], ids=["tty", "pipe"])
+def test_client_end_of_input_ends_only_its_session(tty_daemon: Daemon, flags: str):
+    """Without StdinOnce (or with a TTY) Docker leaves the container's stdin open
+    when an attached client half-closes, and ends that client's session."""
+    daemon = tty_daemon
+    path = daemon.socket or ""
+    ok(daemon, "run", flags, "--name", "e1", "bb:1", "cat")
+    with _raw_attach(path, "e1/attach?stdin=1&stdout=1&stream=1") as connection:
+        connection.sendall(b"ping\n")
+        received = b""
+        while b"ping" not in received:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+        connection.shutdown(socket.SHUT_WR)
+        _read_until_closed(connection)
+    assert inspect(daemon, "e1")["State"]["Running"] is True
+    ok(daemon, "rm", "-f", "e1")
+
+
 def test_resize_answers(tty_daemon: Daemon):
     daemon = tty_daemon
     path = daemon.socket or ""

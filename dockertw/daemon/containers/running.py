@@ -165,19 +165,21 @@ class Attachment:
         self.resume()
 
     def close_stdin(self) -> None:
-        """The client's input ended.  Without a TTY, ``StdinOnce`` closes the
-        container's stdin once written; with a TTY Docker never closes it (there is no
-        end of file on a terminal) but ends this client's session instead."""
+        """The client's input ended.  As Docker's attach: without a TTY and with
+        ``StdinOnce`` the container's stdin is closed once written (the output goes
+        on); otherwise (always with a TTY, where there is no end of file) the
+        container's stdin stays open and this client's session ends."""
         self._eof = True
         running = self._running
         if not self.wants_stdin or running is None:
             return
-        if self.tty:
-            self.detach()
-            self.end()
-        elif self.stdin_once and running.stdin is not None:
-            running.stdin.close()
-            running.stdin = None
+        if self.stdin_once and not self.tty:
+            if running.stdin is not None:
+                running.stdin.close()
+                running.stdin = None
+            return
+        self.detach()
+        self.end()
 
     def detach(self) -> None:
         self.detached = True
