@@ -45,9 +45,14 @@ class ConsoleSocket:
         self._directory = Path(tempfile.mkdtemp(prefix="dtw-console-"))
         self.path = self._directory / "console.sock"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.setblocking(False)
-        self._listener.bind(str(self.path))
-        self._listener.listen(1)
+        try:
+            self._listener.setblocking(False)
+            self._listener.bind(str(self.path))
+            self._listener.listen(1)
+        except OSError:
+            self._listener.close()
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise
         self._current: socket.socket | None = self._listener
         self._master: int | None = None
         self._error: str | None = None

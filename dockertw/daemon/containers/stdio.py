@@ -89,7 +89,10 @@ async def _create_with_pipes(runc: Runc, container_id: str, bundle: Path,
 async def _create_with_terminal(runc: Runc, reactor: Any, container_id: str,
                                 bundle: Path, open_stdin: bool
                                 ) -> tuple[int, ContainerIO]:
-    console = ConsoleSocket(reactor)
+    try:
+        console = ConsoleSocket(reactor)
+    except OSError as error:
+        raise RuncError(f"console socket: {error}") from None
     null = os.open(os.devnull, os.O_RDWR)  # runc's own stdio; the init gets the pty
     try:
         pid = await runc.create(container_id, bundle, Stdio(null, null, null),
