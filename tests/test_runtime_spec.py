@@ -28,6 +28,15 @@ def _config(**changes) -> ContainerRuntimeConfig:
     return attrs.evolve(base, **changes)
 
 
+def test_terminal_and_console_size():
+    assert "consoleSize" not in build_spec(_config(console_size=(40, 120)))["process"]
+    process = build_spec(_config(terminal=True, console_size=(40, 120)))["process"]
+    assert process["terminal"] is True
+    assert process["consoleSize"] == {"height": 40, "width": 120}
+    assert "TERM=xterm" in process["env"]
+    assert "consoleSize" not in build_spec(_config(terminal=True))["process"]
+
+
 def test_docker_defaults():
     spec = build_spec(_config())
     process = spec["process"]

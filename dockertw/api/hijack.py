@@ -87,6 +87,17 @@ class RawStream(Protocol):
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def pause(self) -> None:
+        """Stop reading the client (its writes then back up to it)."""
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is not None:
+            pause()
+
+    def resume(self) -> None:
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None:
+            resume()
+
     def dataReceived(self, data: bytes) -> None:
         if self._started:
             self.on_data(data)

@@ -79,6 +79,7 @@ class ContainerRuntimeConfig:
     cwd: str = "/"
     user: ProcessUser = ProcessUser()
     terminal: bool = False
+    console_size: tuple[int, int] = (0, 0)  # (height, width); zero: runc's default
     readonly_rootfs: bool = False
     network: str = "private"  # "private" (own namespace), "none" (the same), "host"
     mounts: tuple[Mount, ...] = ()
@@ -138,7 +139,7 @@ def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
     user: dict[str, Any] = {"uid": config.user.uid, "gid": config.user.gid}
     if config.user.additional_gids:
         user["additionalGids"] = list(config.user.additional_gids)
-    return {
+    process: dict[str, Any] = {
         "terminal": config.terminal,
         "user": user,
         "args": list(config.args),
@@ -149,6 +150,10 @@ def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
         "rlimits": [],  # inherited from the daemon, as Docker's containers do
         "noNewPrivileges": False,
     }
+    height, width = config.console_size
+    if config.terminal and height > 0 and width > 0:
+        process["consoleSize"] = {"height": height, "width": width}
+    return process
 
 
 def _system_mounts(privileged: bool) -> list[dict[str, Any]]:

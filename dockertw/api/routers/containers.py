@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, remove, rename, prune, start, stop, kill,
-restart, wait and logs."""
+restart, wait, logs, attach and resize."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOp
 from dockertw.daemon.jsonlog import LogEntry, format_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from dockertw.streams.stdcopy import Stream, encode_frame
 
 __all__ = ["ContainerRouter", "ContainerBackend"]
@@ -43,8 +44,10 @@ class ContainerBackend(Protocol):
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]: ...
     def logs(self, name: str, options: LogOptions,
              send: Callable[[LogEntry], None]) -> Deferred[bool]: ...
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]: ...
+    def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
 
 
 def _limit(raw: str) -> int:
@@ -65,6 +68,24 @@ def _timeout(raw: str) -> int | None:
         return int(raw)
     except ValueError:
         raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax') from None
+
+
+def _atoi(raw: str) -> int:
+    """An integer as Go's ``strconv.Atoi`` reads it; 400 with its message otherwise."""
+    digits = raw[1:] if raw[:1] in ("+", "-") else raw
+    if not digits.isdigit() or not digits.isascii():
+        raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax')
+    return int(raw)
+
+
+def _detach_keys(raw: str) -> bytes:
+    """``detachKeys`` (Docker's default ``ctrl-p,ctrl-q`` when empty)."""
+    if not raw:
+        return DEFAULT_DETACH_KEYS
+    try:
+        return parse_detach_keys(raw)
+    except ValueError:
+        raise InvalidParameter(f"Invalid detach keys ({raw}) provided") from None
 
 
 def _tail(raw: str) -> int | None:
@@ -110,6 +131,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/update", self.update),
             Route("POST", "/containers/<path:name>/pause", self.pause),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
+            Route("POST", "/containers/<path:name>/resize", self.resize),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -211,12 +233,18 @@ class ContainerRouter:
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
         return inspected.addCallback(stream).addCallback(lambda _: None)
 
+    def resize(self, call: ApiCall) -> Deferred[Empty]:
+        height, width = _atoi(call.query("h")), _atoi(call.query("w"))
+        resized = self._containers.resize(call.params["name"], height, width)
+        return resized.addCallback(lambda _: Empty(200))
+
     def attach(self, call: ApiCall) -> Deferred[None]:
         if call.bool("logs") and not call.bool("stream"):
             raise InvalidParameter("attach with logs=1 and stream=0 is not supported by "
                                    "dockertw yet")
         attached = self._containers.attach(call.params["name"], call.bool("stdin"),
-                                           call.bool("stdout"), call.bool("stderr"))
+                                           call.bool("stdout"), call.bool("stderr"),
+                                           _detach_keys(call.query("detachKeys")))
         upgrade = call.request.getHeader(b"upgrade") is not None
 
         def connect(result: tuple[Attachment, bool]) -> Deferred[None]:
@@ -237,6 +265,8 @@ class ContainerRouter:
                     done.callback(None)
 
             attachment.output = output
+            attachment.pause = stream.pause
+            attachment.resume = stream.resume
             stream.on_data = attachment.write_stdin
             stream.on_eof = attachment.close_stdin
             stream.on_lost = lost

@@ -100,6 +100,15 @@ def _network(mode: str) -> str:
     return "host" if mode == "host" else ("none" if mode == "none" else "private")
 
 
+def _console_size(value: Any) -> tuple[int, int]:
+    """``HostConfig.ConsoleSize`` (``[height, width]``); ``(0, 0)`` when unset."""
+    try:
+        height, width = (int(number) for number in value)
+    except (TypeError, ValueError):
+        return (0, 0)
+    return (max(height, 0), max(width, 0))
+
+
 def runtime_config(container: Container, rootfs: Path,
                    cgroup_parent: str = "dockertw") -> ContainerRuntimeConfig:
     """The runtime settings of ``container`` (its root filesystem must be mounted);
@@ -114,6 +123,8 @@ def runtime_config(container: Container, rootfs: Path,
         env=tuple(config.get("Env") or ()),
         cwd=str(config.get("WorkingDir") or "/"),
         user=resolve_user(rootfs, str(config.get("User") or "")),
+        terminal=bool(config.get("Tty")),
+        console_size=_console_size(host.get("ConsoleSize")),
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
         network=_network(str(host.get("NetworkMode") or "default")),
         cap_add=tuple(host.get("CapAdd") or ()),

@@ -9,7 +9,6 @@ process runs per container (see :mod:`dockertw.daemon.containers.running`).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from dockertw.daemon.containers.logs import LogOptions, follow_log, read_log
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
+from dockertw.daemon.containers.stdio import create_container
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.jsonlog import JSONLogFile, LogEntry
@@ -32,8 +32,9 @@ from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
 from dockertw.runtime.reaper import ExitWatcher
-from dockertw.runtime.runc import Runc, RuncError, Stdio
+from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
 __all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
 
@@ -207,29 +208,20 @@ class Lifecycle:
         except OSError as error:
             await self._start_failed(container, str(error), None)
             raise System(str(error)) from None
-        stdin_r, stdin_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
-        stderr_r, stderr_w = os.pipe()
         try:
-            pid = await runc.create(container_id, bundle, Stdio(stdin_r, stdout_w, stderr_w))
+            pid, stdio = await create_container(
+                runc, self._reactor, container_id, bundle,
+                tty=bool(container.config.get("Tty")),
+                open_stdin=bool(container.config.get("OpenStdin")))
         except RuncError as error:
-            for fd in (stdin_w, stdout_r, stderr_r):
-                os.close(fd)
             message = f"OCI runtime create failed: {error}: unknown"
             code = _exit_code_for(str(error))
             await self._start_failed(container, message, bundle, code)
             if code in (126, 127):
                 raise InvalidParameter(message) from None
             raise System(message) from None
-        finally:
-            for fd in (stdin_r, stdout_w, stderr_w):
-                os.close(fd)
         log = JSONLogFile(Path(container.log_path or directory / f"{container_id}-json.log"))
-        running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdin_w,
-                          stdout_r, stderr_r, log)
-        if not container.config.get("OpenStdin"):
-            os.close(stdin_w)
-            running.stdin = None
+        running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdio, log)
         self._running[container_id] = running
         for attachment in self._attachments.pop(container_id, []):
             if not attachment.detached:
@@ -342,10 +334,12 @@ class Lifecycle:
 
     # -- attach ------------------------------------------------------------------------
 
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]:
         """``POST /containers/{name}/attach`` (``stream=1``): the attachment and whether
-        the container has a TTY.  Output flows from the current or the next run."""
+        the container has a TTY.  Output flows from the current or the next run; on a
+        TTY, typing ``detach_keys`` ends the session (a ``detach`` event)."""
         found = self._reader(lambda: self._store.get(name))
 
         def attach(container: Container) -> tuple[Attachment, bool]:
@@ -353,7 +347,9 @@ class Lifecycle:
                        if wanted}
             config = container.config
             attachment = Attachment(streams, stdin and bool(config.get("OpenStdin")),
-                                    bool(config.get("StdinOnce")))
+                                    bool(config.get("StdinOnce")), bool(config.get("Tty")),
+                                    detach_keys)
+            attachment.on_detach = lambda: self._emit(container, "detach")
             running = self._running.get(container.id)
             if running is not None:
                 running.attachments.append(attachment)
@@ -364,6 +360,25 @@ class Lifecycle:
             return attachment, bool(config.get("Tty"))
 
         return found.addCallback(attach)
+
+    # -- resize ------------------------------------------------------------------------
+
+    def resize(self, name: str, height: int, width: int) -> Deferred[None]:
+        """``POST /containers/{name}/resize``: 409 unless running; a container without
+        a TTY accepts and ignores it (as containerd does); a ``resize`` event."""
+        found = self._reader(lambda: self._store.get(name))
+
+        def resize(container: Container) -> None:
+            running = self._running.get(container.id)
+            if running is None:
+                raise Conflict(f"Container {container.id} is not running")
+            try:
+                running.resize(height, width)
+            except OSError as error:
+                raise System(f"resize: {error.strerror}") from None
+            self._emit(container, "resize", height=str(height), width=str(width))
+
+        return found.addCallback(resize)
 
     # -- wait --------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
-"""What the daemon holds for a running container: its exit watcher and its stdio pipes.
+"""What the daemon holds for a running container: its exit watcher and its stdio.
 
-The container's stdout and stderr are pipes the daemon reads through the reactor
-(non-blocking); their lines go straight to the json-file log, and to whoever follows
-the logs.  No helper process runs per container.
+The container's stdout and stderr (pipes, or one pty master with a TTY) are read
+through the reactor (non-blocking); their lines go straight to the json-file log and
+to whoever follows the logs, and each chunk as read goes to the attached clients (a
+prompt without a newline shows at once).  Stdin is written through a buffered
+:class:`~dockertw.daemon.containers.stdio.StdinWriter`.  No helper process runs per
+container.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -18,8 +20,15 @@ from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dockertw.daemon.containers.stdio import (
+    HIGH_WATER,
+    ContainerIO,
+    StdinWriter,
+    resize_terminal,
+)
 from dockertw.daemon.jsonlog import JSONLogFile, LineSplitter, LogEntry
 from dockertw.runtime.reaper import ExitWatcher
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
 __all__ = ["OutputPipe", "Running", "Attachment", "chained"]
 
@@ -31,11 +40,13 @@ class OutputPipe:
     """Reads one output pipe without blocking; each line becomes a log entry."""
 
     def __init__(self, reactor: IReactorFDSet, fd: int, stream: str,
-                 deliver: Callable[[list[LogEntry]], None]) -> None:
+                 deliver: Callable[[list[LogEntry]], None],
+                 raw: LogListener = lambda entry: None) -> None:
         self._reactor = reactor
         self._fd: int | None = fd
         self._stream = stream
         self._deliver = deliver
+        self._raw = raw
         self._splitter = LineSplitter()
         self.closed: Deferred[None] = Deferred()
         os.set_blocking(fd, False)
@@ -56,9 +67,10 @@ class OutputPipe:
             return
         except OSError:
             data = b""
-        if not data:
+        if not data:  # end of file; EIO on a pty master once its processes are gone
             self._finish(self._splitter.flush())
             return
+        self._raw(LogEntry(self._stream, time.time_ns(), data))
         self._emit(self._splitter.feed(data))
 
     def _emit(self, messages: list[bytes]) -> None:
@@ -86,19 +98,28 @@ class Attachment:
     """One attached client: its output sink, its stdin, and the end of the run.
 
     Made before the container starts (as ``docker run`` does) it waits for the next
-    start; made while the container runs it joins that run.
+    start; made while the container runs it joins that run.  The router sets
+    ``output`` and ``pause``/``resume`` (stop and restart reading the client while the
+    container's stdin buffer is over :data:`HIGH_WATER`).
     """
 
-    def __init__(self, streams: set[str], stdin: bool, stdin_once: bool) -> None:
+    def __init__(self, streams: set[str], stdin: bool, stdin_once: bool,
+                 tty: bool = False, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
         self.streams = streams
         self.wants_stdin = stdin
         self.stdin_once = stdin_once
+        self.tty = tty
+        self._scanner = DetachScanner(detach_keys) if tty else None
+        self.on_detach: Callable[[], None] = lambda: None  # the detach keys were typed
         self.output: Callable[[LogEntry], None] = lambda entry: None
+        self.pause: Callable[[], None] = lambda: None
+        self.resume: Callable[[], None] = lambda: None
         self.finished: Deferred[None] = Deferred()  # the container's run ended
         self.detached = False
         self._running: Running | None = None
         self._pending: list[bytes] = []
         self._eof = False
+        self._paused = False
 
     def deliver(self, entry: LogEntry) -> None:
         if not self.detached and entry.stream in self.streams:
@@ -107,7 +128,7 @@ class Attachment:
     def join(self, running: Running) -> None:
         """Connect to a run: output flows, buffered input is written."""
         self._running = running
-        running.listeners.append(self.deliver)
+        running.raw_listeners.append(self.deliver)
         pending, self._pending = self._pending, []
         for data in pending:
             self.write_stdin(data)
@@ -115,27 +136,55 @@ class Attachment:
             self.close_stdin()
 
     def write_stdin(self, data: bytes) -> None:
+        """Input from the client; on a TTY the detach keys end this session."""
         if not self.wants_stdin or self.detached:
             return
+        if self._scanner is not None:
+            data, detaching = self._scanner.feed(data)
+            self._write(data)
+            if detaching:
+                self.detach()
+                self.on_detach()
+                self.end()
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         running = self._running
         if running is None:
             self._pending.append(data)
         elif running.stdin is not None:
-            with contextlib.suppress(OSError):
-                os.write(running.stdin, data)
+            running.stdin.write(data)
+            if running.stdin.buffered > HIGH_WATER and not self._paused:
+                self._paused = True
+                self.pause()
+                running.stdin.when_drained(self._resume)
+
+    def _resume(self) -> None:
+        self._paused = False
+        self.resume()
 
     def close_stdin(self) -> None:
+        """The client's input ended.  As Docker's attach: without a TTY and with
+        ``StdinOnce`` the container's stdin is closed once written (the output goes
+        on); otherwise (always with a TTY, where there is no end of file) the
+        container's stdin stays open and this client's session ends."""
         self._eof = True
         running = self._running
-        if self.wants_stdin and self.stdin_once and running is not None \
-                and running.stdin is not None:
-            os.close(running.stdin)
-            running.stdin = None
+        if not self.wants_stdin or running is None:
+            return
+        if self.stdin_once and not self.tty:
+            if running.stdin is not None:
+                running.stdin.close()
+                running.stdin = None
+            return
+        self.detach()
+        self.end()
 
     def detach(self) -> None:
         self.detached = True
-        if self._running is not None and self.deliver in self._running.listeners:
-            self._running.listeners.remove(self.deliver)
+        if self._running is not None and self.deliver in self._running.raw_listeners:
+            self._running.raw_listeners.remove(self.deliver)
 
     def end(self) -> None:
         if not self.finished.called:
@@ -143,18 +192,23 @@ class Attachment:
 
 
 class Running:
-    """One running container: its init's watcher, stdin, output pipes and log."""
+    """One running container: its init's watcher, stdin, outputs, terminal and log.
 
-    def __init__(self, reactor: Any, watcher: ExitWatcher, stdin: int | None,
-                 stdout: int, stderr: int, log: JSONLogFile) -> None:
+    ``listeners`` get whole log entries (lines), ``raw_listeners`` each chunk read.
+    """
+
+    def __init__(self, reactor: Any, watcher: ExitWatcher, stdio: ContainerIO,
+                 log: JSONLogFile) -> None:
         self.watcher = watcher
-        self.stdin = stdin
+        self.stdin = None if stdio.stdin is None else StdinWriter(reactor, stdio.stdin)
+        self.terminal = stdio.terminal
         self.log = log
         self.listeners: list[LogListener] = []
+        self.raw_listeners: list[LogListener] = []
         self.stopping = False
         self.removing = False
-        self.outputs = [OutputPipe(reactor, stdout, "stdout", self._write),
-                        OutputPipe(reactor, stderr, "stderr", self._write)]
+        self.outputs = [OutputPipe(reactor, fd, stream, self._write, self._raw)
+                        for stream, fd in stdio.outputs]
         self.finished: Deferred[int] = Deferred()  # fires once the exit is handled
         self.attachments: list[Attachment] = []
 
@@ -164,6 +218,15 @@ class Running:
             for entry in entries:
                 listener(entry)
 
+    def _raw(self, entry: LogEntry) -> None:
+        for listener in list(self.raw_listeners):
+            listener(entry)
+
+    def resize(self, height: int, width: int) -> None:
+        """Resize the container's terminal (nothing without a TTY, as containerd)."""
+        if self.terminal is not None:
+            resize_terminal(self.terminal, height, width)
+
     def ended(self) -> Deferred[list[Any]]:
         """The exit code and the end of both outputs."""
         return gatherResults([self.watcher.exited,
@@ -171,10 +234,13 @@ class Running:
 
     def close(self) -> None:
         if self.stdin is not None:
-            os.close(self.stdin)
+            self.stdin.abort()
             self.stdin = None
         for output in self.outputs:
             output.close()
+        if self.terminal is not None:
+            os.close(self.terminal)
+            self.terminal = None
         self.log.close()
 
 

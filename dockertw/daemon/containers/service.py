@@ -34,6 +34,7 @@ from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReacto
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
 from dockertw.runtime.runc import Runc, delete_leftovers
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
@@ -373,10 +374,15 @@ class ContainerService:
         """``POST /containers/{name}/start``: ``False`` when it already runs (304)."""
         return self._runs.start(name)
 
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool
+    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
+               detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]:
         """``POST /containers/{name}/attach``: the attachment and whether it has a TTY."""
-        return self._runs.attach(name, stdin, stdout, stderr)
+        return self._runs.attach(name, stdin, stdout, stderr, detach_keys)
+
+    def resize(self, name: str, height: int, width: int) -> Deferred[None]:
+        """``POST /containers/{name}/resize?h=&w=``: the size of the container's TTY."""
+        return self._runs.resize(name, height, width)
 
     def wait(self, name: str, condition: str,
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]:
