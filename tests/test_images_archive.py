@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 
+from dockertw.client.docker import DockerClient
 from tests.archives import (
     Entry,
     config,
@@ -290,3 +292,43 @@ def test_a_layer_changed_on_disk_fails_the_save_loudly(daemon: Daemon, workdir: 
     done = cli(daemon, "save", "-o", str(workdir / "out.tar"), "changed:1")
     assert done.returncode != 0 and "unexpected EOF" in done.stderr
     assert "cannot be saved: its replayed tar stream hashes to" in daemon.output()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_client_saves_and_loads(daemon: Daemon, busybox_tar: Path):
+    image_id = import_image(daemon, busybox_tar, "client:1")
+    client = DockerClient(f"unix://{daemon.socket}")
+    try:
+        saved = b"".join([data async for data in client.save_images(["client:1"])])
+        ok(daemon, "rmi", "client:1")
+        loaded = await client.load_images(saved, quiet=False)
+        assert loaded[0]["status"] == "Loading layer" and loaded[0]["id"] == (
+            layer_diff_ids(saved)[0][7:19])
+        assert loaded[-1] == {"stream": "Loaded image: client:1\n"}
+    finally:
+        await client.close()
+    assert inspect(daemon, "client:1")["Id"] == image_id
+
+
+def layer_diff_ids(archive: bytes) -> list[str]:
+    """The diff IDs of the layers of the (single) image in ``archive``."""
+    found = members(archive)
+    manifest = json.loads(found["manifest.json"] or b"")
+    return [sha256(found[name] or b"") for name in manifest[0]["Layers"]]
+
+
+def test_a_shared_layer_is_saved_once_and_loads_back(daemon: Daemon, workdir: Path):
+    layers = [base_layer(), upper_layer()]
+    upper, lower = config([sha256(x) for x in layers]), config([sha256(layers[0])])
+    (workdir / "in.tar").write_bytes(docker_archive([(upper, layers, ["up:1"]),
+                                                     (lower, layers[:1], ["low:1"])]))
+    ok(daemon, "load", "-i", str(workdir / "in.tar"))
+    ok(daemon, "save", "-o", str(workdir / "out.tar"), "low:1", "up:1")
+    with tarfile.open(workdir / "out.tar") as opened:
+        assert len([m for m in opened if m.issym()]) == 1
+    ok(daemon, "rmi", "low:1", "up:1")
+    assert leftovers(daemon) == []
+    loaded = ok(daemon, "load", "-i", str(workdir / "out.tar"))
+    assert loaded == "Loaded image: low:1\nLoaded image: up:1\n"
+    assert [inspect(daemon, n)["Id"] for n in ("up:1", "low:1")] == [sha256(upper),
+                                                                     sha256(lower)]
