@@ -247,6 +247,22 @@ def test_save_errors(daemon: Daemon, busybox_tar: Path, workdir: Path):
     assert json.loads(members(body)["manifest.json"] or b"")[0]["RepoTags"] is None
 
 
+def test_loading_again_records_a_layer_stored_without_a_record(daemon: Daemon,
+                                                               workdir: Path):
+    assert daemon.socket
+    archive, _, layers = two_layer_archive("again:1")
+    (workdir / "in.tar").write_bytes(archive)
+    ok(daemon, "load", "-i", str(workdir / "in.tar"))
+    for record in (daemon.root / "image" / "layers" / "sha256").glob("*/tar-split.gz"):
+        record.unlink()
+    assert unix_get(daemon.socket, "/v1.41/images/again:1/get")[0] == 500
+    assert ok(daemon, "load", "-i", str(workdir / "in.tar")) == "Loaded image: again:1\n"
+    status, _, body = unix_get(daemon.socket, "/v1.41/images/again:1/get")
+    found = members(body)
+    manifest = json.loads(found["manifest.json"] or b"")
+    assert status == 200 and [found[name] for name in manifest[0]["Layers"]] == layers
+
+
 def test_events_show_save_and_load(daemon: Daemon, busybox_tar: Path, workdir: Path):
     assert daemon.socket
     since = time.time()

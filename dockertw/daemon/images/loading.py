@@ -348,7 +348,7 @@ class Importer:
     def _load_layer(self, unpacked: Unpacked, name: str, index: int, expected: str,
                     parent: str | None) -> str:
         chain = chain_id(parent, expected)
-        if self._store.has_layer(chain):
+        if self._store.has_tar_split(chain):  # a layer without one is read to record it
             return chain
         with unpacked.open(name) as source:
             stream: Any = source

@@ -462,6 +462,12 @@ class ImageStore:
         record = self.require_tar_split(chain)
         return stream_size(record), replay(record, layer.path, layer.diff_id)
 
+    def has_tar_split(self, chain: str) -> bool:
+        """Whether the layer ``chain`` exists and can be saved (it has its record)."""
+        with self._lock:
+            layer = self._layers.get(chain)
+        return layer is not None and (layer.path.parent / _TAR_SPLIT).is_file()
+
     def require_tar_split(self, chain: str) -> Path:
         """The layer's tar-split record; ``System`` if it was stored without one."""
         layer = self.layer(chain)
