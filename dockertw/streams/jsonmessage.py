@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["format_status", "format_error", "encode_message"]
+__all__ = ["format_status", "format_error", "encode_message", "progress_bar", "human_size"]
 
 _FIELD_ORDER = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
                 "timeNano", "errorDetail", "error", "aux")
@@ -39,3 +39,26 @@ def format_status(status: str, id: str = "") -> bytes:  # noqa: A002 - Docker's 
 def format_error(message: str) -> bytes:
     """``streamformatter.FormatError``: an in-band error that ends the stream."""
     return encode_message(errorDetail={"message": message}, error=message)
+
+
+_SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+
+
+def human_size(size: float) -> str:
+    """go-units ``HumanSize``: decimal units, four significant digits (``1.2MB``)."""
+    unit = 0
+    while size >= 1000 and unit < len(_SIZE_UNITS) - 1:
+        size /= 1000
+        unit += 1
+    return f"{size:.4g}{_SIZE_UNITS[unit]}"
+
+
+def progress_bar(current: int, total: int) -> str:
+    """``JSONProgress.String`` as a server renders it (width 200): bar and counts."""
+    if total <= 0:
+        return f"{human_size(current):>8}"
+    filled = min(int(current / total * 100) // 2, 50)
+    bar = f"[{'=' * filled}>{' ' * (50 - filled)}] "
+    if current > total:
+        return bar + f"{human_size(current):>8}"
+    return bar + f"{human_size(current):>8}/{human_size(total)}"

@@ -1,22 +1,29 @@
 """Image routes: list, create (import; pull answers 501), inspect, history, tag, delete,
-prune."""
+prune, load and save."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, NoReturn, Protocol, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
 
+from dockertw import errdefs
 from dockertw.api import versions
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
+from dockertw.daemon.images.loading import LoadOutput
 from dockertw.daemon.images.service import ImportOptions
 from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
+from dockertw.daemon.pump import Begin, Pump
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
-from dockertw.streams.jsonmessage import format_status
+from dockertw.streams.jsonmessage import encode_message, format_error, format_status, progress_bar
 
 __all__ = ["ImageRouter", "ImageBackend"]
 
@@ -32,6 +39,12 @@ class ImageBackend(Protocol):
     def delete(self, name: str, force: bool = False, prune: bool = True
                ) -> Deferred[list[dict[str, str]]]: ...
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
+    def load_images(self, body: IO[bytes], output: LoadOutput, quiet: bool = True
+                    ) -> Deferred[None]: ...
+    def save_images(self, names: Sequence[str], begin: Begin) -> Deferred[None]: ...
+
+
+_log = Logger()
 
 
 def _with_reference(filters: Filters, pattern: str) -> Filters:
@@ -49,6 +62,51 @@ def _created(_: object) -> Empty:
     return Empty(201)
 
 
+class _LoadMessages:
+    """``docker load`` output as Docker's JSON messages, written to the response."""
+
+    def __init__(self, request: IRequest) -> None:
+        self._request = request
+
+    def text(self, line: str) -> None:
+        self._request.write(encode_message(stream=line))
+
+    def progress(self, layer: str, current: int, total: int) -> None:
+        self._request.write(encode_message(
+            status="Loading layer", progressDetail={"current": current, "total": total},
+            progress=progress_bar(current, total), id=layer))
+
+
+def _load_failed(failure: Failure, request: IRequest) -> None:
+    """``images/load`` reports every error in the stream, after a 200."""
+    if failure.check(CancelledError):
+        return
+    if not failure.check(errdefs.DockerError):
+        _log.failure("Loading images failed", failure)
+    request.write(format_error(str(failure.value) or type(failure.value).__name__))
+
+
+def _start_tar(request: IRequest) -> Begin:
+    def begin(pump: Pump) -> Any:
+        request.setHeader(b"content-type", b"application/x-tar")
+        cast(server.Request, request).registerProducer(pump, True)
+        return request.write
+
+    return begin
+
+
+def _save_ended(result: Any, request: IRequest) -> Any:
+    """Unregister the pump; a save that fails mid-stream cuts the connection, so the
+    client sees a broken archive rather than a short one."""
+    if getattr(request, "producer", None) is not None:
+        cast(server.Request, request).unregisterProducer()
+    failed = isinstance(result, Failure) and not result.check(CancelledError)
+    if failed and getattr(request, "startedWriting", False):
+        _log.error("Saving images failed mid-stream: {error}", error=result.value)
+        request.transport.abortConnection()  # type: ignore[attr-defined]
+    return result
+
+
 class ImageRouter:
     def __init__(self, images: ImageBackend) -> None:
         self._images = images
@@ -62,6 +120,9 @@ class ImageRouter:
             Route("POST", "/images/<path:name>/tag", self.tag),
             Route("POST", "/images/prune", self.prune),
             Route("DELETE", "/images/<path:name>", self.delete),
+            Route("GET", "/images/get", self.save_all),
+            Route("GET", "/images/<path:name>/get", self.save),
+            Route("POST", "/images/load", self.load),
         ]
 
     def list_images(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
@@ -103,3 +164,23 @@ class ImageRouter:
 
     def prune(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._images.prune(call.filters(PRUNE_FILTERS))
+
+    def load(self, call: ApiCall) -> Deferred[None]:
+        """Always 200: messages, then any error in-band, as Docker's ``postImagesLoad``."""
+        request = call.request
+        request.setHeader(b"content-type", b"application/json")
+        request.write(b"")
+        body = request.content if request.content is not None else io.BytesIO()
+        loaded = self._images.load_images(body, _LoadMessages(request),
+                                          quiet=call.bool("quiet", True))
+        return loaded.addErrback(_load_failed, request)
+
+    def save(self, call: ApiCall) -> Deferred[None]:
+        return self._save(call, [call.params["name"]])
+
+    def save_all(self, call: ApiCall) -> Deferred[None]:
+        return self._save(call, call.query_all("names"))
+
+    def _save(self, call: ApiCall, names: list[str]) -> Deferred[None]:
+        saved = self._images.save_images(names, _start_tar(call.request))
+        return saved.addBoth(_save_ended, call.request)

@@ -39,6 +39,7 @@ from typing import IO, Protocol
 
 import attrs
 
+from dockertw.daemon.images.tarsplit import Recorder
 from dockertw.errdefs import InvalidParameter, System
 
 __all__ = [
@@ -134,10 +135,12 @@ class _Decompressed(io.RawIOBase):
 
 
 class _Digesting(io.RawIOBase):
-    """Hashes (sha256) and counts every byte read through it."""
+    """Hashes (sha256) and counts every byte read through it (and shows it to a
+    tar-split recorder, if given)."""
 
-    def __init__(self, source: _Readable) -> None:
+    def __init__(self, source: _Readable, recorder: Recorder | None = None) -> None:
         self._source = source
+        self._recorder = recorder
         self.hash = hashlib.sha256()
         self.count = 0
 
@@ -149,6 +152,8 @@ class _Digesting(io.RawIOBase):
         buffer[:len(data)] = data
         self.hash.update(data)
         self.count += len(data)
+        if self._recorder is not None:
+            self._recorder.feed(data)
         return len(data)
 
     def drain(self) -> None:
@@ -338,9 +343,10 @@ def _proc_path(parent: int, name: str) -> str:
 class _Extractor:
     """Applies tar entries one by one under the directory descriptor ``root``."""
 
-    def __init__(self, root: int, overlay: bool) -> None:
+    def __init__(self, root: int, overlay: bool, recorder: Recorder | None = None) -> None:
         self._root = root
         self._overlay = overlay
+        self._recorder = recorder
         self._privileged = os.geteuid() == 0
         self._unpacked: set[tuple[str, ...]] = set()
         self._directory_times: list[tuple[tuple[str, ...], tuple[int, int]]] = []
@@ -456,6 +462,7 @@ class _Extractor:
         link_parts = _relative_parts(member.linkname, "hardlink target") if member.islnk() else ()
         self._clear_for(parent, parts, member)
         if member.isreg():
+            self._record_contents(member, parts)
             self._write_file(archive, member, parent, name)
         elif member.isdir():
             self._make_directory(member, parent, parts)
@@ -476,6 +483,11 @@ class _Extractor:
             return
         if not (stat.S_ISDIR(mode) and member.isdir()):
             self._remove(parent, parts[:-1], parts[-1])
+
+    def _record_contents(self, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+        """Tell the recorder these contents will be on disk at ``parts`` (not sparse)."""
+        if self._recorder is not None and member.sparse is None and member.size:
+            self._recorder.file(member.offset_data, member.size, "/".join(parts))
 
     def _write_file(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent: int,
                     name: str) -> None:
@@ -563,6 +575,11 @@ class _Extractor:
         _set_xattrs(descriptor, member)
         os.fchmod(descriptor, member.mode & 0o7777)
 
+    def settle(self, position: int) -> None:
+        """Entries before ``position`` are done (the recorder may write them out)."""
+        if self._recorder is not None:
+            self._recorder.settle(position)
+
     def finish(self) -> None:
         """Set directory times last: creating entries inside changes them."""
         self.close()
@@ -597,19 +614,23 @@ def _extract_all(archive: tarfile.TarFile, extractor: _Extractor) -> None:
         if member is None:
             return
         extractor.apply(archive, member)
+        extractor.settle(archive.offset)
         archive.members.clear()  # type: ignore[attr-defined]  # streaming: keep no state
 
 
-def extract_layer(stream: IO[bytes], target: Path, *,
-                  overlay_whiteouts: bool = False) -> LayerResult:
+def extract_layer(stream: IO[bytes], target: Path, *, overlay_whiteouts: bool = False,
+                  record: IO[bytes] | None = None) -> LayerResult:
     """Unpack the layer tar ``stream`` (plain or compressed) into the directory ``target``.
 
     Returns the diff ID (every byte of the uncompressed stream is hashed) and the
     layer size (regular-file bytes plus symlink target lengths, as Docker counts).
+    With ``record`` (a binary file), the tar-split record of the stream is written
+    there (see :mod:`~dockertw.daemon.images.tarsplit`).
     """
-    digesting = _Digesting(open_uncompressed(stream))
+    recorder = Recorder(record) if record is not None else None
+    digesting = _Digesting(open_uncompressed(stream), recorder)
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    extractor = _Extractor(root, overlay_whiteouts)
+    extractor = _Extractor(root, overlay_whiteouts, recorder)
     try:
         archive = _open_tar(digesting)
         if archive is not None:
@@ -619,4 +640,6 @@ def extract_layer(stream: IO[bytes], target: Path, *,
     finally:
         extractor.close()
         os.close(root)
+    if recorder is not None:
+        recorder.close()
     return LayerResult(diff_id=digesting.digest, size=extractor.size)

@@ -10,8 +10,9 @@ touch the store from the reactor thread.
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
@@ -22,10 +23,18 @@ from dockertw import __version__, errdefs
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images import views
 from dockertw.daemon.images.changes import apply_changes
-from dockertw.daemon.images.reference import Reference, image_id_hex, parse_normalized
+from dockertw.daemon.images.loading import Importer, LoadOutput, read_items, unpack_archive
+from dockertw.daemon.images.reference import (
+    Reference,
+    image_id_hex,
+    parse_any,
+    parse_normalized,
+)
+from dockertw.daemon.images.saving import SavedImage, archive_chunks
 from dockertw.daemon.images.store import Image, ImageStore
+from dockertw.daemon.pump import Begin, Pump
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import DockerError, InvalidParameter
+from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
 
 __all__ = ["ImageService", "ImportOptions"]
@@ -103,12 +112,13 @@ class ImageService:
     def __init__(self, store: ImageStore, *, relay: Callable[[str, str, Mapping[str, str]],
                                                              None],
                  call_from_thread: Callable[..., Any], writer: Runner, reader: Runner,
-                 architecture: str) -> None:
+                 architecture: str, exporter: Runner | None = None) -> None:
         self._store = store
         self._relay = relay
         self._call = call_from_thread
         self._writer = writer
         self._reader = reader
+        self._exporter = exporter or reader
         self._architecture = architecture
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._usage = self._compute_usage()
@@ -122,6 +132,7 @@ class ImageService:
         return cls(store, relay=relay, call_from_thread=reactor.callFromThread,
                    writer=PoolRunner(reactor, 1, "dockertw-image-writer"),
                    reader=PoolRunner(reactor, 4, "dockertw-image-reader"),
+                   exporter=PoolRunner(reactor, 4, "dockertw-image-export"),
                    architecture=architecture)
 
     @property
@@ -297,3 +308,116 @@ class ImageService:
             except DockerError:
                 continue
         return records
+
+    # -- load and save ---------------------------------------------------------------
+
+    def load_images(self, body: IO[bytes], output: LoadOutput, quiet: bool = True
+                    ) -> Deferred[None]:
+        """``docker load``: ``output`` is called in the reactor thread as it goes."""
+        relayed = _RelayedOutput(output, self._call)
+        return self._write(lambda: self._load(body, relayed, quiet))
+
+    def _load(self, body: IO[bytes], output: LoadOutput, quiet: bool) -> None:
+        staging = self._store.staging_directory("load-")
+        try:
+            unpacked = unpack_archive(body, staging)
+            importer = Importer(self._store, output, progress=not quiet,
+                                loaded=lambda image_id: self._image_event("load", image_id))
+            importer.run(unpacked, read_items(unpacked))
+        except BaseException:
+            self._store.delete_unused_layers()
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _image_event(self, action: str, image_id: str) -> None:
+        self._relay(action, image_id, _event_attributes(self._store.get(image_id), image_id))
+
+    def save_images(self, names: Sequence[str], begin: Begin) -> Deferred[None]:
+        """``docker save``: the archive of ``names``, streamed through a :class:`Pump`.
+
+        Names are resolved and every layer checked before ``begin`` is called, so those
+        errors can still be answered as HTTP errors; cancelling stops the stream.
+        """
+        pump = Pump(self._call)
+        done = self._exporter(lambda: self._save(names, begin, pump))
+        return _cancelling(done, pump)
+
+    def _save(self, names: Sequence[str], begin: Begin, pump: Pump) -> None:
+        images = self._saved_images(names)
+        chains = sorted({c for image in images for c in self._store.get(image.id).chain})
+        try:
+            with self._store.holding(chains):
+                for chain in chains:
+                    self._store.require_tar_split(chain)
+                pump.begin(begin)
+                for image in images:
+                    self._image_event("save", image.id)
+                for chunk in archive_chunks(images, self._store.layer_tar):
+                    pump.push(chunk)
+        finally:
+            if self._store.unused(chains):  # an image went away while it was saved
+                self._call(self._write, self._store.delete_unused_layers)
+
+    def _saved_images(self, names: Sequence[str]) -> list[SavedImage]:
+        """moby's ``parseNames``: each image once, with the tags asked for."""
+        found: dict[str, list[Reference]] = {}
+        for name in names:
+            for image_id, reference in self._save_targets(name):
+                tags = found.setdefault(image_id, [])
+                if reference is not None and reference not in tags:
+                    tags.append(reference)
+        return [self._saved_image(image_id, tags, set(found))
+                for image_id, tags in found.items()]
+
+    def _save_targets(self, name: str) -> list[tuple[str, Reference | None]]:
+        reference = parse_any(name)
+        if not reference.is_named:
+            return [(self._store.resolve(name), None)]
+        if reference.repository == "sha256":
+            return [(self._search(name), None)]
+        if reference.is_name_only:
+            tagged = self._store.tags_of_repository(reference)
+            if tagged:
+                return [(image_id, tag) for tag, image_id in tagged]
+            return [(self._search(name), None)]
+        image_id = self._store.lookup(reference)
+        if image_id is None:
+            raise NotFound("reference does not exist")
+        return [(image_id, None if reference.digest else reference)]
+
+    def _search(self, name: str) -> str:
+        try:
+            return self._store.resolve(name)
+        except NotFound:
+            raise NotFound(f"No such image: {name}") from None
+
+    def _saved_image(self, image_id: str, tags: list[Reference], saved: set[str]
+                     ) -> SavedImage:
+        image = self._store.get(image_id)
+        if not image.chain:
+            raise System("empty export - not implemented")
+        return SavedImage(id=image.id, raw_config=image.raw_config, config=image.config,
+                          tags=tuple(tags), created_unix=image.created_unix,
+                          parent=image.parent if image.parent in saved else "")
+
+
+class _RelayedOutput:
+    """A :class:`LoadOutput` whose calls are made in the reactor thread."""
+
+    def __init__(self, output: LoadOutput, call_from_thread: Callable[..., Any]) -> None:
+        self._output = output
+        self._call = call_from_thread
+
+    def text(self, line: str) -> None:
+        self._call(self._output.text, line)
+
+    def progress(self, layer: str, current: int, total: int) -> None:
+        self._call(self._output.progress, layer, current, total)
+
+
+def _cancelling(work: Deferred[None], pump: Pump) -> Deferred[None]:
+    """A Deferred for ``work`` whose cancellation stops ``pump`` (the worker then ends)."""
+    result: Deferred[None] = Deferred(lambda _: pump.stopProducing())
+    work.chainDeferred(result)
+    return result

@@ -6,6 +6,8 @@ Everything lives under ``ROOT/image/``::
     layers/sha256/<chain>/diff-id      sha256 of the uncompressed layer tar
     layers/sha256/<chain>/size         Docker's size figure for the layer
     layers/sha256/<chain>/parent       the chain ID below (absent for a base layer)
+    layers/sha256/<chain>/tar-split.gz the layer tar's own bytes minus file contents
+                                       (absent for layers stored before it was kept)
     layers/tmp/                        staging; emptied at open
     imagedb/sha256/<id>                image config JSON; <id> is its sha256
     imagedb/metadata/sha256/<id>/      parent, lastUpdated
@@ -30,7 +32,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -46,12 +49,14 @@ from dockertw.daemon.images.reference import (
     short_id,
     validate_digest,
 )
+from dockertw.daemon.images.tarsplit import replay, stream_size
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
-from dockertw.errdefs import Conflict, InvalidParameter, NotFound
+from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
 __all__ = ["ImageStore", "Image", "Layer", "ImageUser", "ImageEventSink"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
+_TAR_SPLIT = "tar-split.gz"
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -269,6 +274,7 @@ class ImageStore:
         self._layers: dict[str, Layer] = {}
         self._images: dict[str, _Entry] = {}
         self._references: dict[Reference, str] = {}
+        self._held: Counter[str] = Counter()
 
     @classmethod
     def open(cls, state_root: Path, *, overlay_whiteouts: bool = True,
@@ -392,6 +398,10 @@ class ImageStore:
             except KeyError:
                 raise NotFound(f"layer {chain} does not exist") from None
 
+    def has_layer(self, chain: str) -> bool:
+        with self._lock:
+            return chain in self._layers
+
     def layers(self) -> list[Layer]:
         with self._lock:
             return list(self._layers.values())
@@ -407,18 +417,22 @@ class ImageStore:
         return found[::-1]
 
     def add_layer(self, stream: IO[bytes], parent: str | None = None) -> Layer:
-        """Unpack a layer tar on top of ``parent``; an existing chain ID is reused as is."""
+        """Unpack a layer tar on top of ``parent``; an existing chain ID is reused as is
+        (and given the tar-split record it lacked, if it was stored without one)."""
         if parent:
             self.layer(parent)
         staging = Path(tempfile.mkdtemp(prefix="layer-", dir=self._staging_dir))
         try:
             (staging / "diff").mkdir(mode=0o755)
-            result = extract_layer(stream, staging / "diff",
-                                   overlay_whiteouts=self.overlay_whiteouts)
+            with (staging / _TAR_SPLIT).open("wb") as record:
+                result = extract_layer(stream, staging / "diff", record=record,
+                                       overlay_whiteouts=self.overlay_whiteouts)
+                os.fchmod(record.fileno(), 0o600)
             chain = chain_id(parent, result.diff_id)
             with self._lock:
                 existing = self._layers.get(chain)
                 if existing is not None:
+                    self._adopt_record(staging, existing)
                     return existing
                 if parent:
                     self.layer(parent)  # still there after the unlocked unpacking?
@@ -430,6 +444,62 @@ class ImageStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _adopt_record(self, staging: Path, layer: Layer) -> None:
+        target = layer.path.parent / _TAR_SPLIT
+        if not target.exists():
+            with (staging / _TAR_SPLIT).open("rb") as record:
+                os.fsync(record.fileno())
+            os.rename(staging / _TAR_SPLIT, target)
+            fsync_directory(layer.path.parent)
+
+    def staging_directory(self, prefix: str) -> Path:
+        """A new private directory under the state root, emptied when the store opens."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self._staging_dir))
+
+    def layer_tar(self, chain: str) -> tuple[int, Iterator[bytes]]:
+        """The size and bytes of the layer's original uncompressed tar (``tarsplit``)."""
+        layer = self.layer(chain)
+        record = self.require_tar_split(chain)
+        return stream_size(record), replay(record, layer.path, layer.diff_id)
+
+    def has_tar_split(self, chain: str) -> bool:
+        """Whether the layer ``chain`` exists and can be saved (it has its record)."""
+        with self._lock:
+            layer = self._layers.get(chain)
+        return layer is not None and (layer.path.parent / _TAR_SPLIT).is_file()
+
+    def require_tar_split(self, chain: str) -> Path:
+        """The layer's tar-split record; ``System`` if it was stored without one."""
+        layer = self.layer(chain)
+        record = layer.path.parent / _TAR_SPLIT
+        if not record.is_file():
+            raise System(
+                f"layer {layer.diff_id} cannot be saved: it was stored before dockertw "
+                "kept tar-split records, so its original tar cannot be rebuilt; import or "
+                "load the image again to record it")
+        return record
+
+    @contextlib.contextmanager
+    def holding(self, chains: Collection[str]) -> Iterator[None]:
+        """Keep ``chains`` on disk (an export reads them) even if their images go."""
+        with self._lock:
+            missing = [c for c in chains if c not in self._layers]
+            if missing:
+                raise NotFound(f"layer {missing[0]} does not exist")
+            self._held.update(chains)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.subtract(chains)
+                self._held = +self._held
+
+    def unused(self, chains: Collection[str]) -> bool:
+        """Whether any of ``chains`` is still stored but no longer used."""
+        with self._lock:
+            used = self._layers_in_use()
+            return any(c in self._layers and c not in used for c in chains)
+
     def _commit_layer(self, staging: Path, layer: Layer) -> None:
         atomic_write(staging / "diff-id", layer.diff_id.encode(), mode=0o644)
         atomic_write(staging / "size", str(layer.size).encode(), mode=0o644)
@@ -440,7 +510,7 @@ class ImageStore:
         fsync_directory(self._layer_dir)
 
     def _layers_in_use(self) -> set[str]:
-        used = set(self.pinned_layers())
+        used = set(self.pinned_layers()) | set(self._held)
         for entry in self._images.values():
             used.update(entry.chain)
         return used
@@ -560,6 +630,18 @@ class ImageStore:
 
     # -- references ----------------------------------------------------------------
 
+    def lookup(self, reference: Reference) -> str | None:
+        """The image a tag or digest names, ``None`` if it names none."""
+        with self._lock:
+            return self._references.get(_lookup_key(reference))
+
+    def tags_of_repository(self, reference: Reference) -> list[tuple[Reference, str]]:
+        """Every tag of ``reference``'s repository with its image, by familiar string."""
+        with self._lock:
+            found = [(r, i) for r, i in self._references.items()
+                     if r.name == reference.name and not r.digest]
+        return sorted(found, key=lambda item: item[0].familiar())
+
     def _references_of(self, image_id: str) -> list[Reference]:
         found = [r for r, target in self._references.items() if target == image_id]
         return sorted(found, key=lambda r: r.familiar())
@@ -589,8 +671,10 @@ class ImageStore:
                 raise InvalidParameter("refusing to create a tag with a digest reference")
             return self.add_reference(reference, image_id)
 
-    def add_reference(self, reference: Reference, image_id: str, force: bool = True) -> str:
-        """Point a tag (or, for pulled images, a digest) at ``image_id``."""
+    def add_reference(self, reference: Reference, image_id: str, force: bool = True,
+                      *, emit: bool = True) -> str:
+        """Point a tag (or, for pulled images, a digest) at ``image_id``; ``emit=False``
+        sends no ``tag`` event (``docker load`` tags silently)."""
         with self._lock:
             if image_id not in self._images:
                 raise NotFound(f"No such image: {image_id}")
@@ -602,7 +686,8 @@ class ImageStore:
             self._save_references()
             if not key.digest:
                 self._touch(image_id)
-                self._emit("tag", image_id, key.familiar())
+                if emit:
+                    self._emit("tag", image_id, key.familiar())
             return key.familiar()
 
     @staticmethod
