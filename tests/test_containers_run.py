@@ -213,3 +213,18 @@ def test_pause_and_unpause(running_daemon: Daemon):
     ok(daemon, "start", "pz")
     ok(daemon, "pause", "pz")
     ok(daemon, "rm", "-f", "pz")  # and a paused container is removed by force
+
+
+def test_diff_lists_added_changed_and_deleted_paths(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "create", "--name", "df", "bb:1", "sh", "-c",
+       "touch /tmp/x; rm /bin/ls; mkdir -p /new/dir; echo a > /new/dir/f")
+    assert ok(daemon, "diff", "df") == ""  # never started: no changes
+    status, _, body = unix_get(daemon.socket, "/v1.41/containers/df/changes")
+    assert (status, json.loads(body)) == (200, None)
+    ok(daemon, "start", "df")
+    assert ok(daemon, "wait", "df").strip() == "0"
+    assert ok(daemon, "diff", "df").splitlines() == [
+        "C /bin", "D /bin/ls", "A /new", "A /new/dir", "A /new/dir/f", "C /tmp", "A /tmp/x"]
+    missing = cli(daemon, "diff", "nothere")
+    assert "No such container: nothere" in missing.stderr

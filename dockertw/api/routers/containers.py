@@ -35,6 +35,7 @@ class ContainerBackend(Protocol):
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
     def pause(self, name: str) -> Deferred[None]: ...
+    def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -130,6 +131,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/attach", self.attach),
             Route("POST", "/containers/<path:name>/update", self.update),
             Route("POST", "/containers/<path:name>/pause", self.pause),
+            Route("GET", "/containers/<path:name>/changes", self.changes),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
         ]
@@ -161,6 +163,9 @@ class ContainerRouter:
 
     def update(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.update(call.params["name"], call.json_body())
+
+    def changes(self, call: ApiCall) -> Deferred[Json]:
+        return self._containers.changes(call.params["name"]).addCallback(Json)
 
     def pause(self, call: ApiCall) -> Deferred[Empty]:
         return self._containers.pause(call.params["name"]).addCallback(_no_content)

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers import listing
+from dockertw.daemon.containers import diff, listing
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
@@ -226,6 +226,17 @@ class ContainerService:
     def _inspect(self, name: str, size: bool) -> dict[str, Any]:
         container = self._store.get(name)
         return container.inspect(self._sizes(container) if size else None)
+
+    def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]:
+        """``GET /containers/{name}/changes`` (``docker diff``); ``None`` when none."""
+        def read() -> list[dict[str, Any]] | None:
+            container = self._store.get(name)
+            image = self._images.get(container.image_id)
+            lowers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
+                      if image.chain else [])
+            return diff.changes(self._store.root / container.id / "upper", lowers) or None
+
+        return self._reader(read)
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""
