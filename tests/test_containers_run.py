@@ -106,6 +106,10 @@ def test_missing_executable_fails_with_127(running_daemon: Daemon):
     assert "no such file or directory" in failed.stderr
     state = inspect(daemon, "m1")["State"]
     assert state["ExitCode"] == 127 and "no such file or directory" in state["Error"]
+    # with --rm the failed container is removed, and docker run does not hang
+    failed = cli(daemon, "run", "--rm", "--name", "m2", "bb:1", "/no/such/program")
+    assert failed.returncode == 127 and "no such file or directory" in failed.stderr
+    assert "m2" not in ok(daemon, "ps", "-a", "--format", "{{.Names}}")
     assert state["Status"] == "created"
     ok(daemon, "rm", "m1")
 
@@ -228,3 +232,39 @@ def test_diff_lists_added_changed_and_deleted_paths(running_daemon: Daemon):
         "C /bin", "D /bin/ls", "A /new", "A /new/dir", "A /new/dir/f", "C /tmp", "A /tmp/x"]
     missing = cli(daemon, "diff", "nothere")
     assert "No such container: nothere" in missing.stderr
+
+
+def test_commit_makes_an_image_of_the_changes(running_daemon: Daemon):
+    daemon = running_daemon
+    since = str(int(time.time()) - 1)
+    ok(daemon, "run", "--name", "cm", "bb:1", "sh", "-c",
+       "echo made > /made; rm /bin/ls; mkdir -p /d/e; ln /made /d/e/link")
+    image_id = ok(daemon, "commit", "-a", "me", "-m", "a note", "-c", "CMD [\"cat\", \"/made\"]",
+                  "-c", "ENV A=b", "cm", "mine:1").strip()
+    shown = json.loads(ok(daemon, "image", "inspect", "mine:1"))[0]
+    assert shown["Id"] == image_id and shown["Author"] == "me"
+    assert shown["Comment"] == "a note" and shown["Container"] == inspect(daemon, "cm")["Id"]
+    assert shown["Config"]["Cmd"] == ["cat", "/made"] and "A=b" in shown["Config"]["Env"]
+    assert len(shown["RootFS"]["Layers"]) == 2
+    parent = json.loads(ok(daemon, "image", "inspect", "bb:1"))[0]
+    assert shown["Parent"] == parent["Id"]
+    history = ok(daemon, "history", "--no-trunc", "--format", "{{.Comment}}", "mine:1")
+    assert history.splitlines()[0] == "a note"
+    # the new image runs with its changes: the whiteout hides ls, the link is kept
+    assert ok(daemon, "run", "--rm", "mine:1") == "made\n"
+    assert cli(daemon, "run", "--rm", "mine:1", "ls").returncode != 0
+    assert ok(daemon, "run", "--rm", "mine:1", "cat", "/d/e/link") == "made\n"
+    # a running container is paused while committed, then runs on
+    ok(daemon, "run", "-d", "--name", "live", "bb:1", "sleep", "100")
+    ok(daemon, "commit", "live", "live:1")
+    assert inspect(daemon, "live")["State"]["Status"] == "running"
+    no_change = json.loads(ok(daemon, "image", "inspect", "live:1"))[0]
+    assert no_change["RootFS"]["Layers"] == parent["RootFS"]["Layers"]
+    events = ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1),
+                "--filter", "event=commit", "--filter", "event=pause",
+                "--filter", "event=unpause", "--format", "{{.Action}}").split()
+    assert events == ["commit", "pause", "unpause", "commit"]
+    assert "No such container: nope" in cli(daemon, "commit", "nope", "x:1").stderr
+    assert cli(daemon, "commit", "-c", "BOGUS x", "cm").returncode != 0
+    ok(daemon, "rm", "-f", "live", "cm")
+    ok(daemon, "rmi", "mine:1", "live:1")

@@ -55,6 +55,7 @@ class Engine:
                                            runtime=runtime.name,
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent)
+        containers.commit_image = images.commit
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,

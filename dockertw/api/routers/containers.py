@@ -15,7 +15,7 @@ from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.containers.running import Attachment
-from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOptions
+from dockertw.daemon.containers.service import CommitOptions, CreateOptions, ListOptions, LogOptions
 from dockertw.daemon.jsonlog import LogEntry, format_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
@@ -35,6 +35,7 @@ class ContainerBackend(Protocol):
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
     def pause(self, name: str) -> Deferred[None]: ...
+    def commit(self, options: CommitOptions) -> Deferred[str]: ...
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
@@ -131,6 +132,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/attach", self.attach),
             Route("POST", "/containers/<path:name>/update", self.update),
             Route("POST", "/containers/<path:name>/pause", self.pause),
+            Route("POST", "/commit", self.commit),
             Route("GET", "/containers/<path:name>/changes", self.changes),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
@@ -163,6 +165,18 @@ class ContainerRouter:
 
     def update(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.update(call.params["name"], call.json_body())
+
+    def commit(self, call: ApiCall) -> Deferred[Json]:
+        body = call.json_body()
+        if body is not None and not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: the body must be a container config")
+        options = CommitOptions(
+            container=call.query("container"), repository=call.query("repo"),
+            tag=call.query("tag"), author=call.query("author"),
+            comment=call.query("comment"), pause=call.bool("pause", default=True),
+            changes=tuple(call.query_all("changes")), config=body or {})
+        committed = self._containers.commit(options)
+        return committed.addCallback(lambda image_id: Json({"Id": image_id}, 201))
 
     def changes(self, call: ApiCall) -> Deferred[Json]:
         return self._containers.changes(call.params["name"]).addCallback(Json)

@@ -167,9 +167,20 @@ class Lifecycle:
         self._starting.add(container.id)
         try:
             await self._launch(container)
+        except DockerError:
+            self._starting.discard(container.id)
+            if container.host_config.get("AutoRemove"):  # as moby: a failed --rm goes
+                await self._auto_remove_quietly(container.id)
+            raise
         finally:
             self._starting.discard(container.id)
         return True
+
+    async def _auto_remove_quietly(self, container_id: str) -> None:
+        try:
+            await self._auto_remove(container_id)
+        except DockerError as error:
+            _log.warn("auto-remove {id}: {error}", id=container_id, error=str(error))
 
     def _restart_by_policy(self, container_id: str) -> None:
         """Start a container its restart policy brings back (its delay is over)."""
@@ -316,10 +327,7 @@ class Lifecycle:
             ran_for = (saved.state.finished_ns - saved.state.started_ns) / 1e9
             self._restarts.schedule(container_id, ran_for, self._restart_by_policy)
         elif saved.host_config.get("AutoRemove") and not running.removing:
-            try:
-                await self._auto_remove(container_id)
-            except DockerError as error:
-                _log.warn("auto-remove {id}: {error}", id=container_id, error=str(error))
+            await self._auto_remove_quietly(container_id)
 
     def _take_waiters(self, container_id: str, conditions: tuple[str, ...]
                       ) -> list[tuple[str, Deferred[dict[str, Any]]]]:
@@ -524,6 +532,18 @@ class Lifecycle:
         (self._paused.add if pause else self._paused.discard)(container_id)
         saved = await self._writer(lambda: self._update_state(container_id, paused=pause))
         self._emit(saved, "pause" if pause else "unpause")
+
+    async def pause_for_commit(self, container_id: str) -> bool:
+        """Pause a running, unpaused container; answers whether it did."""
+        if container_id not in self._running or container_id in self._paused:
+            return False
+        await self._freeze(container_id, True)
+        return True
+
+    async def unpause_after_commit(self, container_id: str) -> None:
+        if container_id in self._paused:
+            with contextlib.suppress(DockerError):
+                await self._freeze(container_id, False)
 
     def _thaw(self, container_id: str) -> None:
         """Resume a paused container after a signal, so that it can act on it."""

@@ -8,10 +8,11 @@ kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -26,12 +27,15 @@ from dockertw.daemon.containers.names import check_name, generate_id, random_nam
 from dockertw.daemon.containers.record import Container, Sizes
 from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.store import ContainerStore
+from dockertw.daemon.containers.uppertar import write_upper_tar
 from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.store import ImageStore, ImageUser
+from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import DockerError, InvalidParameter, NotFound
+from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
 from dockertw.runtime.runc import Runc, delete_leftovers
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -39,6 +43,12 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
 _log = Logger()
+
+def _image_ref(repository: str, tag: str) -> str:
+    if not repository:
+        return ""
+    return f"{repository}:{tag or 'latest'}"
+
 
 def _reconcile(store: ContainerStore, killed: set[str]) -> None:
     """Mark the containers of a previous daemon's life stopped (blocking, at start).
@@ -62,6 +72,29 @@ class CreateOptions:
 
     name: str = ""
     platform: str = ""
+
+
+@attrs.frozen
+class CommitOptions:
+    """The query and body of ``POST /commit``."""
+
+    container: str
+    repository: str = ""
+    tag: str = ""
+    author: str = ""
+    comment: str = ""
+    pause: bool = True
+    changes: tuple[str, ...] = ()
+    config: dict[str, Any] = attrs.field(factory=dict)
+
+
+#: The image service's ``commit`` (parent ID, layer tar or None, what to record,
+#: repository, tag) -> the new image's ID; the engine wires it.
+CommitImage = Callable[[str, IO[bytes] | None, CommitConfig, str, str], Deferred[str]]
+
+
+def _no_commit(*_: Any) -> Deferred[str]:
+    raise System("this engine cannot commit containers")
 
 
 @attrs.frozen
@@ -97,6 +130,7 @@ class ContainerService:
                                auto_remove=self._auto_remove,
                                cgroup_parent=cgroup_parent)
         images.image_users = self.image_users
+        self.commit_image: CommitImage = _no_commit
         images.pinned_layers = self.pinned_layers
 
     @classmethod
@@ -358,6 +392,47 @@ class ContainerService:
             await self._runs.apply_limits(updated)
         self._emit(updated, "update")
         return {"Warnings": None}
+
+    def commit(self, options: CommitOptions) -> Deferred[str]:
+        """``POST /commit``: an image of the container's changes; answers its ID."""
+        if not options.container:
+            raise NotFound("No such container: ")
+        config = apply_changes(dict(options.config), options.changes)  # 400 at once
+        return ensureDeferred(self._commit(options, config))
+
+    async def _commit(self, options: CommitOptions, config: dict[str, Any]) -> str:
+        container = await self._reader(lambda: self._store.get(options.container))
+        paused = options.pause and await self._runs.pause_for_commit(container.id)
+        try:
+            layer = await self._reader(lambda: self._upper_tar(container.id))
+        finally:
+            if paused:
+                await self._runs.unpause_after_commit(container.id)
+        merged = {**container.config, **{k: v for k, v in config.items() if v}}
+        record = CommitConfig(merged, container.config, container.id, options.author,
+                              options.comment)
+        try:
+            image_id = await self.commit_image(container.image_id, layer, record,
+                                               options.repository, options.tag)
+        finally:
+            if layer is not None:
+                layer.close()
+        self._emit(container, "commit", comment=options.comment, imageID=image_id,
+                   imageRef=_image_ref(options.repository, options.tag))
+        return image_id
+
+    def _upper_tar(self, container_id: str) -> IO[bytes] | None:
+        """The container's changes as a layer tar in an anonymous file (``None``: none)."""
+        file = tempfile.TemporaryFile(dir=self._store.root)  # noqa: SIM115 - returned
+        try:
+            if not write_upper_tar(self._store.root / container_id / "upper", file):
+                file.close()
+                return None
+            file.seek(0)
+            return cast(IO[bytes], file)
+        except BaseException:
+            file.close()
+            raise
 
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``POST /containers/prune``: ``{"ContainersDeleted": [...] | None, ...}``."""

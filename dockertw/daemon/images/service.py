@@ -261,6 +261,29 @@ class ImageService:
                     _event_attributes(self._store.get(image_id), image_id))
         return image_id
 
+    def commit(self, parent_id: str, layer: IO[bytes] | None, commit: views.CommitConfig,
+               repository: str = "", tag: str = "") -> Deferred[str]:
+        """``docker commit``: a child of ``parent_id`` with ``layer`` (``None``: no
+        changes) tagged ``repository:tag`` when given; answers the new image's ID."""
+        reference = _import_reference(repository, tag)
+        return self._write(lambda: self._commit(parent_id, layer, commit, reference))
+
+    def _commit(self, parent_id: str, stream: IO[bytes] | None,
+                commit: views.CommitConfig, reference: Reference | None) -> str:
+        parent = self._store.get(parent_id)
+        layer = None if stream is None else self._store.add_layer(
+            stream, parent.chain[-1] if parent.chain else None)
+        try:
+            image_id = self._store.create_image(views.child_config(
+                parent, commit, diff_id=None if layer is None else layer.diff_id,
+                created_ns=time.time_ns(), docker_version=__version__), parent=parent.id)
+        except BaseException:
+            self._store.delete_unused_layers()
+            raise
+        if reference is not None:
+            self._store.add_reference(reference, image_id)
+        return image_id
+
     def pull(self, image: str, tag: str = "") -> NoReturn:
         """``docker pull``: no registry client yet, so a clear 501 after checking the name."""
         name = _pull_reference(image, tag)

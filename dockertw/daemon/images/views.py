@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from dockertw.daemon.images.changes import parse_go_duration
 from dockertw.daemon.images.store import Image, Layer
 from dockertw.errdefs import InvalidParameter
@@ -127,6 +129,45 @@ def import_config(*, architecture: str, comment: str, config: dict[str, Any],
     }
     if not comment:
         del document["comment"]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@attrs.frozen
+class CommitConfig:
+    """What ``docker commit`` records about the container it was made from."""
+
+    config: dict[str, Any]
+    container_config: dict[str, Any]
+    container_id: str
+    author: str = ""
+    comment: str = ""
+
+
+def child_config(parent: Image, commit: CommitConfig, *, diff_id: str | None,
+                 created_ns: int, docker_version: str) -> bytes:
+    """The config of an image made from ``parent`` plus one layer (``None``: empty)."""
+    created = rfc3339_nano(created_ns)
+    step: dict[str, Any] = {"created": created, "created_by": " ".join(
+        str(word) for word in commit.container_config.get("Cmd") or [])}
+    step.update({key: value for key, value in (("author", commit.author),
+                                               ("comment", commit.comment)) if value})
+    if diff_id is None:
+        step["empty_layer"] = True
+    rootfs = parent.config.get("rootfs") or {}
+    document: dict[str, Any] = {
+        "architecture": parent.config.get("architecture") or "amd64",
+        "author": commit.author, "comment": commit.comment,
+        "config": container_config(commit.config),
+        "container": commit.container_id,
+        "container_config": container_config(commit.container_config),
+        "created": created, "docker_version": docker_version,
+        "history": [*(parent.config.get("history") or []), step], "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [
+            *(rootfs.get("diff_ids") or []), *([diff_id] if diff_id else [])]},
+    }
+    for key in ("author", "comment"):
+        if not document[key]:
+            del document[key]
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
