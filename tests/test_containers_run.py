@@ -268,3 +268,53 @@ def test_commit_makes_an_image_of_the_changes(running_daemon: Daemon):
     assert cli(daemon, "commit", "-c", "BOGUS x", "cm").returncode != 0
     ok(daemon, "rm", "-f", "live", "cm")
     ok(daemon, "rmi", "mine:1", "live:1")
+
+
+def test_process_and_resource_settings_reach_the_container(running_daemon: Daemon):
+    daemon = running_daemon
+    script = ("ulimit -n; cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj; "
+              "grep NoNewPrivs /proc/self/status; id -G; grep ' /dev/shm ' /proc/mounts"
+              " | grep -o 'size=[0-9]*k'; grep Cpus_allowed_list /proc/self/status; "
+              "tr '\\0' ' ' < /proc/1/cmdline")
+    ok(daemon, "run", "--name", "tuned", "--ulimit", "nofile=100:200", "--sysctl",
+       "kernel.shmmax=1048576", "--oom-score-adj", "500", "--security-opt",
+       "no-new-privileges", "--group-add", "nogroup", "--group-add", "1234",
+       "--shm-size", "2m", "--cpuset-cpus", "0", "--init", "bb:1", "sh", "-c", script)
+    lines = ok(daemon, "logs", "tuned").splitlines()
+    assert lines[:4] == ["100", "1048576", "500", "NoNewPrivs:\t1"]
+    assert sorted(lines[4].split()) == ["0", "1234", "65534"] and lines[5] == "size=2048k"
+    assert lines[6].split() == ["Cpus_allowed_list:", "0"]
+    assert lines[7].startswith("/sbin/docker-init -- sh -c")
+    for args, message in [
+        (("--dns", "1.1.1.1"), "--dns is not supported by dockertw yet"),
+        (("--network", "host", "--sysctl", "net.ipv4.ip_forward=1"),
+         "sysctl 'net.ipv4.ip_forward' not allowed in host network namespace"),
+        (("--cpus", "1", "--cpu-quota", "5000"),
+         "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+        (("--memory-reservation", "1m"), "Minimum memory reservation allowed is 6MB"),
+        (("--security-opt", "apparmor=mine"), "security option 'apparmor=mine' is not"),
+        (("--oom-score-adj", "2000"), "range for oom score adj is [-1000, 1000]"),
+    ]:
+        refused = cli(daemon, "create", *args, "bb:1", "true")
+        assert refused.returncode != 0 and message in refused.stderr, (args, refused.stderr)
+    # what the CLI checks itself, the daemon checks too
+    for host, message in [({"Sysctls": {"kernel.hostname": "x"}},
+                           "sysctl 'kernel.hostname' is not whitelisted"),
+                          ({"Ulimits": [{"Name": "nofile", "Soft": 9, "Hard": 1}]},
+                           "invalid ulimit nofile: soft limit must be less than or equal "
+                           "to hard limit")]:
+        status, body = _post_json(daemon, "/v1.41/containers/create",
+                                  {"Image": "bb:1", "Cmd": ["true"], "HostConfig": host})
+        assert (status, json.loads(body)["message"]) == (400, message), body
+
+
+def _post_json(daemon: Daemon, url: str, document: object) -> tuple[int, bytes]:
+    connection = _UnixConnection(str(daemon.socket))
+    try:
+        connection.request("POST", url, body=json.dumps(document).encode(),
+                           headers={"Host": "api.moby.localhost",
+                                    "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()

@@ -46,6 +46,7 @@ _MASKED_PATHS = (
 )
 _READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 _CPU_PERIOD = 100_000
+INIT_DESTINATION = "/sbin/docker-init"
 
 
 @attrs.frozen
@@ -66,6 +67,27 @@ class ProcessUser:
     gid: int = 0
     additional_gids: tuple[int, ...] = ()
     home: str = "/root"
+
+
+@attrs.frozen
+class Tuning:
+    """HostConfig settings the runtime applies as they are (zero or empty: unset)."""
+
+    oom_score_adj: int = 0
+    sysctls: tuple[tuple[str, str], ...] = ()
+    rlimits: tuple[tuple[str, int, int], ...] = ()  # (name such as "nofile", soft, hard)
+    no_new_privileges: bool = False
+    shm_size: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    blkio_weight: int = 0
+    init_path: str = ""  # a static init (tini) run as PID 1, as ``docker run --init``
 
 
 @attrs.frozen
@@ -91,6 +113,7 @@ class ContainerRuntimeConfig:
     cpu_shares: int = 0
     pids_limit: int = 0
     cgroups_path: str = ""
+    tuning: Tuning = Tuning()
 
 
 def _capability_name(name: str) -> str:
@@ -147,16 +170,21 @@ def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
         "cwd": config.cwd or "/",
         "capabilities": {"bounding": capabilities, "effective": capabilities,
                          "permitted": capabilities},
-        "rlimits": [],  # inherited from the daemon, as Docker's containers do
-        "noNewPrivileges": False,
+        "rlimits": [{"type": f"RLIMIT_{name.upper()}", "soft": soft, "hard": hard}
+                    for name, soft, hard in config.tuning.rlimits],
+        "noNewPrivileges": config.tuning.no_new_privileges,
     }
+    if config.tuning.oom_score_adj:
+        process["oomScoreAdj"] = config.tuning.oom_score_adj
+    if config.tuning.init_path:
+        process["args"] = [INIT_DESTINATION, "--", *config.args]
     height, width = config.console_size
     if config.terminal and height > 0 and width > 0:
         process["consoleSize"] = {"height": height, "width": width}
     return process
 
 
-def _system_mounts(privileged: bool) -> list[dict[str, Any]]:
+def _system_mounts(privileged: bool, shm_size: int = 0) -> list[dict[str, Any]]:
     sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
     return [
         {"destination": "/proc", "type": "proc", "source": "proc",
@@ -172,20 +200,49 @@ def _system_mounts(privileged: bool) -> list[dict[str, Any]]:
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                     f"size={shm_size or 64 << 20}"]},
     ]
 
 
 def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
     taken = {mount.destination for mount in config.mounts}
-    system = [m for m in _system_mounts(config.privileged) if m["destination"] not in taken]
-    return system + [mount.to_json() for mount in config.mounts]
+    system = [m for m in _system_mounts(config.privileged, config.tuning.shm_size)
+              if m["destination"] not in taken]
+    init = [Mount(INIT_DESTINATION, config.tuning.init_path, options=("bind", "ro"))
+            .to_json()] if config.tuning.init_path else []
+    return system + init + [mount.to_json() for mount in config.mounts]
 
 
 def _resources(config: ContainerRuntimeConfig) -> dict[str, Any]:
     devices: list[dict[str, Any]] = [{"allow": config.privileged, "access": "rwm"}]
-    return {"devices": devices, **limits(config.memory, config.nano_cpus,
-                                        config.cpu_shares, config.pids_limit)}
+    resources = {"devices": devices, **limits(config.memory, config.nano_cpus,
+                                              config.cpu_shares, config.pids_limit)}
+    _tune_resources(resources, config.tuning)
+    return resources
+
+
+def _tune_resources(resources: dict[str, Any], tuning: Tuning) -> None:
+    memory = resources.setdefault("memory", {})
+    for key, value in (("swap", tuning.memory_swap),
+                       ("reservation", tuning.memory_reservation),
+                       ("swappiness", tuning.memory_swappiness)):
+        if value:
+            memory[key] = value
+    if tuning.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    cpu = resources.setdefault("cpu", {})
+    cpu_settings: tuple[tuple[str, Any], ...] = (
+        ("quota", tuning.cpu_quota), ("period", tuning.cpu_period),
+        ("cpus", tuning.cpuset_cpus), ("mems", tuning.cpuset_mems))
+    for key, value in cpu_settings:
+        if value:
+            cpu[key] = value
+    if tuning.blkio_weight:
+        resources["blockIO"] = {"weight": tuning.blkio_weight}
+    for key in ("memory", "cpu"):
+        if not resources[key]:
+            del resources[key]
 
 
 def limits(memory: int = 0, nano_cpus: int = 0, cpu_shares: int = 0,
@@ -221,6 +278,8 @@ def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:
     }
     if config.cgroups_path:
         linux["cgroupsPath"] = config.cgroups_path
+    if config.tuning.sysctls:
+        linux["sysctl"] = dict(config.tuning.sysctls)
     if not config.privileged:
         linux["maskedPaths"] = list(_MASKED_PATHS)
         linux["readonlyPaths"] = list(_READONLY_PATHS)

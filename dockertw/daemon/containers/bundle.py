@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime import mounts
@@ -64,9 +65,9 @@ def _entries(data: bytes | None) -> list[list[str]]:
             if line and not line.startswith("#")]
 
 
-def resolve_user(rootfs: Path, user: str) -> ProcessUser:
-    """``User`` (``name``, ``uid``, ``name:group``, ``uid:gid``) against the image's
-    ``/etc/passwd`` and ``/etc/group``."""
+def resolve_user(rootfs: Path, user: str, groups: Sequence[str] = ()) -> ProcessUser:
+    """``User`` (``name``, ``uid``, ``name:group``, ``uid:gid``) and the ``GroupAdd``
+    groups against the image's ``/etc/passwd`` and ``/etc/group``."""
     if not user:
         user = "0"
     name, _, group = user.partition(":")
@@ -93,7 +94,26 @@ def resolve_user(rootfs: Path, user: str) -> ProcessUser:
             else:
                 raise InvalidParameter(f"unable to find group {group}: no matching "
                                        "entries in group file")
-    return ProcessUser(uid=uid, gid=gid, home=home)
+    return ProcessUser(uid=uid, gid=gid, home=home,
+                       additional_gids=_group_ids(rootfs, groups))
+
+
+def _group_ids(rootfs: Path, groups: Sequence[str]) -> tuple[int, ...]:
+    """``--group-add`` names or numbers as group IDs."""
+    if not groups:
+        return ()
+    known = {entry[0]: int(entry[2]) for entry in
+             _entries(read_root_file(rootfs, "/etc/group")) if len(entry) >= 3}
+    found = []
+    for group in groups:
+        if str(group).isdigit():
+            found.append(int(group))
+        elif group in known:
+            found.append(known[group])
+        else:
+            raise InvalidParameter(f"Unable to find group {group}: no matching entries "
+                                   "in group file")
+    return tuple(found)
 
 
 def _network(mode: str) -> str:
@@ -122,7 +142,8 @@ def runtime_config(container: Container, rootfs: Path,
         hostname=str(config.get("Hostname") or container.id[:12]),
         env=tuple(config.get("Env") or ()),
         cwd=str(config.get("WorkingDir") or "/"),
-        user=resolve_user(rootfs, str(config.get("User") or "")),
+        user=resolve_user(rootfs, str(config.get("User") or ""),
+                          host.get("GroupAdd") or ()),
         terminal=bool(config.get("Tty")),
         console_size=_console_size(host.get("ConsoleSize")),
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
@@ -135,6 +156,7 @@ def runtime_config(container: Container, rootfs: Path,
         cpu_shares=int(host.get("CpuShares") or 0),
         pids_limit=int(host.get("PidsLimit") or 0),
         cgroups_path=f"/{parent}/{container.id}" if parent else f"/{container.id}",
+        tuning=tuning_of(host),
     )
 
 

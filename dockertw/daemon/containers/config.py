@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.tuning import check_tuning
 from dockertw.daemon.signals import parse_signal
 from dockertw.errdefs import InvalidParameter, NotFound
 from dockertw.runtime.spec import normalize_capabilities
@@ -75,7 +76,18 @@ _UNSUPPORTED = (
     ("DeviceRequests", "device requests (--gpus)"),
     ("DeviceCgroupRules", "device cgroup rules"), ("VolumesFrom", "--volumes-from"),
     ("VolumeDriver", "volume drivers"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
-    ("UsernsMode", "--userns"), ("Isolation", "--isolation"),
+    ("UsernsMode", "--userns"), ("Isolation", "--isolation"), ("Dns", "--dns"),
+    ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
+    ("ExtraHosts", "--add-host"), ("StorageOpt", "--storage-opt"),
+    ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
+    ("BlkioWeightDevice", "--blkio-weight-device"),
+    ("BlkioDeviceReadBps", "--device-read-bps"),
+    ("BlkioDeviceWriteBps", "--device-write-bps"),
+    ("BlkioDeviceReadIOps", "--device-read-iops"),
+    ("BlkioDeviceWriteIOps", "--device-write-iops"), ("KernelMemory", "--kernel-memory"),
+    ("KernelMemoryTCP", "kernel TCP memory"), ("CpuCount", "CPU count"),
+    ("CpuPercent", "CPU percent"), ("IOMaximumIOps", "maximum IOps"),
+    ("IOMaximumBandwidth", "maximum IO bandwidth"),
 )
 
 
@@ -282,6 +294,7 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
     """Validate the HostConfig and fill Docker's defaults, in Docker's key order."""
     _check_unsupported(host)
     _check_networking(networking, host.get("NetworkMode") or "default")
+    check_tuning(host, str(host.get("NetworkMode") or "default"))
     memory = host.get("Memory") or 0
     if not isinstance(memory, int) or (memory and memory < 6 * 1024 * 1024):
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
