@@ -46,6 +46,9 @@ _SEPARATOR = b'\\n","stream":"std'
 _OPENING = b'{"log":"'
 _BETWEEN = b'"}\n{"log":"'  # after a 30-character time stamp
 _STREAMS = frozenset({b"out", b"err"})
+_STDERR = b'\\n","stream":"stderr"'
+# what is left of plain lines without their other bytes: one backslash, one newline each
+_NOT_BACKSLASH_NOR_NEWLINE = bytes(sorted(set(range(256)) - set(b"\\\n")))
 _STREAM = itemgetter(slice(0, 3))
 _TIME = itemgetter(slice(13, 43))
 _MIDDLE = itemgetter(slice(43, 54))
@@ -232,13 +235,17 @@ def _fast_render(chunk: bytes, options: LogOptions, framing: Framing) -> bytes |
     pieces = chunk.split(_SEPARATOR)
     count = len(pieces) - 1
     if (options.since_ns or options.until_ns is not None
-            or chunk.count(b"\n") != count or chunk.count(b"\\") != count
+            or chunk.translate(None, _NOT_BACKSLASH_NOR_NEWLINE) != b"\\\n" * count
             or not pieces[0].startswith(_OPENING)):
         return None
     rest = pieces[1:]
-    streams = list(map(_STREAM, rest))
-    if (set(map(_MIDDLE, rest[:-1])) - {_BETWEEN} or set(streams) - _STREAMS
-            or rest[-1][43:] != b'"}\n'):
+    if _STDERR in chunk:
+        streams = list(map(_STREAM, rest))
+        if set(streams) - _STREAMS:
+            return None
+    else:
+        streams = [b"out"] * count
+    if set(map(_MIDDLE, rest[:-1])) - {_BETWEEN} or rest[-1][43:] != b'"}\n':
         return None
     texts = [pieces[0][len(_OPENING):], *map(_TEXT, rest[:-1])]
     stamps = list(map(_TIME, rest)) if framing.timestamps else None
