@@ -14,6 +14,7 @@ from dockertw.daemon.jsonlog import (
     decode_entry,
     encode_entries,
     encode_entry,
+    encode_lines,
     format_time,
     log_files,
     parse_time,
@@ -112,8 +113,25 @@ def test_one_file_rotation_starts_over_and_reopening_appends(tmp_path):
 def test_batch_encoding_equals_entry_by_entry(data):
     entries = [LogEntry("stdout", T0, data), LogEntry("stdout", T0, b"z\n")]
     assert encode_entries(entries) == b"".join(map(encode_entry, entries))
+    assert encode_lines("stdout", T0, [data, b"z\n"]) == encode_entries(entries)
     mixed = [LogEntry("stdout", T0, b"a\n"), LogEntry("stderr", T0, b"b\n")]
     assert encode_entries(mixed) == b"".join(map(encode_entry, mixed))
+
+
+def test_write_lines_rotates_as_write(tmp_path):
+    lines, entries = tmp_path / "lines", tmp_path / "entries"
+    lines.mkdir()
+    entries.mkdir()
+    by_lines = JSONLogFile(lines / "c-json.log", max_size=300, max_files=3)
+    by_entries = JSONLogFile(entries / "c-json.log", max_size=300, max_files=3)
+    for start in range(0, 40, 7):
+        messages = [f"{i}\n".encode() for i in range(start, start + 7)]
+        by_lines.write_lines("stdout", T0, messages)
+        by_entries.write([LogEntry("stdout", T0, m) for m in messages])
+    by_lines.close()
+    by_entries.close()
+    assert [p.read_bytes() for p in log_files(lines / "c-json.log")] == [
+        p.read_bytes() for p in log_files(entries / "c-json.log")]
 
 
 def test_tail_since_until(tmp_path):

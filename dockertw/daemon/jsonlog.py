@@ -26,9 +26,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["LogEntry", "encode_entry", "encode_entries", "decode_entry", "format_time",
-           "parse_time", "LineSplitter", "JSONLogFile", "DiscardLog", "log_files",
-           "read_entries", "MAX_LINE"]
+__all__ = ["LogEntry", "encode_entry", "encode_entries", "encode_lines", "decode_entry",
+           "format_time", "parse_time", "LineSplitter", "JSONLogFile", "DiscardLog",
+           "log_files", "read_entries", "MAX_LINE"]
 
 MAX_LINE = 16 * 1024  # Docker splits longer partial lines at this size
 _SUFFIX_MARK = b',"stream":"'
@@ -89,18 +89,20 @@ def _plain(blob: bytes) -> bool:
 
 def encode_entries(entries: Sequence[LogEntry]) -> bytes:
     """The log lines of ``entries``; one ``replace`` for a batch of plain whole lines."""
-    if not entries:
-        return b""
-    stream, time_ns = entries[0].stream, entries[0].time_ns
-    datas = [entry.data for entry in entries]
-    if (len(set(map(_STREAM_TIME, entries))) == 1
-            and b"".join(map(_LAST, datas)) == b"\n" * len(datas)):
-        blob = b"".join(datas)
-        if blob.count(b"\n") == len(entries) and _plain(blob):
-            suffix = f'\\n","stream":"{stream}","time":"{format_time(time_ns)}"}}\n'
-            return b'{"log":"' + blob[:-1].replace(
-                b"\n", suffix.encode() + b'{"log":"') + suffix.encode()
+    if entries and len(set(map(_STREAM_TIME, entries))) == 1:
+        return encode_lines(entries[0].stream, entries[0].time_ns,
+                            [entry.data for entry in entries])
     return b"".join([encode_entry(entry) for entry in entries])
+
+
+def encode_lines(stream: str, time_ns: int, messages: Sequence[bytes]) -> bytes:
+    """The log lines of messages read at once (one stream, one time)."""
+    blob = b"".join(messages)
+    if (b"".join(map(_LAST, messages)) == b"\n" * len(messages)
+            and blob.count(b"\n") == len(messages) and _plain(blob)):
+        suffix = f'\\n","stream":"{stream}","time":"{format_time(time_ns)}"}}\n'.encode()
+        return b'{"log":"' + blob[:-1].replace(b"\n", suffix + b'{"log":"') + suffix
+    return b"".join([encode_entry(LogEntry(stream, time_ns, m)) for m in messages])
 
 
 def decode_entry(line: bytes) -> LogEntry:
@@ -174,7 +176,13 @@ class JSONLogFile:
         return self._size
 
     def write(self, entries: Sequence[LogEntry]) -> None:
-        data = encode_entries(entries)
+        self._write(encode_entries(entries))
+
+    def write_lines(self, stream: str, time_ns: int, messages: Sequence[bytes]) -> None:
+        """Append messages read at once, without making an entry of each."""
+        self._write(encode_lines(stream, time_ns, messages))
+
+    def _write(self, data: bytes) -> None:
         limit = self._max_size
         while limit and data and self._size + len(data) > limit:
             cut = data.rfind(b"\n", 0, max(0, limit - self._size)) + 1
@@ -214,6 +222,9 @@ class DiscardLog(JSONLogFile):
         self._size = 0
 
     def write(self, entries: Sequence[LogEntry]) -> None:
+        pass
+
+    def write_lines(self, stream: str, time_ns: int, messages: Sequence[bytes]) -> None:
         pass
 
     def close(self) -> None:
