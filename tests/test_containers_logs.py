@@ -120,3 +120,21 @@ def test_follow_with_tail_from_a_running_container(logs_daemon: Daemon):
     out, _ = _follow(daemon, "tf", "--tail", "3").communicate(timeout=30)
     assert out.splitlines()[-1] == "end"
     assert _numbers("\n".join(out.splitlines()[:-1])) == [198, 199, 200]
+
+
+def test_a_follower_going_away_and_a_big_log(logs_daemon: Daemon):
+    daemon = logs_daemon
+    ok(daemon, "run", "-d", "--name", "big", "bb:1", "sh", "-c",
+       _NUMBERED.format(count=30000) + "; sleep 100")
+    deadline = time.monotonic() + 60
+    while "30000" not in cli(daemon, "logs", "--tail", "1", "big").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    follower = _follow(daemon, "big")
+    assert follower.stdout is not None
+    assert follower.stdout.readline().startswith("00001 ")
+    follower.kill()  # gone in the middle of 3 MB, paused by backpressure
+    follower.communicate()
+    assert _numbers(ok(daemon, "logs", "big")) == list(range(1, 30001))
+    assert "Traceback" not in daemon.output() and "failed" not in daemon.output()
+    ok(daemon, "rm", "-f", "big")

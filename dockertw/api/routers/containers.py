@@ -116,8 +116,10 @@ class _LogWriter(LogSink):
 
     def done(self, result: Any) -> Any:
         """Unregister; turn a failure after the start into an in-band error."""
-        self._request.unregisterProducer()
         self.resumeProducing()
+        if self._request.channel is None:  # the client went away
+            return None if isinstance(result, Failure) else result
+        self._request.unregisterProducer()
         if not isinstance(result, Failure) or not self._started \
                 or result.check(CancelledError):
             return result
