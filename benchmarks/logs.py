@@ -9,7 +9,8 @@ Micro figures are per second of CPU time; end-to-end ones per second of wall tim
 * ``write``: 64 KiB pipe reads cut into lines, encoded and appended to a json-file log
   (what the daemon does for a container's stdout);
 * ``read``: the written log read back, decoded and framed for a non-TTY client (what
-  ``GET /containers/{id}/logs`` does), without HTTP;
+  ``GET /containers/{id}/logs`` does), without HTTP; also for JSON-like lines, whose
+  quotes are escaped in the log;
 * ``e2e`` (``--e2e``, needs root, runc and the docker CLI): a real daemon runs a busybox
   container writing ``--e2e-mb`` MB to stdout (``run -d`` until ``wait`` returns: the
   daemon's log keeps up) and ``docker logs`` reads it all into /dev/null (``logs``).
@@ -43,11 +44,12 @@ from dockertw.daemon.containers import logs  # noqa: E402
 DOCKER_LOGS_MB_S = 9.4
 
 
-def _output(total: int, line: int) -> bytes:
-    """``total`` bytes of numbered lines of ``line`` bytes each."""
-    body = b"".join(b"%08d " % i + b"x" * (line - 10) + b"\n"
-                    for i in range(total // line))
-    return body
+def _output(total: int, line: int, quoted: bool = False) -> bytes:
+    """``total`` bytes of numbered lines of ``line`` bytes each (JSON-like if ``quoted``)."""
+    if quoted:
+        return b"".join(b'{"n": %08d, "msg": "' % i + b"x" * (line - 24) + b'"}\n'
+                        for i in range(total // line))
+    return b"".join(b"%08d " % i + b"x" * (line - 10) + b"\n" for i in range(total // line))
 
 
 def _timed(work: Callable[[], object]) -> float:
@@ -118,6 +120,11 @@ def micro(mb: int, line: int) -> None:
             print(f"write_lines {_rate(len(data), bench_write_lines(lines_path, data))}")
         seconds, sent = bench_read(path)
         print(f"read  {_rate(len(data), seconds)}  framed bytes {sent}")
+        quoted = _output(mb * 1_000_000, line, quoted=True)
+        quoted_path = directory / "quoted-json.log"
+        bench_write(quoted_path, quoted)
+        seconds, sent = bench_read(quoted_path)
+        print(f"read, lines with quotes {_rate(len(quoted), seconds)}")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -19,12 +19,18 @@ from dockertw.streams.stdcopy import StdcopyDecoder
 T0 = 1_795_827_747_652_875_996
 
 
+_ODDITIES = {10: ' "quoted"', 20: "\\", 21: "\\\\", 30: "\t\u00e9\u20ac", 40: "\\n"}
+
+
+def _text(index: int) -> str:
+    return f"line {index}" + _ODDITIES.get(index % 50, "") + "\n"
+
+
 def _write_log(path: Path, lines: int, **rotation: int) -> JSONLogFile:
     log = JSONLogFile(path, **rotation)
     for index in range(lines):
         stream = "stderr" if index % 7 == 0 else "stdout"
-        text = f"line {index}" + (' "quoted"' if index == 150 else "") + "\n"
-        log.write([LogEntry(stream, T0 + index * 1000, text.encode())])
+        log.write([LogEntry(stream, T0 + index * 1000, _text(index).encode())])
     return log
 
 
@@ -67,7 +73,7 @@ def test_since_and_until_by_time_stamp(tmp_path):
     options = LogOptions(since_ns=T0 + 4000, until_ns=T0 + 8000)
     sink = _Collect()
     ensureDeferred(logs.serve_log(path, None, options, sink, _now))
-    assert sink.texts() == [f"line {i}\n" for i in range(5, 9)]
+    assert sink.texts() == [_text(i) for i in range(5, 9)]
 
 
 def test_tail_spans_rotated_files(tmp_path):
@@ -76,7 +82,7 @@ def test_tail_spans_rotated_files(tmp_path):
     assert len(list(tmp_path.iterdir())) > 5
     sink = _Collect()
     ensureDeferred(logs.serve_log(path, None, LogOptions(tail=30), sink, _now))
-    assert sink.texts() == [f"line {i}\n" for i in range(70, 100)]
+    assert sink.texts() == [_text(i) for i in range(70, 100)]
 
 
 def _now(work: Callable[[], Any]) -> Deferred[Any]:

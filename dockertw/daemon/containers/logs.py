@@ -15,6 +15,7 @@ the buffer is sent after it.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -226,17 +227,30 @@ _HEADERS = {False: _Headers(1), True: _Headers(_STAMP_WIDTH + 2)}
 
 
 def _fast_render(chunk: bytes, options: LogOptions, framing: Framing) -> bytes | None:
-    """Frame a chunk of plain lines without a Python step per line (``None``: not plain).
+    """Frame a chunk of lines without a Python step per line (``None``: not for this)."""
+    columns = None if options.since_ns or options.until_ns is not None else _columns(chunk)
+    if columns is None:
+        return None
+    texts, streams, rest = columns
+    stamps = list(map(_TIME, rest)) if framing.timestamps else None
+    if not (options.stdout and options.stderr):
+        wanted = [stream == (b"out" if options.stdout else b"err") for stream in streams]
+        texts, streams = list(compress(texts, wanted)), list(compress(streams, wanted))
+        stamps = None if stamps is None else list(compress(stamps, wanted))
+    return _interleave(texts, streams, stamps, framing.tty)
 
-    Plain lines are ``{"log":"<no escapes>\\n","stream":"std…","time":"<30>"}``: split
-    at the ``\\n","stream":"std`` they all hold, each piece is the previous line's
-    stream and time and the next line's text, at fixed places.
+
+def _columns(chunk: bytes) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
+    """Texts, streams and the pieces holding the time stamps of a chunk of whole lines.
+
+    Lines ``{"log":"<text>\\n","stream":"std…","time":"<30>"}`` (the text of a line
+    that ended in a newline) all hold ``\\n","stream":"std``: split there, each piece
+    is the previous line's stream and time and the next line's text, at fixed places.
     """
     pieces = chunk.split(_SEPARATOR)
     count = len(pieces) - 1
-    if (options.since_ns or options.until_ns is not None
-            or chunk.translate(None, _NOT_BACKSLASH_NOR_NEWLINE) != b"\\\n" * count
-            or not pieces[0].startswith(_OPENING)):
+    marks = chunk.translate(None, _NOT_BACKSLASH_NOR_NEWLINE)
+    if marks.count(b"\n") != count or not pieces[0].startswith(_OPENING):
         return None
     rest = pieces[1:]
     if _STDERR in chunk:
@@ -248,12 +262,23 @@ def _fast_render(chunk: bytes, options: LogOptions, framing: Framing) -> bytes |
     if set(map(_MIDDLE, rest[:-1])) - {_BETWEEN} or rest[-1][43:] != b'"}\n':
         return None
     texts = [pieces[0][len(_OPENING):], *map(_TEXT, rest[:-1])]
-    stamps = list(map(_TIME, rest)) if framing.timestamps else None
-    if not (options.stdout and options.stderr):
-        wanted = [stream == (b"out" if options.stdout else b"err") for stream in streams]
-        texts, streams = list(compress(texts, wanted)), list(compress(streams, wanted))
-        stamps = None if stamps is None else list(compress(stamps, wanted))
-    return _interleave(texts, streams, stamps, framing.tty)
+    if marks == b"\\\n" * count:
+        return texts, streams, rest
+    unescaped = _unescaped(texts)  # escapes in some texts
+    return None if unescaped is None else (unescaped, streams, rest)
+
+
+def _unescaped(texts: list[bytes]) -> list[bytes] | None:
+    """JSON string contents decoded all at once (``None``: not plain contents)."""
+    if b"\\\0" in b"\0".join(texts) + b"\0":  # a text ending in a backslash
+        return None
+    try:
+        decoded = json.loads(b'["' + b'","'.join(texts) + b'"]')
+        if len(decoded) != len(texts):
+            return None
+        return list(map(str.encode, decoded))
+    except (ValueError, TypeError, UnicodeError):
+        return None
 
 
 def _interleave(texts: list[bytes], streams: list[bytes], stamps: list[bytes] | None,
