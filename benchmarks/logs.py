@@ -122,7 +122,7 @@ def micro(mb: int, line: int) -> None:
         print(f"read  {_rate(len(data), seconds)}  framed bytes {sent}")
         quoted = _output(mb * 1_000_000, line, quoted=True)
         quoted_path = directory / "quoted-json.log"
-        bench_write(quoted_path, quoted)
+        print(f"write, lines with quotes {_rate(len(quoted), bench_write(quoted_path, quoted))}")
         seconds, sent = bench_read(quoted_path)
         print(f"read, lines with quotes {_rate(len(quoted), seconds)}")
     finally:

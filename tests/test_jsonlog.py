@@ -114,6 +114,9 @@ def test_batch_encoding_equals_entry_by_entry(data):
     entries = [LogEntry("stdout", T0, data), LogEntry("stdout", T0, b"z\n")]
     assert encode_entries(entries) == b"".join(map(encode_entry, entries))
     assert encode_lines("stdout", T0, [data, b"z\n"]) == encode_entries(entries)
+    assert encode_lines("stderr", T0, [b"z\n", data, b'"\n']) == b"".join(
+        encode_entry(LogEntry("stderr", T0, m)) for m in (b"z\n", data, b'"\n'))
+    assert encode_lines("stdout", T0, []) == encode_entries([]) == b""
     mixed = [LogEntry("stdout", T0, b"a\n"), LogEntry("stderr", T0, b"b\n")]
     assert encode_entries(mixed) == b"".join(map(encode_entry, mixed))
 

@@ -22,7 +22,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +36,7 @@ _SUFFIX_MARK = b',"stream":"'
 _VERBATIM = bytes(set(range(256)) - set(range(0x20)) - set(b'"\\')) + b"\n"
 _STREAM_TIME = itemgetter(0, 1)
 _LAST = itemgetter(slice(-1, None))
+_DECODE = methodcaller("decode", "utf-8", "replace")
 
 
 class LogEntry(NamedTuple):
@@ -96,13 +97,22 @@ def encode_entries(entries: Sequence[LogEntry]) -> bytes:
 
 
 def encode_lines(stream: str, time_ns: int, messages: Sequence[bytes]) -> bytes:
-    """The log lines of messages read at once (one stream, one time)."""
+    """The log lines of messages read at once (one stream, one time).
+
+    Plain whole lines are joined and cut with one ``replace``; others are escaped by
+    one ``json.dumps`` of them all, cut the same way.
+    """
+    if not messages:
+        return b""
+    tail = f',"stream":"{stream}","time":"{format_time(time_ns)}"}}\n'.encode()
     blob = b"".join(messages)
     if (b"".join(map(_LAST, messages)) == b"\n" * len(messages)
             and blob.count(b"\n") == len(messages) and _plain(blob)):
-        suffix = f'\\n","stream":"{stream}","time":"{format_time(time_ns)}"}}\n'.encode()
-        return b'{"log":"' + blob[:-1].replace(b"\n", suffix + b'{"log":"') + suffix
-    return b"".join([encode_entry(LogEntry(stream, time_ns, m)) for m in messages])
+        return b'{"log":"' + blob[:-1].replace(b"\n", b'\\n"' + tail + b'{"log":"') \
+            + b'\\n"' + tail
+    texts = json.dumps(list(map(_DECODE, messages)), ensure_ascii=False,
+                       separators=(",", ":")).encode()  # ["…","…"]: no "," inside
+    return b'{"log":' + texts[1:-1].replace(b'","', b'"' + tail + b'{"log":"') + tail
 
 
 def decode_entry(line: bytes) -> LogEntry:
