@@ -4,9 +4,13 @@ Each line of output is one JSON object on one line::
 
     {"log":"out1\\n","stream":"stdout","time":"2026-11-28T01:02:27.652875996Z"}
 
-Writing encodes only the payload string; reading takes the common case (a line of
-text ending in a newline, nothing else to unescape) by slicing bytes, without a JSON
-decode, and falls back to ``json.loads`` for anything else.
+Writing encodes a batch of lines read at once (same stream, same time) with one
+``bytes.replace`` when no character needs escaping, and entry by entry otherwise;
+reading takes the common case (a line of text ending in a newline, nothing else to
+unescape) by slicing bytes, without a JSON decode, and falls back to ``json.loads``.
+
+Past ``max_size`` bytes the log rotates as Docker's does: ``<id>-json.log`` becomes
+``.1``, ``.1`` becomes ``.2``…, keeping ``max_files`` files in all.
 """
 
 from __future__ import annotations
@@ -17,20 +21,27 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
+from operator import itemgetter, methodcaller
 from pathlib import Path
+from typing import NamedTuple
 
-import attrs
-
-__all__ = ["LogEntry", "encode_entry", "decode_entry", "format_time", "parse_time",
-           "LineSplitter", "JSONLogFile", "read_entries", "MAX_LINE"]
+__all__ = ["LogEntry", "encode_entry", "encode_entries", "encode_lines", "decode_entry",
+           "format_time", "parse_time", "LineSplitter", "JSONLogFile", "DiscardLog",
+           "log_files", "read_entries", "MAX_LINE"]
 
 MAX_LINE = 16 * 1024  # Docker splits longer partial lines at this size
 _SUFFIX_MARK = b',"stream":"'
+# the bytes a JSON string holds as they are: deleting them leaves the ones to escape
+_VERBATIM = bytes(set(range(256)) - set(range(0x20)) - set(b'"\\')) + b"\n"
+_STREAM_TIME = itemgetter(0, 1)
+_LAST = itemgetter(slice(-1, None))
+_DECODE = methodcaller("decode", "utf-8", "replace")
 
 
-@attrs.frozen
-class LogEntry:
+class LogEntry(NamedTuple):
+    """One message of a container's output (a named tuple: made by the million)."""
+
     stream: str  # "stdout" or "stderr"
     time_ns: int
     data: bytes
@@ -64,6 +75,46 @@ def encode_entry(entry: LogEntry) -> bytes:
             f'"time":"{format_time(entry.time_ns)}"}}\n').encode()
 
 
+def _plain(blob: bytes) -> bool:
+    """Whether ``blob`` goes into a JSON string as it is (newlines aside)."""
+    if blob.translate(None, _VERBATIM):
+        return False
+    if blob.isascii():
+        return True
+    try:
+        blob.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def encode_entries(entries: Sequence[LogEntry]) -> bytes:
+    """The log lines of ``entries``; one ``replace`` for a batch of plain whole lines."""
+    if entries and len(set(map(_STREAM_TIME, entries))) == 1:
+        return encode_lines(entries[0].stream, entries[0].time_ns,
+                            [entry.data for entry in entries])
+    return b"".join([encode_entry(entry) for entry in entries])
+
+
+def encode_lines(stream: str, time_ns: int, messages: Sequence[bytes]) -> bytes:
+    """The log lines of messages read at once (one stream, one time).
+
+    Plain whole lines are joined and cut with one ``replace``; others are escaped by
+    one ``json.dumps`` of them all, cut the same way.
+    """
+    if not messages:
+        return b""
+    tail = f',"stream":"{stream}","time":"{format_time(time_ns)}"}}\n'.encode()
+    blob = b"".join(messages)
+    if (b"".join(map(_LAST, messages)) == b"\n" * len(messages)
+            and blob.count(b"\n") == len(messages) and _plain(blob)):
+        return b'{"log":"' + blob[:-1].replace(b"\n", b'\\n"' + tail + b'{"log":"') \
+            + b'\\n"' + tail
+    texts = json.dumps(list(map(_DECODE, messages)), ensure_ascii=False,
+                       separators=(",", ":")).encode()  # ["…","…"]: no "," inside
+    return b'{"log":' + texts[1:-1].replace(b'","', b'"' + tail + b'{"log":"') + tail
+
+
 def decode_entry(line: bytes) -> LogEntry:
     """One line of a json-file log."""
     mark = line.rfind(_SUFFIX_MARK)
@@ -91,15 +142,17 @@ class LineSplitter:
     def feed(self, data: bytes) -> list[bytes]:
         pieces = (self._pending + data).split(b"\n")
         self._pending = pieces.pop()
-        messages = []
-        for piece in pieces:
-            while len(piece) >= MAX_LINE:
-                messages.append(piece[:MAX_LINE])
-                piece = piece[MAX_LINE:]
-            messages.append(piece + b"\n")
-        while len(self._pending) >= MAX_LINE:
-            messages.append(self._pending[:MAX_LINE])
-            self._pending = self._pending[MAX_LINE:]
+        if max(map(len, pieces), default=0) < MAX_LINE:
+            messages = [piece + b"\n" for piece in pieces]
+        else:
+            messages = []
+            for piece in pieces:
+                parts, rest = _pieces(piece)
+                messages += parts
+                messages.append(rest + b"\n")
+        if len(self._pending) >= MAX_LINE:
+            parts, self._pending = _pieces(self._pending)
+            messages += parts
         return messages
 
     def flush(self) -> list[bytes]:
@@ -107,56 +160,117 @@ class LineSplitter:
         return [rest] if rest else []
 
 
+def _pieces(data: bytes) -> tuple[list[bytes], bytes]:
+    """``data`` cut in MAX_LINE pieces, and the shorter rest."""
+    whole = len(data) // MAX_LINE * MAX_LINE
+    return [data[i:i + MAX_LINE] for i in range(0, whole, MAX_LINE)], data[whole:]
+
+
 class JSONLogFile:
-    """Appends entries to ``path``; past ``max_size`` bytes it rotates, keeping ``max_files``."""
+    """Appends entries to ``path``; past ``max_size`` bytes it rotates, keeping ``max_files``.
+
+    A file stays within ``max_size`` unless one entry alone is larger.  Rotation renames
+    before it opens the new file, so a daemon killed in between loses nothing.
+    """
 
     def __init__(self, path: Path, max_size: int = 0, max_files: int = 1) -> None:
         self.path = path
         self._max_size = max_size
         self._max_files = max(1, max_files)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._fd = _open_append(path)
         self._size = os.fstat(self._fd).st_size
 
     @property
     def size(self) -> int:
-        """Bytes in the current file (everything written so far, without rotation)."""
+        """Bytes in the current file."""
         return self._size
 
-    def write(self, entries: Iterable[LogEntry]) -> None:
-        data = b"".join(encode_entry(entry) for entry in entries)
-        if self._max_size and self._size and self._size + len(data) > self._max_size:
-            self._rotate()
-        os.write(self._fd, data)
-        self._size += len(data)
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        self._write(encode_entries(entries))
+
+    def write_lines(self, stream: str, time_ns: int, messages: Sequence[bytes]) -> None:
+        """Append messages read at once, without making an entry of each."""
+        self._write(encode_lines(stream, time_ns, messages))
+
+    def _write(self, data: bytes) -> None:
+        limit = self._max_size
+        while limit and data and self._size + len(data) > limit:
+            cut = data.rfind(b"\n", 0, max(0, limit - self._size)) + 1
+            if not self._size:  # an empty file takes one entry at least
+                cut = cut or data.index(b"\n") + 1
+            elif not cut:
+                self._rotate()
+                continue
+            self._append(data[:cut])
+            data = data[cut:]
+        self._append(data)
 
     def close(self) -> None:
         os.close(self._fd)
 
+    def _append(self, data: bytes) -> None:
+        if data:
+            os.write(self._fd, data)
+            self._size += len(data)
+
     def _rotate(self) -> None:
-        os.close(self._fd)
         if self._max_files == 1:
             self.path.unlink(missing_ok=True)
         for index in range(self._max_files - 1, 0, -1):
             older = _rotated(self.path, index - 1)
             if older.exists():
                 os.replace(older, _rotated(self.path, index))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        fd, self._fd = self._fd, _open_append(self.path)
+        os.close(fd)
         self._size = 0
+
+
+class DiscardLog(JSONLogFile):
+    """The ``none`` logging driver: output goes to attached clients only."""
+
+    def __init__(self) -> None:  # no file at all
+        self._size = 0
+
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        pass
+
+    def write_lines(self, stream: str, time_ns: int, messages: Sequence[bytes]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
 
 def _rotated(path: Path, index: int) -> Path:
     return path if index == 0 else path.with_name(f"{path.name}.{index}")
 
 
-def _files_oldest_first(path: Path, max_files: int) -> list[Path]:
-    return [p for p in (_rotated(path, i) for i in range(max_files - 1, -1, -1)) if p.exists()]
+def log_files(path: Path) -> list[Path]:
+    """``path`` and its rotated files that exist, oldest first."""
+    prefix = path.name + "."
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    indexes = sorted((int(name[len(prefix):]) for name in names
+                      if name.startswith(prefix) and name[len(prefix):].isdigit()),
+                     reverse=True)
+    found = [_rotated(path, index) for index in indexes]
+    return found + [path] if path.name in names else found
 
 
-def read_entries(path: Path, max_files: int = 1, tail: int | None = None,
-                 since_ns: int = 0, until_ns: int | None = None) -> Iterator[LogEntry]:
-    """Kept entries oldest first, within ``(since, until]``, the last ``tail`` of them."""
+def read_entries(path: Path, tail: int | None = None, since_ns: int = 0,
+                 until_ns: int | None = None) -> Iterator[LogEntry]:
+    """Kept entries oldest first, within ``(since, until]``, the last ``tail`` of them.
+
+    Simple and whole-file: for tests and tools; the daemon streams (``containers.logs``).
+    """
     def every() -> Iterator[LogEntry]:
-        for file in _files_oldest_first(path, max_files):
+        for file in log_files(path):
             with open(file, "rb") as lines:
                 for line in lines:
                     if line.strip():

@@ -4,9 +4,14 @@ restart, wait, logs, attach and resize."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
 
 from dockertw.api import httputils, versions
 from dockertw.api.hijack import hijack, upgrade_head
@@ -14,9 +19,10 @@ from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
+from dockertw.daemon.containers.logs import Framing, LogSink
 from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.service import CommitOptions, CreateOptions, ListOptions, LogOptions
-from dockertw.daemon.jsonlog import LogEntry, format_time
+from dockertw.daemon.jsonlog import LogEntry
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
@@ -101,6 +107,52 @@ def _tail(raw: str) -> int | None:
 
 
 _RAW_STREAM = b"application/vnd.docker.raw-stream"
+
+
+@implementer(IPushProducer)
+class _LogWriter(LogSink):
+    """Writes a log to the response, pausing the reader while the client lags behind.
+
+    An error after the response started goes in-band on stream 3, as Docker's does.
+    """
+
+    def __init__(self, request: IRequest, framing: Framing) -> None:
+        super().__init__(framing)
+        self._request = cast(server.Request, request)
+        self._started = False
+        self._paused: Deferred[None] | None = None
+        self._request.registerProducer(self, True)
+
+    def write(self, data: bytes) -> Deferred[None] | None:
+        self._started = True
+        self._request.write(data)
+        return self._paused
+
+    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
+        if self._paused is None:
+            self._paused = Deferred()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - IPushProducer
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            paused.callback(None)
+
+    def stopProducing(self) -> None:  # noqa: N802 - IPushProducer
+        self.resumeProducing()
+
+    def done(self, result: Any) -> Any:
+        """Unregister; turn a failure after the start into an in-band error."""
+        self.resumeProducing()
+        if self._request.channel is None:  # the client went away
+            return None if isinstance(result, Failure) else result
+        self._request.unregisterProducer()
+        if not isinstance(result, Failure) or not self._started \
+                or result.check(CancelledError):
+            return result
+        message = f"Error grabbing logs: {result.getErrorMessage()}".encode()
+        self._request.write(encode_frame(Stream.SYSTEMERR, message))
+        return None
+
 
 
 def _created(result: dict[str, Any]) -> Json:
@@ -231,25 +283,16 @@ class ContainerRouter:
             tail=_tail(call.query("tail")))
         request = call.request
         timestamps = call.bool("timestamps")
+        if not (options.stdout or options.stderr):
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
         inspected = self._containers.inspect(call.params["name"])
 
         def stream(container: dict[str, Any]) -> Deferred[bool]:
-            tty = bool(container["Config"].get("Tty"))
-            request.write(b"")
+            framing = Framing(tty=bool(container["Config"].get("Tty")), timestamps=timestamps)
+            writer = _LogWriter(request, framing)
+            sent = self._containers.logs(container["Id"], options, writer)
+            return sent.addBoth(writer.done)
 
-            def send(entry: LogEntry) -> None:
-                data = entry.data
-                if timestamps:
-                    data = format_time(entry.time_ns).encode() + b" " + data
-                if not tty:
-                    kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
-                    data = encode_frame(kind, data)
-                request.write(data)
-
-            return self._containers.logs(container["Id"], options, send)
-
-        if not (options.stdout or options.stderr):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
         return inspected.addCallback(stream).addCallback(lambda _: None)
 
     def resize(self, call: ApiCall) -> Deferred[Empty]:

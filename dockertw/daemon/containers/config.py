@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.tuning import check_tuning
+from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
 from dockertw.errdefs import InvalidParameter, NotFound
 from dockertw.runtime.spec import normalize_capabilities
@@ -68,7 +69,6 @@ _CONFIG_DEFAULTS: Mapping[str, Any] = {
 }
 _NETWORK_MODES = frozenset({"default", "bridge", "none", "host"})
 _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped"})
-_LOG_DRIVERS = frozenset({"", "json-file"})
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
     ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
@@ -251,10 +251,10 @@ def _check_unsupported(host: Mapping[str, Any]) -> None:
     if (host.get("IpcMode") or "private") not in ("private", "shareable"):
         raise InvalidParameter("--ipc modes other than private are not supported by "
                                "dockertw yet")
-    log_type = _object(host.get("LogConfig"), "LogConfig").get("Type") or ""
-    if log_type not in _LOG_DRIVERS:
-        raise InvalidParameter(f"logging driver {log_type!r} is not supported by "
-                               f"dockertw (only json-file)")
+    try:
+        log_settings(_object(host.get("LogConfig"), "LogConfig"))
+    except LogConfigError as error:
+        raise InvalidParameter(str(error)) from None
 
 
 def _check_restart_policy(host: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,7 +306,8 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
         if names is not None:
             normalize_capabilities(names, key)
     log = _object(host.get("LogConfig"), "LogConfig")
-    filled["LogConfig"] = {"Type": "json-file", "Config": log.get("Config") or {}}
+    filled["LogConfig"] = {"Type": log.get("Type") or "json-file",
+                           "Config": log.get("Config") or {}}
     filled["CgroupnsMode"] = host.get("CgroupnsMode") or (
         "private" if cgroup_version == "2" else "host")
     filled["Runtime"] = host.get("Runtime") or runtime

@@ -20,14 +20,15 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers.logs import LogOptions, follow_log, read_log
+from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
 from dockertw.daemon.containers.stdio import create_container
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.images.store import ImageStore
-from dockertw.daemon.jsonlog import JSONLogFile, LogEntry
+from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
@@ -231,7 +232,8 @@ class Lifecycle:
             if code in (126, 127):
                 raise InvalidParameter(message) from None
             raise System(message) from None
-        log = JSONLogFile(Path(container.log_path or directory / f"{container_id}-json.log"))
+        log = open_log(Path(container.log_path or directory / f"{container_id}-json.log"),
+                       container.host_config.get("LogConfig"))
         running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdio, log)
         self._running[container_id] = running
         for attachment in self._attachments.pop(container_id, []):
@@ -582,14 +584,13 @@ class Lifecycle:
 
     async def _logs(self, name: str, options: LogOptions,
                     send: Callable[[LogEntry], None]) -> bool:
+        if not isinstance(send, LogSink):
+            raise TypeError("logs are written to a LogSink")
         container = await self._reader(lambda: self._store.get(name))
-        path = Path(container.log_path)
-        running = self._running.get(container.id) if options.follow else None
-        if running is None:
-            for entry in await self._reader(lambda: read_log(path, None, options)):
-                send(entry)
-        else:
-            await follow_log(path, running, options, send, self._reader)
+        check_readable(container.host_config.get("LogConfig"))
+        send.write(b"")  # the response starts
+        await serve_log(Path(container.log_path), self._running.get(container.id), options,
+                        send, self._reader)
         return bool(container.config.get("Tty"))
 
     # -- shutdown ----------------------------------------------------------------------
