@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
+import json
 import math
 import os
 import re
+import select
 import shutil
 import signal
 import statistics
@@ -72,6 +74,7 @@ class Figures:
 
     cli_floor: float | None = None  # docker version (client + one API round trip)
     run_rm: list[float] = field(default_factory=list)
+    floor: dict[str, list[float]] = field(default_factory=dict)  # runc alone, seconds
     concurrent: float | None = None
     concurrent_count: int = 0
     start_batch: float | None = None  # the rest up to --containers, in batches
@@ -250,10 +253,11 @@ def unmount_under(directory: Path) -> None:
                        timeout=30)
 
 
-def force_delete_containers(daemon_root: Path) -> None:
-    """``runc delete --force`` whatever the daemon left in its runc state (after a crash
-    or a SIGKILL): kills the containers' processes and removes their cgroups."""
-    state = daemon_root / "runc"
+def force_delete_containers(root: Path) -> None:
+    """``runc delete --force`` whatever is left in ``root/runc`` or ``root/state`` (the
+    daemon's runc state after a crash or a SIGKILL; the floor's): kills the containers'
+    processes and removes their cgroups."""
+    state = root / "runc" if (root / "runc").is_dir() else root / "state"
     if not state.is_dir():
         return
     for entry in state.iterdir():
@@ -270,6 +274,96 @@ def phase_run_rm(cli: Cli, runs: int, figures: Figures) -> None:
     for _ in range(runs):
         figures.run_rm.append(cli.timed("run", "--rm", IMAGE, "true"))
     _progress(f"run --rm true: median {statistics.median(figures.run_rm):.3f}s")
+
+
+FLOOR_CGROUP = "dockertw-bench-floor"
+
+
+def phase_floor(cli: Cli, daemon: Daemon, tar: Path, workdir: Path, runs: int,
+                figures: Figures) -> None:
+    """runc alone, on a bundle made like the daemon's: the floor under ``run --rm``.
+
+    The spec is the daemon's own ``config.json`` of a running container, pointed at a
+    plain copy of the image (no overlay) and running ``true``; each run is ``runc create``,
+    ``runc start``, the exit (seen through a pidfd) and ``runc delete``, as the daemon
+    does, then the same through one ``runc run``."""
+    runc = shutil.which("runc")
+    if runc is None:
+        return
+    container_id = cli.ok("run", "-d", "--name", "floor-source", IMAGE, "sleep", "1000").strip()
+    try:
+        spec = json.loads((daemon.root / "containers" / container_id / "config.json")
+                          .read_text())
+    finally:
+        cli.ok("rm", "-f", "floor-source")
+    bundle = workdir / "floor"
+    (bundle / "rootfs").mkdir(parents=True)
+    with tarfile.open(tar) as archive:
+        archive.extractall(bundle / "rootfs", filter="tar")
+    spec["root"] = {"path": str(bundle / "rootfs"), "readonly": False}
+    spec["process"]["args"] = ["true"]
+    state, log = bundle / "state", bundle / "runc.log"
+    base = [runc, "--root", str(state), "--log", str(log), "--log-format", "json"]
+    steps: dict[str, list[float]] = {"create": [], "start": [], "exit": [], "delete": [],
+                                     "create+start+delete": [], "run (one process)": []}
+    try:
+        for i in range(runs + 2):
+            name = f"floor{i}"
+            spec["linux"]["cgroupsPath"] = f"/{FLOOR_CGROUP}/{name}"
+            (bundle / "config.json").write_text(json.dumps(spec))
+            times = [time.perf_counter()]
+            _runc(base + ["create", "--bundle", str(bundle), "--pid-file",
+                          str(bundle / "init.pid"), name])
+            times.append(time.perf_counter())
+            pidfd = os.pidfd_open(int((bundle / "init.pid").read_text()))
+            try:
+                _runc(base + ["start", name])
+                times.append(time.perf_counter())
+                select.select([pidfd], [], [], 10.0)
+            finally:
+                os.close(pidfd)
+            times.append(time.perf_counter())
+            _runc(base + ["delete", "--force", name])
+            times.append(time.perf_counter())
+            if i >= 2:
+                for key, begin, end in zip(("create", "start", "exit", "delete"),
+                                           times[:4], times[1:], strict=True):
+                    steps[key].append(end - begin)
+                steps["create+start+delete"].append(times[4] - times[0])
+        for i in range(runs + 2):
+            name = f"floor-run{i}"
+            spec["linux"]["cgroupsPath"] = f"/{FLOOR_CGROUP}/{name}"
+            (bundle / "config.json").write_text(json.dumps(spec))
+            start = time.perf_counter()
+            _runc(base + ["run", "--bundle", str(bundle), name])
+            if i >= 2:
+                steps["run (one process)"].append(time.perf_counter() - start)
+    finally:
+        force_delete_containers(bundle)
+        remove_floor_cgroups()
+    figures.floor = steps
+    _progress(f"runc floor: {statistics.median(steps['create+start+delete']):.3f}s")
+
+
+def _runc(argv: list[str]) -> None:
+    """One runc command; its stdio is the container's, so errors are read from its log."""
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"runc {argv[7]} did not finish in 30s") from None
+    if done.returncode != 0:
+        log = Path(argv[4]).read_text(errors="replace").strip().splitlines()
+        raise RuntimeError(f"runc {argv[7]} failed: {log[-1][:300] if log else '?'}")
+
+
+def remove_floor_cgroups() -> None:
+    """The (empty) parent cgroups ``runc delete`` leaves behind after the floor runs."""
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{FLOOR_CGROUP}"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+    with contextlib.suppress(OSError):
+        Path("/sys/fs/cgroup", FLOOR_CGROUP).rmdir()
 
 
 def launch(cli: Cli, count: int, prefix: str, timeout: float = 120.0) -> float:
@@ -385,6 +479,8 @@ def run(workdir: Path, options: argparse.Namespace, figures: Figures) -> None:
         figures.cli_floor = statistics.median(cli.timed("version") for _ in range(5))
         figures.rss_fresh = daemon_rss(pid).daemon_side_mib
         phase_run_rm(cli, options.runs, figures)
+        if not options.skip_floor:
+            phase_floor(cli, daemon, tar, workdir, options.runs, figures)
         time.sleep(0.5)
         figures.rss_idle = daemon_rss(pid).daemon_side_mib
         if options.containers > 0:
@@ -444,6 +540,9 @@ def print_report(figures: Figures, options: argparse.Namespace) -> None:
         row("run --rm true, p90", _fmt(_pick(figures.run_rm, 0.9), "s"))
         row("run --rm true, min / max",
             f"{min(figures.run_rm):.3f} / {max(figures.run_rm):.3f} s")
+    for step, values in figures.floor.items():
+        if values:
+            row(f"  floor: runc {step} alone, median", _fmt(statistics.median(values), "s"))
     if figures.concurrent is not None:
         target, docker = TARGETS["concurrent"]
         row(f"{figures.concurrent_count} concurrent run -d, wall",
@@ -502,6 +601,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-mb", type=int, default=200,
                         help="MB the log writer prints (default 200)")
     parser.add_argument("--skip-logs", action="store_true", help="skip the log phase")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="skip runc alone on a prepared bundle")
     options = parser.parse_args(argv)
     if not 1 <= options.runs <= 1000 or not 1 <= options.log_mb <= 10_000:
         parser.error("--runs must be in [1, 1000] and --log-mb in [1, 10000]")
@@ -528,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except RuntimeError as error:
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
         print(f"failed: {error}", file=sys.stderr)
         failed = True
     finally:
