@@ -3,7 +3,8 @@
 
 Measures, against a daemon it starts on a temporary root (and always stops):
 
-* ``docker run --rm IMAGE true``: median and p90 of ``--runs`` runs after 2 warm-ups;
+* ``docker run --rm IMAGE true``: median and p90 of ``--runs`` runs after 2 warm-ups,
+  beside its floor: ``runc`` alone (create, start, delete) on the daemon's own spec;
 * ``--concurrent`` ``docker run -d IMAGE sleep 1000`` launched at once: wall time until
   every CLI has exited and every container runs;
 * ``docker ps`` and ``docker ps -a`` with ``--containers`` running containers (median);
@@ -18,7 +19,7 @@ The image is busybox-static imported with ``docker import``, as the tests make i
 Figures only, no verdict; the issue's targets are printed beside them::
 
     .venv/bin/python benchmarks/lifecycle.py [--runs 20] [--concurrent 20]
-        [--containers 100] [--log-mb 200] [--skip-logs]
+        [--containers 100] [--log-mb 200] [--skip-logs] [--skip-floor]
 
 Needs root, runc, busybox-static and the docker CLI (first on PATH).
 """
