@@ -174,7 +174,7 @@ def prepare_bundle(container: Container, container_dir: Path,
     try:
         spec = build_spec(runtime_config(container, rootfs, cgroup_parent))
         bundle = bundle_of(container_dir)
-        atomic_write(bundle / "config.json", json.dumps(spec).encode())
+        atomic_write(bundle / "config.json", json.dumps(spec).encode(), durable=False)
     except BaseException:
         release_rootfs(container_dir)
         raise

@@ -24,7 +24,7 @@ from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
-from dockertw.daemon.containers.stdio import create_container
+from dockertw.daemon.containers.stdio import ContainerIO, create_container
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.jsonlog import LogEntry
@@ -87,7 +87,7 @@ class Lifecycle:
     def __init__(self, store: ContainerStore, images: ImageStore, *, emit: Emit,
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
                  auto_remove: Callable[[str], Awaitable[None]],
-                 cgroup_parent: str = "dockertw") -> None:
+                 cgroup_parent: str = "dockertw", preparer: Runner | None = None) -> None:
         self._store = store
         self._images = images
         self._emit = emit
@@ -97,6 +97,7 @@ class Lifecycle:
         self._runc = runc
         self._auto_remove = auto_remove
         self._cgroup_parent = cgroup_parent
+        self._preparer = preparer or writer  # mounts and bundles, several at once
         self._running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
@@ -161,13 +162,13 @@ class Lifecycle:
         container = await self._reader(lambda: self._store.get(name))
         if container.id in self._running or container.id in self._starting:
             return False
+        reset: dict[str, Any] = {}
         if by_user:  # the user's start forgets the policy's restarts (moby resets them)
             self._restarts.reset(container.id)
-            container = await self._writer(lambda: self._update_state(
-                container.id, restart_count=0, manually_stopped=False))
+            reset = {"restart_count": 0, "manually_stopped": False}
         self._starting.add(container.id)
         try:
-            await self._launch(container)
+            await self._launch(container, **reset)
         except DockerError:
             self._starting.discard(container.id)
             if container.host_config.get("AutoRemove"):  # as moby: a failed --rm goes
@@ -201,28 +202,46 @@ class Lifecycle:
                 self._restart_by_policy(container.id)
 
     def _prepare(self, container: Container) -> Path:
-        """Mount the root filesystem and write the bundle (writer thread)."""
+        """Mount the root filesystem and write the bundle (preparer thread)."""
         image = self._images.get(container.image_id)
         layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
                   if image.chain else [])
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent)
 
-    async def _launch(self, container: Container) -> None:
-        runc = self._runc_or_fail()
+    async def _launch(self, container: Container, **state: Any) -> None:
+        """Prepare, create and start one run; ``state`` joins the recorded start."""
         container_id = container.id
-        directory = self._store.root / container_id
+        bundle = await self._prepare_or_fail(container)
+        pid, stdio = await self._create_or_fail(container, bundle)
+        running = self._track(container, pid, stdio)
+        started: Deferred[None] = Deferred()
+        ensureDeferred(self._watch(container, bundle, running, started))
         try:
-            bundle = await self._writer(lambda: self._prepare(container))
+            await self._start_or_fail(container_id, bundle, running, started)
+            saved = await self._writer(lambda: self._update_state(
+                container_id, running=True, restarting=False, pid=pid, exit_code=0,
+                error="", started_ns=time.time_ns(), **state))
+            self._emit(saved, "start")
+        finally:
+            if not started.called:
+                started.callback(None)
+
+    async def _prepare_or_fail(self, container: Container) -> Path:
+        try:
+            return await self._preparer(lambda: self._prepare(container))
         except DockerError as error:
             await self._start_failed(container, str(error), None)
             raise
         except OSError as error:
             await self._start_failed(container, str(error), None)
             raise System(str(error)) from None
+
+    async def _create_or_fail(self, container: Container, bundle: Path
+                              ) -> tuple[int, ContainerIO]:
         try:
-            pid, stdio = await create_container(
-                runc, self._reactor, container_id, bundle,
+            return await create_container(
+                self._runc_or_fail(), self._reactor, container.id, bundle,
                 tty=bool(container.config.get("Tty")),
                 open_stdin=bool(container.config.get("OpenStdin")))
         except RuncError as error:
@@ -232,33 +251,32 @@ class Lifecycle:
             if code in (126, 127):
                 raise InvalidParameter(message) from None
             raise System(message) from None
-        log = open_log(Path(container.log_path or directory / f"{container_id}-json.log"),
-                       container.host_config.get("LogConfig"))
+
+    def _track(self, container: Container, pid: int, stdio: ContainerIO) -> Running:
+        """Hold the new run's process, stdio and log; join the waiting attachments."""
+        path = container.log_path or self._store.root / container.id / \
+            f"{container.id}-json.log"
+        log = open_log(Path(path), container.host_config.get("LogConfig"))
         running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdio, log)
-        self._running[container_id] = running
-        for attachment in self._attachments.pop(container_id, []):
+        self._running[container.id] = running
+        for attachment in self._attachments.pop(container.id, []):
             if not attachment.detached:
                 running.attachments.append(attachment)
                 attachment.join(running)
-        started: Deferred[None] = Deferred()
-        ensureDeferred(self._watch(container, bundle, running, started))
+        return running
+
+    async def _start_or_fail(self, container_id: str, bundle: Path, running: Running,
+                             started: Deferred[None]) -> None:
         try:
-            await runc.start(container_id, bundle)
+            await self._runc_or_fail().start(container_id, bundle)
         except RuncError as error:
             self._signal(running, signal.SIGKILL)
             started.callback(None)
             await chained(running.finished)
             message = f"OCI runtime start failed: {error}: unknown"
-            await self._writer(lambda: self._store.save_state(container_id, attrs.evolve(
-                self._store.get(container_id).state, error=message, exit_code=128)))
+            await self._writer(lambda: self._update_state(
+                container_id, error=message, exit_code=128))
             raise System(message) from None
-        try:
-            saved = await self._writer(lambda: self._update_state(
-                container_id, running=True, restarting=False, pid=pid, exit_code=0,
-                error="", started_ns=time.time_ns()))
-            self._emit(saved, "start")
-        finally:
-            started.callback(None)
 
     async def _start_failed(self, container: Container, message: str,
                             bundle: Path | None, code: int = 128) -> None:

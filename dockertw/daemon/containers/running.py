@@ -10,6 +10,8 @@ container.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
 __all__ = ["OutputPipe", "Running", "Attachment", "chained"]
 
+_PIPE_SIZE = 1 << 20  # within /proc/sys/fs/pipe-max-size by default
 LogListener = Callable[[LogEntry], None]
 
 
@@ -40,7 +43,7 @@ class OutputPipe:
     """Reads one output pipe without blocking; each line becomes a log entry."""
 
     def __init__(self, reactor: IReactorFDSet, fd: int, stream: str,
-                 deliver: Callable[[list[LogEntry]], None],
+                 deliver: Callable[[str, int, list[bytes]], None],
                  raw: LogListener = lambda entry: None) -> None:
         self._reactor = reactor
         self._fd: int | None = fd
@@ -50,6 +53,8 @@ class OutputPipe:
         self._splitter = LineSplitter()
         self.closed: Deferred[None] = Deferred()
         os.set_blocking(fd, False)
+        with contextlib.suppress(OSError):  # fewer, larger reads; a pty has no such knob
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         reactor.addReader(self)
 
     def fileno(self) -> int:
@@ -62,7 +67,7 @@ class OutputPipe:
         if self._fd is None:
             return
         try:
-            data = os.read(self._fd, 65536)
+            data = os.read(self._fd, _PIPE_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -70,13 +75,13 @@ class OutputPipe:
         if not data:  # end of file; EIO on a pty master once its processes are gone
             self._finish(self._splitter.flush())
             return
-        self._raw(LogEntry(self._stream, time.time_ns(), data))
-        self._emit(self._splitter.feed(data))
+        now = time.time_ns()
+        self._raw(LogEntry(self._stream, now, data))
+        self._emit(self._splitter.feed(data), now)
 
-    def _emit(self, messages: list[bytes]) -> None:
+    def _emit(self, messages: list[bytes], now: int = 0) -> None:
         if messages:
-            now = time.time_ns()
-            self._deliver([LogEntry(self._stream, now, m) for m in messages])
+            self._deliver(self._stream, now or time.time_ns(), messages)
 
     def _finish(self, rest: list[bytes]) -> None:
         if self._fd is None:
@@ -212,11 +217,13 @@ class Running:
         self.finished: Deferred[int] = Deferred()  # fires once the exit is handled
         self.attachments: list[Attachment] = []
 
-    def _write(self, entries: list[LogEntry]) -> None:
-        self.log.write(entries)
-        for listener in list(self.listeners):
-            for entry in entries:
-                listener(entry)
+    def _write(self, stream: str, time_ns: int, messages: list[bytes]) -> None:
+        self.log.write_lines(stream, time_ns, messages)
+        if self.listeners:  # entries only for followers: the log needs none
+            entries = [LogEntry(stream, time_ns, message) for message in messages]
+            for listener in list(self.listeners):
+                for entry in entries:
+                    listener(entry)
 
     def _raw(self, entry: LogEntry) -> None:
         for listener in list(self.raw_listeners):

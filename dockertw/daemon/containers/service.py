@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
@@ -114,7 +114,7 @@ class ContainerService:
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
                  reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
                  reactor: Any = None, runc: Runc | None = None,
-                 cgroup_parent: str = "dockertw") -> None:
+                 cgroup_parent: str = "dockertw", preparer: Runner | None = None) -> None:
         self._store = store
         self._images = images
         self._call = call_from_thread
@@ -128,7 +128,7 @@ class ContainerService:
         self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
-                               cgroup_parent=cgroup_parent)
+                               cgroup_parent=cgroup_parent, preparer=preparer)
         images.image_users = self.image_users
         self.commit_image: CommitImage = _no_commit
         images.pinned_layers = self.pinned_layers
@@ -147,7 +147,8 @@ class ContainerService:
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
                       runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
                       runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
-                      cgroup_parent=cgroup_parent)
+                      cgroup_parent=cgroup_parent,
+                      preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"))
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
         return service
@@ -286,6 +287,8 @@ class ContainerService:
     def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]:
         """``GET /containers/json``: summaries, newest first."""
         listing.check_list_filters(options.filters)
+        if not options.size:  # records and references are in memory: no thread hop
+            return maybeDeferred(self._list, options)
         return self._reader(lambda: self._list(options))
 
     def _list(self, options: ListOptions) -> list[dict[str, Any]]:
@@ -299,7 +302,8 @@ class ContainerService:
         if options.limit > 0:
             chosen = chosen[:options.limit]
         now = time.time_ns()
-        return [c.summary(self._shown_image(c),
+        shown: dict[tuple[str, str], str] = {}
+        return [c.summary(self._shown_image(c, shown),
                           self._sizes(c) if options.size else None, now)
                 for c in chosen]
 
@@ -320,15 +324,23 @@ class ContainerService:
                 continue
         return frozenset(found)
 
-    def _shown_image(self, container: Container) -> str:
-        """The reference used at create, or the image ID when it now names another."""
+    def _shown_image(self, container: Container,
+                     known: dict[tuple[str, str], str] | None = None) -> str:
+        """The reference used at create, or the image ID when it now names another;
+        ``known`` remembers the answers within one listing."""
         reference = str(container.config.get("Image") or "")
+        key = (reference, container.image_id)
+        if known is not None and key in known:
+            return known[key]
+        shown = container.image_id
         try:
             if self._images.get(reference).id == container.image_id:
-                return reference
+                shown = reference
         except DockerError:
             pass
-        return container.image_id
+        if known is not None:
+            known[key] = shown
+        return shown
 
     # -- writes ------------------------------------------------------------------------
 
