@@ -104,10 +104,12 @@ class Runc:
         return bytes(collect.output)
 
     async def create(self, container_id: str, bundle: Path, stdio: Stdio,
-                     console_socket: Path | None = None) -> int:
-        """``runc create``; returns the init's pid."""
+                     console_socket: Path | None = None, start: bool = False) -> int:
+        """``runc create``, or with ``start`` ``runc run --detach`` (one runc process
+        instead of two); returns the init's pid."""
         pid_file = bundle / "init.pid"
-        args = ["create", "--bundle", str(bundle), "--pid-file", str(pid_file)]
+        command = ["run", "--detach"] if start else ["create"]
+        args = [*command, "--bundle", str(bundle), "--pid-file", str(pid_file)]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         await self._run([*args, container_id], bundle / "runc.log",

@@ -210,7 +210,8 @@ class Lifecycle:
                                       self._cgroup_parent)
 
     async def _launch(self, container: Container, **state: Any) -> None:
-        """Prepare, create and start one run; ``state`` joins the recorded start."""
+        """Prepare, then create and start one run (``runc run --detach``); ``state``
+        joins the recorded start."""
         container_id = container.id
         bundle = await self._prepare_or_fail(container)
         pid, stdio = await self._create_or_fail(container, bundle)
@@ -218,7 +219,6 @@ class Lifecycle:
         started: Deferred[None] = Deferred()
         ensureDeferred(self._watch(container, bundle, running, started))
         try:
-            await self._start_or_fail(container_id, bundle, running, started)
             saved = await self._writer(lambda: self._update_state(
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
                 error="", started_ns=time.time_ns(), **state))
@@ -243,7 +243,7 @@ class Lifecycle:
             return await create_container(
                 self._runc_or_fail(), self._reactor, container.id, bundle,
                 tty=bool(container.config.get("Tty")),
-                open_stdin=bool(container.config.get("OpenStdin")))
+                open_stdin=bool(container.config.get("OpenStdin")), start=True)
         except RuncError as error:
             message = f"OCI runtime create failed: {error}: unknown"
             code = _exit_code_for(str(error))
@@ -264,19 +264,6 @@ class Lifecycle:
                 running.attachments.append(attachment)
                 attachment.join(running)
         return running
-
-    async def _start_or_fail(self, container_id: str, bundle: Path, running: Running,
-                             started: Deferred[None]) -> None:
-        try:
-            await self._runc_or_fail().start(container_id, bundle)
-        except RuncError as error:
-            self._signal(running, signal.SIGKILL)
-            started.callback(None)
-            await chained(running.finished)
-            message = f"OCI runtime start failed: {error}: unknown"
-            await self._writer(lambda: self._update_state(
-                container_id, error=message, exit_code=128))
-            raise System(message) from None
 
     async def _start_failed(self, container: Container, message: str,
                             bundle: Path | None, code: int = 128) -> None:
@@ -317,12 +304,7 @@ class Lifecycle:
     async def _finish_run(self, container: Container, bundle: Path, running: Running,
                           code: int) -> None:
         running.close()
-        try:
-            await self._runc_or_fail().delete(container.id, bundle, force=True)
-        except RuncError as error:
-            _log.warn("runc delete {id}: {error}", id=container.id, error=str(error))
         container_id = container.id
-
         by_user = running.stopping or running.removing
 
         def record() -> Container:
@@ -330,10 +312,13 @@ class Lifecycle:
             return self._store.save_state(container_id, _ended_state(
                 self._store.get(container_id), code, by_user))
 
-        try:
+        deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
+        try:  # the record is written while runc deletes its state
             saved = await self._writer(record)
         except NotFound:
             saved = container
+        finally:
+            await deleted
         self._running.pop(container_id, None)
         self._paused.discard(container_id)
         for attachment in running.attachments:
@@ -348,6 +333,12 @@ class Lifecycle:
             self._restarts.schedule(container_id, ran_for, self._restart_by_policy)
         elif saved.host_config.get("AutoRemove") and not running.removing:
             await self._auto_remove_quietly(container_id)
+
+    async def _delete_runtime_state(self, container_id: str, bundle: Path) -> None:
+        try:
+            await self._runc_or_fail().delete(container_id, bundle, force=True)
+        except RuncError as error:
+            _log.warn("runc delete {id}: {error}", id=container_id, error=str(error))
 
     def _take_waiters(self, container_id: str, conditions: tuple[str, ...]
                       ) -> list[tuple[str, Deferred[dict[str, Any]]]]:

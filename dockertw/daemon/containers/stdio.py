@@ -57,23 +57,26 @@ class ContainerIO:
 
 
 async def create_container(runc: Runc, reactor: Any, container_id: str, bundle: Path,
-                           *, tty: bool, open_stdin: bool) -> tuple[int, ContainerIO]:
-    """``runc create`` with the container's stdio; the init's pid and the daemon's
-    ends.  Raises :class:`RuncError` when runc fails or no terminal arrives."""
+                           *, tty: bool, open_stdin: bool, start: bool = False
+                           ) -> tuple[int, ContainerIO]:
+    """``runc create`` (``start``: ``runc run --detach``) with the container's stdio;
+    the init's pid and the daemon's ends.  Raises :class:`RuncError` when runc fails
+    or no terminal arrives."""
     if tty:
         return await _create_with_terminal(runc, reactor, container_id, bundle,
-                                           open_stdin)
-    return await _create_with_pipes(runc, container_id, bundle, open_stdin)
+                                           open_stdin, start)
+    return await _create_with_pipes(runc, container_id, bundle, open_stdin, start)
 
 
 async def _create_with_pipes(runc: Runc, container_id: str, bundle: Path,
-                             open_stdin: bool) -> tuple[int, ContainerIO]:
+                             open_stdin: bool, start: bool) -> tuple[int, ContainerIO]:
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
     stderr_r, stderr_w = os.pipe()
     held = ContainerIO(stdin_w, [("stdout", stdout_r), ("stderr", stderr_r)])
     try:
-        pid = await runc.create(container_id, bundle, Stdio(stdin_r, stdout_w, stderr_w))
+        pid = await runc.create(container_id, bundle, Stdio(stdin_r, stdout_w, stderr_w),
+                                start=start)
     except BaseException:
         held.close()
         raise
@@ -87,7 +90,7 @@ async def _create_with_pipes(runc: Runc, container_id: str, bundle: Path,
 
 
 async def _create_with_terminal(runc: Runc, reactor: Any, container_id: str,
-                                bundle: Path, open_stdin: bool
+                                bundle: Path, open_stdin: bool, start: bool
                                 ) -> tuple[int, ContainerIO]:
     try:
         console = ConsoleSocket(reactor)
@@ -96,7 +99,7 @@ async def _create_with_terminal(runc: Runc, reactor: Any, container_id: str,
     null = os.open(os.devnull, os.O_RDWR)  # runc's own stdio; the init gets the pty
     try:
         pid = await runc.create(container_id, bundle, Stdio(null, null, null),
-                                console_socket=console.path)
+                                console_socket=console.path, start=start)
         try:
             master = await console.received(_CONSOLE_TIMEOUT)
         except ConsoleError as error:
