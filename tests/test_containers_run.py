@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -318,3 +320,26 @@ def _post_json(daemon: Daemon, url: str, document: object) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def test_export_streams_the_root_filesystem(running_daemon: Daemon, workdir: Path):
+    daemon = running_daemon
+    ok(daemon, "run", "--name", "ex", "bb:1", "sh", "-c",
+       "echo mine > /mine; rm /bin/ls; mkdir /d; ln -s /mine /d/link")
+    archive = workdir / "ex.tar"
+    ok(daemon, "export", "-o", str(archive), "ex")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        assert tar.extractfile("mine").read() == b"mine\n"  # type: ignore[union-attr]
+        assert tar.getmember("d/link").linkname == "/mine"
+    assert {"bin/sh", "etc/passwd", "mine", "d"} <= names and "bin/ls" not in names
+    # a running container too, and through a pipe: docker export C | tar t
+    ok(daemon, "run", "-d", "--name", "exr", "bb:1", "sh", "-c", "echo r > /r; sleep 100")
+    listing = subprocess.run(
+        f"docker -H unix://{daemon.socket} export exr | tar t", shell=True,
+        capture_output=True, text=True, timeout=30)
+    assert listing.returncode == 0 and "bin/busybox" in listing.stdout.split()
+    assert "No such container: nope" in cli(daemon, "export", "nope").stderr
+    scratch = daemon.root / "tmp" / "export"
+    assert [path.name for path in scratch.iterdir()] == ["empty"]  # mounts are gone
+    ok(daemon, "rm", "-f", "exr")

@@ -12,11 +12,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-__all__ = ["Pump", "Begin"]
+__all__ = ["Pump", "Begin", "cancelling"]
 
 _POLL_SECONDS = 1.0
 
@@ -88,3 +88,10 @@ class Pump:
             raise errors[0]
         if self._stopped:
             raise CancelledError("the consumer went away")
+
+
+def cancelling(work: Deferred[None], pump: Pump) -> Deferred[None]:
+    """A Deferred for ``work`` whose cancellation stops ``pump`` (the worker then ends)."""
+    result: Deferred[None] = Deferred(lambda _: pump.stopProducing())
+    work.chainDeferred(result)
+    return result

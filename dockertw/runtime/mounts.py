@@ -12,9 +12,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["mount_overlay", "unmount", "mounts_under", "is_mounted"]
+__all__ = ["mount_overlay", "mount_overlay_readonly", "unmount", "mounts_under",
+           "is_mounted"]
 
 _MNT_DETACH = 2
+_MS_RDONLY = 1
 _PAGE_LIMIT = 4096  # overlay options must fit in one page
 
 
@@ -42,6 +44,18 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path)
     for directory in (upper, work, target):
         directory.mkdir(parents=True, exist_ok=True)
     _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", 0,
+                         options.encode()), f"mount overlay at {target}")
+
+
+def mount_overlay_readonly(lowers: Sequence[Path], target: Path) -> None:
+    """Mount the merged view of ``lowers`` (topmost first, at least two) read-only."""
+    if len(lowers) < 2:
+        raise ValueError("a read-only overlay needs two lower directories")
+    options = f"lowerdir={':'.join(str(p) for p in lowers)}"
+    if len(options) >= _PAGE_LIMIT:
+        raise OSError(7, "too many image layers for one overlay mount (E2BIG)")
+    target.mkdir(parents=True, exist_ok=True)
+    _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", _MS_RDONLY,
                          options.encode()), f"mount overlay at {target}")
 
 

@@ -18,11 +18,13 @@ from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
+from dockertw.api.tarstream import start_tar, stream_ended
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.containers.logs import Framing, LogSink
 from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.service import CommitOptions, CreateOptions, ListOptions, LogOptions
 from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
@@ -43,6 +45,7 @@ class ContainerBackend(Protocol):
     def pause(self, name: str) -> Deferred[None]: ...
     def commit(self, options: CommitOptions) -> Deferred[str]: ...
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
+    def export(self, name: str, begin: Begin) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -186,6 +189,7 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/pause", self.pause),
             Route("POST", "/commit", self.commit),
             Route("GET", "/containers/<path:name>/changes", self.changes),
+            Route("GET", "/containers/<path:name>/export", self.export),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
         ]
@@ -229,6 +233,10 @@ class ContainerRouter:
             changes=tuple(call.query_all("changes")), config=body or {})
         committed = self._containers.commit(options)
         return committed.addCallback(lambda image_id: Json({"Id": image_id}, 201))
+
+    def export(self, call: ApiCall) -> Deferred[None]:
+        exported = self._containers.export(call.params["name"], start_tar(call.request))
+        return exported.addBoth(stream_ended, call.request)
 
     def changes(self, call: ApiCall) -> Deferred[Json]:
         return self._containers.changes(call.params["name"]).addCallback(Json)

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import IO, Any, NoReturn, Protocol, cast
+from typing import IO, Any, NoReturn, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
 from twisted.web.iweb import IRequest
 
 from dockertw import errdefs
 from dockertw.api import versions
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
+from dockertw.api.tarstream import start_tar, stream_ended
 from dockertw.daemon.images.loading import LoadOutput
 from dockertw.daemon.images.service import ImportOptions
 from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
-from dockertw.daemon.pump import Begin, Pump
+from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 from dockertw.streams.jsonmessage import encode_message, format_error, format_status, progress_bar
@@ -84,27 +84,6 @@ def _load_failed(failure: Failure, request: IRequest) -> None:
     if not failure.check(errdefs.DockerError):
         _log.failure("Loading images failed", failure)
     request.write(format_error(str(failure.value) or type(failure.value).__name__))
-
-
-def _start_tar(request: IRequest) -> Begin:
-    def begin(pump: Pump) -> Any:
-        request.setHeader(b"content-type", b"application/x-tar")
-        cast(server.Request, request).registerProducer(pump, True)
-        return request.write
-
-    return begin
-
-
-def _save_ended(result: Any, request: IRequest) -> Any:
-    """Unregister the pump; a save that fails mid-stream cuts the connection, so the
-    client sees a broken archive rather than a short one."""
-    if getattr(request, "producer", None) is not None:
-        cast(server.Request, request).unregisterProducer()
-    failed = isinstance(result, Failure) and not result.check(CancelledError)
-    if failed and getattr(request, "startedWriting", False):
-        _log.error("Saving images failed mid-stream: {error}", error=result.value)
-        request.transport.abortConnection()  # type: ignore[attr-defined]
-    return result
 
 
 class ImageRouter:
@@ -182,5 +161,5 @@ class ImageRouter:
         return self._save(call, call.query_all("names"))
 
     def _save(self, call: ApiCall, names: list[str]) -> Deferred[None]:
-        saved = self._images.save_images(names, _start_tar(call.request))
-        return saved.addBoth(_save_ended, call.request)
+        saved = self._images.save_images(names, start_tar(call.request))
+        return saved.addBoth(stream_ended, call.request)

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import config as configs
 from dockertw.daemon.containers import diff, listing
+from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
@@ -33,16 +34,29 @@ from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
+from dockertw.runtime import mounts
 from dockertw.runtime.runc import Runc, delete_leftovers
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
 _log = Logger()
+
+def _export_scratch(containers_root: Path) -> Path:
+    """Where exports mount their private overlays (outside any container's directory)."""
+    return containers_root.parent / "tmp" / "export"
+
+
+def _release_export_mounts(containers_root: Path) -> None:
+    """Unmount the overlays of exports a killed daemon left behind (at start)."""
+    for point in mounts.mounts_under(_export_scratch(containers_root)):
+        mounts.unmount(point)
+
 
 def _image_ref(repository: str, tag: str) -> str:
     if not repository:
@@ -121,6 +135,8 @@ class ContainerService:
         self._events = events
         self._writer = writer
         self._reader = reader
+        self._exporter: Runner = reader if reactor is None else PoolRunner(
+            reactor, 2, "dockertw-container-export")
         self._runtime = runtime
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
@@ -141,6 +157,7 @@ class ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up)."""
         store = ContainerStore.open(state_root)
         _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
+        _release_export_mounts(store.root)
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
@@ -272,6 +289,23 @@ class ContainerService:
             return diff.changes(self._store.root / container.id / "upper", lowers) or None
 
         return self._reader(read)
+
+    def export(self, name: str, begin: Begin) -> Deferred[None]:
+        """``GET /containers/{name}/export``: the root filesystem as a tar, streamed
+        through a :class:`Pump` once the container is found; cancelling stops it."""
+        pump = Pump(self._call)
+        return cancelling(self._exporter(lambda: self._export(name, begin, pump)), pump)
+
+    def _export(self, name: str, begin: Begin, pump: Pump) -> None:
+        container = self._store.get(name)
+        image = self._images.get(container.image_id)
+        with self._images.holding(image.chain):
+            lowers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
+                      if image.chain else [])
+            pump.begin(begin)
+            self._emit(container, "export")
+            export_rootfs(self._store.root / container.id / "upper", lowers,
+                          _export_scratch(self._store.root), pump.push)
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""

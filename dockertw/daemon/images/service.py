@@ -32,7 +32,7 @@ from dockertw.daemon.images.reference import (
 )
 from dockertw.daemon.images.saving import SavedImage, archive_chunks
 from dockertw.daemon.images.store import Image, ImageStore
-from dockertw.daemon.pump import Begin, Pump
+from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
@@ -364,7 +364,7 @@ class ImageService:
         """
         pump = Pump(self._call)
         done = self._exporter(lambda: self._save(names, begin, pump))
-        return _cancelling(done, pump)
+        return cancelling(done, pump)
 
     def _save(self, names: Sequence[str], begin: Begin, pump: Pump) -> None:
         images = self._saved_images(names)
@@ -437,10 +437,3 @@ class _RelayedOutput:
 
     def progress(self, layer: str, current: int, total: int) -> None:
         self._call(self._output.progress, layer, current, total)
-
-
-def _cancelling(work: Deferred[None], pump: Pump) -> Deferred[None]:
-    """A Deferred for ``work`` whose cancellation stops ``pump`` (the worker then ends)."""
-    result: Deferred[None] = Deferred(lambda _: pump.stopProducing())
-    work.chainDeferred(result)
-    return result
