@@ -41,7 +41,7 @@ from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser
 from dockertw.streams.detachkeys import parse_detach_keys
 
 __all__ = ["ExecService", "ExecRecord", "ExecRequest", "parse_exec_body", "exec_env",
-           "exec_process"]
+           "exec_process", "held_capabilities"]
 
 _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the process exited
@@ -122,12 +122,22 @@ def exec_env(container_env: Sequence[str], hostname: str, tty: bool,
     return _replace_or_append(_replace_or_append(base, container_env), extra)
 
 
+def held_capabilities(status: str) -> tuple[str, ...]:
+    """The capabilities in the ``CapBnd`` of a ``/proc/<pid>/status`` text: all that
+    a process started by the daemon can get (``ALL_CAPABILITIES`` is in kernel order)."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return tuple(c for bit, c in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+    return ALL_CAPABILITIES
+
+
 def exec_process(base: dict[str, Any], args: Sequence[str], *, env: Sequence[str],
-                 cwd: str, tty: bool, user: ProcessUser | None,
-                 privileged: bool) -> dict[str, Any]:
+                 cwd: str, tty: bool, user: ProcessUser | None, privileged: bool,
+                 every_capability: Sequence[str] = ALL_CAPABILITIES) -> dict[str, Any]:
     """The ``runc exec --process`` object: the container's process with the exec's
-    command, environment, directory and terminal; its user when one is given; every
-    capability when privileged."""
+    command, environment, directory and terminal; its user when one is given;
+    ``every_capability`` when privileged."""
     process = {key: value for key, value in base.items() if key != "consoleSize"}
     process.update(args=list(args), env=list(env), cwd=cwd or "/", terminal=tty)
     if user is not None:
@@ -137,7 +147,7 @@ def exec_process(base: dict[str, Any], args: Sequence[str], *, env: Sequence[str
     if privileged:
         kinds = process.get("capabilities") or {"bounding": [], "effective": [],
                                                  "permitted": []}
-        process["capabilities"] = {kind: list(ALL_CAPABILITIES) for kind in kinds}
+        process["capabilities"] = {kind: list(every_capability) for kind in kinds}
     return process
 
 
@@ -358,9 +368,12 @@ class ExecService:
             raise System(f"reading the container's runtime spec: {error}") from None
         user = (bundles.resolve_user(bundles.rootfs_of(directory), record.user)
                 if record.request.user else None)
-        process = exec_process(base, record.request.cmd, env=record.env,
-                               cwd=record.working_dir, tty=record.request.tty, user=user,
-                               privileged=record.request.privileged)
+        privileged = record.request.privileged
+        process = exec_process(
+            base, record.request.cmd, env=record.env, cwd=record.working_dir,
+            tty=record.request.tty, user=user, privileged=privileged,
+            every_capability=held_capabilities(Path("/proc/self/status").read_text())
+            if privileged else ALL_CAPABILITIES)
         path = directory / f"exec-{record.id}.json"
         path.write_text(json.dumps(process))
         return path
