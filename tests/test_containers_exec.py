@@ -318,3 +318,33 @@ async def test_client_exec_calls_end_to_end(box: tuple[Daemon, str]):
         assert (await client.inspect_exec(detached))["ExitCode"] == 0
     finally:
         await client.close()
+
+
+def test_exec_it_detach_keys_leave_the_process_running(box: tuple[Daemon, str],
+                                                       terminals: list[Terminal]):
+    daemon, name = box
+    shell = Terminal(daemon, "exec", "-it", "--detach-keys", "ctrl-x,x", name, "sh")
+    terminals.append(shell)
+    shell.expect(r"# ")
+    shell.type("sleep 1234\r")
+    time.sleep(0.3)
+    shell.type("\x18x")
+    shell.wait()  # the CLI spots the keys itself ("read escape sequence")
+    exec_ids = inspect(daemon, name)["ExecIDs"]
+    assert exec_ids and len(exec_ids) == 1
+    shown = _exec_json(daemon, exec_ids[0])
+    assert (shown["Running"], shown["ExitCode"], shown["DetachKeys"]) == (True, None, "GHg=")
+    assert "sleep 1234" in ok(daemon, "exec", name, "ps")
+
+
+def test_privileged_exec_has_every_capability(box: tuple[Daemon, str]):
+    daemon, name = box
+    script = "grep CapEff /proc/self/status"
+    plain = int(ok(daemon, "exec", name, "sh", "-c", script).split()[1], 16)
+    everything = int(ok(daemon, "exec", "--privileged", name, "sh", "-c",
+                        script).split()[1], 16)
+    assert plain & everything == plain and everything > plain
+    assert everything & (1 << 21)  # CAP_SYS_ADMIN
+    held = next(line for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("CapBnd:"))
+    assert everything == int(held.split()[1], 16)  # all this host lets a process have
