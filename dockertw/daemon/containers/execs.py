@@ -47,6 +47,7 @@ _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the process exited
 _READY_TIMEOUT = 10.0  # seconds a resize waits for the process to start (as moby)
 _START_FAILED = 126  # the exit code of an exec that could not start (Docker 20.10)
+_KEEP_ENDED = 300.0  # seconds an ended exec stays inspectable (moby's exec GC: 5 min)
 
 
 @attrs.frozen
@@ -181,6 +182,11 @@ class ExecRecord:
     run: Running | None = None
     ready: Deferred[None] = attrs.field(factory=Deferred)  # the process started (or not)
     container: Container | None = None
+    ended_at: float | None = None  # reactor time of the end
+
+    def end(self, code: int, now: float) -> None:
+        """The process exited (or never started): ``code`` is its exit code."""
+        self.running, self.exit_code, self.run, self.ended_at = False, code, None, now
 
     @property
     def entrypoint(self) -> str:
@@ -262,6 +268,16 @@ class ExecService:
             if record.container_id == container_id:
                 del self._records[record.id]
 
+    def _now(self) -> float:
+        return float(self._reactor.seconds()) if self._reactor is not None else 0.0
+
+    def _collect(self) -> None:
+        """Forget execs that ended over five minutes ago (as moby's exec GC does)."""
+        horizon = self._now() - _KEEP_ENDED
+        for record in list(self._records.values()):
+            if record.ended_at is not None and record.ended_at < horizon:
+                del self._records[record.id]
+
     def inspect(self, exec_id: str) -> dict[str, Any]:
         """``GET /exec/{id}/json``."""
         return self._record(exec_id).inspect()
@@ -284,6 +300,7 @@ class ExecService:
                 working_dir=request.working_dir or str(config.get("WorkingDir") or ""),
                 env=exec_env(config.get("Env") or (), hostname, request.tty, request.env),
                 detach_keys=keys, container=container)
+            self._collect()
             self._records[record.id] = record
             self._emit(container, "exec_create: " + record.command_line(),
                        execID=record.id)
@@ -324,7 +341,7 @@ class ExecService:
         try:
             await self._launch(record, container, attachment)
         except BaseException:
-            record.running, record.exit_code = False, _START_FAILED
+            record.end(_START_FAILED, self._now())
             if not record.ready.called:
                 record.ready.callback(None)
             raise
@@ -348,7 +365,8 @@ class ExecService:
 
         try:
             pid, stdio = await start_process(launch, self._reactor, tty=record.request.tty,
-                                             open_stdin=record.request.attach_stdin)
+                                             open_stdin=record.request.attach_stdin
+                                             and attachment is not None)
         except RuncError as error:
             raise _start_error(str(error)) from None
         finally:
@@ -405,7 +423,7 @@ class ExecService:
         if timer.active():
             timer.cancel()
         run.close()
-        record.running, record.exit_code, record.run = False, code, None
+        record.end(code, self._now())
         container = record.container
         if container is not None:
             self._emit(container, "exec_die", execID=record.id, exitCode=str(code))
