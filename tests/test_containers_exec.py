@@ -348,3 +348,30 @@ def test_privileged_exec_has_every_capability(box: tuple[Daemon, str]):
     held = next(line for line in Path("/proc/self/status").read_text().splitlines()
                 if line.startswith("CapBnd:"))
     assert everything == int(held.split()[1], 16)  # all this host lets a process have
+
+
+def test_server_side_detach_keys_end_the_session_only(box: tuple[Daemon, str]):
+    daemon, name = box
+    exec_id = _create_exec(daemon, name, {"AttachStdin": True, "AttachStdout": True,
+                                          "Tty": True, "Cmd": ["sh"]})
+    body = json.dumps({"Detach": False, "Tty": True}).encode()
+    with _request(daemon.socket or "", "POST", f"/exec/{exec_id}/start", body,
+                  upgrade=True) as connection:
+        connection.sendall(b'echo mark""er\r')
+        received = b""
+        while b"marker\r\n" not in received:
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+        connection.sendall(b"\x10\x11echo after\r")
+        received += _read_all(connection)  # the server ends the session
+    assert b"after" not in received
+    assert _exec_json(daemon, exec_id)["Running"] is True
+    events = ok(daemon, "events", "--since", "0", "--until", str(int(time.time()) + 1),
+                "--filter", f"container={name}", "--format", "{{.Action}}").split("\n")
+    assert "exec_detach" in events
+    status, _ = _call(daemon.socket or "", "POST", f"/exec/{exec_id}/resize?h=20&w=50",
+                      {})
+    assert status == 200
+    # the container has no terminal: the exec's is the first of its devpts
+    assert ok(daemon, "exec", name, "stty", "-F", "/dev/pts/0", "size") == "20 50\n"

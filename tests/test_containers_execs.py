@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, cast
+
 import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from dockertw.daemon.containers.execs import (
+    ExecService,
     exec_env,
     exec_process,
     held_capabilities,
     parse_exec_body,
 )
-from dockertw.errdefs import InvalidParameter
+from dockertw.daemon.containers.record import Container, State
+from dockertw.errdefs import Conflict, InvalidParameter, NotFound
 from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser
 
 
@@ -61,3 +69,77 @@ def test_held_capabilities_from_the_bounding_set() -> None:
     held = held_capabilities(status)
     assert "CAP_SYS_RESOURCE" not in held and len(held) == len(ALL_CAPABILITIES) - 1
     assert held_capabilities("CapBnd:\t0000000000000021\n") == ("CAP_CHOWN", "CAP_KILL")
+
+
+class _Store:
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.root = Path("/nonexistent")
+
+    def get(self, name: str) -> Container:
+        if name not in (self.container.id, "c"):
+            raise NotFound(f"No such container: {name}")
+        return self.container
+
+
+class _Runs:
+    def __init__(self) -> None:
+        self.running: object | None = object()
+
+    def run_of(self, container_id: str) -> object | None:
+        return self.running
+
+
+def _service(state: State) -> tuple[ExecService, Clock, _Runs, list[str]]:
+    container = Container(id="f" * 64, name="/c", created_ns=0, path="sleep", args=[],
+                          config={"Hostname": "h", "User": "nobody"}, host_config={},
+                          image_id="sha256:" + "0" * 64, state=state)
+    clock, runs, events = Clock(), _Runs(), []
+    service = ExecService(cast(Any, _Store(container)), cast(Any, runs),
+                          emit=lambda c, action, **extra: events.append(action),
+                          reader=lambda work: succeed(work()), reactor=clock, runc=None)
+    return service, clock, runs, events
+
+
+def _created(service: ExecService, body: dict[str, Any]) -> str:
+    results: list[Any] = []
+    service.create("c", body).addBoth(results.append)
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return str(results[0]["Id"])
+
+
+def test_create_records_and_forgets_ended_execs_after_five_minutes() -> None:
+    service, clock, _, events = _service(State(running=True))
+    first = _created(service, {"Cmd": ["cat"], "AttachStdin": True})
+    shown = service.inspect(first)
+    assert shown["ProcessConfig"] == {"tty": False, "entrypoint": "cat", "arguments": [],
+                                      "privileged": False, "user": "nobody"}
+    assert (shown["ExitCode"], shown["Running"], shown["OpenStdin"]) == (None, False, True)
+    assert events == ["exec_create: cat "]
+    service._records[first].end(0, clock.seconds())
+    clock.advance(299)
+    _created(service, {"Cmd": ["true"]})
+    assert service.inspect(first)["ExitCode"] == 0
+    clock.advance(2)
+    _created(service, {"Cmd": ["true"]})
+    with pytest.raises(NotFound, match=f"^No such exec instance: {first}$"):
+        service.inspect(first)
+    service.forget("f" * 64)
+    assert service._records == {}
+
+
+@pytest.mark.parametrize("state, message", [
+    (State(running=False), "is not running"),
+    (State(running=True, paused=True), "is paused, unpause the container before exec"),
+    (State(running=True, restarting=True), "is restarting, wait until the container is "
+                                           "running"),
+])
+def test_create_refused_unless_running(state: State, message: str) -> None:
+    service, _, runs, _ = _service(state)
+    if state.restarting:
+        runs.running = None
+    with pytest.raises(Conflict, match=f"^Container {'f' * 64} {message}$"):
+        _created(service, {"Cmd": ["true"]})
+    with pytest.raises(InvalidParameter, match=r"^Invalid escape keys \(ctrl-1\) provided$"):
+        _created(service, {"Cmd": ["true"], "DetachKeys": "ctrl-1"})
