@@ -400,15 +400,15 @@ class ExecService:
                  attachment: Attachment | None) -> None:
         record.pid, record.run = pid, run
         if attachment is not None:
-            run.attachments.append(attachment)
-            attachment.join(run)
             container = record.container
 
             def detached() -> None:
                 if container is not None:
                     self._emit(container, "exec_detach", execID=record.id)
 
-            attachment.on_detach = detached
+            attachment.on_detach = detached  # before joining: early input may detach
+            run.attachments.append(attachment)
+            attachment.join(run)
         record.ready.callback(None)
         ensureDeferred(self._watch(record, run)).addErrback(
             lambda failure: _log.failure("exec {id}", failure, id=record.id))
