@@ -116,6 +116,18 @@ class Runc:
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
         return int(pid_file.read_text().strip())
 
+    async def exec(self, container_id: str, process: Path, stdio: Stdio, *,
+                   pid_file: Path, log: Path, console_socket: Path | None = None) -> int:
+        """``runc exec --detach``: start ``process`` (a ``config.json`` process object)
+        in the running container; answers its pid.  runc exits at once, and the
+        process is re-parented to the daemon (a subreaper), like a container's init."""
+        args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(process)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        await self._run([*args, container_id], log,
+                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+        return int(pid_file.read_text().strip())
+
     async def start(self, container_id: str, bundle: Path) -> None:
         await self._run(["start", container_id], bundle / "runc.log")
 

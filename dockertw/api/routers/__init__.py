@@ -6,6 +6,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from dockertw.api.router import Router
 from dockertw.api.routers.containers import ContainerRouter
+from dockertw.api.routers.exec import ExecRouter
 from dockertw.api.routers.images import ImageRouter
 from dockertw.api.routers.system import SystemRouter
 from dockertw.api.routers.unsupported import UnsupportedRouter
@@ -19,6 +20,7 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
     return [
         SystemRouter(engine.system, engine.events, clock),
         ContainerRouter(engine.containers),
+        ExecRouter(engine.containers.execs),
         ImageRouter(engine.images),
         UnsupportedRouter(),
     ]

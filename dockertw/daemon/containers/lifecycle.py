@@ -110,6 +110,10 @@ class Lifecycle:
         return (container_id in self._running or container_id in self._starting
                 or self._restarts.is_pending(container_id))
 
+    def run_of(self, container_id: str) -> Running | None:
+        """The container's current run (``None`` unless it runs)."""
+        return self._running.get(container_id)
+
     def active_ids(self) -> list[str]:
         return [*self._running, *self._starting]
 

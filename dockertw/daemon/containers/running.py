@@ -14,8 +14,8 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
@@ -28,14 +28,23 @@ from dockertw.daemon.containers.stdio import (
     StdinWriter,
     resize_terminal,
 )
-from dockertw.daemon.jsonlog import JSONLogFile, LineSplitter, LogEntry
+from dockertw.daemon.jsonlog import LineSplitter, LogEntry
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
-__all__ = ["OutputPipe", "Running", "Attachment", "chained"]
+__all__ = ["OutputPipe", "Running", "Attachment", "chained", "LogSink"]
 
 _PIPE_SIZE = 1 << 20  # within /proc/sys/fs/pipe-max-size by default
 LogListener = Callable[[LogEntry], None]
+
+
+class LogSink(Protocol):
+    """Where a run's output lines are kept (a json-file log; nothing for an exec)."""
+
+    @property
+    def size(self) -> int: ...
+    def write_lines(self, stream: str, time_ns: int, messages: Sequence[bytes]) -> None: ...
+    def close(self) -> None: ...
 
 
 @implementer(IReadDescriptor)
@@ -203,7 +212,7 @@ class Running:
     """
 
     def __init__(self, reactor: Any, watcher: ExitWatcher, stdio: ContainerIO,
-                 log: JSONLogFile) -> None:
+                 log: LogSink) -> None:
         self.watcher = watcher
         self.stdin = None if stdio.stdin is None else StdinWriter(reactor, stdio.stdin)
         self.terminal = stdio.terminal

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import config as configs
 from dockertw.daemon.containers import diff, listing
+from dockertw.daemon.containers.execs import ExecService
 from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
@@ -145,6 +146,8 @@ class ContainerService:
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
                                cgroup_parent=cgroup_parent, preparer=preparer)
+        self.execs = ExecService(store, self._runs, emit=self._emit, reader=reader,
+                                 reactor=reactor, runc=runc)
         images.image_users = self.image_users
         self.commit_image: CommitImage = _no_commit
         images.pinned_layers = self.pinned_layers
@@ -277,7 +280,9 @@ class ContainerService:
 
     def _inspect(self, name: str, size: bool) -> dict[str, Any]:
         container = self._store.get(name)
-        return container.inspect(self._sizes(container) if size else None)
+        shown = container.inspect(self._sizes(container) if size else None)
+        shown["ExecIDs"] = self.execs.running_ids(container.id) or None
+        return shown
 
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]:
         """``GET /containers/{name}/changes`` (``docker diff``); ``None`` when none."""
@@ -390,6 +395,7 @@ class ContainerService:
         await self._runs.kill_for_removal(container, force)
         removed = await self._writer(lambda: self._remove(container.id))
         self._runs.removed(removed.id, removed.state)
+        self.execs.forget(removed.id)
 
     def _auto_remove(self, container_id: str) -> Deferred[None]:
         return ensureDeferred(self._remove_async(container_id, force=False))
@@ -496,6 +502,7 @@ class ContainerService:
                 except NotFound:
                     continue
                 self._call(self._runs.removed, container.id, container.state)
+                self._call(self.execs.forget, container.id)
                 deleted.append(container.id)
         self._call(self._events.emit, "container", "prune", "", reclaimed="0")
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}

@@ -19,7 +19,7 @@ import fcntl
 import os
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from zope.interface import implementer
 from dockertw.runtime.console import ConsoleError, ConsoleSocket
 from dockertw.runtime.runc import Runc, RuncError, Stdio
 
-__all__ = ["ContainerIO", "StdinWriter", "create_container", "resize_terminal",
-           "HIGH_WATER"]
+__all__ = ["ContainerIO", "StdinWriter", "create_container", "start_process",
+           "resize_terminal", "HIGH_WATER", "Launch"]
 
 HIGH_WATER = 1 << 20  # bytes of stdin buffered before attached clients are paused
 _CONSOLE_TIMEOUT = 10.0  # seconds for the terminal to arrive once runc create exited
@@ -56,27 +56,39 @@ class ContainerIO:
         self.stdin, self.terminal, self.outputs = None, None, []
 
 
+Launch = Callable[[Stdio, Path | None], Awaitable[int]]
+"""Starts a process with the given stdio (and console socket for a terminal): its pid."""
+
+
 async def create_container(runc: Runc, reactor: Any, container_id: str, bundle: Path,
                            *, tty: bool, open_stdin: bool, start: bool = False
                            ) -> tuple[int, ContainerIO]:
     """``runc create`` (``start``: ``runc run --detach``) with the container's stdio;
     the init's pid and the daemon's ends.  Raises :class:`RuncError` when runc fails
     or no terminal arrives."""
+    def launch(stdio: Stdio, console: Path | None) -> Awaitable[int]:
+        return runc.create(container_id, bundle, stdio, console_socket=console,
+                           start=start)
+
+    return await start_process(launch, reactor, tty=tty, open_stdin=open_stdin)
+
+
+async def start_process(launch: Launch, reactor: Any, *, tty: bool,
+                        open_stdin: bool) -> tuple[int, ContainerIO]:
+    """Run ``launch`` (``runc create`` or ``runc exec``) with pipes or a terminal;
+    the pid and the daemon's ends.  :class:`RuncError` when no terminal arrives."""
     if tty:
-        return await _create_with_terminal(runc, reactor, container_id, bundle,
-                                           open_stdin, start)
-    return await _create_with_pipes(runc, container_id, bundle, open_stdin, start)
+        return await _start_with_terminal(launch, reactor, open_stdin)
+    return await _start_with_pipes(launch, open_stdin)
 
 
-async def _create_with_pipes(runc: Runc, container_id: str, bundle: Path,
-                             open_stdin: bool, start: bool) -> tuple[int, ContainerIO]:
+async def _start_with_pipes(launch: Launch, open_stdin: bool) -> tuple[int, ContainerIO]:
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
     stderr_r, stderr_w = os.pipe()
     held = ContainerIO(stdin_w, [("stdout", stdout_r), ("stderr", stderr_r)])
     try:
-        pid = await runc.create(container_id, bundle, Stdio(stdin_r, stdout_w, stderr_w),
-                                start=start)
+        pid = await launch(Stdio(stdin_r, stdout_w, stderr_w), None)
     except BaseException:
         held.close()
         raise
@@ -89,17 +101,15 @@ async def _create_with_pipes(runc: Runc, container_id: str, bundle: Path,
     return pid, held
 
 
-async def _create_with_terminal(runc: Runc, reactor: Any, container_id: str,
-                                bundle: Path, open_stdin: bool, start: bool
-                                ) -> tuple[int, ContainerIO]:
+async def _start_with_terminal(launch: Launch, reactor: Any, open_stdin: bool
+                               ) -> tuple[int, ContainerIO]:
     try:
         console = ConsoleSocket(reactor)
     except OSError as error:
         raise RuncError(f"console socket: {error}") from None
-    null = os.open(os.devnull, os.O_RDWR)  # runc's own stdio; the init gets the pty
+    null = os.open(os.devnull, os.O_RDWR)  # runc's own stdio; the process gets the pty
     try:
-        pid = await runc.create(container_id, bundle, Stdio(null, null, null),
-                                console_socket=console.path, start=start)
+        pid = await launch(Stdio(null, null, null), console.path)
         try:
             master = await console.received(_CONSOLE_TIMEOUT)
         except ConsoleError as error:

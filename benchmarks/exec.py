@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Round-trip latency of ``docker exec`` against dockertw.
+
+Starts its own daemon on a temporary root (always stopped and removed), imports a
+busybox image, runs one ``sleep`` container, then times ``--count`` (default 50)
+``docker exec C true`` with the real CLI (wall time of the whole command: CLI start,
+ping, inspect, exec create, hijacked start, exec inspect), and the same exchange
+done directly on the UNIX socket (create, start with upgrade, ``GET /exec/{id}/json``)
+to show what the daemon itself takes.  Prints median and p90, no verdict::
+
+    .venv/bin/python benchmarks/exec.py [--count 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.api import unmount_under  # noqa: E402
+from tests.cli import cli, import_image, ok  # noqa: E402
+from tests.rootfs import make_busybox_rootfs  # noqa: E402
+from tests.support import Daemon  # noqa: E402
+
+CONTAINER = "exec-bench"
+
+
+def _busybox_tar(workdir: Path) -> Path:
+    root = make_busybox_rootfs(workdir / "rootfs")
+    archive = workdir / "busybox.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname=".")
+    return archive
+
+
+def _exchange(path: str, request: bytes, until_close: bool = False) -> bytes:
+    """Send one request on a fresh connection; the answer (or everything until EOF)."""
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(10)
+        connection.connect(path)
+        connection.sendall(request)
+        received = b""
+        while True:
+            chunk = connection.recv(65536)
+            received += chunk
+            if not chunk:
+                return received
+            if not until_close and b"\r\n\r\n" in received:
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(body) >= length:
+                    return received
+            if until_close and b"\r\n\r\n" in received and b" 101 " in received[:20]:
+                connection.shutdown(socket.SHUT_WR)  # as the CLI, after the 101
+
+
+def _post(url: str, body: dict[str, Any], upgrade: bool = False) -> bytes:
+    data = json.dumps(body).encode()
+    extra = b"Upgrade: tcp\r\nConnection: Upgrade\r\n" if upgrade else b""
+    return (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n%s" % (url.encode(), extra, len(data), data))
+
+
+def api_exec(path: str) -> None:
+    """``docker exec C true`` as raw requests: create, hijacked start, inspect."""
+    created = _exchange(path, _post(f"/v1.41/containers/{CONTAINER}/exec",
+                                    {"AttachStdout": True, "AttachStderr": True,
+                                     "Cmd": ["true"]}))
+    exec_id = json.loads(created.partition(b"\r\n\r\n")[2])["Id"]
+    _exchange(path, _post(f"/v1.41/exec/{exec_id}/start", {"Detach": False, "Tty": False},
+                          upgrade=True), until_close=True)
+    shown = _exchange(path, f"GET /v1.41/exec/{exec_id}/json HTTP/1.1\r\nHost: x\r\n\r\n"
+                      .encode())
+    assert json.loads(shown.partition(b"\r\n\r\n")[2])["ExitCode"] == 0
+
+
+def time_runs(action: Callable[[], None], count: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        action()
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        action()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def _p90(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+
+
+def report(name: str, latencies: Sequence[float]) -> None:
+    print(f"{name:<34} n={len(latencies):<4} median {statistics.median(latencies) * 1e3:7.1f} ms"
+          f"   p90 {_p90(latencies) * 1e3:7.1f} ms")
+
+
+def bench(workdir: Path, count: int) -> None:
+    tar = _busybox_tar(workdir)
+    (workdir / "daemon").mkdir()
+    daemon = Daemon(workdir / "daemon")
+    try:
+        daemon.start()
+        import_image(daemon, tar, "bb:1")
+        ok(daemon, "run", "-d", "--name", CONTAINER, "bb:1", "sleep", "600")
+
+        def cli_exec() -> None:
+            assert cli(daemon, "exec", CONTAINER, "true").returncode == 0
+
+        report("docker exec C true (CLI, wall)", time_runs(cli_exec, count))
+        report("create+start+inspect (raw API)",
+               time_runs(lambda: api_exec(daemon.socket or ""), count))
+        cli(daemon, "rm", "-f", CONTAINER)
+    finally:
+        daemon.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50, help="timed execs per case")
+    options = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="dtwb-exec-", dir="/tmp"))
+    try:
+        bench(workdir, options.count)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        unmount_under(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

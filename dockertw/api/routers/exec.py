@@ -1,0 +1,140 @@
+"""Exec routes: create, start (hijacked or detached), resize and inspect."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from dockertw.api.hijack import RawStream, hijack, upgrade_head
+from dockertw.api.responses import Empty, Json
+from dockertw.api.router import ApiCall, Route
+from dockertw.daemon.containers.execs import ExecRecord
+from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.jsonlog import LogEntry
+from dockertw.errdefs import InvalidParameter
+from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
+from dockertw.streams.stdcopy import Stream, encode_frame
+
+__all__ = ["ExecRouter", "ExecBackend"]
+
+_RAW_STREAM = b"application/vnd.docker.raw-stream"
+# Headers Docker copies from the response writer onto the hijacked answer.
+_COPIED_HEADERS = (b"Api-Version", b"Docker-Experimental", b"Ostype", b"Server")
+
+
+class ExecBackend(Protocol):
+    def create(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
+    def check(self, exec_id: str) -> Deferred[ExecRecord]: ...
+    def start(self, exec_id: str, attachment: Attachment | None) -> Deferred[None]: ...
+    def resize(self, exec_id: str, height: int, width: int) -> Deferred[None]: ...
+    def inspect(self, exec_id: str) -> dict[str, Any]: ...
+
+
+def _size(raw: str) -> int:
+    """``h``/``w``: integers as Go's ``strconv.Atoi`` reads them (400 otherwise)."""
+    digits = raw[1:] if raw[:1] in ("+", "-") else raw
+    if not digits.isdigit() or not digits.isascii():
+        raise InvalidParameter(f'strconv.Atoi: parsing "{raw}": invalid syntax')
+    return int(raw)
+
+
+def _start_options(body: Any) -> tuple[bool, bool]:
+    """``Detach`` and ``Tty`` of the ``ExecStartCheck`` body."""
+    if body is None:
+        return False, False
+    if not isinstance(body, dict):
+        raise InvalidParameter("json: cannot unmarshal the exec start config: expected "
+                               "an object")
+    return bool(body.get("Detach")), bool(body.get("Tty"))
+
+
+def _copied_headers(call: ApiCall) -> tuple[tuple[bytes, bytes], ...]:
+    headers = call.request.responseHeaders
+    return tuple((name, value) for name in _COPIED_HEADERS
+                 for value in headers.getRawHeaders(name, []))
+
+
+def _attachment(record: ExecRecord) -> Attachment:
+    request = record.request
+    streams = {s for s, wanted in (("stdout", request.attach_stdout),
+                                   ("stderr", request.attach_stderr)) if wanted}
+    return Attachment(streams, request.attach_stdin, stdin_once=True, tty=request.tty,
+                      detach_keys=record.detach_keys or DEFAULT_DETACH_KEYS)
+
+
+def _connect(stream: RawStream, attachment: Attachment, mux: bool) -> Deferred[None]:
+    """Wire the client's connection to the exec: fires when the connection is gone."""
+    done: Deferred[None] = Deferred()
+
+    def output(entry: LogEntry) -> None:
+        if mux:
+            kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
+            stream.write(encode_frame(kind, entry.data))
+        else:
+            stream.write(entry.data)
+
+    def lost(_: Failure) -> None:
+        attachment.detach()
+        if not done.called:
+            done.callback(None)
+
+    attachment.output = output
+    attachment.pause, attachment.resume = stream.pause, stream.resume
+    stream.on_data = attachment.write_stdin
+    stream.on_eof = attachment.close_stdin
+    stream.on_lost = lost
+    attachment.finished.addCallback(lambda _: stream.close())
+    stream.start()
+    return done
+
+
+class ExecRouter:
+    def __init__(self, execs: ExecBackend) -> None:
+        self._execs = execs
+
+    def routes(self) -> Sequence[Route]:
+        return [
+            Route("POST", "/containers/<path:name>/exec", self.create),
+            Route("POST", "/exec/<path:name>/start", self.start),
+            Route("POST", "/exec/<path:name>/resize", self.resize),
+            Route("GET", "/exec/<path:name>/json", self.inspect),
+        ]
+
+    def create(self, call: ApiCall) -> Deferred[Json]:
+        created = self._execs.create(call.params["name"], call.json_body())
+        return created.addCallback(lambda result: Json(result, 201))
+
+    def inspect(self, call: ApiCall) -> dict[str, Any]:
+        return self._execs.inspect(call.params["name"])
+
+    def resize(self, call: ApiCall) -> Deferred[Empty]:
+        height, width = _size(call.query("h")), _size(call.query("w"))
+        resized = self._execs.resize(call.params["name"], height, width)
+        return resized.addCallback(lambda _: Empty(200))
+
+    def start(self, call: ApiCall) -> Deferred[Any]:
+        detach, tty = _start_options(call.json_body())
+        exec_id = call.params["name"]
+        if detach:
+            return self._execs.start(exec_id, None).addCallback(lambda _: Empty(200))
+        checked = self._execs.check(exec_id)  # errors before the hijack are plain JSON
+        return checked.addCallback(lambda record: self._run_attached(call, record, tty))
+
+    def _run_attached(self, call: ApiCall, record: ExecRecord, tty: bool
+                      ) -> Deferred[None]:
+        upgrade = call.request.getHeader(b"upgrade") is not None
+        head = upgrade_head(_RAW_STREAM, upgrade, _copied_headers(call))
+        stream = hijack(call.request, head)
+        attachment = _attachment(record)
+        done = _connect(stream, attachment, mux=not tty)
+
+        def failed(failure: Failure) -> None:
+            text = failure.getErrorMessage().encode() + b"\r\n"
+            stream.write(text if tty else encode_frame(Stream.STDOUT, text))
+            stream.close()
+
+        self._execs.start(record.id, attachment).addErrback(failed)
+        return done
