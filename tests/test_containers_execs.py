@@ -14,12 +14,11 @@ from dockertw.daemon.containers.execs import (
     ExecService,
     exec_env,
     exec_process,
-    held_capabilities,
     parse_exec_body,
 )
 from dockertw.daemon.containers.record import Container, State
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound
-from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser
+from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser, held_capabilities
 
 
 @pytest.mark.parametrize("body", [None, {}, {"Cmd": []}, {"Cmd": None}])

@@ -343,3 +343,15 @@ def test_export_streams_the_root_filesystem(running_daemon: Daemon, workdir: Pat
     scratch = daemon.root / "tmp" / "export"
     assert [path.name for path in scratch.iterdir()] == ["empty"]  # mounts are gone
     ok(daemon, "rm", "-f", "exr")
+
+
+def test_privileged_gets_every_capability_the_daemon_holds(running_daemon: Daemon):
+    daemon = running_daemon
+    shown = ok(daemon, "run", "--rm", "--privileged", "bb:1", "grep", "CapEff",
+               "/proc/self/status").split()[1]
+    with open(f"/proc/{daemon.process.pid}/status") as status:  # type: ignore[union-attr]
+        held = next(line.split()[1] for line in status if line.startswith("CapBnd:"))
+    assert int(shown, 16) == int(held, 16)
+    added = ok(daemon, "run", "--rm", "--cap-add", "ALL", "bb:1", "grep", "CapEff",
+               "/proc/self/status").split()[1]
+    assert int(added, 16) == int(held, 16)

@@ -7,6 +7,7 @@ default capabilities, masked and read-only paths, ``/dev`` and ``/sys`` mounts, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -132,12 +133,30 @@ def normalize_capabilities(names: Iterable[str], option: str) -> tuple[str, ...]
     return tuple(normalized)
 
 
+def held_capabilities(status: str) -> tuple[str, ...]:
+    """The capabilities in the ``CapBnd`` of a ``/proc/<pid>/status`` text: all that
+    a process started by the daemon can get (``ALL_CAPABILITIES`` is in kernel order)."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return tuple(c for bit, c in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+    return ALL_CAPABILITIES
+
+
+@functools.cache
+def daemon_capabilities() -> tuple[str, ...]:
+    """What "all capabilities" can mean here: the daemon's own bounding set (a
+    sandboxed host may lack some, and runc fails when asked for them)."""
+    with open("/proc/self/status") as status:
+        return held_capabilities(status.read())
+
+
 def _capabilities(config: ContainerRuntimeConfig) -> list[str]:
     if config.privileged:
-        return list(ALL_CAPABILITIES)
+        return list(daemon_capabilities())
     added = normalize_capabilities(config.cap_add, "CapAdd")
     dropped = normalize_capabilities(config.cap_drop, "CapDrop")
-    base = ALL_CAPABILITIES if "ALL" in added else DEFAULT_CAPABILITIES
+    base = daemon_capabilities() if "ALL" in added else DEFAULT_CAPABILITIES
     chosen = [] if "ALL" in dropped else [c for c in base if c not in dropped]
     chosen += [c for c in added if c != "ALL" and c not in chosen]
     return chosen

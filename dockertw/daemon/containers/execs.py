@@ -37,11 +37,11 @@ from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError, Stdio
-from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser
+from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser, daemon_capabilities
 from dockertw.streams.detachkeys import parse_detach_keys
 
 __all__ = ["ExecService", "ExecRecord", "ExecRequest", "parse_exec_body", "exec_env",
-           "exec_process", "held_capabilities"]
+           "exec_process"]
 
 _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the process exited
@@ -121,16 +121,6 @@ def exec_env(container_env: Sequence[str], hostname: str, tty: bool,
     if tty:
         base.append("TERM=xterm")
     return _replace_or_append(_replace_or_append(base, container_env), extra)
-
-
-def held_capabilities(status: str) -> tuple[str, ...]:
-    """The capabilities in the ``CapBnd`` of a ``/proc/<pid>/status`` text: all that
-    a process started by the daemon can get (``ALL_CAPABILITIES`` is in kernel order)."""
-    for line in status.splitlines():
-        if line.startswith("CapBnd:"):
-            mask = int(line.split()[1], 16)
-            return tuple(c for bit, c in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
-    return ALL_CAPABILITIES
 
 
 def exec_process(base: dict[str, Any], args: Sequence[str], *, env: Sequence[str],
@@ -390,7 +380,7 @@ class ExecService:
         process = exec_process(
             base, record.request.cmd, env=record.env, cwd=record.working_dir,
             tty=record.request.tty, user=user, privileged=privileged,
-            every_capability=held_capabilities(Path("/proc/self/status").read_text())
+            every_capability=daemon_capabilities()
             if privileged else ALL_CAPABILITIES)
         path = directory / f"exec-{record.id}.json"
         path.write_text(json.dumps(process))
