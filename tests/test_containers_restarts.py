@@ -88,3 +88,10 @@ def test_update_refuses_a_policy_for_auto_remove_containers():
         configs.apply_update({"AutoRemove": True}, update)
     changed = configs.apply_update({"Memory": 0}, update)
     assert changed["RestartPolicy"]["Name"] == "always"
+
+
+def test_update_refuses_negative_limits():
+    for body, message in [({"Memory": -5}, "Minimum memory limit allowed is 6MB"),
+                          ({"CpuShares": -1}, "invalid CpuShares")]:
+        with pytest.raises(InvalidParameter, match=message):
+            configs.parse_update_body(body)

@@ -112,7 +112,7 @@ def test_signals(raw: str, number: int):
     assert parse_signal(raw) == number
 
 
-@pytest.mark.parametrize("raw", ["0", "", "SIGNOPE", " 9"])
+@pytest.mark.parametrize("raw", ["0", "", "SIGNOPE", " 9", "999", "-1"])
 def test_bad_signals(raw: str):
     with pytest.raises(InvalidParameter, match="Invalid signal"):
         parse_signal(raw)

@@ -32,7 +32,7 @@ def parse_signal(raw: str) -> int:
     """A signal number from ``9``, ``KILL`` or ``SIGKILL`` (any case); else 400
     ``Invalid signal: RAW``."""
     if _NUMBER.fullmatch(raw):
-        if int(raw) == 0:
+        if not 0 < int(raw) <= int(signal.SIGRTMAX):  # the kernel has no other
             raise InvalidParameter(f"Invalid signal: {raw}")
         return int(raw)
     found = SIGNALS.get(raw.upper().removeprefix("SIG"))

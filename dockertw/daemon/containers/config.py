@@ -369,8 +369,11 @@ def parse_update_body(body: Any) -> UpdateRequest:
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidParameter(f"invalid JSON: {key} must be an integer")
     memory = resources.get("Memory", 0)
-    if memory and 0 < memory < 6 * 1024 * 1024:
+    if memory and memory < 6 * 1024 * 1024:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    for key in ("CpuShares", "NanoCpus"):
+        if resources.get(key, 0) < 0:
+            raise InvalidParameter(f"invalid {key}: it cannot be negative")
     policy = _object(update.get("RestartPolicy"), "RestartPolicy")
     restart = _check_restart_policy({"RestartPolicy": policy}) if policy.get("Name") \
         else None
