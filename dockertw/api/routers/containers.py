@@ -46,8 +46,6 @@ class ContainerBackend(Protocol):
     def commit(self, options: CommitOptions) -> Deferred[str]: ...
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
-    def stats(self, name: str, stream: bool, one_shot: bool,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]: ...
     def export(self, name: str, begin: Begin) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
@@ -193,7 +191,6 @@ class ContainerRouter:
             Route("POST", "/commit", self.commit),
             Route("GET", "/containers/<path:name>/changes", self.changes),
             Route("GET", "/containers/<path:name>/top", self.top),
-            Route("GET", "/containers/<path:name>/stats", self.stats),
             Route("GET", "/containers/<path:name>/export", self.export),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
@@ -242,16 +239,6 @@ class ContainerRouter:
     def export(self, call: ApiCall) -> Deferred[None]:
         exported = self._containers.export(call.params["name"], start_tar(call.request))
         return exported.addBoth(stream_ended, call.request)
-
-    def stats(self, call: ApiCall) -> Deferred[None]:
-        request = call.request
-        request.setHeader(b"content-type", b"application/json")
-
-        def send(document: dict[str, Any]) -> None:
-            request.write(httputils.encode_json(document))
-
-        return self._containers.stats(call.params["name"], call.bool("stream", True),
-                                      call.bool("one-shot"), send)
 
     def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.top(call.params["name"], call.query("ps_args"))

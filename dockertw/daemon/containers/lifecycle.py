@@ -18,12 +18,10 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import stats as readings
 from dockertw.daemon.containers import top
 from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.record import Container, State
@@ -45,7 +43,6 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 __all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
 
 _log = Logger()
-_STATS_INTERVAL = 1.0  # seconds between two samples, as Docker
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _Waiter = tuple[str, Deferred[dict[str, Any]]]
@@ -523,37 +520,6 @@ class Lifecycle:
             await self._stop_running(container, running, timeout)
         await self._start(container.id)
         self._emit(container, "restart")
-
-    # -- stats -------------------------------------------------------------------------
-
-    def stats(self, name: str, stream: bool, one_shot: bool,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]:
-        """``GET /containers/{name}/stats``: one document (``stream=False``: after a
-        second sample unless ``one_shot``), or one a second until the run ends."""
-        return ensureDeferred(self._stats(name, stream, one_shot, send))
-
-    async def _stats(self, name: str, stream: bool, one_shot: bool,
-                     send: Callable[[dict[str, Any]], None]) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        running = self._running.get(container.id)
-        if running is None:
-            send(readings.zero_document(container.name, container.id))
-            return
-        pid = running.watcher.pid
-        previous = None
-        sample = await self._reader(lambda: readings.read_sample(pid))
-        if not stream and not one_shot:
-            previous, sample = sample, await self._sample_later(pid)
-        send(readings.stats_document(container.name, container.id, sample, previous))
-        while stream and not running.finished.called:
-            previous, sample = sample, await self._sample_later(pid)
-            if running.finished.called:
-                break
-            send(readings.stats_document(container.name, container.id, sample, previous))
-
-    async def _sample_later(self, pid: int) -> readings.Sample:
-        await deferLater(self._reactor, _STATS_INTERVAL, lambda: None)
-        return await self._reader(lambda: readings.read_sample(pid))
 
     # -- top ---------------------------------------------------------------------------
 

@@ -545,11 +545,6 @@ class ContainerService:
         """``GET /containers/{name}/logs``; answers whether the container has a TTY."""
         return self._runs.logs(name, options, send)
 
-    def stats(self, name: str, stream: bool, one_shot: bool,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]:
-        """``GET /containers/{name}/stats``; cancelling stops the stream."""
-        return self._runs.stats(name, stream, one_shot, send)
-
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
         """``GET /containers/{name}/top?ps_args=``."""
         return self._runs.top(name, ps_args)
