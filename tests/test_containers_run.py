@@ -355,26 +355,3 @@ def test_privileged_gets_every_capability_the_daemon_holds(running_daemon: Daemo
     added = ok(daemon, "run", "--rm", "--cap-add", "ALL", "bb:1", "grep", "CapEff",
                "/proc/self/status").split()[1]
     assert int(added, 16) == int(held, 16)
-
-
-def test_top_lists_the_containers_processes(running_daemon: Daemon):
-    daemon = running_daemon
-    container_id = ok(daemon, "run", "-d", "--name", "tp", "bb:1", "sh", "-c",
-                      "sleep 100 & sleep 200").strip()
-    deadline = time.monotonic() + 10
-    while "sleep 200" not in (shown := ok(daemon, "top", "tp")) and \
-            time.monotonic() < deadline:
-        time.sleep(0.05)
-    lines = shown.splitlines()
-    assert lines[0].split()[:2] == ["UID", "PID"]
-    commands = [line.split(None, 7)[-1] for line in lines[1:]]
-    assert sorted(commands) == ["sleep 100", "sleep 200"]  # sh execs the last one
-    chosen = ok(daemon, "top", "tp", "-o", "pid,comm").splitlines()
-    assert chosen[0].split() == ["PID", "COMMAND"] and len(chosen) == 3
-    no_pid = cli(daemon, "top", "tp", "-o", "comm")
-    assert "Couldn't find PID field in ps output" in no_pid.stderr
-    assert "Error running ps" in cli(daemon, "top", "tp", "--bogus").stderr
-    ok(daemon, "stop", "-t", "0", "tp")
-    stopped = cli(daemon, "top", "tp")
-    assert f"Container {container_id} is not running" in stopped.stderr
-    ok(daemon, "rm", "tp")

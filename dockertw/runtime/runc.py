@@ -146,12 +146,6 @@ class Runc:
         await self._run(["update", "--resources", "-", container_id], bundle / "runc.log",
                         stdin=json.dumps(resources).encode())
 
-    async def ps(self, container_id: str, bundle: Path) -> list[int]:
-        """``runc ps --format json``: the pids of the container's processes."""
-        output = await self._run(["ps", "--format", "json", container_id],
-                                 bundle / "runc.log")
-        return [int(pid) for pid in json.loads(output or b"[]") or []]
-
     async def pause(self, container_id: str, bundle: Path) -> None:
         await self._run(["pause", container_id], bundle / "runc.log")
 

@@ -45,7 +45,6 @@ class ContainerBackend(Protocol):
     def pause(self, name: str) -> Deferred[None]: ...
     def commit(self, options: CommitOptions) -> Deferred[str]: ...
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
-    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
     def export(self, name: str, begin: Begin) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
@@ -190,7 +189,6 @@ class ContainerRouter:
             Route("POST", "/containers/<path:name>/pause", self.pause),
             Route("POST", "/commit", self.commit),
             Route("GET", "/containers/<path:name>/changes", self.changes),
-            Route("GET", "/containers/<path:name>/top", self.top),
             Route("GET", "/containers/<path:name>/export", self.export),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
@@ -239,9 +237,6 @@ class ContainerRouter:
     def export(self, call: ApiCall) -> Deferred[None]:
         exported = self._containers.export(call.params["name"], start_tar(call.request))
         return exported.addBoth(stream_ended, call.request)
-
-    def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        return self._containers.top(call.params["name"], call.query("ps_args"))
 
     def changes(self, call: ApiCall) -> Deferred[Json]:
         return self._containers.changes(call.params["name"]).addCallback(Json)

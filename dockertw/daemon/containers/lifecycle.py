@@ -9,7 +9,6 @@ process runs per container (see :mod:`dockertw.daemon.containers.running`).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -18,11 +17,9 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import top
 from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
@@ -520,26 +517,6 @@ class Lifecycle:
             await self._stop_running(container, running, timeout)
         await self._start(container.id)
         self._emit(container, "restart")
-
-    # -- top ---------------------------------------------------------------------------
-
-    def top(self, name: str, ps_args: str) -> Deferred[dict[str, Any]]:
-        """``GET /containers/{name}/top``: the host's ``ps`` for the container's pids."""
-        return ensureDeferred(self._top(name, ps_args))
-
-    async def _top(self, name: str, ps_args: str) -> dict[str, Any]:
-        container = await self._reader(lambda: self._store.get(name))
-        if container.id not in self._running:
-            raise Conflict(f"Container {container.id} is not running")
-        bundle = bundles.bundle_of(self._store.root / container.id)
-        pids = await self._runc_or_fail().ps(container.id, bundle)
-        output, errors, code = await getProcessOutputAndValue(
-            "ps", top.ps_arguments(ps_args), env={"PATH": os.environ.get("PATH", os.defpath)},
-            reactor=self._reactor)
-        if code != 0:
-            message = (errors or output).decode("utf-8", "replace").strip()
-            raise System(f"Error running ps: {message}")
-        return top.filter_ps_output(output.decode("utf-8", "replace"), set(pids))
 
     # -- pause -------------------------------------------------------------------------
 

@@ -545,10 +545,6 @@ class ContainerService:
         """``GET /containers/{name}/logs``; answers whether the container has a TTY."""
         return self._runs.logs(name, options, send)
 
-    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
-        """``GET /containers/{name}/top?ps_args=``."""
-        return self._runs.top(name, ps_args)
-
     def pause(self, name: str) -> Deferred[None]:
         """``POST /containers/{name}/pause``: freeze every process of the container."""
         return self._runs.pause(name)
