@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, remove, rename, prune, start, stop, kill,
-restart, wait, logs, attach and resize."""
+restart, wait, logs, attach, resize, top and stats."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class ContainerBackend(Protocol):
                detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]: ...
     def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
+    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
 
 
 def _limit(raw: str) -> int:
@@ -192,6 +193,7 @@ class ContainerRouter:
             Route("GET", "/containers/<path:name>/export", self.export),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
+            Route("GET", "/containers/<path:name>/top", self.top),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -345,3 +347,6 @@ class ContainerRouter:
             return done
 
         return attached.addCallback(connect)
+
+    def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        return self._containers.top(call.params["name"], call.query("ps_args"))

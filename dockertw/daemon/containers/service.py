@@ -19,8 +19,8 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
+from dockertw.daemon.containers import cgroups, diff, listing, top
 from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers import diff, listing
 from dockertw.daemon.containers.execs import ExecService
 from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
@@ -38,7 +38,7 @@ from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
+from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
 from dockertw.runtime import mounts
 from dockertw.runtime.runc import Runc, delete_leftovers
@@ -140,6 +140,8 @@ class ContainerService:
             reactor, 2, "dockertw-container-export")
         self._runtime = runtime
         self._cgroup_version = cgroup_version
+        self._cgroup_parent = cgroup_parent
+        self._reactor = reactor
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
         self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
@@ -311,6 +313,28 @@ class ContainerService:
             self._emit(container, "export")
             export_rootfs(self._store.root / container.id / "upper", lowers,
                           _export_scratch(self._store.root), pump.push)
+
+    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
+        """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
+        container's processes."""
+        argv = top.ps_argv(ps_args)
+        return ensureDeferred(self._top(name, argv))
+
+    async def _top(self, name: str, argv: list[str]) -> dict[str, Any]:
+        container = await self._running_container(name)
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        pids = await self._reader(
+            lambda: cgroups.read_pids(self._cgroup_version, path))
+        listed = top.parse_ps_output(await top.run_ps(argv, self._reactor), pids)
+        self._emit(container, "top")
+        return listed
+
+    async def _running_container(self, name: str) -> Container:
+        """The container named ``name``; 409 unless it runs."""
+        container = await self._reader(lambda: self._store.get(name))
+        if self._runs.run_of(container.id) is None:
+            raise Conflict(f"Container {container.id} is not running")
+        return container
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""
