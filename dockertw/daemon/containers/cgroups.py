@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroup_dir", "read_pids", "read_files"]
+import attrs
+
+__all__ = ["CGROUP_ROOT", "StatsFiles", "cgroup_dir", "read_pids", "read_files",
+           "read_stats_files"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -42,3 +45,25 @@ def read_files(paths: Iterable[tuple[str, Path]]) -> dict[str, str]:
         except OSError:
             continue
     return found
+
+
+@attrs.frozen
+class StatsFiles:
+    """What one stats sample is made of: cgroup files by name, ``/proc/stat`` and the
+    init's ``net/dev`` (``None`` when not read)."""
+
+    cgroup: dict[str, str]
+    proc_stat: str
+    net_dev: str | None
+
+
+def read_stats_files(version: str, path: str, wanted: Iterable[tuple[str, str]],
+                     pid: int | None, root: Path = CGROUP_ROOT,
+                     proc: Path = Path("/proc")) -> StatsFiles:
+    """Read the ``(controller, name)`` files of cgroup ``path``, the host's CPU times
+    and (``pid`` given) the network counters of the process's namespace."""
+    cgroup = read_files((name, cgroup_dir(version, controller, path, root) / name)
+                        for controller, name in wanted)
+    found = read_files([("stat", proc / "stat")] +
+                       ([("net", proc / str(pid) / "net" / "dev")] if pid else []))
+    return StatsFiles(cgroup, found.get("stat", ""), found.get("net"))
