@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 
+from dockertw.daemon.containers.cgroups import read_pids, read_stats_files
 from dockertw.daemon.containers.stats import (
+    cgroup_files,
     network_stats,
     parse_sample,
     stats_json,
@@ -176,3 +180,28 @@ def test_ticker_ticks_stops_when_cancelled_and_ends_with_the_run():
     finished.callback(0)
     assert ticks == [None, None] and ticker.ended and clock.getDelayedCalls() == []
     assert ticker.wait().called
+
+
+def test_reading_a_v2_and_a_v1_hierarchy(tmp_path: Path):
+    unified = tmp_path / "v2" / "parent" / "abc"
+    unified.mkdir(parents=True)
+    for name, text in V2.items():
+        (unified / name).write_text(text)
+    (unified / "cgroup.procs").write_text("7\n9\n")
+    proc = tmp_path / "proc"
+    (proc / "7" / "net").mkdir(parents=True)
+    (proc / "stat").write_text(PROC_STAT)
+    (proc / "7" / "net" / "dev").write_text(NET_DEV)
+    files = read_stats_files("2", "/parent/abc", cgroup_files("2"), 7,
+                             root=tmp_path / "v2", proc=proc)
+    assert files.cgroup == V2 and files.proc_stat == PROC_STAT and files.net_dev == NET_DEV
+    assert read_pids("2", "/parent/abc", root=tmp_path / "v2") == {7, 9}
+    memory = tmp_path / "v1" / "memory" / "parent" / "abc"
+    memory.mkdir(parents=True)
+    (memory / "memory.usage_in_bytes").write_text("5\n")
+    (memory / "cgroup.procs").write_text("11\n")
+    files = read_stats_files("1", "/parent/abc", cgroup_files("1"), None,
+                             root=tmp_path / "v1", proc=proc)
+    assert files.cgroup == {"memory.usage_in_bytes": "5\n"} and files.net_dev is None
+    assert read_pids("1", "/parent/abc", root=tmp_path / "v1") == {11}
+    assert read_pids("1", "/gone", root=tmp_path / "v1") == set()
