@@ -13,7 +13,7 @@ set -eu
 
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
-DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2"
+DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps"
 TEST_PACKAGES="tinyproxy microsocks"
 
 need_packages() {

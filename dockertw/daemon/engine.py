@@ -54,7 +54,8 @@ class Engine:
         containers = ContainerService.open(root, images.store, events, reactor,
                                            runtime=runtime.name,
                                            cgroup_version=host.cgroup_version,
-                                           cgroup_parent=config.cgroup_parent)
+                                           cgroup_parent=config.cgroup_parent,
+                                           machine_memory=host.mem_total)
         containers.commit_image = images.commit
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,

@@ -1,5 +1,5 @@
 """Container routes: create, list, inspect, remove, rename, prune, start, stop, kill,
-restart, wait, logs, attach and resize."""
+restart, wait, logs, attach, resize, top and stats."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ from dockertw.api.tarstream import start_tar, stream_ended
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.containers.logs import Framing, LogSink
 from dockertw.daemon.containers.running import Attachment
-from dockertw.daemon.containers.service import CommitOptions, CreateOptions, ListOptions, LogOptions
+from dockertw.daemon.containers.service import (
+    CommitOptions,
+    CreateOptions,
+    ListOptions,
+    LogOptions,
+    StatsOptions,
+)
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
@@ -59,6 +65,9 @@ class ContainerBackend(Protocol):
                detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]: ...
     def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
+    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
+    def stats(self, name: str, options: StatsOptions,
+              send: Callable[[dict[str, Any]], None]) -> Deferred[None]: ...
 
 
 def _limit(raw: str) -> int:
@@ -192,6 +201,8 @@ class ContainerRouter:
             Route("GET", "/containers/<path:name>/export", self.export),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
+            Route("GET", "/containers/<path:name>/top", self.top),
+            Route("GET", "/containers/<path:name>/stats", self.stats),
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
@@ -345,3 +356,19 @@ class ContainerRouter:
             return done
 
         return attached.addCallback(connect)
+
+    def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
+        return self._containers.top(call.params["name"], call.query("ps_args"))
+
+    def stats(self, call: ApiCall) -> Deferred[None]:
+        options = StatsOptions(stream=call.bool("stream", default=True),
+                               one_shot=call.bool("one-shot"))
+        if options.one_shot and options.stream:
+            raise InvalidParameter("cannot have stream=true and one-shot=true")
+        request = call.request
+        request.setHeader(b"content-type", b"application/json")
+
+        def send(shown: dict[str, Any]) -> None:
+            request.write(httputils.encode_json(shown))
+
+        return self._containers.stats(call.params["name"], options, send)

@@ -22,7 +22,7 @@ from dockertw.runtime import mounts
 from dockertw.runtime.spec import ContainerRuntimeConfig, ProcessUser, build_spec
 
 __all__ = ["rootfs_of", "bundle_of", "prepare_bundle", "release_rootfs", "resolve_user",
-           "read_root_file", "runtime_config"]
+           "read_root_file", "runtime_config", "cgroup_path"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
 
@@ -130,13 +130,18 @@ def _console_size(value: Any) -> tuple[int, int]:
     return (max(height, 0), max(width, 0))
 
 
+def cgroup_path(container: Container, cgroup_parent: str = "dockertw") -> str:
+    """The container's cgroup: ``/<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
+    parent = str(container.host_config.get("CgroupParent") or cgroup_parent).strip("/")
+    return f"/{parent}/{container.id}" if parent else f"/{container.id}"
+
+
 def runtime_config(container: Container, rootfs: Path,
                    cgroup_parent: str = "dockertw") -> ContainerRuntimeConfig:
     """The runtime settings of ``container`` (its root filesystem must be mounted);
     its cgroup is ``<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
     config: dict[str, Any] = container.config
     host: dict[str, Any] = container.host_config
-    parent = str(host.get("CgroupParent") or cgroup_parent).strip("/")
     return ContainerRuntimeConfig(
         args=(container.path, *container.args),
         rootfs=str(rootfs),
@@ -156,7 +161,7 @@ def runtime_config(container: Container, rootfs: Path,
         nano_cpus=int(host.get("NanoCpus") or 0),
         cpu_shares=int(host.get("CpuShares") or 0),
         pids_limit=int(host.get("PidsLimit") or 0),
-        cgroups_path=f"/{parent}/{container.id}" if parent else f"/{container.id}",
+        cgroups_path=cgroup_path(container, cgroup_parent),
         tuning=tuning_of(host),
         mounts=oci_mounts(container_mounts(host)),
     )

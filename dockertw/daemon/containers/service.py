@@ -8,6 +8,7 @@ kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,15 +20,17 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
+from dockertw.daemon.containers import cgroups, diff, listing, top
 from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers import diff, listing
 from dockertw.daemon.containers.execs import ExecService
 from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
 from dockertw.daemon.containers.record import Container, Sizes
-from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.running import Attachment, Running
+from dockertw.daemon.containers.stats import Sample, cgroup_files, parse_sample
+from dockertw.daemon.containers.statsstream import StatsOptions, stream_stats
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.containers.uppertar import write_upper_tar
 from dockertw.daemon.events import Event, EventBus
@@ -38,15 +41,16 @@ from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
+from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
 from dockertw.runtime import mounts
 from dockertw.runtime.runc import Runc, delete_leftovers
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
+__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions", "StatsOptions"]
 
 _log = Logger()
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def _export_scratch(containers_root: Path) -> Path:
     """Where exports mount their private overlays (outside any container's directory)."""
@@ -129,7 +133,8 @@ class ContainerService:
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
                  reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
                  reactor: Any = None, runc: Runc | None = None,
-                 cgroup_parent: str = "dockertw", preparer: Runner | None = None) -> None:
+                 cgroup_parent: str = "dockertw", preparer: Runner | None = None,
+                 machine_memory: int = 0) -> None:
         self._store = store
         self._images = images
         self._call = call_from_thread
@@ -140,6 +145,9 @@ class ContainerService:
             reactor, 2, "dockertw-container-export")
         self._runtime = runtime
         self._cgroup_version = cgroup_version
+        self._cgroup_parent = cgroup_parent
+        self._reactor = reactor
+        self._machine_memory = machine_memory
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
         self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
@@ -155,8 +163,8 @@ class ContainerService:
     @classmethod
     def open(cls, state_root: Path, images: ImageStore, events: EventBus,
              reactor: WorkerReactor, *, runtime: str = "runc",
-             cgroup_version: str = "2", cgroup_parent: str = "dockertw"
-             ) -> ContainerService:
+             cgroup_version: str = "2", cgroup_parent: str = "dockertw",
+             machine_memory: int = 0) -> ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up)."""
         store = ContainerStore.open(state_root)
         _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
@@ -168,7 +176,8 @@ class ContainerService:
                       runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
                       runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
                       cgroup_parent=cgroup_parent,
-                      preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"))
+                      preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
+                      machine_memory=machine_memory)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
         return service
@@ -311,6 +320,55 @@ class ContainerService:
             self._emit(container, "export")
             export_rootfs(self._store.root / container.id / "upper", lowers,
                           _export_scratch(self._store.root), pump.push)
+
+    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
+        """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
+        container's processes."""
+        argv = top.ps_argv(ps_args)
+        return ensureDeferred(self._top(name, argv))
+
+    async def _top(self, name: str, argv: list[str]) -> dict[str, Any]:
+        container = await self._running_container(name)
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        pids = await self._reader(
+            lambda: cgroups.read_pids(self._cgroup_version, path))
+        listed = top.parse_ps_output(await top.run_ps(argv, self._reactor), pids)
+        self._emit(container, "top")
+        return listed
+
+    def stats(self, name: str, options: StatsOptions,
+              send: Callable[[dict[str, Any]], None]) -> Deferred[None]:
+        """``GET /containers/{name}/stats``: ``send`` each stats object; streaming
+        ends when the container stops, or when the result is cancelled."""
+        return ensureDeferred(self._stats(name, options, send))
+
+    async def _stats(self, name: str, options: StatsOptions,
+                     send: Callable[[dict[str, Any]], None]) -> None:
+        container = await self._reader(lambda: self._store.get(name))
+        running = self._runs.run_of(container.id)
+        await stream_stats(container.name, container.id, running, options,
+                           lambda: self._sample(container, running), send, self._reactor)
+
+    def _sample(self, container: Container, running: Running | None) -> Deferred[Sample]:
+        """Read the container's counters in a worker thread."""
+        version = self._cgroup_version
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        host_network = container.host_config.get("NetworkMode") == "host"
+        pid = None if running is None or host_network else running.watcher.pid
+
+        def read() -> Sample:
+            files = cgroups.read_stats_files(version, path, cgroup_files(version), pid)
+            return parse_sample(version, files.cgroup, files.proc_stat, files.net_dev,
+                                      time.time_ns(), self._machine_memory, _CLK_TCK)
+
+        return self._reader(read)
+
+    async def _running_container(self, name: str) -> Container:
+        """The container named ``name``; 409 unless it runs."""
+        container = await self._reader(lambda: self._store.get(name))
+        if self._runs.run_of(container.id) is None:
+            raise Conflict(f"Container {container.id} is not running")
+        return container
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""

@@ -1,0 +1,207 @@
+"""Stats without a container: cgroup v1 and v2 files, /proc texts, the ticker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
+
+from dockertw.daemon.containers.cgroups import read_pids, read_stats_files
+from dockertw.daemon.containers.stats import (
+    cgroup_files,
+    network_stats,
+    parse_sample,
+    stats_json,
+    system_cpu,
+    v1_stats,
+    v2_stats,
+    zero_stats,
+)
+from dockertw.daemon.containers.statsstream import Ticker
+
+GIB = 1 << 30
+
+V1 = {
+    "cpuacct.usage": "2500000000\n",
+    "cpuacct.usage_percpu": "2000000000 500000000 \n",
+    "cpuacct.stat": "user 200\nsystem 50\n",
+    "cpu.stat": "nr_periods 10\nnr_throttled 2\nthrottled_time 3000\n",
+    "memory.usage_in_bytes": "1048576\n",
+    "memory.max_usage_in_bytes": "2097152\n",
+    "memory.limit_in_bytes": "9223372036854771712\n",
+    "memory.failcnt": "0\n",
+    "memory.stat": "cache 4096\nrss 8192\ntotal_inactive_file 4096\n",
+    "pids.current": "3\n",
+    "pids.max": "max\n",
+    "blkio.throttle.io_service_bytes_recursive":
+        "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 12288\n8:0 Total 12288\n"
+        "Total 12288\n",
+    "blkio.throttle.io_serviced_recursive": "8:0 Read 1\n8:0 Write 2\nTotal 3\n",
+}
+
+V2 = {
+    "cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
+                "nr_periods 10\nnr_throttled 2\nthrottled_usec 3\n",
+    "memory.current": "1048576\n",
+    "memory.max": "67108864\n",
+    "memory.stat": "anon 8192\nfile 4096\ninactive_file 4096\npgfault 7\n",
+    "memory.events": "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
+    "pids.current": "3\n",
+    "pids.max": "100\n",
+    "io.stat": "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n",
+}
+
+PROC_STAT = """cpu  100 0 50 800 10 0 5 0 0 0
+cpu0 50 0 25 400 5 0 3 0 0 0
+cpu1 50 0 25 400 5 0 2 0 0 0
+intr 12345
+"""
+
+NET_DEV = "\n".join([
+    "Inter-|   Receive                                                |  Transmit",
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets"
+    " errs drop fifo colls carrier compressed",
+    "    lo:     100       1    0    0    0     0          0         0      100       1"
+    "    0    0    0     0       0          0",
+    "  eth0:    2000      20    1    2    0     0          0         0      3000      30"
+    "    3    4    0     0       0          0",
+]) + "\n"
+
+
+def test_v1_files():
+    parts = v1_stats(V1, machine_memory=GIB, clk_tck=100)
+    assert parts["cpu_usage"] == {"total_usage": 2_500_000_000,
+                                  "percpu_usage": [2_000_000_000, 500_000_000],
+                                  "usage_in_kernelmode": 500_000_000,
+                                  "usage_in_usermode": 2_000_000_000}
+    assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
+                                        "throttled_time": 3000}
+    assert parts["memory_stats"] == {"stats": {"cache": 4096, "rss": 8192,
+                                               "total_inactive_file": 4096},
+                                     "max_usage": 2097152, "usage": 1048576, "limit": GIB}
+    assert parts["pids_stats"] == {"current": 3}
+    blkio = parts["blkio_stats"]
+    assert blkio["io_service_bytes_recursive"][:2] == [
+        {"major": 8, "minor": 0, "op": "Read", "value": 4096},
+        {"major": 8, "minor": 0, "op": "Write", "value": 8192}]
+    assert len(blkio["io_service_bytes_recursive"]) == 5
+    assert len(blkio["io_serviced_recursive"]) == 2
+    assert blkio["sectors_recursive"] is None
+
+
+def test_v1_prefers_the_bfq_counters_and_keeps_a_set_limit():
+    files = {**V1, "blkio.bfq.io_service_bytes_recursive": "8:16 Read 1\nTotal 1\n",
+             "memory.limit_in_bytes": "67108864\n"}
+    parts = v1_stats(files, machine_memory=GIB)
+    assert parts["blkio_stats"]["io_service_bytes_recursive"] == [
+        {"major": 8, "minor": 16, "op": "Read", "value": 1}]
+    assert parts["memory_stats"]["limit"] == 64 << 20
+
+
+def test_v2_files():
+    parts = v2_stats(V2, machine_memory=GIB)
+    assert parts["cpu_usage"] == {"total_usage": 2_500_000_000,
+                                  "usage_in_kernelmode": 500_000_000,
+                                  "usage_in_usermode": 2_000_000_000}
+    assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
+                                        "throttled_time": 3000}
+    assert parts["memory_stats"] == {"stats": {"anon": 8192, "file": 4096,
+                                               "inactive_file": 4096, "pgfault": 7},
+                                     "usage": 1048576, "failcnt": 1, "limit": 64 << 20}
+    assert parts["pids_stats"] == {"current": 3, "limit": 100}
+    assert parts["blkio_stats"]["io_service_bytes_recursive"] == [
+        {"major": 8, "minor": 0, "op": "read", "value": 4096},
+        {"major": 8, "minor": 0, "op": "write", "value": 8192}]
+    assert parts["blkio_stats"]["io_serviced_recursive"] is None
+
+
+def test_v2_without_limits_shows_the_host_memory():
+    files = {**V2, "memory.max": "max\n", "pids.max": "max\n", "memory.events": ""}
+    parts = v2_stats(files, machine_memory=GIB)
+    assert parts["memory_stats"]["limit"] == GIB and "failcnt" not in parts["memory_stats"]
+    assert parts["pids_stats"] == {"current": 3}
+
+
+def test_missing_files_give_zeroes():
+    parts = v2_stats({})
+    assert parts["cpu_usage"]["total_usage"] == 0 and parts["memory_stats"] == {}
+
+
+def test_host_cpu_and_network():
+    assert system_cpu(PROC_STAT, clk_tck=100) == (965 * 10_000_000, 2)
+    assert network_stats(NET_DEV) == {"eth0": {
+        "rx_bytes": 2000, "rx_packets": 20, "rx_errors": 1, "rx_dropped": 2,
+        "tx_bytes": 3000, "tx_packets": 30, "tx_errors": 3, "tx_dropped": 4}}
+
+
+def test_the_answer_with_and_without_a_previous_sample():
+    first = parse_sample("2", V2, PROC_STAT, NET_DEV, 1_000_000_000, GIB)
+    second = parse_sample("2", V2, PROC_STAT, None, 2_500_000_000, GIB)
+    shown = stats_json("/c", "abc", second, first)
+    assert shown["read"] == "1970-01-01T00:00:02.5Z"
+    assert shown["preread"] == "1970-01-01T00:00:01Z"
+    assert shown["precpu_stats"]["system_cpu_usage"] == 9_650_000_000
+    assert shown["cpu_stats"]["online_cpus"] == 2 and "networks" not in shown
+    assert stats_json("/c", "abc", first)["networks"]["eth0"]["rx_bytes"] == 2000
+    alone = stats_json("/c", "abc", first)
+    assert alone["preread"] == "0001-01-01T00:00:00Z"
+    assert alone["precpu_stats"] == {"cpu_usage": {"total_usage": 0,
+                                                   "usage_in_kernelmode": 0,
+                                                   "usage_in_usermode": 0},
+                                     "throttling_data": {"periods": 0,
+                                                         "throttled_periods": 0,
+                                                         "throttled_time": 0}}
+
+
+def test_zeroed_stats():
+    shown = zero_stats("/c", "abc")
+    assert shown["read"] == shown["preread"] == "0001-01-01T00:00:00Z"
+    assert shown["memory_stats"] == {} and shown["pids_stats"] == {}
+    assert shown["blkio_stats"]["io_service_bytes_recursive"] is None
+    assert (shown["name"], shown["id"], shown["num_procs"]) == ("/c", "abc", 0)
+
+
+def test_ticker_ticks_stops_when_cancelled_and_ends_with_the_run():
+    clock, finished = Clock(), Deferred()
+    ticker = Ticker(clock, finished)
+    ticks: list[object] = []
+    ticker.wait().addCallback(ticks.append)
+    clock.advance(0.5)
+    assert ticks == []
+    clock.advance(0.5)
+    assert ticks == [None]
+    waiting = ticker.wait()
+    waiting.cancel()
+    failures: list[object] = []
+    waiting.addErrback(lambda failure: failures.append(failure.check(CancelledError)))
+    assert failures == [CancelledError] and clock.getDelayedCalls() == []
+    ticker.wait().addCallback(ticks.append)
+    finished.callback(0)
+    assert ticks == [None, None] and ticker.ended and clock.getDelayedCalls() == []
+    assert ticker.wait().called
+
+
+def test_reading_a_v2_and_a_v1_hierarchy(tmp_path: Path):
+    unified = tmp_path / "v2" / "parent" / "abc"
+    unified.mkdir(parents=True)
+    for name, text in V2.items():
+        (unified / name).write_text(text)
+    (unified / "cgroup.procs").write_text("7\n9\n")
+    proc = tmp_path / "proc"
+    (proc / "7" / "net").mkdir(parents=True)
+    (proc / "stat").write_text(PROC_STAT)
+    (proc / "7" / "net" / "dev").write_text(NET_DEV)
+    files = read_stats_files("2", "/parent/abc", cgroup_files("2"), 7,
+                             root=tmp_path / "v2", proc=proc)
+    assert files.cgroup == V2 and files.proc_stat == PROC_STAT and files.net_dev == NET_DEV
+    assert read_pids("2", "/parent/abc", root=tmp_path / "v2") == {7, 9}
+    memory = tmp_path / "v1" / "memory" / "parent" / "abc"
+    memory.mkdir(parents=True)
+    (memory / "memory.usage_in_bytes").write_text("5\n")
+    (memory / "cgroup.procs").write_text("11\n")
+    files = read_stats_files("1", "/parent/abc", cgroup_files("1"), None,
+                             root=tmp_path / "v1", proc=proc)
+    assert files.cgroup == {"memory.usage_in_bytes": "5\n"} and files.net_dev is None
+    assert read_pids("1", "/parent/abc", root=tmp_path / "v1") == {11}
+    assert read_pids("1", "/gone", root=tmp_path / "v1") == set()
