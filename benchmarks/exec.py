@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import unmount_under  # noqa: E402
+from benchmarks.api import DockerEngine, unmount_under  # noqa: E402
 from tests.cli import cli, import_image, ok  # noqa: E402
 from tests.rootfs import make_busybox_rootfs  # noqa: E402
 from tests.support import Daemon  # noqa: E402
@@ -109,24 +109,47 @@ def report(name: str, latencies: Sequence[float]) -> None:
           f"   p90 {_p90(latencies) * 1e3:7.1f} ms")
 
 
-def bench(workdir: Path, count: int) -> None:
+def bench_target(name: str, target: Any, tar: Path, count: int) -> None:
+    """Both figures for one engine (anything with a ``socket`` the CLI can reach)."""
+    import_image(target, tar, "bb:1")
+    ok(target, "run", "-d", "--network", "none", "--name", CONTAINER, "bb:1", "sleep", "600")
+    try:
+        def cli_exec() -> None:
+            assert cli(target, "exec", CONTAINER, "true").returncode == 0
+
+        report(f"{name}: docker exec C true (CLI)", time_runs(cli_exec, count))
+        report(f"{name}: create+start+inspect (API)",
+               time_runs(lambda: api_exec(str(target.socket)), count))
+    finally:
+        cli(target, "rm", "-f", CONTAINER)
+
+
+def bench(workdir: Path, count: int, docker: bool) -> None:
     tar = _busybox_tar(workdir)
     (workdir / "daemon").mkdir()
     daemon = Daemon(workdir / "daemon")
     try:
         daemon.start()
-        import_image(daemon, tar, "bb:1")
-        ok(daemon, "run", "-d", "--name", CONTAINER, "bb:1", "sleep", "600")
-
-        def cli_exec() -> None:
-            assert cli(daemon, "exec", CONTAINER, "true").returncode == 0
-
-        report("docker exec C true (CLI, wall)", time_runs(cli_exec, count))
-        report("create+start+inspect (raw API)",
-               time_runs(lambda: api_exec(daemon.socket or ""), count))
-        cli(daemon, "rm", "-f", CONTAINER)
+        bench_target("dockertw", daemon, tar, count)
     finally:
         daemon.stop()
+    if docker:
+        _bench_docker(workdir / "docker", tar, count)
+
+
+def _bench_docker(workdir: Path, tar: Path, count: int) -> None:
+    """The same figures from a private dockerd (Debian package docker.io), if it starts."""
+    engine = DockerEngine(workdir)
+    try:
+        engine.start()
+    except RuntimeError as error:
+        print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
+        engine.stop()
+        return
+    try:
+        bench_target("docker", engine, tar, count)
+    finally:
+        engine.stop()
 
 
 def _interrupt(signum: int, frame: Any) -> NoReturn:
@@ -136,11 +159,13 @@ def _interrupt(signum: int, frame: Any) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50, help="timed execs per case")
+    parser.add_argument("--docker", action="store_true",
+                        help="also measure a private dockerd (Debian package docker.io)")
     options = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="dtwb-exec-", dir="/tmp"))
     try:
-        bench(workdir, options.count)
+        bench(workdir, options.count, options.docker)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
