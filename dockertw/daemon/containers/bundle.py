@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dockertw.daemon.containers.mounts import container_mounts, oci_mounts
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.containers.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
@@ -163,7 +162,6 @@ def runtime_config(container: Container, rootfs: Path,
         pids_limit=int(host.get("PidsLimit") or 0),
         cgroups_path=cgroup_path(container, cgroup_parent),
         tuning=tuning_of(host),
-        mounts=oci_mounts(container_mounts(host)),
     )
 
 

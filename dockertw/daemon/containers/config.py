@@ -12,7 +12,6 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.containers.mounts import container_mounts
 from dockertw.daemon.containers.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
@@ -296,7 +295,6 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
     _check_unsupported(host)
     _check_networking(networking, host.get("NetworkMode") or "default")
     check_tuning(host, str(host.get("NetworkMode") or "default"))
-    container_mounts(host)
     memory = host.get("Memory") or 0
     if not isinstance(memory, int) or (memory and memory < 6 * 1024 * 1024):
         raise InvalidParameter("Minimum memory limit allowed is 6MB")

@@ -8,7 +8,6 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.config import network_name
-from dockertw.daemon.containers.mounts import inspect_mounts
 from dockertw.daemon.images.views import rfc3339_nano
 
 __all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
@@ -213,7 +212,7 @@ class Container:
         }
         if sizes is not None:
             document.update(SizeRw=sizes[0], SizeRootFs=sizes[1])
-        document.update(Mounts=inspect_mounts(self.host_config), Config=self.config,
+        document.update(Mounts=[], Config=self.config,
                         NetworkSettings=self._network_settings())
         return json.loads(json.dumps(document))  # a deep copy the caller may keep
 
@@ -241,7 +240,6 @@ class Container:
                     Status=self.status_text(now_ns),
                     HostConfig={"NetworkMode": self.host_config.get("NetworkMode")
                                 or "default"},
-                    NetworkSettings={"Networks": self._networks()},
-                    Mounts=inspect_mounts(self.host_config))
+                    NetworkSettings={"Networks": self._networks()}, Mounts=[])
         return item
 
