@@ -9,6 +9,7 @@ from dockertw.api.routers.containers import ContainerRouter
 from dockertw.api.routers.images import ImageRouter
 from dockertw.api.routers.system import SystemRouter
 from dockertw.api.routers.unsupported import UnsupportedRouter
+from dockertw.api.routers.volumes import VolumeRouter
 from dockertw.daemon.engine import Engine
 
 __all__ = ["all_routers"]
@@ -20,5 +21,6 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
         SystemRouter(engine.system, engine.events, clock),
         ContainerRouter(engine.containers),
         ImageRouter(engine.images),
+        VolumeRouter(engine.volumes),
         UnsupportedRouter(),
     ]
