@@ -218,3 +218,17 @@ def test_prune_all_unused_and_volume_events(running_daemon: Daemon):
     assert events[0] == "create named1" and f"destroy {anonymous}" in events
     assert {"mount named1", "unmount named1", "destroy named1"} <= set(events)
     assert events[-1].startswith("prune")
+
+
+def test_failed_mount_with_rm_removes_the_container(running_daemon: Daemon,
+                                                    host_dir: Path):
+    """A mount runc cannot make fails the start; ``--rm`` still removes the container."""
+    daemon = running_daemon
+    done = cli(daemon, "run", "--rm", "-v", f"{host_dir}:/a:ro", "--tmpfs", "/a/b", "bb:1",
+               "true")
+    assert done.returncode != 0 and "read-only file system" in done.stderr
+    assert ok(daemon, "ps", "-aq") == ""
+    assert list(host_dir.iterdir()) == []
+    out = run(daemon, "-v", f"{host_dir}:/p:rshared", "bb:1", "sh", "-c",
+              "grep ' /p ' /proc/mounts | cut -d' ' -f4")
+    assert out.startswith("rw")

@@ -164,11 +164,26 @@ class Lifecycle:
             container = await self._writer(lambda: self._update_state(
                 container.id, restart_count=0, manually_stopped=False))
         self._starting.add(container.id)
+        failed = True
         try:
             await self._launch(container)
+            failed = False
         finally:
             self._starting.discard(container.id)
+            if failed and container.host_config.get("AutoRemove"):
+                self._remove_failed(container.id)
         return True
+
+    def _remove_failed(self, container_id: str) -> None:
+        """An ``AutoRemove`` container that failed to start goes (as Docker's does)."""
+        def failed(error: Any) -> None:
+            _log.warn("auto-remove {id}: {error}", id=container_id,
+                      error=error.getErrorMessage())
+
+        async def remove() -> None:
+            await self._auto_remove(container_id)
+
+        ensureDeferred(remove()).addErrback(failed)
 
     def _restart_by_policy(self, container_id: str) -> None:
         """Start a container its restart policy brings back (its delay is over)."""
