@@ -232,3 +232,29 @@ def test_failed_mount_with_rm_removes_the_container(running_daemon: Daemon,
     out = run(daemon, "-v", f"{host_dir}:/p:rshared", "bb:1", "sh", "-c",
               "grep ' /p ' /proc/mounts | cut -d' ' -f4")
     assert out.startswith("rw")
+
+
+def test_local_driver_options_mount_a_tmpfs(running_daemon: Daemon):
+    daemon = running_daemon
+    ok(daemon, "volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+       "--opt", "o=size=1m,uid=1000", "tv")
+    shown = json.loads(ok(daemon, "volume", "inspect", "tv"))[0]
+    assert shown["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=1000"}
+    out = run(daemon, "-v", "tv:/data", "bb:1", "sh", "-c",
+              "echo x > /data/f; grep ' /data ' /proc/mounts; stat -c %u /data")
+    assert out.startswith("tmpfs /data tmpfs") and "size=1024k" in out
+    assert out.splitlines()[-1] == "1000"
+    assert run(daemon, "-v", "tv:/data", "bb:1", "cat", "/data/f") == "x\n"
+    daemon.stop()
+    daemon.start()  # mounted again (empty: it is a tmpfs)
+    assert run(daemon, "-v", "tv:/data", "bb:1", "ls", "/data") == ""
+    bad = cli(daemon, "volume", "create", "--opt", "bogus=1", "b1")
+    assert 'invalid option key: "bogus"' in bad.stderr
+    bad = cli(daemon, "volume", "create", "--opt", "type=tmpfs", "b2")
+    assert 'missing required option: "device"' in bad.stderr
+    bad = cli(daemon, "volume", "create", "--opt", "type=nosuchfs", "--opt", "device=x",
+              "b3")
+    assert "failed to mount local volume" in bad.stderr
+    assert ok(daemon, "volume", "ls", "-q").split() == ["tv"]
+    ok(daemon, "volume", "rm", "tv")
+    assert os.listdir(daemon.root / "volumes") == []

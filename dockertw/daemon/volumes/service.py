@@ -40,12 +40,16 @@ def _check_driver(name: str, driver: str) -> None:
 
 
 def _check_options(options: Mapping[str, str]) -> None:
+    """The local driver's options: ``type``, ``device`` and ``o`` (``mount -t type
+    -o o device``); ``size`` needs quotas dockertw has not."""
     for key in options:
         if key not in LOCAL_OPTIONS:
             raise InvalidParameter(f'invalid option key: "{key}"')
-    if options:
-        raise InvalidParameter("local volume options (type, device, o, size) are not "
-                               "supported by dockertw yet")
+    if "size" in options:
+        raise InvalidParameter("quota size requested but no quota support")
+    for key in ("type", "device"):
+        if options and not options.get(key):
+            raise InvalidParameter(f'missing required option: "{key}"')
 
 
 def _string_map(value: Any, what: str) -> dict[str, str]:
@@ -93,8 +97,9 @@ class VolumeService:
     def open(cls, state_root: Path, events: EventBus, reactor: WorkerReactor
              ) -> VolumeService:
         """Load the volumes under ``state_root/volumes`` (blocking: call it at start)."""
-        return cls(VolumeStore(state_root / "volumes"),
-                   call_from_thread=reactor.callFromThread, events=events,
+        store = VolumeStore(state_root / "volumes")
+        reactor.addSystemEventTrigger("after", "shutdown", store.close)
+        return cls(store, call_from_thread=reactor.callFromThread, events=events,
                    writer=PoolRunner(reactor, 1, "dockertw-volume-writer"),
                    reader=PoolRunner(reactor, 1, "dockertw-volume-reader"))
 

@@ -19,7 +19,8 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.storage import atomic_write, ensure_directory, tree_size
-from dockertw.errdefs import InvalidParameter, NotFound
+from dockertw.errdefs import InvalidParameter, NotFound, System
+from dockertw.runtime import mounts
 
 __all__ = ["Volume", "VolumeStore", "check_volume_name", "LOCAL_OPTIONS"]
 
@@ -64,6 +65,26 @@ class Volume:
                            "Anonymous": self.anonymous}).encode()
 
 
+def _mount(volume: Volume) -> None:
+    """Mount a volume's ``device`` of ``type`` with ``o`` on its ``_data``."""
+    options = volume.options
+    try:
+        mounts.mount_filesystem(options["device"], Path(volume.mountpoint), options["type"],
+                                options.get("o", ""))
+    except OSError as error:
+        raise System(f"create {volume.name}: error while mounting volume "
+                     f"'{volume.mountpoint}': failed to mount local volume: mount "
+                     f"{options['device']}:{volume.mountpoint}, data: "
+                     f"{options.get('o', '')}: {error.strerror}") from None
+
+
+def _unmount(volume: Volume) -> None:
+    """Unmount the volume's own filesystem, if mounted; its data stays untouched."""
+    target = Path(volume.mountpoint)
+    if volume.options and mounts.is_mounted(target):
+        mounts.unmount(target)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -79,6 +100,11 @@ class VolumeStore:
             loaded = self._load(directory)
             if loaded is not None:
                 self._volumes[loaded.name] = loaded
+                if loaded.options and not mounts.is_mounted(Path(loaded.mountpoint)):
+                    try:
+                        _mount(loaded)
+                    except System:
+                        continue  # shown, but containers see an empty directory
 
     def _load(self, directory: Path) -> Volume | None:
         try:
@@ -123,7 +149,14 @@ class VolumeStore:
             volume = Volume(name=name, mountpoint=str(directory / "_data"),
                             created=_now(), labels=dict(labels or {}),
                             options=dict(options or {}), anonymous=anonymous)
-            atomic_write(directory / _METADATA, volume.to_json())
+            try:
+                if volume.options:
+                    _mount(volume)
+                atomic_write(directory / _METADATA, volume.to_json())
+            except BaseException:
+                _unmount(volume)
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
             self._volumes[name] = volume
             return volume, True
 
@@ -136,8 +169,15 @@ class VolumeStore:
                 raise NotFound(f"remove {name}: no such volume")
             directory = self.root / name
             (directory / _METADATA).unlink(missing_ok=True)
+            _unmount(volume)
             shutil.rmtree(directory, ignore_errors=True)
             return volume
+
+    def close(self) -> None:
+        """Unmount the volumes that have their own filesystem (daemon shutdown)."""
+        with self._lock:
+            for volume in self._volumes.values():
+                _unmount(volume)
 
     def size(self, name: str) -> int:
         return tree_size(Path(self.get(name).mountpoint))
