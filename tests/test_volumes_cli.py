@@ -192,6 +192,9 @@ def test_volumes_from_and_inspect_shape(running_daemon: Daemon, host_dir: Path):
     assert mounts["/shared"]["Name"] == "shared" and mounts["/shared"]["Mode"] == "z"
     listed = json.loads(ok(daemon, "ps", "-a", "--format", "{{json .Mounts}}"))
     assert "shared" in listed
+    assert ok(daemon, "ps", "-aq", "-f", "volume=shared").strip() == \
+        inspect(daemon, "store")["Id"][:12]
+    assert ok(daemon, "ps", "-aq", "-f", "volume=/nothing") == ""
     df = json.loads(ok(daemon, "system", "df", "-v", "--format", "{{json .Volumes}}"))
     assert any(v["Name"] == "shared" for v in df)
     ok(daemon, "rm", "store")

@@ -7,14 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from twisted.internet.defer import Deferred, succeed
 
+from dockertw.client.docker import DockerClient
+from dockertw.client.errors import NotFoundError
 from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.volumes.store import VolumeStore
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound
 from dockertw.filters import Filters
+from tests.support import Daemon
 
 
 def _now(function: Any) -> Deferred[Any]:
@@ -105,3 +109,22 @@ def test_service_list_filters_and_prune(tmp_path: Path):
     assert len(pruned["VolumesDeleted"]) == 1 and len(pruned["VolumesDeleted"][0]) == 64
     metadata = json.loads((tmp_path / "volumes" / "free" / "volume.json").read_bytes())
     assert metadata["Labels"] == {"keep": "1"}
+
+
+@pytest.mark.integration
+@pytest_twisted.ensureDeferred
+async def test_client_volume_calls_against_the_daemon(daemon: Daemon) -> None:
+    """dockertw's own client: create, list (filtered), inspect, remove."""
+    client = DockerClient(f"unix://{daemon.socket}")
+    try:
+        created = await client.create_volume("cv1", labels={"k": "v"})
+        assert created["Name"] == "cv1" and created["Labels"] == {"k": "v"}
+        listed = await client.list_volumes(filters={"label": "k=v"})
+        assert [v["Name"] for v in listed["Volumes"]] == ["cv1"]
+        assert (await client.inspect_volume("cv1"))["Driver"] == "local"
+        await client.remove_volume("cv1")
+        with pytest.raises(NotFoundError):
+            await client.inspect_volume("cv1")
+        await client.remove_volume("cv1", force=True)
+    finally:
+        await client.close()
