@@ -58,6 +58,13 @@ def test_mount_specs(tmp_path: Path):
     volume = mounts.parse_mount({"Type": "volume", "Source": "v", "Target": "/t",
                                  "VolumeOptions": {"NoCopy": True}})
     assert (volume.name, volume.copy_data, volume.driver) == ("v", False, "local")
+    configured = mounts.parse_mount({
+        "Type": "volume", "Target": "/t", "VolumeOptions": {
+            "Labels": {"a": "b"},
+            "DriverConfig": {"Name": "local", "Options": {"type": "tmpfs"}}}})
+    assert configured.labels == {"a": "b"} and configured.options == {"type": "tmpfs"}
+    with pytest.raises(InvalidParameter, match="mount path must be absolute"):
+        mounts.collect({}, ["rel"])
 
 
 @pytest.mark.parametrize(("spec", "message"), [

@@ -75,6 +75,7 @@ def test_binds_create_missing_source_mounts_do_not(running_daemon: Daemon,
     (["-v", "/tmp:/x:bogus"], "invalid mode: bogus"),
     (["-v", "/tmp:/x", "-v", "/var:/x"], "Duplicate mount point: /x"),
     (["--tmpfs", "/x", "-v", "/tmp:/x"], "Duplicate mount point: /x"),
+    (["-v", "x:/x"], "invalid mount path: 'x:/x' mount path must be absolute"),
 ])
 def test_invalid_mount_specs_answer_400(running_daemon: Daemon, args: list[str],
                                         message: str):
@@ -260,4 +261,10 @@ def test_local_driver_options_mount_a_tmpfs(running_daemon: Daemon):
     assert "failed to mount local volume" in bad.stderr
     assert ok(daemon, "volume", "ls", "-q").split() == ["tv"]
     ok(daemon, "volume", "rm", "tv")
+    out = run(daemon, "--mount", "type=volume,src=mv,dst=/m,volume-opt=type=tmpfs,"
+              "volume-opt=device=tmpfs,volume-label=made=here", "bb:1",
+              "grep", " /m ", "/proc/mounts")
+    assert out.startswith("tmpfs /m tmpfs")
+    assert json.loads(ok(daemon, "volume", "inspect", "mv"))[0]["Labels"] == {"made": "here"}
+    ok(daemon, "volume", "rm", "mv")
     assert os.listdir(daemon.root / "volumes") == []

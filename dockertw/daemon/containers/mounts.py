@@ -46,6 +46,8 @@ class MountPoint:
     create_source: bool = False  # a Binds source that is created when missing
     data: str = ""  # tmpfs options
     shown: bool = True  # in inspect's Mounts (``--tmpfs`` mounts are not)
+    labels: dict[str, str] = attrs.field(factory=dict)  # of a volume made for it
+    options: dict[str, str] = attrs.field(factory=dict)  # its driver options
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -198,8 +200,20 @@ def _volume_mount(source: str, destination: str, rw: bool,
                  or "local")
     if options.get("Subpath"):
         raise _config_error("volume", "VolumeOptions.Subpath is not supported by dockertw")
+    config = options.get("DriverConfig") or {}
     return MountPoint("volume", destination, name=source, driver=driver, rw=rw,
-                      copy_data=not options.get("NoCopy"), anonymous=not source)
+                      copy_data=not options.get("NoCopy"), anonymous=not source,
+                      labels=_strings_map(options.get("Labels"), "VolumeOptions.Labels"),
+                      options=_strings_map(config.get("Options"),
+                                           "VolumeOptions.DriverConfig.Options"))
+
+
+def _strings_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidParameter(f"invalid JSON: {what} must map strings to strings")
+    return dict(value)
 
 
 def _size_text(size: int) -> str:
@@ -294,8 +308,8 @@ def collect(host: Mapping[str, Any], image_volumes: Iterable[str] = (),
     for destination, options in tmpfs.items():
         add(parse_tmpfs(destination, options))
     for destination in image_volumes:
-        target = posixpath.normpath(destination)
-        if target not in chosen and target != "/":
+        target = _check_target("volume", destination)
+        if target not in chosen:
             chosen[target] = MountPoint("volume", target, driver="local", anonymous=True)
     return sort_points(chosen.values())
 

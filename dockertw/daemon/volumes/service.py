@@ -211,7 +211,9 @@ class VolumeService:
         _check_driver(point.name, point.driver)
         if point.name and self.store.find(point.name) is None:
             check_volume_name(point.name)
-        volume = self._create(point.name, {}, {}, anonymous=not point.name)
+        _check_options(point.options)
+        volume = self._create(point.name, point.labels, point.options,
+                              anonymous=not point.name)
         return attrs.evolve(point, name=volume.name, source=volume.mountpoint,
                             driver="local")
 
