@@ -186,6 +186,11 @@ def test_volumes_from_and_inspect_shape(running_daemon: Daemon, host_dir: Path):
     failed = cli(daemon, "run", "--rm", "--volumes-from", "store:ro", "bb:1", "sh", "-c",
                  "echo x > /shared/f")
     assert failed.returncode != 0
+    ok(daemon, "create", "--name", "rosrc", "-v", f"{host_dir}:/r:ro", "bb:1", "true")
+    failed = cli(daemon, "run", "--rm", "--volumes-from", "rosrc:rw", "bb:1", "touch",
+                 "/r/x")
+    assert failed.returncode != 0 and not (host_dir / "x").exists()
+    ok(daemon, "rm", "rosrc")
     mounts = {m["Destination"]: m for m in inspect(daemon, "store")["Mounts"]}
     assert mounts["/host"] == {"Type": "bind", "Source": str(host_dir),
                                "Destination": "/host", "Mode": "", "RW": True,

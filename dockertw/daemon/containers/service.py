@@ -261,10 +261,9 @@ class ContainerService:
                 point = MountPoint.from_json(item)
                 if point.type == "tmpfs":
                     continue
-                rw = point.rw if mode in ("", "rw") and "," not in mode else \
-                    "ro" not in mode.split(",")
-                inherited.append(attrs.evolve(point, rw=rw, anonymous=False,
-                                              create_source=False))
+                inherited.append(attrs.evolve(
+                    point, rw=point.rw and "ro" not in mode.split(","), anonymous=False,
+                    create_source=False))
         return inherited
 
     def _drop_anonymous(self, points: list[MountPoint]) -> None:
