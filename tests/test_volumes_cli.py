@@ -166,6 +166,10 @@ def test_anonymous_volumes_copy_image_content_and_go_with_rm_v(running_daemon: D
     ok(daemon, "start", "-a", "anon")
     data = Path(mounts[0]["Source"])
     assert (data / "passwd").is_file()
+    for entry in data.iterdir():  # emptied: a second start copies nothing again
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    assert cli(daemon, "start", "-a", "anon").returncode != 0  # no /etc/passwd now
+    assert list(data.iterdir()) == []
     ok(daemon, "rm", "-v", "anon")
     assert name not in ok(daemon, "volume", "ls", "-q")
     # --rm removes them too; nocopy leaves a new volume empty

@@ -22,8 +22,7 @@ from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers.logs import LogOptions, follow_log, read_log
-from dockertw.daemon.containers.mounts import MountPoint
-from dockertw.daemon.containers.mountsetup import prepare_mounts
+from dockertw.daemon.containers.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
@@ -207,7 +206,7 @@ class Lifecycle:
         image = self._images.get(container.image_id)
         layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
                   if image.chain else [])
-        points = [MountPoint.from_json(item) for item in container.mount_points]
+        points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
                                       lambda rootfs: prepare_mounts(points, rootfs))

@@ -14,10 +14,13 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+import attrs
+
 from dockertw.daemon.containers.mounts import MountPoint, runtime_mounts
+from dockertw.daemon.containers.record import Container
 from dockertw.runtime.spec import Mount
 
-__all__ = ["prepare_mounts", "resolve_inside"]
+__all__ = ["prepare_mounts", "resolve_inside", "points_to_prepare"]
 
 _MAX_LINKS = 40
 
@@ -70,6 +73,15 @@ def copy_image_content(rootfs: Path, destination: str, data: Path) -> None:
         relative = Path(directory).relative_to(source)
         for name in (*dirnames, *filenames):
             _copy_owner_and_mode(Path(directory, name), data / relative / name)
+
+
+def points_to_prepare(container: Container) -> list[MountPoint]:
+    """The container's mount points; image content is copied into empty volumes on its
+    first start only (Docker copies when the container is created)."""
+    points = [MountPoint.from_json(item) for item in container.mount_points]
+    if container.state.started_ns:
+        points = [attrs.evolve(point, copy_data=False) for point in points]
+    return points
 
 
 def prepare_mounts(points: Iterable[MountPoint], rootfs: Path) -> tuple[Mount, ...]:
