@@ -13,6 +13,7 @@ from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.storage import ensure_directory
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
+from dockertw.daemon.volumes.service import VolumeService
 from dockertw.runtime.probe import probe_runtime
 
 __all__ = ["EngineConfig", "Engine"]
@@ -37,6 +38,7 @@ class Engine:
     system: SystemService
     images: ImageService
     containers: ContainerService
+    volumes: VolumeService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -51,11 +53,13 @@ class Engine:
         host = read_host_facts()
         images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))
         runtime = probe_runtime(config.runtime)
+        volumes = VolumeService.open(root, events, reactor)
         containers = ContainerService.open(root, images.store, events, reactor,
                                            runtime=runtime.name,
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent,
-                                           machine_memory=host.mem_total)
+                                           machine_memory=host.mem_total,
+                                           volumes=volumes)
         containers.commit_image = images.commit
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
@@ -67,9 +71,10 @@ class Engine:
             engine_id=load_engine_id(root),
             images=images,
             containers=containers,
+            volumes=volumes,
         )
         return cls(config=config, events=events, system=system, images=images,
-                   containers=containers)
+                   containers=containers, volumes=volumes)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
 from dockertw import __version__
 from dockertw.daemon.events import EventBus
@@ -86,6 +86,10 @@ def _open_descriptors() -> int:
         return 0
 
 
+class VolumeFigures(Protocol):
+    def disk_usage(self) -> Deferred[list[dict[str, Any]]]: ...
+
+
 class SystemService:
     """Answers the system questions.
 
@@ -96,8 +100,10 @@ class SystemService:
 
     def __init__(self, config: SystemConfig, host: HostFacts, runtime: RuntimeInfo,
                  events: EventBus, engine_id: str, images: ImageFigures | None = None,
-                 containers: ContainerFigures | None = None) -> None:
+                 containers: ContainerFigures | None = None,
+                 volumes: VolumeFigures | None = None) -> None:
         self._config = config
+        self._volumes = volumes
         self._containers: ContainerFigures = (containers if containers is not None
                                               else _NoContainers())
         self._images: ImageFigures = images if images is not None else _NoImages()
@@ -227,8 +233,10 @@ class SystemService:
         """``GET /system/df``: layers, images, containers, volumes and build cache."""
         layers_size, images = self._images.image_disk_usage()
 
-        def assemble(containers: list[dict[str, Any]]) -> dict[str, Any]:
+        async def assemble() -> dict[str, Any]:
+            containers = await self._containers.container_disk_usage()
+            volumes = await self._volumes.disk_usage() if self._volumes else []
             return {"LayersSize": layers_size, "Images": images, "Containers": containers,
-                    "Volumes": [], "BuildCache": []}
+                    "Volumes": volumes, "BuildCache": []}
 
-        return self._containers.container_disk_usage().addCallback(assemble)
+        return ensureDeferred(assemble())

@@ -12,8 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["mount_overlay", "mount_overlay_readonly", "unmount", "mounts_under",
-           "is_mounted"]
+__all__ = ["mount_overlay", "mount_overlay_readonly", "mount_filesystem", "unmount",
+           "mounts_under", "is_mounted"]
 
 _MNT_DETACH = 2
 _MS_RDONLY = 1
@@ -57,6 +57,24 @@ def mount_overlay_readonly(lowers: Sequence[Path], target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", _MS_RDONLY,
                          options.encode()), f"mount overlay at {target}")
+
+
+_FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "dirsync": 128,
+          "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "bind": 4096,
+          "rbind": 4096 | 16384}
+
+
+def mount_filesystem(device: str, target: Path, fstype: str, options: str = "") -> None:
+    """``mount -t fstype -o options device target``: known flags (``ro``, ``nodev``...)
+    become mount flags, the rest is the filesystem's data."""
+    flags, data = 0, []
+    for option in filter(None, options.split(",")):
+        if option in _FLAGS:
+            flags |= _FLAGS[option]
+        elif option not in ("rw", "defaults"):
+            data.append(option)
+    _check(_libc().mount(device.encode(), os.fsencode(target), fstype.encode(), flags,
+                         ",".join(data).encode()), f"mount {fstype} at {target}")
 
 
 def unmount(target: Path) -> None:

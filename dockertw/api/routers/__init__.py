@@ -10,6 +10,7 @@ from dockertw.api.routers.exec import ExecRouter
 from dockertw.api.routers.images import ImageRouter
 from dockertw.api.routers.system import SystemRouter
 from dockertw.api.routers.unsupported import UnsupportedRouter
+from dockertw.api.routers.volumes import VolumeRouter
 from dockertw.daemon.engine import Engine
 
 __all__ = ["all_routers"]
@@ -22,5 +23,6 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
         ContainerRouter(engine.containers),
         ExecRouter(engine.containers.execs),
         ImageRouter(engine.images),
+        VolumeRouter(engine.volumes),
         UnsupportedRouter(),
     ]

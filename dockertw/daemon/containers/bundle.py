@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from dockertw.daemon.containers.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime import mounts
-from dockertw.runtime.spec import ContainerRuntimeConfig, ProcessUser, build_spec
+from dockertw.runtime.spec import ContainerRuntimeConfig, Mount, ProcessUser, build_spec
 
 __all__ = ["rootfs_of", "bundle_of", "prepare_bundle", "release_rootfs", "resolve_user",
            "read_root_file", "runtime_config", "cgroup_path"]
@@ -135,8 +135,8 @@ def cgroup_path(container: Container, cgroup_parent: str = "dockertw") -> str:
     return f"/{parent}/{container.id}" if parent else f"/{container.id}"
 
 
-def runtime_config(container: Container, rootfs: Path,
-                   cgroup_parent: str = "dockertw") -> ContainerRuntimeConfig:
+def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "dockertw",
+                   mounts: tuple[Mount, ...] = ()) -> ContainerRuntimeConfig:
     """The runtime settings of ``container`` (its root filesystem must be mounted);
     its cgroup is ``<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
     config: dict[str, Any] = container.config
@@ -162,12 +162,15 @@ def runtime_config(container: Container, rootfs: Path,
         pids_limit=int(host.get("PidsLimit") or 0),
         cgroups_path=cgroup_path(container, cgroup_parent),
         tuning=tuning_of(host),
+        mounts=mounts,
     )
 
 
 def prepare_bundle(container: Container, container_dir: Path,
-                   layers: Sequence[Path], cgroup_parent: str = "dockertw") -> Path:
-    """Mount the root filesystem (``layers`` bottom first) and write ``config.json``."""
+                   layers: Sequence[Path], cgroup_parent: str = "dockertw",
+                   setup_mounts: Callable[[Path], tuple[Mount, ...]] | None = None) -> Path:
+    """Mount the root filesystem (``layers`` bottom first) and write ``config.json``;
+    ``setup_mounts`` readies the container's mounts once the root is there."""
     rootfs = rootfs_of(container_dir)
     lowers = list(reversed(layers))
     if not lowers:
@@ -177,7 +180,8 @@ def prepare_bundle(container: Container, container_dir: Path,
     if not mounts.is_mounted(rootfs):
         mounts.mount_overlay(lowers, container_dir / "upper", container_dir / "work", rootfs)
     try:
-        spec = build_spec(runtime_config(container, rootfs, cgroup_parent))
+        extra = setup_mounts(rootfs) if setup_mounts is not None else ()
+        spec = build_spec(runtime_config(container, rootfs, cgroup_parent, extra))
         bundle = bundle_of(container_dir)
         atomic_write(bundle / "config.json", json.dumps(spec).encode(), durable=False)
     except BaseException:

@@ -74,7 +74,7 @@ _UNSUPPORTED = (
     ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
     ("Links", "links (--link)"), ("Devices", "devices (--device)"),
     ("DeviceRequests", "device requests (--gpus)"),
-    ("DeviceCgroupRules", "device cgroup rules"), ("VolumesFrom", "--volumes-from"),
+    ("DeviceCgroupRules", "device cgroup rules"),
     ("VolumeDriver", "volume drivers"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
     ("UsernsMode", "--userns"), ("Isolation", "--isolation"), ("Dns", "--dns"),
     ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
@@ -242,7 +242,7 @@ def network_name(mode: str) -> str:
 
 def _check_unsupported(host: Mapping[str, Any]) -> None:
     for key, feature in _UNSUPPORTED:
-        if host.get(key):
+        if host.get(key) and not (key == "VolumeDriver" and host[key] == "local"):
             raise InvalidParameter(f"{feature} is not supported by dockertw yet")
     mode = host.get("NetworkMode") or "default"
     if mode not in _NETWORK_MODES:

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
+from dockertw.daemon.containers.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.record import Container, State
 from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
 from dockertw.daemon.containers.running import Attachment, Running, chained
@@ -210,8 +211,10 @@ class Lifecycle:
         image = self._images.get(container.image_id)
         layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
                   if image.chain else [])
+        points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
-                                      self._cgroup_parent)
+                                      self._cgroup_parent,
+                                      lambda rootfs: prepare_mounts(points, rootfs))
 
     async def _launch(self, container: Container, **state: Any) -> None:
         """Prepare, then create and start one run (``runc run --detach``); ``state``

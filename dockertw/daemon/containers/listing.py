@@ -15,7 +15,7 @@ __all__ = ["LIST_FILTERS", "PRUNE_FILTERS", "STATUSES", "check_list_filters",
            "matches", "prune_matches", "check_prune_filters"]
 
 LIST_FILTERS = frozenset({"ancestor", "before", "exited", "id", "label", "name", "since",
-                          "status"})
+                          "status", "volume"})
 PRUNE_FILTERS = frozenset({"until", "label", "label!"})
 STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
                       "dead"})
@@ -59,9 +59,17 @@ def matches(filters: Filters, container: Container, *,
     if ancestors is not None and container.image_id not in ancestors \
             and str(container.config.get("Image")) not in filters.get("ancestor"):
         return False
+    if "volume" in filters and not _uses_volume(filters.get("volume"), container):
+        return False
     if before is not None and container.created_ns >= before.created_ns:
         return False
     return since is None or container.created_ns > since.created_ns
+
+
+def _uses_volume(values: frozenset[str], container: Container) -> bool:
+    """``volume=``: a mount's volume name, source or destination is one of ``values``."""
+    return any(point.get(key) in values for point in container.mount_points
+               for key in ("name", "source", "destination"))
 
 
 def check_prune_filters(filters: Filters) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.config import network_name
+from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.daemon.images.views import rfc3339_nano
 
 __all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
@@ -114,6 +115,7 @@ class Container:
     image_id: str
     state: State = attrs.field(factory=State)
     log_path: str = ""
+    mount_points: list[dict[str, Any]] = attrs.field(factory=list)  # MountPoint.to_json
 
     @property
     def labels(self) -> dict[str, str]:
@@ -161,7 +163,7 @@ class Container:
         record = {"ID": self.id, "Name": self.name, "CreatedNano": self.created_ns,
                   "Path": self.path, "Args": self.args, "Config": self.config,
                   "Image": self.image_id, "State": self.state.to_json(),
-                  "LogPath": self.log_path}
+                  "LogPath": self.log_path, "MountPoints": self.mount_points}
         return json.dumps(record, indent=None).encode()
 
     def host_config_json(self) -> bytes:
@@ -180,7 +182,8 @@ class Container:
                        args=list(record["Args"]), config=dict(record["Config"]),
                        host_config=hosted, image_id=record["Image"],
                        state=State.from_json(record.get("State")),
-                       log_path=str(record.get("LogPath") or ""))
+                       log_path=str(record.get("LogPath") or ""),
+                       mount_points=list(record.get("MountPoints") or []))
         except (KeyError, TypeError) as error:
             raise ValueError(f"incomplete record: {error}") from None
 
@@ -212,9 +215,14 @@ class Container:
         }
         if sizes is not None:
             document.update(SizeRw=sizes[0], SizeRootFs=sizes[1])
-        document.update(Mounts=[], Config=self.config,
+        document.update(Mounts=self.mounts_view(), Config=self.config,
                         NetworkSettings=self._network_settings())
         return json.loads(json.dumps(document))  # a deep copy the caller may keep
+
+    def mounts_view(self) -> list[dict[str, Any]]:
+        """``Mounts``: Docker's MountPoint items (``--tmpfs`` ones are not shown)."""
+        points = [MountPoint.from_json(item) for item in self.mount_points]
+        return [point.view() for point in points if point.type != "tmpfs" or point.shown]
 
     def _network_settings(self) -> dict[str, Any]:
         return {"Bridge": "", "SandboxID": "", "HairpinMode": False,
@@ -240,6 +248,7 @@ class Container:
                     Status=self.status_text(now_ns),
                     HostConfig={"NetworkMode": self.host_config.get("NetworkMode")
                                 or "default"},
-                    NetworkSettings={"Networks": self._networks()}, Mounts=[])
+                    NetworkSettings={"Networks": self._networks()},
+                    Mounts=self.mounts_view())
         return item
 

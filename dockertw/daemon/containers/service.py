@@ -26,6 +26,8 @@ from dockertw.daemon.containers.execs import ExecService
 from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
+from dockertw.daemon.containers.mounts import MountPoint, parse_volumes_from
+from dockertw.daemon.containers.mounts import collect as collect_mounts
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
 from dockertw.daemon.containers.record import Container, Sizes
 from dockertw.daemon.containers.running import Attachment, Running
@@ -40,6 +42,7 @@ from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
+from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
@@ -134,8 +137,10 @@ class ContainerService:
                  reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
                  reactor: Any = None, runc: Runc | None = None,
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
-                 machine_memory: int = 0) -> None:
+                 machine_memory: int = 0,
+                 volumes: VolumeService | None = None) -> None:
         self._store = store
+        self._volumes = volumes
         self._images = images
         self._call = call_from_thread
         self._events = events
@@ -159,12 +164,15 @@ class ContainerService:
         images.image_users = self.image_users
         self.commit_image: CommitImage = _no_commit
         images.pinned_layers = self.pinned_layers
+        if volumes is not None:
+            volumes.volume_users = self.volume_users
 
     @classmethod
     def open(cls, state_root: Path, images: ImageStore, events: EventBus,
              reactor: WorkerReactor, *, runtime: str = "runc",
              cgroup_version: str = "2", cgroup_parent: str = "dockertw",
-             machine_memory: int = 0) -> ContainerService:
+             machine_memory: int = 0,
+             volumes: VolumeService | None = None) -> ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up)."""
         store = ContainerStore.open(state_root)
         _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
@@ -177,7 +185,7 @@ class ContainerService:
                       runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
                       cgroup_parent=cgroup_parent,
                       preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
-                      machine_memory=machine_memory)
+                      machine_memory=machine_memory, volumes=volumes)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
         return service
@@ -231,7 +239,23 @@ class ContainerService:
         """Publish a container event from the reactor thread; refresh the count."""
         event = Event(type="container", action=action, actor_id=container.id,
                       attributes={**container.event_attributes(), **extra})
+        if action == "start":
+            self._volume_events(container, "mount")
         self._call(self._published, event)
+        if action == "die":
+            self._volume_events(container, "unmount")
+
+    def _volume_events(self, container: Container, action: str) -> None:
+        """Docker's ``mount``/``unmount`` volume events around a run."""
+        if self._volumes is None:
+            return
+        for point in map(MountPoint.from_json, container.mount_points):
+            if point.type != "volume":
+                continue
+            extra = {} if action == "unmount" else {
+                "destination": point.destination, "read/write": str(point.rw).lower(),
+                "propagation": point.propagation}
+            self._volumes.emit(action, point.name, container=container.id, **extra)
 
     def _published(self, event: Event) -> None:
         self._count = self._store.count()
@@ -262,14 +286,64 @@ class ContainerService:
                                         runtime=self._runtime,
                                         cgroup_version=self._cgroup_version)
         path, args = configs.entrypoint_and_args(config)
+        points = self._mount_points(request.host_config, config)
         log_path = self._store.root / container_id / f"{container_id}-json.log"
         container = Container(id=container_id, name=self._name_for(name, container_id),
                               created_ns=time.time_ns(), path=path, args=args,
                               config=config, host_config=host, image_id=image.id,
-                              log_path=str(log_path))
-        self._store.add(container)
+                              log_path=str(log_path),
+                              mount_points=[point.to_json() for point in points])
+        try:
+            self._store.add(container)
+        except BaseException:
+            self._drop_anonymous(points)
+            raise
         self._emit(container, "create")
         return {"Id": container_id, "Warnings": []}
+
+    def _mount_points(self, host: dict[str, Any], config: dict[str, Any]
+                      ) -> list[MountPoint]:
+        """The container's mounts, its volumes found or created (anonymous ones new)."""
+        inherited = self._volumes_from(host.get("VolumesFrom"))
+        points = collect_mounts(host, (config.get("Volumes") or {}).keys(), inherited)
+        if any(p.type == "volume" and not p.source for p in points) and not self._volumes:
+            raise InvalidParameter("volumes are not supported by this engine")
+        resolved: list[MountPoint] = []
+        try:
+            for point in points:
+                needs_volume = point.type == "volume" and not point.source
+                resolved.append(self._volumes.acquire(point)  # type: ignore[union-attr]
+                                if needs_volume else point)
+        except BaseException:
+            self._drop_anonymous(resolved)
+            raise
+        return resolved
+
+    def _volumes_from(self, specs: Any) -> list[MountPoint]:
+        """The mounts of ``--volumes-from`` containers (``:ro`` makes them read-only)."""
+        inherited: list[MountPoint] = []
+        for spec in specs or ():
+            name, mode = parse_volumes_from(str(spec))
+            source = self._store.get(name)
+            for item in source.mount_points:
+                point = MountPoint.from_json(item)
+                if point.type == "tmpfs":
+                    continue
+                inherited.append(attrs.evolve(
+                    point, rw=point.rw and "ro" not in mode.split(","), anonymous=False,
+                    create_source=False))
+        return inherited
+
+    def _drop_anonymous(self, points: list[MountPoint]) -> None:
+        if self._volumes is not None:
+            self._volumes.remove_anonymous([p.name for p in points
+                                            if p.type == "volume" and p.anonymous])
+
+    def volume_users(self, name: str) -> list[str]:
+        """The volume service's hook: IDs of the containers that mount ``name``."""
+        return [c.id for c in self._store.all()
+                if any(p.get("type") == "volume" and p.get("name") == name
+                       for p in c.mount_points)]
 
     def _name_for(self, requested: str, container_id: str) -> str:
         """The requested name, or a free generated one (moby's six tries, then the ID)."""
@@ -446,23 +520,25 @@ class ContainerService:
         """``DELETE /containers/{name}``; ``force`` kills a running container first."""
         if link:
             raise InvalidParameter("links are not supported by dockertw")
-        return ensureDeferred(self._remove_async(name, force))
+        return ensureDeferred(self._remove_async(name, force, volumes))
 
-    async def _remove_async(self, name: str, force: bool) -> None:
+    async def _remove_async(self, name: str, force: bool, volumes: bool = False) -> None:
         container = await self._reader(lambda: self._store.get(name))
         await self._runs.kill_for_removal(container, force)
-        removed = await self._writer(lambda: self._remove(container.id))
+        removed = await self._writer(lambda: self._remove(container.id, volumes))
         self._runs.removed(removed.id, removed.state)
         self.execs.forget(removed.id)
 
     def _auto_remove(self, container_id: str) -> Deferred[None]:
-        return ensureDeferred(self._remove_async(container_id, force=False))
+        return ensureDeferred(self._remove_async(container_id, force=False, volumes=True))
 
-    def _remove(self, name: str) -> Container:
+    def _remove(self, name: str, volumes: bool = False) -> Container:
         container = self._store.get(name)
         bundles.release_rootfs(self._store.root / container.id)
         container = self._store.remove(container.id)
         self._emit(container, "destroy")
+        if volumes:
+            self._drop_anonymous([MountPoint.from_json(p) for p in container.mount_points])
         return container
 
     def rename(self, old: str, new: str) -> Deferred[None]:
