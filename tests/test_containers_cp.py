@@ -222,3 +222,12 @@ def test_readonly_rootfs(running_daemon: Daemon, workdir: Path) -> None:
     done = cli(running_daemon, "cp", str(workdir / "f"), "cpro:/tmp/")
     assert done.returncode != 0 and "container rootfs is marked read-only" in done.stderr
     ok(running_daemon, "rm", "cpro")
+
+
+def test_a_stopped_container_starts_with_the_copy(running_daemon: Daemon,
+                                                  workdir: Path) -> None:
+    ok(running_daemon, "create", "--name", "cpnew", "bb:1", "cat", "/tmp/in.txt")
+    (workdir / "in.txt").write_text("copied while stopped\n")
+    ok(running_daemon, "cp", str(workdir / "in.txt"), "cpnew:/tmp/")
+    assert ok(running_daemon, "start", "-a", "cpnew") == "copied while stopped\n"
+    ok(running_daemon, "rm", "cpnew")

@@ -15,23 +15,36 @@ import posixpath
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any, cast
 
 import attrs
 
 from dockertw.daemon.containers import inroot
 from dockertw.daemon.containers.export import _ChunkWriter
-from dockertw.errdefs import InvalidParameter, NotFound
+from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "archive_name", "ExtractOptions",
-           "extract", "destination", "stat_json", "not_found"]
+           "extract", "destination", "stat_json", "not_found", "as_docker_errors"]
 
 # Go's os.FileMode type bits, as the CLI reads the stat header
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
 _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
+
+
+@contextmanager
+def as_docker_errors() -> Iterator[None]:
+    """A system error (``ELOOP``, ``EXDEV``...) or a broken archive as the API's
+    errors: a 500 or a 400 with the message, not an unexpected failure."""
+    try:
+        yield
+    except tarfile.TarError as error:
+        raise InvalidParameter(f"invalid tar archive: {error}") from None
+    except OSError as error:
+        raise System(str(error)) from None
 
 
 def not_found(path: str, container: str) -> NotFound:

@@ -355,7 +355,7 @@ class ContainerService:
         """``HEAD /containers/{name}/archive``: the path's ``ContainerPathStat``."""
         def stat_path() -> dict[str, Any]:
             container = self._store.get(name)
-            with self._readonly_root(container) as root:
+            with self._readonly_root(container) as root, archives.as_docker_errors():
                 found, resolved = archives.path_stat(root.fd, path, name)
                 os.close(resolved.parent)
                 return found
@@ -370,6 +370,10 @@ class ContainerService:
                           pump)
 
     def _archive(self, name: str, path: str, start: StartArchive, pump: Pump) -> None:
+        with archives.as_docker_errors():
+            self._archive_in(name, path, start, pump)
+
+    def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump) -> None:
         container = self._store.get(name)
         with self._readonly_root(container) as root:
             found, resolved = archives.path_stat(root.fd, path, name)
@@ -406,7 +410,8 @@ class ContainerService:
                 root = stack.enter_context(copyroot.writable_root(
                     self._store.root / container.id / "upper", lowers,
                     _copy_scratch(self._store.root)))
-            self._extract_into(container, name, root, options, body)
+            with archives.as_docker_errors():
+                self._extract_into(container, name, root, options, body)
         self._emit(container, "extract-to-dir")
 
     def _extract_into(self, container: Container, name: str, root: copyroot.MergedRoot,
