@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dockertw.runtime.mounts import mounts_under
 from tests.cli import cli, ok
 from tests.support import Daemon, _UnixConnection
 
@@ -231,3 +233,22 @@ def test_a_stopped_container_starts_with_the_copy(running_daemon: Daemon,
     ok(running_daemon, "cp", str(workdir / "in.txt"), "cpnew:/tmp/")
     assert ok(running_daemon, "start", "-a", "cpnew") == "copied while stopped\n"
     ok(running_daemon, "rm", "cpnew")
+
+
+def test_a_client_going_away_releases_the_mount(running_daemon: Daemon) -> None:
+    ok(running_daemon, "create", "--name", "cpgone", "bb:1", "true")
+    assert running_daemon.socket
+    connection = _UnixConnection(running_daemon.socket)
+    try:
+        connection.request("GET", "/containers/cpgone/archive?path=/", headers={"Host": "x"})
+        response = connection.getresponse()
+        assert response.status == 200 and response.read(1000)
+    finally:
+        connection.close()
+    scratch = running_daemon.root / "tmp" / "cp"
+    for _ in range(100):
+        if not mounts_under(scratch):
+            break
+        time.sleep(0.1)
+    assert mounts_under(scratch) == []
+    ok(running_daemon, "rm", "cpgone")

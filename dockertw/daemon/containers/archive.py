@@ -152,9 +152,7 @@ class _TarWriter:
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         header = self._header(parent, name, arcname, info)
         if header.isreg():
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=parent)
-            with os.fdopen(fd, "rb") as content:
+            with _open_regular(parent, name, info) as content:
                 header.size = os.fstat(content.fileno()).st_size
                 self._tar.addfile(header, _Limited(content, header.size))
             return
@@ -195,6 +193,23 @@ class _TarWriter:
         elif kind != stat.S_IFREG:
             raise OSError(f"{arcname}: sockets cannot be archived")
         return header
+
+
+@contextmanager
+def _open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[IO[bytes]]:
+    """The regular file ``seen`` for reading.  Opened by ``O_PATH`` first and checked,
+    so an entry swapped meanwhile (a device node, a FIFO) is never opened for real."""
+    path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        now = os.fstat(path_fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
+                seen.st_dev, seen.st_ino):
+            raise OSError(f"{name}: changed while being archived")
+        fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(path_fd)
+    with os.fdopen(fd, "rb") as content:
+        yield content
 
 
 class _Limited:
