@@ -148,7 +148,9 @@ class Lifecycle:
         return [*self._running, *self._starting]
 
     async def kill_for_removal(self, container: Container, force: bool) -> None:
-        """Make way for removing ``container``: 409 when active unless ``force``."""
+        """Make way for removing ``container``: 409 when active unless ``force``; a
+        copy into its upper directory finishes first."""
+        await self._offline_copies_done(container.id)
         running = self._running.get(container.id)
         if self._restarts.is_pending(container.id):
             if not force:
