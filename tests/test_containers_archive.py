@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dockertw.api.routers.containers import negotiate_encoding
 from dockertw.daemon.containers import archive
 from dockertw.errdefs import InvalidParameter, NotFound
 
@@ -149,3 +151,22 @@ def test_stat_of_a_link(root: tuple[Path, int]) -> None:
     assert found["linkTarget"] == str(root[0].parent)  # lexically, inside the root
     with pytest.raises(NotFound, match="Could not find the file /host/victim in"):
         archive.path_stat(root[1], "/host/victim", "c")
+
+
+@pytest.mark.parametrize(("accept", "chosen"), [
+    ("", ""), ("identity", ""), ("gzip", "gzip"), ("deflate, gzip", "gzip"),
+    ("gzip;q=0.5, deflate", "deflate"), ("*", "gzip"), ("gzip;q=0", ""),
+    ("br, deflate;q=0.1", "deflate"),
+])
+def test_negotiate_encoding(accept: str, chosen: str) -> None:
+    assert negotiate_encoding(accept) == chosen
+
+
+def test_encoder_round_trip() -> None:
+    for encoding, wbits in (("gzip", 31), ("deflate", -15), ("", 0)):
+        out: list[bytes] = []
+        encoder = archive.Encoder(out.append, encoding)
+        encoder.push(b"abc" * 1000)
+        encoder.close()
+        data = b"".join(out)
+        assert (zlib.decompress(data, wbits) if wbits else data) == b"abc" * 1000

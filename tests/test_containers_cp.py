@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,13 +153,14 @@ def test_links_are_resolved_inside(running_daemon: Daemon, container: str,
     assert list(host_victim.parent.iterdir()) == [host_victim]
 
 
-def request(daemon: Daemon, method: str, url: str, body: bytes | None = None
-            ) -> tuple[int, dict[str, str], bytes]:
+def request(daemon: Daemon, method: str, url: str, body: bytes | None = None,
+            **headers: str) -> tuple[int, dict[str, str], bytes]:
     assert daemon.socket
     connection = _UnixConnection(daemon.socket)
     try:
         connection.request(method, url, body=body,
-                           headers={"Host": "x", "Content-Type": "application/x-tar"})
+                           headers={"Host": "x", "Content-Type": "application/x-tar",
+                                    **headers})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -252,3 +254,17 @@ def test_a_client_going_away_releases_the_mount(running_daemon: Daemon) -> None:
         time.sleep(0.1)
     assert mounts_under(scratch) == []
     ok(running_daemon, "rm", "cpgone")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_archive(running_daemon: Daemon, encoding: str) -> None:
+    ok(running_daemon, "create", "--name", "cpzip", "bb:1", "true")
+    try:
+        status, headers, body = request(running_daemon, "GET",
+                                        "/containers/cpzip/archive?path=/etc/passwd",
+                                        **{"Accept-Encoding": f"{encoding}, identity"})
+    finally:
+        ok(running_daemon, "rm", "cpzip")
+    assert status == 200 and headers["Content-Encoding"] == encoding
+    data = zlib.decompress(body, 31 if encoding == "gzip" else -15)
+    assert untar(data)["passwd"].startswith(b"root:")

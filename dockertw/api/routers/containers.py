@@ -57,7 +57,8 @@ class ContainerBackend(Protocol):
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
     def export(self, name: str, begin: Begin) -> Deferred[None]: ...
     def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]: ...
-    def archive(self, name: str, path: str, start: StartArchive) -> Deferred[None]: ...
+    def archive(self, name: str, path: str, start: StartArchive,
+                encoding: str = "") -> Deferred[None]: ...
     def extract(self, name: str, options: CopyOptions, body: IO[bytes]
                 ) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
@@ -188,13 +189,38 @@ def _archive_path(call: ApiCall) -> str:
     return path
 
 
-def _start_archive(request: IRequest) -> StartArchive:
+def negotiate_encoding(accept: str) -> str:
+    """``gzip``, ``deflate`` or ``""`` for an ``Accept-Encoding`` value: the offer
+    with the highest quality, ``gzip`` on a tie (as moby's negotiation)."""
+    qualities: dict[str, float] = {}
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.strip().lower()] = quality
+    best, chosen = 0.0, ""
+    for offer in ("gzip", "deflate"):
+        quality = qualities.get(offer, qualities.get("*", 0.0))
+        if quality > best:
+            best, chosen = quality, offer
+    return chosen
+
+
+def _start_archive(request: IRequest, encoding: str) -> StartArchive:
     """The stat header, then the tar (both set in the reactor thread)."""
     def start(found: dict[str, Any]) -> Begin:
         tar = start_tar(request)
 
         def begin(pump: Pump) -> Callable[[bytes], None]:
             _path_stat_header(request, found)
+            if encoding:
+                request.setHeader(b"content-encoding", encoding.encode())
             return cast(Callable[[bytes], None], tar(pump))
 
         return begin
@@ -294,8 +320,11 @@ class ContainerRouter:
         return stated.addCallback(answer)
 
     def archive_get(self, call: ApiCall) -> Deferred[None]:
+        accept = call.request.getHeader(b"accept-encoding") or b""
+        encoding = negotiate_encoding(accept.decode("latin-1"))
         archived = self._containers.archive(call.params["name"], _archive_path(call),
-                                            _start_archive(call.request))
+                                            _start_archive(call.request, encoding),
+                                            encoding)
         return archived.addBoth(stream_ended, call.request)
 
     def archive_put(self, call: ApiCall) -> Deferred[Empty]:

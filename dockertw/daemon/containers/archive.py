@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, cast
@@ -26,13 +27,15 @@ from dockertw.daemon.containers.export import _ChunkWriter
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "archive_name", "ExtractOptions",
-           "extract", "destination", "stat_json", "not_found", "as_docker_errors"]
+           "extract", "destination", "stat_json", "not_found", "as_docker_errors",
+           "Encoder"]
 
 # Go's os.FileMode type bits, as the CLI reads the stat header
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
 _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
+_ZIP_LEVEL = 1  # invisible to clients; a local socket gains little from more effort
 
 
 @contextmanager
@@ -240,6 +243,25 @@ def write_archive(resolved: inroot.Resolved, arcname: str,
         else:  # the root, or a directory reached by ".."
             _TarWriter(tar).add(resolved.parent, ".", arcname)
     writer.flush()
+
+
+class Encoder:
+    """``push`` behind a ``gzip`` or (raw, as Go's ``compress/flate``) ``deflate``
+    compressor; ``""`` passes the bytes through.  Runs in the worker thread."""
+
+    def __init__(self, push: Callable[[bytes], None], encoding: str) -> None:
+        self._push = push
+        wbits = {"gzip": 31, "deflate": -15}.get(encoding)
+        self._zip = None if wbits is None else zlib.compressobj(_ZIP_LEVEL, wbits=wbits)
+
+    def push(self, chunk: bytes) -> None:
+        data = chunk if self._zip is None else self._zip.compress(chunk)
+        if data:
+            self._push(data)
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._push(self._zip.flush())
 
 
 def archive_name(stat_name: str) -> str:

@@ -362,26 +362,32 @@ class ContainerService:
 
         return self._reader(stat_path)
 
-    def archive(self, name: str, path: str, start: StartArchive) -> Deferred[None]:
-        """``GET /containers/{name}/archive``: the path as a tar, streamed through a
-        :class:`Pump` once it is found; cancelling stops it."""
+    def archive(self, name: str, path: str, start: StartArchive,
+                encoding: str = "") -> Deferred[None]:
+        """``GET /containers/{name}/archive``: the path as a tar (``encoding``:
+        ``gzip``, ``deflate`` or none), streamed through a :class:`Pump` once it is
+        found; cancelling stops it."""
         pump = Pump(self._call)
-        return cancelling(self._exporter(lambda: self._archive(name, path, start, pump)),
-                          pump)
+        return cancelling(self._exporter(
+            lambda: self._archive(name, path, start, pump, encoding)), pump)
 
-    def _archive(self, name: str, path: str, start: StartArchive, pump: Pump) -> None:
+    def _archive(self, name: str, path: str, start: StartArchive, pump: Pump,
+                 encoding: str) -> None:
         with archives.as_docker_errors():
-            self._archive_in(name, path, start, pump)
+            self._archive_in(name, path, start, pump, encoding)
 
-    def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump) -> None:
+    def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump,
+                    encoding: str) -> None:
         container = self._store.get(name)
         with self._readonly_root(container) as root:
             found, resolved = archives.path_stat(root.fd, path, name)
             try:
                 pump.begin(start(found))
                 self._emit(container, "archive-path")
+                encoder = archives.Encoder(pump.push, encoding)
                 archives.write_archive(resolved, archives.archive_name(found["name"]),
-                                       pump.push)
+                                       encoder.push)
+                encoder.close()
             finally:
                 os.close(resolved.parent)
 
