@@ -43,7 +43,8 @@ def host_victim() -> Iterator[Path]:
 def traps(victim: Path) -> str:
     """Shell commands making the escape links inside a container."""
     return (f"ln -s / /escape && ln -s ../../../.. /rel && ln -s {victim} /victimlink"
-            f" && ln -s {victim.parent} /victimdir && echo container > /etc/hostname")
+            f" && ln -s {victim.parent} /victimdir && echo container > /etc/hostname"
+            " && ln -s ../escape/etc/hostname /hostlink")
 
 
 def running(daemon: Daemon, victim: Path) -> str:
@@ -112,6 +113,10 @@ def test_copy_in_and_out(running_daemon: Daemon, container: str, workdir: Path) 
     assert (out / "back.txt").stat().st_mode & 0o777 == 0o640
     assert (out / "opt" / "sub" / "deep.sh").read_text() == "#!/bin/sh\n"
     assert (out / "opt" / "sub" / "deep.sh").stat().st_mode & 0o777 == 0o755
+    ok(running_daemon, "cp", f"{container}:/opt/.", str(out / "contents"))
+    assert (out / "contents" / "sub" / "deep.sh").read_text() == "#!/bin/sh\n"
+    ok(running_daemon, "cp", "-L", f"{container}:/hostlink", str(out / "followed"))
+    assert (out / "followed").read_text() == "container\n"
 
 
 def test_copy_out_to_stdout(running_daemon: Daemon, container: str) -> None:
@@ -151,6 +156,9 @@ def test_links_are_resolved_inside(running_daemon: Daemon, container: str,
         cli(running_daemon, "cp", str(payload), f"{container}:{destination}")
     assert host_victim.read_text() == "host secret\n"
     assert list(host_victim.parent.iterdir()) == [host_victim]
+    # the CLI refuses the container's /rel link and may hang up mid-stream: the daemon
+    # stops (no double outcome, no traceback) and unmounts (checked by the fixture)
+    cli(running_daemon, "cp", "-L", f"{container}:/escape", str(workdir / "all"))
 
 
 def request(daemon: Daemon, method: str, url: str, body: bytes | None = None,
@@ -268,3 +276,24 @@ def test_compressed_archive(running_daemon: Daemon, encoding: str) -> None:
     assert status == 200 and headers["Content-Encoding"] == encoding
     data = zlib.decompress(body, 31 if encoding == "gzip" else -15)
     assert untar(data)["passwd"].startswith(b"root:")
+
+
+def owners(daemon: Daemon, source: str) -> tuple[int, int]:
+    with tarfile.open(fileobj=io.BytesIO(cp_stdout(daemon, source))) as tar:
+        member = tar.next()
+        assert member is not None
+        return member.uid, member.gid
+
+
+def test_ownership(running_daemon: Daemon, workdir: Path) -> None:
+    ok(running_daemon, "create", "--name", "cpuid", "--user", "nobody", "bb:1", "true")
+    source = workdir / "owned.txt"
+    source.write_text("x")
+    os.chown(source, 1234, 4321)
+    try:
+        ok(running_daemon, "cp", str(source), "cpuid:/tmp/kept.txt")
+        ok(running_daemon, "cp", "-a", str(source), "cpuid:/tmp/user.txt")
+        assert owners(running_daemon, "cpuid:/tmp/kept.txt") == (1234, 4321)
+        assert owners(running_daemon, "cpuid:/tmp/user.txt") == (65534, 65534)
+    finally:
+        ok(running_daemon, "rm", "cpuid")
