@@ -9,6 +9,7 @@ kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +69,8 @@ def _release_export_mounts(containers_root: Path) -> None:
     for scratch in (_export_scratch(containers_root), _copy_scratch(containers_root)):
         for point in mounts.mounts_under(scratch):
             mounts.unmount(point)
+    # copies' private overlay work directories (nothing is mounted there any more)
+    shutil.rmtree(_copy_scratch(containers_root), ignore_errors=True)
 
 
 #: Called in a worker thread with the path's stat; answers how the tar starts.
