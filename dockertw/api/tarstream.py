@@ -30,7 +30,8 @@ def start_tar(request: IRequest) -> Begin:
 def stream_ended(result: Any, request: IRequest) -> Any:
     """Unregister the pump; a stream that fails midway cuts the connection, so the
     client sees a broken archive rather than a short one."""
-    if getattr(request, "producer", None) is not None:
+    gone = getattr(request, "channel", None) is None  # the client went away
+    if getattr(request, "producer", None) is not None and not gone:
         cast(server.Request, request).unregisterProducer()
     failed = isinstance(result, Failure) and not result.check(CancelledError)
     if failed and getattr(request, "startedWriting", False):

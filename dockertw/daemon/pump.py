@@ -14,11 +14,14 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 __all__ = ["Pump", "Begin", "cancelling"]
 
 _POLL_SECONDS = 1.0
+_log = Logger()
 
 #: Called in the reactor thread with the pump before the first chunk; answers the
 #: function that writes a chunk (there, too).
@@ -91,7 +94,18 @@ class Pump:
 
 
 def cancelling(work: Deferred[None], pump: Pump) -> Deferred[None]:
-    """A Deferred for ``work`` whose cancellation stops ``pump`` (the worker then ends)."""
+    """A Deferred for ``work`` whose cancellation stops ``pump`` (the worker then ends);
+    once cancelled, the work's own late outcome is dropped (it has no one to go to)."""
     result: Deferred[None] = Deferred(lambda _: pump.stopProducing())
-    work.chainDeferred(result)
+
+    def forward(outcome: Any) -> None:
+        if not result.called:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+        elif isinstance(outcome, Failure) and not outcome.check(CancelledError):
+            _log.error("A cancelled stream failed: {error}", error=outcome.value)
+
+    work.addBoth(forward)
     return result

@@ -3,8 +3,11 @@ restart, wait, logs, attach, resize, top and stats."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import IO, Any, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
@@ -24,13 +27,15 @@ from dockertw.daemon.containers.logs import Framing, LogSink
 from dockertw.daemon.containers.running import Attachment
 from dockertw.daemon.containers.service import (
     CommitOptions,
+    CopyOptions,
     CreateOptions,
     ListOptions,
     LogOptions,
+    StartArchive,
     StatsOptions,
 )
 from dockertw.daemon.jsonlog import LogEntry
-from dockertw.daemon.pump import Begin
+from dockertw.daemon.pump import Begin, Pump
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
@@ -52,6 +57,11 @@ class ContainerBackend(Protocol):
     def commit(self, options: CommitOptions) -> Deferred[str]: ...
     def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
     def export(self, name: str, begin: Begin) -> Deferred[None]: ...
+    def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]: ...
+    def archive(self, name: str, path: str, start: StartArchive,
+                encoding: str = "") -> Deferred[None]: ...
+    def extract(self, name: str, options: CopyOptions, body: IO[bytes]
+                ) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -167,6 +177,61 @@ class _LogWriter(LogSink):
 
 
 
+_PATH_STAT = b"X-Docker-Container-Path-Stat"
+
+
+def _path_stat_header(request: IRequest, found: dict[str, Any]) -> None:
+    encoded = base64.b64encode(json.dumps(found).encode())
+    request.setHeader(_PATH_STAT, encoded)
+
+
+def _archive_path(call: ApiCall) -> str:
+    """``path`` (required), as moby's ``ArchiveFormValues``."""
+    path = call.query("path")
+    if not path:
+        raise InvalidParameter("bad parameter: pathcannot be empty")
+    return path
+
+
+def negotiate_encoding(accept: str) -> str:
+    """``gzip``, ``deflate`` or ``""`` for an ``Accept-Encoding`` value: the offer
+    with the highest quality, ``gzip`` on a tie (as moby's negotiation)."""
+    qualities: dict[str, float] = {}
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.strip().lower()] = quality
+    best, chosen = 0.0, ""
+    for offer in ("gzip", "deflate"):
+        quality = qualities.get(offer, qualities.get("*", 0.0))
+        if quality > best:
+            best, chosen = quality, offer
+    return chosen
+
+
+def _start_archive(request: IRequest, encoding: str) -> StartArchive:
+    """The stat header, then the tar (both set in the reactor thread)."""
+    def start(found: dict[str, Any]) -> Begin:
+        tar = start_tar(request)
+
+        def begin(pump: Pump) -> Callable[[bytes], None]:
+            _path_stat_header(request, found)
+            if encoding:
+                request.setHeader(b"content-encoding", encoding.encode())
+            return cast(Callable[[bytes], None], tar(pump))
+
+        return begin
+
+    return start
+
+
 def _created(result: dict[str, Any]) -> Json:
     return Json(result, 201)
 
@@ -199,6 +264,9 @@ class ContainerRouter:
             Route("POST", "/commit", self.commit),
             Route("GET", "/containers/<path:name>/changes", self.changes),
             Route("GET", "/containers/<path:name>/export", self.export),
+            Route("HEAD", "/containers/<path:name>/archive", self.archive_head),
+            Route("GET", "/containers/<path:name>/archive", self.archive_get),
+            Route("PUT", "/containers/<path:name>/archive", self.archive_put),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
             Route("GET", "/containers/<path:name>/top", self.top),
@@ -248,6 +316,32 @@ class ContainerRouter:
     def export(self, call: ApiCall) -> Deferred[None]:
         exported = self._containers.export(call.params["name"], start_tar(call.request))
         return exported.addBoth(stream_ended, call.request)
+
+    def archive_head(self, call: ApiCall) -> Deferred[Empty]:
+        def answer(found: dict[str, Any]) -> Empty:
+            _path_stat_header(call.request, found)
+            return Empty(200)
+
+        stated = self._containers.stat_path(call.params["name"], _archive_path(call))
+        return stated.addCallback(answer)
+
+    def archive_get(self, call: ApiCall) -> Deferred[None]:
+        accept = call.request.getHeader(b"accept-encoding") or b""
+        encoding = negotiate_encoding(accept.decode("latin-1"))
+        archived = self._containers.archive(call.params["name"], _archive_path(call),
+                                            _start_archive(call.request, encoding),
+                                            encoding)
+        return archived.addBoth(stream_ended, call.request)
+
+    def archive_put(self, call: ApiCall) -> Deferred[Empty]:
+        options = CopyOptions(path=_archive_path(call),
+                              no_overwrite_dir_non_dir=call.bool("noOverwriteDirNonDir"),
+                              copy_uid_gid=call.bool("copyUIDGID"))
+        content = call.request.content
+        body = content if content is not None else io.BytesIO()
+        body.seek(0)
+        extracted = self._containers.extract(call.params["name"], options, body)
+        return extracted.addCallback(lambda _: Empty(200))
 
     def changes(self, call: ApiCall) -> Deferred[Json]:
         return self._containers.changes(call.params["name"]).addCallback(Json)

@@ -104,12 +104,42 @@ class Lifecycle:
         self._attachments: dict[str, list[Attachment]] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
         self._paused: set[str] = set()
+        self._offline_copies: dict[str, int] = {}
+        self._copy_waiters: dict[str, list[Deferred[None]]] = {}
         self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
 
     def is_active(self, container_id: str) -> bool:
         """Whether the container runs, is being started or waits to be restarted."""
         return (container_id in self._running or container_id in self._starting
                 or self._restarts.is_pending(container_id))
+
+    def hold_stopped(self, container_id: str) -> Callable[[], None] | None:
+        """Keep a stopped container from starting while a copy writes into its upper
+        directory; answers the release (``None``, holding nothing, when it is active)."""
+        if self.is_active(container_id):
+            return None
+        self._offline_copies[container_id] = self._offline_copies.get(container_id, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self._offline_copies.pop(container_id) - 1
+            if left:
+                self._offline_copies[container_id] = left
+                return
+            for waiter in self._copy_waiters.pop(container_id, []):
+                waiter.callback(None)
+
+        return release
+
+    async def _offline_copies_done(self, container_id: str) -> None:
+        while container_id in self._offline_copies:
+            waiter: Deferred[None] = Deferred()
+            self._copy_waiters.setdefault(container_id, []).append(waiter)
+            await waiter
 
     def run_of(self, container_id: str) -> Running | None:
         """The container's current run (``None`` unless it runs)."""
@@ -119,7 +149,9 @@ class Lifecycle:
         return [*self._running, *self._starting]
 
     async def kill_for_removal(self, container: Container, force: bool) -> None:
-        """Make way for removing ``container``: 409 when active unless ``force``."""
+        """Make way for removing ``container``: 409 when active unless ``force``; a
+        copy into its upper directory finishes first."""
+        await self._offline_copies_done(container.id)
         running = self._running.get(container.id)
         if self._restarts.is_pending(container.id):
             if not force:
@@ -165,6 +197,7 @@ class Lifecycle:
 
     async def _start(self, name: str, by_user: bool = True) -> bool:
         container = await self._reader(lambda: self._store.get(name))
+        await self._offline_copies_done(container.id)
         if container.id in self._running or container.id in self._starting:
             return False
         reset: dict[str, Any] = {}

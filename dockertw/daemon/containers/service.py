@@ -9,9 +9,11 @@ kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -19,8 +21,9 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
+from dockertw.daemon.containers import archive as archives
 from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import cgroups, diff, listing, top
+from dockertw.daemon.containers import cgroups, copyroot, diff, listing, top
 from dockertw.daemon.containers import config as configs
 from dockertw.daemon.containers.execs import ExecService
 from dockertw.daemon.containers.export import export_rootfs
@@ -44,13 +47,14 @@ from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, System
+from dockertw.errdefs import Conflict, DockerError, Forbidden, InvalidParameter, NotFound, System
 from dockertw.filters import Filters
 from dockertw.runtime import mounts
 from dockertw.runtime.runc import Runc, delete_leftovers
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions", "StatsOptions"]
+__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions", "StatsOptions",
+           "CopyOptions", "StartArchive"]
 
 _log = Logger()
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -60,10 +64,32 @@ def _export_scratch(containers_root: Path) -> Path:
     return containers_root.parent / "tmp" / "export"
 
 
+def _copy_scratch(containers_root: Path) -> Path:
+    """Where ``docker cp`` mounts its private overlays."""
+    return containers_root.parent / "tmp" / "cp"
+
+
 def _release_export_mounts(containers_root: Path) -> None:
-    """Unmount the overlays of exports a killed daemon left behind (at start)."""
-    for point in mounts.mounts_under(_export_scratch(containers_root)):
-        mounts.unmount(point)
+    """Unmount the overlays of exports and copies a killed daemon left behind (at
+    start)."""
+    for scratch in (_export_scratch(containers_root), _copy_scratch(containers_root)):
+        for point in mounts.mounts_under(scratch):
+            mounts.unmount(point)
+    # copies' private overlay work directories (nothing is mounted there any more)
+    shutil.rmtree(_copy_scratch(containers_root), ignore_errors=True)
+
+
+#: Called in a worker thread with the path's stat; answers how the tar starts.
+StartArchive = Callable[[dict[str, Any]], Begin]
+
+
+@attrs.frozen
+class CopyOptions:
+    """``PUT /containers/{name}/archive``'s query."""
+
+    path: str
+    no_overwrite_dir_non_dir: bool = False
+    copy_uid_gid: bool = False
 
 
 def _image_ref(repository: str, tag: str) -> str:
@@ -443,6 +469,102 @@ class ContainerService:
         if self._runs.run_of(container.id) is None:
             raise Conflict(f"Container {container.id} is not running")
         return container
+    @contextmanager
+    def _readonly_root(self, container: Container) -> Iterator[copyroot.MergedRoot]:
+        """The merged root of ``container`` for reading (its layers held meanwhile)."""
+        with ExitStack() as stack:
+            lowers = self._hold_layers(container, stack)
+            yield stack.enter_context(copyroot.readonly_root(
+                self._store.root / container.id / "upper", lowers,
+                _copy_scratch(self._store.root)))
+
+    def _hold_layers(self, container: Container, stack: ExitStack) -> list[Path]:
+        image = self._images.get(container.image_id)
+        stack.enter_context(self._images.holding(image.chain))
+        return ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
+                if image.chain else [])
+
+    def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]:
+        """``HEAD /containers/{name}/archive``: the path's ``ContainerPathStat``."""
+        def stat_path() -> dict[str, Any]:
+            container = self._store.get(name)
+            with self._readonly_root(container) as root, archives.as_docker_errors():
+                found, resolved = archives.path_stat(root.fd, path, name)
+                os.close(resolved.parent)
+                return found
+
+        return self._reader(stat_path)
+
+    def archive(self, name: str, path: str, start: StartArchive,
+                encoding: str = "") -> Deferred[None]:
+        """``GET /containers/{name}/archive``: the path as a tar (``encoding``:
+        ``gzip``, ``deflate`` or none), streamed through a :class:`Pump` once it is
+        found; cancelling stops it."""
+        pump = Pump(self._call)
+        return cancelling(self._exporter(
+            lambda: self._archive(name, path, start, pump, encoding)), pump)
+
+    def _archive(self, name: str, path: str, start: StartArchive, pump: Pump,
+                 encoding: str) -> None:
+        with archives.as_docker_errors():
+            self._archive_in(name, path, start, pump, encoding)
+
+    def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump,
+                    encoding: str) -> None:
+        container = self._store.get(name)
+        with self._readonly_root(container) as root:
+            found, resolved = archives.path_stat(root.fd, path, name)
+            try:
+                pump.begin(start(found))
+                self._emit(container, "archive-path")
+                encoder = archives.Encoder(pump.push, encoding)
+                archives.write_archive(resolved, archives.archive_name(found["name"]),
+                                       encoder.push)
+                encoder.close()
+            finally:
+                os.close(resolved.parent)
+
+    def extract(self, name: str, options: CopyOptions, body: IO[bytes]) -> Deferred[None]:
+        """``PUT /containers/{name}/archive``: unpack ``body`` into a directory."""
+        return ensureDeferred(self._extract(name, options, body))
+
+    async def _extract(self, name: str, options: CopyOptions, body: IO[bytes]) -> None:
+        container = await self._reader(lambda: self._store.get(name))
+        release = self._runs.hold_stopped(container.id)
+        try:
+            await self._exporter(lambda: self._extract_in(
+                container, name, options, body, running=release is None))
+        finally:
+            if release is not None:
+                release()
+
+    def _extract_in(self, container: Container, name: str, options: CopyOptions,
+                    body: IO[bytes], running: bool) -> None:
+        with ExitStack() as stack:
+            if running:
+                root = stack.enter_context(copyroot.running_root(
+                    bundles.rootfs_of(self._store.root / container.id)))
+            else:
+                lowers = self._hold_layers(container, stack)
+                root = stack.enter_context(copyroot.writable_root(
+                    self._store.root / container.id / "upper", lowers,
+                    _copy_scratch(self._store.root)))
+            with archives.as_docker_errors():
+                self._extract_into(container, name, root, options, body)
+        self._emit(container, "extract-to-dir")
+
+    def _extract_into(self, container: Container, name: str, root: copyroot.MergedRoot,
+                      options: CopyOptions, body: IO[bytes]) -> None:
+        dest = archives.destination(root.fd, options.path, name)
+        if container.host_config.get("ReadonlyRootfs"):
+            raise Forbidden("container rootfs is marked read-only")
+        owner = None
+        user = str(container.config.get("User") or "")
+        if options.copy_uid_gid and user:
+            found = bundles.resolve_user(root.path, user)
+            owner = (found.uid, found.gid)
+        archives.extract(root.fd, dest, body, archives.ExtractOptions(
+            no_overwrite_dir_non_dir=options.no_overwrite_dir_non_dir, owner=owner))
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""

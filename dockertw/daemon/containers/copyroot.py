@@ -1,0 +1,102 @@
+"""The merged root filesystem ``docker cp`` works in, as an open directory fd.
+
+* Reading (stat, archive): a private read-only overlay of the container's upper
+  directory over its image layers, as ``docker export`` does; the same for a stopped
+  and a running container.
+* Writing into a stopped container: a private read-write overlay with the container's
+  upper directory and a private work directory, so the files land in the container's
+  writable layer.  The caller keeps the container from starting meanwhile (two
+  overlays on one upper directory are undefined behaviour).
+* Writing into a running container: its own root filesystem mount (the daemon's view
+  of it, so bind mounts and volumes of the container are not seen: out of scope).
+
+Mounts go under a scratch directory outside any container's; each is unmounted and
+its directories removed in ``finally``.  Blocking: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from dockertw.errdefs import Conflict
+from dockertw.runtime import mounts
+
+__all__ = ["MergedRoot", "readonly_root", "writable_root", "running_root"]
+
+_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@attrs.frozen
+class MergedRoot:
+    """An fd of the root directory (use this) and where it is mounted."""
+
+    fd: int
+    path: Path
+
+
+@contextmanager
+def _opened(target: Path) -> Iterator[MergedRoot]:
+    fd = os.open(target, _ROOT_FLAGS)
+    try:
+        yield MergedRoot(fd, target)
+    finally:
+        os.close(fd)
+
+
+def _lowers(lowers: Sequence[Path], scratch: Path) -> list[Path]:
+    """The image's layers, or one empty directory for an image without any."""
+    if lowers:
+        return list(lowers)
+    empty = scratch / "empty"
+    empty.mkdir(parents=True, exist_ok=True)
+    return [empty]
+
+
+@contextmanager
+def readonly_root(upper: Path, lowers: Sequence[Path], scratch: Path
+                  ) -> Iterator[MergedRoot]:
+    """A private read-only overlay of ``upper`` over ``lowers``."""
+    target = scratch / uuid.uuid4().hex
+    upper.mkdir(exist_ok=True)
+    mounts.mount_overlay_readonly([upper, *_lowers(lowers, scratch)], target)
+    try:
+        with _opened(target) as root:
+            yield root
+    finally:
+        mounts.unmount(target)
+        target.rmdir()  # empty once unmounted; never a recursive removal here
+
+
+@contextmanager
+def writable_root(upper: Path, lowers: Sequence[Path], scratch: Path
+                  ) -> Iterator[MergedRoot]:
+    """A private read-write overlay writing into ``upper`` (a stopped container's)."""
+    base = scratch / uuid.uuid4().hex
+    target = base / "merged"
+    upper.mkdir(exist_ok=True)
+    mounts.mount_overlay(_lowers(lowers, scratch), upper, base / "work", target)
+    try:
+        with _opened(target) as root:
+            yield root
+    finally:
+        mounts.unmount(target)
+        target.rmdir()
+        shutil.rmtree(base)  # the overlay's private work directory
+
+
+@contextmanager
+def running_root(rootfs: Path) -> Iterator[MergedRoot]:
+    """A running container's own root filesystem mount; a conflict if it is not
+    mounted (the container is starting or has just stopped)."""
+    with _opened(rootfs) as root:
+        if os.fstat(root.fd).st_dev == os.stat(rootfs.parent).st_dev:
+            raise Conflict("the root filesystem of the container is not mounted "
+                           "(it is starting or stopping): try again")
+        yield root
