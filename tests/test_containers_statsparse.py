@@ -77,9 +77,14 @@ def test_v1_files():
                                   "usage_in_usermode": 2_000_000_000}
     assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
                                         "throttled_time": 3000}
-    assert parts["memory_stats"] == {"stats": {"cache": 4096, "rss": 8192,
-                                               "total_inactive_file": 4096},
-                                     "max_usage": 2097152, "usage": 1048576, "limit": GIB}
+    memory = parts["memory_stats"]
+    assert list(memory) == ["usage", "max_usage", "stats", "limit"]  # moby's order
+    assert (memory["usage"], memory["max_usage"], memory["limit"]) == (1048576, 2097152,
+                                                                      GIB)
+    assert (memory["stats"]["cache"], memory["stats"]["rss"],
+            memory["stats"]["total_inactive_file"]) == (4096, 8192, 4096)
+    assert len(memory["stats"]) == 32 and memory["stats"]["total_rss"] == 0
+    assert list(memory["stats"]) == sorted(memory["stats"])  # a Go map
     assert parts["pids_stats"] == {"current": 3}
     blkio = parts["blkio_stats"]
     assert blkio["io_service_bytes_recursive"][:2] == [
@@ -87,7 +92,7 @@ def test_v1_files():
         {"major": 8, "minor": 0, "op": "Write", "value": 8192}]
     assert len(blkio["io_service_bytes_recursive"]) == 5
     assert len(blkio["io_serviced_recursive"]) == 2
-    assert blkio["sectors_recursive"] is None
+    assert blkio["sectors_recursive"] == []  # moby copies every v1 list: [] not null
 
 
 def test_v1_prefers_the_bfq_counters_and_keeps_a_set_limit():
@@ -106,14 +111,26 @@ def test_v2_files():
                                   "usage_in_usermode": 2_000_000_000}
     assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
                                         "throttled_time": 3000}
-    assert parts["memory_stats"] == {"stats": {"anon": 8192, "file": 4096,
-                                               "inactive_file": 4096, "pgfault": 7},
-                                     "usage": 1048576, "failcnt": 1, "limit": 64 << 20}
+    memory = parts["memory_stats"]
+    assert list(memory) == ["usage", "stats", "failcnt", "limit"]
+    assert (memory["usage"], memory["failcnt"], memory["limit"]) == (1048576, 1, 64 << 20)
+    assert {key: value for key, value in memory["stats"].items() if value} == {
+        "anon": 8192, "file": 4096, "inactive_file": 4096, "pgfault": 7}
+    assert len(memory["stats"]) == 31 and list(memory["stats"]) == sorted(memory["stats"])
     assert parts["pids_stats"] == {"current": 3, "limit": 100}
     assert parts["blkio_stats"]["io_service_bytes_recursive"] == [
         {"major": 8, "minor": 0, "op": "read", "value": 4096},
         {"major": 8, "minor": 0, "op": "write", "value": 8192}]
     assert parts["blkio_stats"]["io_serviced_recursive"] is None
+
+
+def test_memory_stat_keys_are_mobys():
+    v1 = v1_stats({**V1, "memory.stat": "cache 1\nshmem 2\nswap 3\n"})
+    assert "shmem" not in v1["memory_stats"]["stats"]
+    assert "swap" not in v1["memory_stats"]["stats"]
+    v2 = v2_stats({**V2, "memory.stat": "anon 1\nzswap 2\nworkingset_refault_file 3\n"})
+    assert v2["memory_stats"]["stats"]["workingset_refault"] == 0
+    assert "zswap" not in v2["memory_stats"]["stats"]
 
 
 def test_v2_without_limits_shows_the_host_memory():
