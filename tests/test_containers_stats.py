@@ -39,10 +39,19 @@ def test_top_errors(running_daemon: Daemon):
     assert "No such container: nope" in cli(daemon, "top", "nope").stderr
     ok(daemon, "rm", "t2")
     ok(daemon, "run", "-d", "--name", "t3", "bb:1", "sleep", "100")
-    failed = cli(daemon, "top", "t3", "--bogus-option")
-    assert failed.returncode != 0 and "Error running ps: " in failed.stderr
+    failed = cli(daemon, "top", "t3", "--bogus-option")  # dockerd 20.10's words
+    assert failed.returncode != 0
+    assert "Error response from daemon: ps: error: unknown gnu long option" in failed.stderr
     nopid = cli(daemon, "top", "t3", "-o", "comm")
     assert "Couldn't find PID field in ps output" in nopid.stderr
+    renamed = cli(daemon, "top", "t3", "-o", "user=PID")
+    assert 'specifying "user=PID" is not allowed' in renamed.stderr
+    status, _, _ = unix_get(daemon.socket, "/containers/t3/top?ps_args=-o%20user=PID")
+    assert status == 500
+    forest = ok(daemon, "top", "t3", "axf")  # ps refuses -q with f: run again without
+    assert "sleep 100" in forest
+    status, _, body = unix_get(daemon.socket, "/containers/t3/top")
+    assert status == 200 and list(json.loads(body)) == ["Processes", "Titles"]
     ok(daemon, "rm", "-f", "t3")
 
 

@@ -332,7 +332,7 @@ class ContainerService:
         path = bundles.cgroup_path(container, self._cgroup_parent)
         pids = await self._reader(
             lambda: cgroups.read_pids(self._cgroup_version, path))
-        listed = top.parse_ps_output(await top.run_ps(argv, self._reactor), pids)
+        listed = top.parse_ps_output(await top.run_ps(argv, pids, self._reactor), pids)
         self._emit(container, "top")
         return listed
 
