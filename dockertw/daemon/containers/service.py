@@ -337,14 +337,20 @@ class ContainerService:
         return listed
 
     def stats(self, name: str, options: StatsOptions,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]:
+              send: Callable[[dict[str, Any]], None],
+              ready: Callable[[], None] = lambda: None) -> Deferred[None]:
         """``GET /containers/{name}/stats``: ``send`` each stats object; streaming
-        ends when the container stops, or when the result is cancelled."""
-        return ensureDeferred(self._stats(name, options, send))
+        ends when the container stops, or when the result is cancelled.  ``ready`` is
+        called once the container is found (a stream's headers go out then)."""
+        return ensureDeferred(self._stats(name, options, send, ready))
 
     async def _stats(self, name: str, options: StatsOptions,
-                     send: Callable[[dict[str, Any]], None]) -> None:
+                     send: Callable[[dict[str, Any]], None],
+                     ready: Callable[[], None]) -> None:
         container = await self._reader(lambda: self._store.get(name))
+        if options.stream and options.one_shot:  # after the lookup, as moby: 404 first
+            raise InvalidParameter("cannot have stream=true and one-shot=true")
+        ready()
         running = self._runs.run_of(container.id)
         await stream_stats(container.name, container.id, running, options,
                            lambda: self._sample(container, running), send, self._reactor)
