@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -117,8 +118,10 @@ def test_stats_once_with_the_previous_sample(running_daemon: Daemon):
 def test_stats_of_a_stopped_or_unknown_container(running_daemon: Daemon):
     daemon = running_daemon
     container_id = ok(daemon, "create", "--name", "s4", "bb:1", "true").strip()
-    for query in ("stream=false", "stream=true"):
-        shown = get_stats(daemon, "s4", query)
+    once = get_stats(daemon, "s4", "stream=false")
+    first, response = first_of_stream(daemon, "s4")  # a stream goes on until the removal
+    response.close()
+    for shown in (once, first):
         assert shown["read"] == ZERO_TIME and shown["name"] == "/s4"
         assert shown["id"] == container_id and shown["memory_stats"] == {}
         assert shown["cpu_stats"]["cpu_usage"]["total_usage"] == 0
@@ -126,24 +129,35 @@ def test_stats_of_a_stopped_or_unknown_container(running_daemon: Daemon):
     ok(daemon, "rm", "s4")
 
 
-def test_streaming_until_the_container_stops(running_daemon: Daemon):
+def first_of_stream(daemon: Daemon, name: str) -> tuple[dict, Any]:
+    """The first object of a stats stream, and the response to read on."""
+    connection = _UnixConnection(daemon.socket)
+    connection.request("GET", f"/containers/{name}/stats", headers={"Host": "x"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") is None
+    return json.loads(response.readline()), response
+
+
+def test_streaming_zeroes_after_the_stop_until_the_removal(running_daemon: Daemon):
     daemon = running_daemon
     ok(daemon, "run", "-d", "--name", "s5", "bb:1", "sleep", "100")
-    connection = _UnixConnection(daemon.socket)
+    first, response = first_of_stream(daemon, "s5")
     try:
-        connection.request("GET", "/containers/s5/stats", headers={"Host": "x"})
-        response = connection.getresponse()
-        assert response.status == 200
-        first = json.loads(response.readline())
         second = json.loads(response.readline())
         assert second["preread"] == first["read"] and second["read"] > first["read"]
+        assert second["memory_stats"]["usage"] > 0
         ok(daemon, "kill", "s5")
+        shown = json.loads(response.readline())
+        while shown["read"] != ZERO_TIME:  # as moby's: zeroed objects go on
+            shown = json.loads(response.readline())
+        assert shown["name"] == "/s5" and shown["memory_stats"] == {}
+        assert json.loads(response.readline())["read"] == ZERO_TIME
+        ok(daemon, "rm", "s5")
         started = time.monotonic()
-        response.read()  # the response ends
+        response.read()  # the removal ends the response
         assert time.monotonic() - started < 5
     finally:
-        connection.close()
-    ok(daemon, "rm", "s5")
+        response.close()
 
 
 def test_a_stream_the_client_leaves(running_daemon: Daemon):
