@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -39,10 +40,19 @@ def test_top_errors(running_daemon: Daemon):
     assert "No such container: nope" in cli(daemon, "top", "nope").stderr
     ok(daemon, "rm", "t2")
     ok(daemon, "run", "-d", "--name", "t3", "bb:1", "sleep", "100")
-    failed = cli(daemon, "top", "t3", "--bogus-option")
-    assert failed.returncode != 0 and "Error running ps: " in failed.stderr
+    failed = cli(daemon, "top", "t3", "--bogus-option")  # dockerd 20.10's words
+    assert failed.returncode != 0
+    assert "Error response from daemon: ps: error: unknown gnu long option" in failed.stderr
     nopid = cli(daemon, "top", "t3", "-o", "comm")
     assert "Couldn't find PID field in ps output" in nopid.stderr
+    renamed = cli(daemon, "top", "t3", "-o", "user=PID")
+    assert 'specifying "user=PID" is not allowed' in renamed.stderr
+    status, _, _ = unix_get(daemon.socket, "/containers/t3/top?ps_args=-o%20user=PID")
+    assert status == 500
+    forest = ok(daemon, "top", "t3", "axf")  # ps refuses -q with f: run again without
+    assert "sleep 100" in forest
+    status, _, body = unix_get(daemon.socket, "/containers/t3/top")
+    assert status == 200 and list(json.loads(body)) == ["Processes", "Titles"]
     ok(daemon, "rm", "-f", "t3")
 
 
@@ -53,7 +63,10 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 def get_stats(daemon: Daemon, name: str, query: str) -> dict:
     status, headers, body = unix_get(daemon.socket, f"/v1.41/containers/{name}/stats?{query}")
     assert status == 200, body
-    assert headers["Content-Type"] == "application/json"
+    if "stream=false" in query:
+        assert headers["Content-Type"] == "application/json"
+    else:  # moby sets none on a stream
+        assert "Content-Type" not in headers
     return json.loads(body)
 
 
@@ -95,14 +108,20 @@ def test_stats_once_with_the_previous_sample(running_daemon: Daemon):
     assert once["cpu_stats"]["cpu_usage"]["total_usage"] > 0
     status, _, body = unix_get(daemon.socket, "/containers/s3/stats?one-shot=true")
     assert status == 400 and b"cannot have stream=true and one-shot=true" in body
+    assert unix_get(daemon.socket, "/containers/nope/stats?one-shot=true")[0] == 404
+    started = time.monotonic()  # before API 1.41 one-shot is not read
+    status, _, _ = unix_get(daemon.socket, "/v1.40/containers/s3/stats?stream=0&one-shot=1")
+    assert status == 200 and time.monotonic() - started >= 0.9
     ok(daemon, "rm", "-f", "s3")
 
 
 def test_stats_of_a_stopped_or_unknown_container(running_daemon: Daemon):
     daemon = running_daemon
     container_id = ok(daemon, "create", "--name", "s4", "bb:1", "true").strip()
-    for query in ("stream=false", "stream=true"):
-        shown = get_stats(daemon, "s4", query)
+    once = get_stats(daemon, "s4", "stream=false")
+    first, response = first_of_stream(daemon, "s4")  # a stream goes on until the removal
+    response.close()
+    for shown in (once, first):
         assert shown["read"] == ZERO_TIME and shown["name"] == "/s4"
         assert shown["id"] == container_id and shown["memory_stats"] == {}
         assert shown["cpu_stats"]["cpu_usage"]["total_usage"] == 0
@@ -110,24 +129,35 @@ def test_stats_of_a_stopped_or_unknown_container(running_daemon: Daemon):
     ok(daemon, "rm", "s4")
 
 
-def test_streaming_until_the_container_stops(running_daemon: Daemon):
+def first_of_stream(daemon: Daemon, name: str) -> tuple[dict, Any]:
+    """The first object of a stats stream, and the response to read on."""
+    connection = _UnixConnection(daemon.socket)
+    connection.request("GET", f"/containers/{name}/stats", headers={"Host": "x"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") is None
+    return json.loads(response.readline()), response
+
+
+def test_streaming_zeroes_after_the_stop_until_the_removal(running_daemon: Daemon):
     daemon = running_daemon
     ok(daemon, "run", "-d", "--name", "s5", "bb:1", "sleep", "100")
-    connection = _UnixConnection(daemon.socket)
+    first, response = first_of_stream(daemon, "s5")
     try:
-        connection.request("GET", "/containers/s5/stats", headers={"Host": "x"})
-        response = connection.getresponse()
-        assert response.status == 200
-        first = json.loads(response.readline())
         second = json.loads(response.readline())
         assert second["preread"] == first["read"] and second["read"] > first["read"]
+        assert second["memory_stats"]["usage"] > 0
         ok(daemon, "kill", "s5")
+        shown = json.loads(response.readline())
+        while shown["read"] != ZERO_TIME:  # as moby's: zeroed objects go on
+            shown = json.loads(response.readline())
+        assert shown["name"] == "/s5" and shown["memory_stats"] == {}
+        assert json.loads(response.readline())["read"] == ZERO_TIME
+        ok(daemon, "rm", "s5")
         started = time.monotonic()
-        response.read()  # the response ends
+        response.read()  # the removal ends the response
         assert time.monotonic() - started < 5
     finally:
-        connection.close()
-    ok(daemon, "rm", "s5")
+        response.close()
 
 
 def test_a_stream_the_client_leaves(running_daemon: Daemon):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 
 from dockertw.daemon.containers.cgroups import read_pids, read_stats_files
+from dockertw.daemon.containers.record import Container
 from dockertw.daemon.containers.stats import (
+    Sample,
     cgroup_files,
     network_stats,
     parse_sample,
@@ -18,9 +21,11 @@ from dockertw.daemon.containers.stats import (
     v2_stats,
     zero_stats,
 )
-from dockertw.daemon.containers.statsstream import Ticker
+from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.errdefs import NotFound
 
 GIB = 1 << 30
+ZERO_TIME = "0001-01-01T00:00:00Z"
 
 V1 = {
     "cpuacct.usage": "2500000000\n",
@@ -77,9 +82,14 @@ def test_v1_files():
                                   "usage_in_usermode": 2_000_000_000}
     assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
                                         "throttled_time": 3000}
-    assert parts["memory_stats"] == {"stats": {"cache": 4096, "rss": 8192,
-                                               "total_inactive_file": 4096},
-                                     "max_usage": 2097152, "usage": 1048576, "limit": GIB}
+    memory = parts["memory_stats"]
+    assert list(memory) == ["usage", "max_usage", "stats", "limit"]  # moby's order
+    assert (memory["usage"], memory["max_usage"], memory["limit"]) == (1048576, 2097152,
+                                                                      GIB)
+    assert (memory["stats"]["cache"], memory["stats"]["rss"],
+            memory["stats"]["total_inactive_file"]) == (4096, 8192, 4096)
+    assert len(memory["stats"]) == 32 and memory["stats"]["total_rss"] == 0
+    assert list(memory["stats"]) == sorted(memory["stats"])  # a Go map
     assert parts["pids_stats"] == {"current": 3}
     blkio = parts["blkio_stats"]
     assert blkio["io_service_bytes_recursive"][:2] == [
@@ -87,7 +97,7 @@ def test_v1_files():
         {"major": 8, "minor": 0, "op": "Write", "value": 8192}]
     assert len(blkio["io_service_bytes_recursive"]) == 5
     assert len(blkio["io_serviced_recursive"]) == 2
-    assert blkio["sectors_recursive"] is None
+    assert blkio["sectors_recursive"] == []  # moby copies every v1 list: [] not null
 
 
 def test_v1_prefers_the_bfq_counters_and_keeps_a_set_limit():
@@ -106,14 +116,26 @@ def test_v2_files():
                                   "usage_in_usermode": 2_000_000_000}
     assert parts["throttling_data"] == {"periods": 10, "throttled_periods": 2,
                                         "throttled_time": 3000}
-    assert parts["memory_stats"] == {"stats": {"anon": 8192, "file": 4096,
-                                               "inactive_file": 4096, "pgfault": 7},
-                                     "usage": 1048576, "failcnt": 1, "limit": 64 << 20}
+    memory = parts["memory_stats"]
+    assert list(memory) == ["usage", "stats", "failcnt", "limit"]
+    assert (memory["usage"], memory["failcnt"], memory["limit"]) == (1048576, 1, 64 << 20)
+    assert {key: value for key, value in memory["stats"].items() if value} == {
+        "anon": 8192, "file": 4096, "inactive_file": 4096, "pgfault": 7}
+    assert len(memory["stats"]) == 31 and list(memory["stats"]) == sorted(memory["stats"])
     assert parts["pids_stats"] == {"current": 3, "limit": 100}
     assert parts["blkio_stats"]["io_service_bytes_recursive"] == [
         {"major": 8, "minor": 0, "op": "read", "value": 4096},
         {"major": 8, "minor": 0, "op": "write", "value": 8192}]
     assert parts["blkio_stats"]["io_serviced_recursive"] is None
+
+
+def test_memory_stat_keys_are_mobys():
+    v1 = v1_stats({**V1, "memory.stat": "cache 1\nshmem 2\nswap 3\n"})
+    assert "shmem" not in v1["memory_stats"]["stats"]
+    assert "swap" not in v1["memory_stats"]["stats"]
+    v2 = v2_stats({**V2, "memory.stat": "anon 1\nzswap 2\nworkingset_refault_file 3\n"})
+    assert v2["memory_stats"]["stats"]["workingset_refault"] == 0
+    assert "zswap" not in v2["memory_stats"]["stats"]
 
 
 def test_v2_without_limits_shows_the_host_memory():
@@ -162,24 +184,85 @@ def test_zeroed_stats():
     assert (shown["name"], shown["id"], shown["num_procs"]) == ("/c", "abc", 0)
 
 
-def test_ticker_ticks_stops_when_cancelled_and_ends_with_the_run():
-    clock, finished = Clock(), Deferred()
-    ticker = Ticker(clock, finished)
-    ticks: list[object] = []
-    ticker.wait().addCallback(ticks.append)
-    clock.advance(0.5)
-    assert ticks == []
-    clock.advance(0.5)
-    assert ticks == [None]
-    waiting = ticker.wait()
-    waiting.cancel()
-    failures: list[object] = []
-    waiting.addErrback(lambda failure: failures.append(failure.check(CancelledError)))
-    assert failures == [CancelledError] and clock.getDelayedCalls() == []
-    ticker.wait().addCallback(ticks.append)
-    finished.callback(0)
-    assert ticks == [None, None] and ticker.ended and clock.getDelayedCalls() == []
-    assert ticker.wait().called
+class _Engine:
+    """A fake service: one container that runs while ``running`` is set."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.container = Container("abc", "/c", 0, "sh", [], {}, {}, "sha256:x")
+        self.running = True
+        self.removed = False
+        self.reads = 0
+        self.sent: list[dict[str, Any]] = []
+
+    def _find(self, key: str) -> Deferred[Container]:
+        if self.removed:
+            raise NotFound(f"No such container: {key}")
+        return succeed(self.container)
+
+    def _sample(self, container: Container) -> Deferred[Sample | None]:
+        if not self.running:
+            return succeed(None)
+        self.reads += 1
+        files = {**V2, "cpu.stat": f"usage_usec {self.reads}\n"}
+        return succeed(parse_sample("2", files, PROC_STAT, None,
+                                    int(self.clock.seconds() * 1e9) + 1, GIB))
+
+    def serve(self, stream: bool, one_shot: bool = False) -> Deferred[None]:
+        source = StatsSource(find=self._find, running=lambda _: self.running,
+                             sample=self._sample, clock=self.clock)
+        return ensureDeferred(stream_stats(source, self.container,
+                                           StatsOptions(stream, one_shot), self.sent.append))
+
+
+def _total(shown: dict[str, Any], key: str = "cpu_stats") -> int:
+    return int(shown[key]["cpu_usage"]["total_usage"])
+
+
+def test_a_stream_follows_the_container_until_it_is_removed():
+    engine = _Engine()
+    done = engine.serve(stream=True)
+    assert len(engine.sent) == 1 and engine.sent[0]["preread"] == ZERO_TIME
+    engine.clock.advance(1)
+    assert engine.sent[1]["preread"] == engine.sent[0]["read"]
+    assert _total(engine.sent[1], "precpu_stats") == 1000
+    engine.running = False  # stopped: zeroed objects, as moby's collector publishes
+    engine.clock.advance(1)
+    assert engine.sent[2]["read"] == ZERO_TIME and _total(engine.sent[2]) == 0
+    assert _total(engine.sent[2], "precpu_stats") == 2000
+    engine.running = True  # restarted: real numbers again
+    engine.clock.advance(1)
+    assert engine.sent[3]["preread"] == ZERO_TIME and _total(engine.sent[3]) == 3000
+    assert not done.called
+    engine.removed = True
+    engine.clock.advance(1)
+    assert done.called and len(engine.sent) == 4 and engine.clock.getDelayedCalls() == []
+
+
+def test_cancelling_a_stream_stops_its_timer():
+    engine = _Engine()
+    done = engine.serve(stream=True)
+    engine.clock.advance(1)
+    failures: list[Any] = []
+    done.addErrback(failures.append)
+    done.cancel()
+    assert failures[0].check(CancelledError) and engine.clock.getDelayedCalls() == []
+    engine.clock.advance(5)
+    assert len(engine.sent) == 2 and engine.reads == 2
+
+
+def test_once_after_a_second_sample_at_once_with_one_shot_or_zeroed():
+    engine = _Engine()
+    done = engine.serve(stream=False)
+    assert engine.sent == [] and not done.called
+    engine.clock.advance(1)
+    assert done.called and _total(engine.sent[0], "precpu_stats") == 1000
+    assert _total(engine.sent[0]) == 2000
+    assert engine.serve(stream=False, one_shot=True).called
+    assert _total(engine.sent[1], "precpu_stats") == 0 and _total(engine.sent[1]) == 3000
+    engine.running = False
+    assert engine.serve(stream=False).called and engine.sent[2]["read"] == ZERO_TIME
+    assert (engine.sent[2]["name"], engine.sent[2]["id"]) == ("/c", "abc")
 
 
 def test_reading_a_v2_and_a_v1_hierarchy(tmp_path: Path):

@@ -77,7 +77,8 @@ class ContainerBackend(Protocol):
     def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
     def stats(self, name: str, options: StatsOptions,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]: ...
+              send: Callable[[dict[str, Any]], None],
+              ready: Callable[[], None]) -> Deferred[None]: ...
 
 
 def _limit(raw: str) -> int:
@@ -455,14 +456,18 @@ class ContainerRouter:
         return self._containers.top(call.params["name"], call.query("ps_args"))
 
     def stats(self, call: ApiCall) -> Deferred[None]:
-        options = StatsOptions(stream=call.bool("stream", default=True),
-                               one_shot=call.bool("one-shot"))
-        if options.one_shot and options.stream:
-            raise InvalidParameter("cannot have stream=true and one-shot=true")
-        request = call.request
-        request.setHeader(b"content-type", b"application/json")
+        one_shot = call.bool("one-shot") and not versions.is_less(call.version, "1.41")
+        options = StatsOptions(stream=call.bool("stream", default=True), one_shot=one_shot)
+        request = cast(server.Request, call.request)
+
+        def ready() -> None:
+            if not options.stream:
+                request.setHeader(b"content-type", b"application/json")
+                return
+            request.defaultContentType = None  # moby's stream has no Content-Type,
+            request.write(b"")  # and its headers go out at once
 
         def send(shown: dict[str, Any]) -> None:
             request.write(httputils.encode_json(shown))
 
-        return self._containers.stats(call.params["name"], options, send)
+        return self._containers.stats(call.params["name"], options, send, ready)

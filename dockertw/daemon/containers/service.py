@@ -35,7 +35,7 @@ from dockertw.daemon.containers.names import check_name, generate_id, random_nam
 from dockertw.daemon.containers.record import Container, Sizes
 from dockertw.daemon.containers.running import Attachment, Running
 from dockertw.daemon.containers.stats import Sample, cgroup_files, parse_sample
-from dockertw.daemon.containers.statsstream import StatsOptions, stream_stats
+from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
 from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.containers.uppertar import write_upper_tar
 from dockertw.daemon.events import Event, EventBus
@@ -432,29 +432,46 @@ class ContainerService:
         path = bundles.cgroup_path(container, self._cgroup_parent)
         pids = await self._reader(
             lambda: cgroups.read_pids(self._cgroup_version, path))
-        listed = top.parse_ps_output(await top.run_ps(argv, self._reactor), pids)
+        listed = top.parse_ps_output(await top.run_ps(argv, pids, self._reactor), pids)
         self._emit(container, "top")
         return listed
 
     def stats(self, name: str, options: StatsOptions,
-              send: Callable[[dict[str, Any]], None]) -> Deferred[None]:
-        """``GET /containers/{name}/stats``: ``send`` each stats object; streaming
-        ends when the container stops, or when the result is cancelled."""
-        return ensureDeferred(self._stats(name, options, send))
+              send: Callable[[dict[str, Any]], None],
+              ready: Callable[[], None] = lambda: None) -> Deferred[None]:
+        """``GET /containers/{name}/stats``: ``send`` each stats object; a stream ends
+        when the container is removed, or when the result is cancelled (see
+        :mod:`~.statsstream`).  ``ready`` is called once the container is found (a
+        stream's headers go out then)."""
+        return ensureDeferred(self._stats(name, options, send, ready))
 
     async def _stats(self, name: str, options: StatsOptions,
-                     send: Callable[[dict[str, Any]], None]) -> None:
+                     send: Callable[[dict[str, Any]], None],
+                     ready: Callable[[], None]) -> None:
         container = await self._reader(lambda: self._store.get(name))
-        running = self._runs.run_of(container.id)
-        await stream_stats(container.name, container.id, running, options,
-                           lambda: self._sample(container, running), send, self._reactor)
+        if options.stream and options.one_shot:  # after the lookup, as moby: 404 first
+            raise InvalidParameter("cannot have stream=true and one-shot=true")
+        ready()
+        source = StatsSource(find=lambda key: self._reader(lambda: self._store.get(key)),
+                             running=lambda key: self._runs.run_of(key) is not None,
+                             sample=self._sample, clock=self._reactor)
+        await stream_stats(source, container, options, send)
 
-    def _sample(self, container: Container, running: Running | None) -> Deferred[Sample]:
+    async def _sample(self, container: Container) -> Sample | None:
+        """The container's counters now; ``None`` unless it runs (or if its run ended
+        while they were read)."""
+        running = self._runs.run_of(container.id)
+        if running is None:
+            return None
+        sample = await self._read_sample(container, running)
+        return sample if self._runs.run_of(container.id) is running else None
+
+    def _read_sample(self, container: Container, running: Running) -> Deferred[Sample]:
         """Read the container's counters in a worker thread."""
         version = self._cgroup_version
         path = bundles.cgroup_path(container, self._cgroup_parent)
         host_network = container.host_config.get("NetworkMode") == "host"
-        pid = None if running is None or host_network else running.watcher.pid
+        pid = None if host_network else running.watcher.pid
 
         def read() -> Sample:
             files = cgroups.read_stats_files(version, path, cgroup_files(version), pid)

@@ -94,7 +94,36 @@ def _v1_blkio(text: str | None) -> list[dict[str, Any]]:
 
 
 def _blkio(**lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """v2 (and no sample): the lists moby leaves nil, ``null``."""
     return {key: lists.get(key) or None for key in _BLKIO_LISTS}
+
+
+def _v1_blkio_stats(**lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """v1: moby copies every list of containerd's, so an empty one reads ``[]``."""
+    return {key: lists.get(key) or [] for key in _BLKIO_LISTS}
+
+
+#: The ``memory_stats.stats`` keys moby copies (``daemon/stats_unix.go``), sorted as
+#: Go writes a map; v1 leaves out e.g. ``shmem`` and ``swap``, v2 newer keys.
+_V1_MEMORY_KEYS = tuple(sorted(prefix + key for prefix in ("", "total_") for key in (
+    "cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout",
+    "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file",
+    "active_file", "unevictable")) + ["hierarchical_memory_limit",
+                                      "hierarchical_memsw_limit"])
+_V2_MEMORY_KEYS = tuple(sorted((
+    "anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
+    "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file",
+    "active_file", "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault",
+    "pgmajfault", "workingset_refault", "workingset_activate", "workingset_nodereclaim",
+    "pgrefill", "pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree",
+    "pglazyfreed", "thp_fault_alloc", "thp_collapse_alloc")))
+
+
+def _memory_keys(text: str | None, keys: tuple[str, ...]) -> dict[str, int]:
+    """``memory.stat`` as moby shows it: its keys (0 when absent), sorted; ``{}``
+    without the file."""
+    found = _keyed(text)
+    return {key: found.get(key, 0) for key in sorted(keys)} if text else {}
 
 
 def _memory(usage: int, limit: int, machine_memory: int, stats: dict[str, int],
@@ -102,8 +131,8 @@ def _memory(usage: int, limit: int, machine_memory: int, stats: dict[str, int],
     """``memory_stats`` with Go's ``omitempty``; no limit shows the host's memory."""
     if machine_memory and (limit == 0 or limit > machine_memory):
         limit = machine_memory
-    shown = {"stats": stats, "max_usage": max_usage, "usage": usage, "failcnt": failcnt,
-             "limit": limit}
+    shown = {"usage": usage, "max_usage": max_usage, "stats": stats, "failcnt": failcnt,
+             "limit": limit}  # the order of moby's MemoryStats
     return {key: value for key, value in shown.items() if value}
 
 
@@ -143,12 +172,13 @@ def v1_stats(files: Mapping[str, str], machine_memory: int = 0,
                                        throttled.get("throttled_time", 0)),
         "memory_stats": _memory(_number(files.get("memory.usage_in_bytes")),
                                 _number(files.get("memory.limit_in_bytes")),
-                                machine_memory, _keyed(files.get("memory.stat")),
+                                machine_memory,
+                                _memory_keys(files.get("memory.stat"), _V1_MEMORY_KEYS),
                                 max_usage=_number(files.get("memory.max_usage_in_bytes")),
                                 failcnt=_number(files.get("memory.failcnt"))),
         "pids_stats": _pids(_number(files.get("pids.current")),
                             _number(files.get("pids.max"))),
-        "blkio_stats": _blkio(**blkio),
+        "blkio_stats": _v1_blkio_stats(**blkio),
     }
 
 
@@ -179,7 +209,7 @@ def v2_stats(files: Mapping[str, str], machine_memory: int = 0) -> dict[str, Any
                                        cpu.get("throttled_usec", 0) * 1000),
         "memory_stats": _memory(_number(files.get("memory.current")),
                                 _number(files.get("memory.max")), machine_memory,
-                                _keyed(files.get("memory.stat")),
+                                _memory_keys(files.get("memory.stat"), _V2_MEMORY_KEYS),
                                 failcnt=_keyed(files.get("memory.events")).get("oom", 0)),
         "pids_stats": _pids(_number(files.get("pids.current")),
                             _number(files.get("pids.max"))),
@@ -207,7 +237,8 @@ _NET_FIELDS = {0: "rx_bytes", 1: "rx_packets", 2: "rx_errors", 3: "rx_dropped",
 
 
 def network_stats(net_dev: str) -> dict[str, dict[str, int]]:
-    """``/proc/<pid>/net/dev`` -> counters per interface, ``lo`` left out."""
+    """``/proc/<pid>/net/dev`` -> counters per interface, ``lo`` left out (sorted by
+    name, as Go writes a map)."""
     networks = {}
     for line in net_dev.splitlines()[2:]:
         name, sep, rest = line.partition(":")
@@ -215,7 +246,7 @@ def network_stats(net_dev: str) -> dict[str, dict[str, int]]:
         if not sep or name.strip() == "lo" or len(values) < 16:
             continue
         networks[name.strip()] = {key: int(values[i]) for i, key in _NET_FIELDS.items()}
-    return networks
+    return dict(sorted(networks.items()))
 
 
 # -- samples and answers ---------------------------------------------------------------

@@ -1,24 +1,29 @@
 """The ``GET /containers/{id}/stats`` conversation: when to sample, what to send.
 
-Samples are taken by a callable the service gives (it reads in a worker thread);
-one object a second while streaming, until the container's run ends or the
-request is cancelled (the client left: the timer is stopped).
+As moby's collector (``daemon/stats.go``, ``daemon/stats/collector.go``): a sample a
+second; a stream sends every one (the first with zero ``precpu_stats``), zeroed ones
+while the container does not run (real ones again once it runs, after a restart),
+and ends when the container is removed or the client leaves (cancelling stops the
+timer).  ``stream=false`` answers with the second sample (``precpu`` filled), at once
+with ``one_shot``, or with the zeroed object when the container does not run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
 
 from dockertw.daemon.containers import stats
-from dockertw.daemon.containers.running import Running, chained
+from dockertw.daemon.containers.record import Container
+from dockertw.errdefs import NotFound
 
-__all__ = ["StatsOptions", "Ticker", "stream_stats"]
+__all__ = ["StatsOptions", "StatsSource", "stream_stats", "INTERVAL"]
 
 INTERVAL = 1.0
+Send = Callable[[dict[str, Any]], None]
 
 
 @attrs.frozen
@@ -29,64 +34,43 @@ class StatsOptions:
     one_shot: bool = False
 
 
-class Ticker:
-    """Fires every :data:`INTERVAL` seconds, at once when the run has ended."""
+@attrs.frozen
+class StatsSource:
+    """What the conversation asks of the service."""
 
-    def __init__(self, reactor: Any, finished: Deferred[Any]) -> None:
-        self._reactor = reactor
-        self._next: Deferred[None] | None = None
-        self._timer: Any = None
-        self.ended = False
-        chained(finished).addCallback(self._end)
-
-    def _end(self, _: object) -> None:
-        self.ended = True
-        self._fire()
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _fire(self) -> None:
-        self._stop_timer()
-        tick, self._next = self._next, None
-        if tick is not None:
-            tick.callback(None)
-
-    def _cancelled(self, _: Deferred[None]) -> None:
-        self._stop_timer()
-        self._next = None
-
-    def wait(self) -> Deferred[None]:
-        """The next tick (cancelling it stops the timer)."""
-        if self.ended:
-            return succeed(None)
-        self._next = Deferred(self._cancelled)
-        self._timer = self._reactor.callLater(INTERVAL, self._fire)
-        return self._next
+    find: Callable[[str], Awaitable[Container]]  # by ID; NotFound once removed
+    running: Callable[[str], bool]  # whether the container runs now
+    sample: Callable[[Container], Awaitable[stats.Sample | None]]  # None: not running
+    clock: Any  # IReactorTime
 
 
-async def stream_stats(name: str, container_id: str, running: Running | None,
-                       options: StatsOptions, sample: Callable[[], Deferred[stats.Sample]],
-                       send: Callable[[dict[str, Any]], None], reactor: Any) -> None:
-    """Send the stats objects of one request; zeroes when the container is stopped."""
-    if running is None:
-        send(stats.zero_stats(name, container_id))
+async def stream_stats(source: StatsSource, container: Container, options: StatsOptions,
+                       send: Send) -> None:
+    """Send the stats objects of one request."""
+    if not options.stream and not source.running(container.id):
+        send(stats.zero_stats(container.name, container.id))
         return
-    ticker = Ticker(reactor, running.finished)
-    previous = None
-    if not options.stream and not options.one_shot:
-        previous = await sample()
-        await ticker.wait()
-    sent = False
-    while not (ticker.ended or running.watcher.exited.called):
-        current = await sample()
-        send(stats.stats_json(name, container_id, current, previous))
-        sent = True
-        if not options.stream:
+    current = await source.sample(container)
+    if not options.stream:
+        previous = None
+        if not options.one_shot:  # the first sample only fills precpu_stats
+            await deferLater(source.clock, INTERVAL, lambda: None)
+            previous, current = current, await source.sample(container)
+        send(stats.stats_json(container.name, container.id, current, previous))
+        return
+    send(stats.stats_json(container.name, container.id, current))
+    await _follow(source, container, current, send)
+
+
+async def _follow(source: StatsSource, container: Container,
+                  previous: stats.Sample | None, send: Send) -> None:
+    """An object a second until the container is removed (or the client leaves)."""
+    while True:
+        await deferLater(source.clock, INTERVAL, lambda: None)
+        try:
+            container = await source.find(container.id)
+        except NotFound:
             return
+        current = await source.sample(container)
+        send(stats.stats_json(container.name, container.id, current, previous))
         previous = current
-        await ticker.wait()
-    if not sent:
-        send(stats.zero_stats(name, container_id))
