@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import unmount_under  # noqa: E402
+from benchmarks.api import DockerEngine, unmount_under  # noqa: E402
 from benchmarks.exec import _busybox_tar  # noqa: E402
 from tests.cli import cli, import_image, ok  # noqa: E402
 from tests.support import Daemon  # noqa: E402
@@ -56,7 +56,30 @@ def _report(name: str, megabytes: int, seconds: Sequence[float]) -> None:
           f"  {megabytes / median:8.1f} MB/s")
 
 
-def bench(workdir: Path, megabytes: int, count: int) -> None:
+def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: int,
+                 count: int) -> None:
+    """Both directions for one engine (anything with a ``socket`` the CLI can reach)."""
+    import_image(target, tar, "bb:1")
+    ok(target, "run", "-d", "--network", "none", "--name", CONTAINER, "bb:1",
+       "sleep", "600")
+    out = payload.with_name("out.bin")
+    try:
+        def copy_in() -> None:
+            ok(target, "cp", str(payload), f"{CONTAINER}:/tmp/")
+
+        def copy_out() -> None:
+            out.unlink(missing_ok=True)
+            ok(target, "cp", f"{CONTAINER}:/tmp/{payload.name}", str(out))
+
+        _report(f"{name}: docker cp FILE C:/tmp/", megabytes, _timed(copy_in, count))
+        _report(f"{name}: docker cp C:/tmp/FILE OUT", megabytes, _timed(copy_out, count))
+        assert out.stat().st_size == payload.stat().st_size
+    finally:
+        cli(target, "rm", "-f", CONTAINER)
+        out.unlink(missing_ok=True)
+
+
+def bench(workdir: Path, megabytes: int, count: int, docker: bool) -> None:
     tar = _busybox_tar(workdir)
     payload = workdir / "payload.bin"
     _payload(payload, megabytes)
@@ -64,24 +87,18 @@ def bench(workdir: Path, megabytes: int, count: int) -> None:
     daemon = Daemon(workdir / "daemon")
     try:
         daemon.start()
-        import_image(daemon, tar, "bb:1")
-        ok(daemon, "run", "-d", "--network", "none", "--name", CONTAINER, "bb:1",
-           "sleep", "600")
-        out = workdir / "out.bin"
-
-        def copy_in() -> None:
-            ok(daemon, "cp", str(payload), f"{CONTAINER}:/tmp/")
-
-        def copy_out() -> None:
-            out.unlink(missing_ok=True)
-            ok(daemon, "cp", f"{CONTAINER}:/tmp/{payload.name}", str(out))
-
-        _report("docker cp FILE C:/tmp/", megabytes, _timed(copy_in, count))
-        _report("docker cp C:/tmp/FILE OUT", megabytes, _timed(copy_out, count))
-        assert out.stat().st_size == payload.stat().st_size
-        cli(daemon, "rm", "-f", CONTAINER)
+        bench_target("dockertw", daemon, tar, payload, megabytes, count)
     finally:
         daemon.stop()
+    if docker:
+        engine = DockerEngine(workdir / "docker")
+        try:
+            engine.start()
+            bench_target("docker", engine, tar, payload, megabytes, count)
+        except RuntimeError as error:
+            print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
+        finally:
+            engine.stop()
 
 
 def _interrupt(signum: int, frame: Any) -> NoReturn:
@@ -92,11 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=200, help="MB per copy")
     parser.add_argument("--count", type=int, default=3, help="copies each way")
+    parser.add_argument("--docker", action="store_true",
+                        help="also measure a private dockerd (Debian package docker.io)")
     options = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="dtwb-cp-", dir="/tmp"))
     try:
-        bench(workdir, options.size, options.count)
+        bench(workdir, options.size, options.count, options.docker)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
