@@ -286,7 +286,7 @@ def extract(root: int, dest: str, stream: IO[bytes], options: ExtractOptions) ->
     resolved inside the root, so a link in the archive or in the container can only
     lead somewhere else inside it."""
     directories: list[tuple[str, tarfile.TarInfo]] = []
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+    with tarfile.open(fileobj=stream, mode="r|*", bufsize=_READ_CHUNK) as tar:
         for member in tar:
             relative = _member_path(member.name)
             if relative is None:
