@@ -24,6 +24,7 @@ import attrs
 
 from dockertw.daemon.containers import inroot
 from dockertw.daemon.containers.export import _ChunkWriter
+from dockertw.daemon.tarreader import Chunk, ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "archive_name", "ExtractOptions",
@@ -35,6 +36,7 @@ _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
 _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
+_IOV_MAX = 1024
 _ZIP_LEVEL = 1  # invisible to clients; a local socket gains little from more effort
 
 
@@ -279,22 +281,23 @@ class ExtractOptions:
     owner: tuple[int, int] | None = None
 
 
-def extract(root: int, dest: str, stream: IO[bytes], options: ExtractOptions) -> None:
-    """Unpack the tar ``stream`` into the directory ``dest`` (resolved in the root,
-    links followed there).  Members named outside ``dest`` (``..``) and links whose
-    target leaves it are refused; everything a member's path passes through is
-    resolved inside the root, so a link in the archive or in the container can only
-    lead somewhere else inside it."""
+def extract(root: int, dest: str, source: ChunkSource | IO[bytes],
+            options: ExtractOptions) -> None:
+    """Unpack the tar ``source`` (gzip, bzip2 or xz compressed or not) into the
+    directory ``dest`` (resolved in the root, links followed there).  Members named
+    outside ``dest`` (``..``) and links whose target leaves it are refused; everything
+    a member's path passes through is resolved inside the root, so a link in the
+    archive or in the container can only lead somewhere else inside it."""
     directories: list[tuple[str, tarfile.TarInfo]] = []
-    with tarfile.open(fileobj=stream, mode="r|*", bufsize=_READ_CHUNK) as tar:
-        for member in tar:
-            relative = _member_path(member.name)
-            if relative is None:
-                continue  # the destination itself
-            target = posixpath.join(dest, relative)
-            _extract_member(root, dest, target, member, tar, options)
-            if member.isdir():
-                directories.append((target, member))
+    tar = TarReader(open_source(source))
+    for member in tar:
+        relative = _member_path(member.name)
+        if relative is None:
+            continue  # the destination itself
+        target = posixpath.join(dest, relative)
+        _extract_member(root, dest, target, member, tar, options)
+        if member.isdir():
+            directories.append((target, member))
     for target, member in reversed(directories):  # children first changed their mtime
         _set_times(root, target, member)
 
@@ -330,7 +333,7 @@ def _check_link(dest: str, target: str, member: tarfile.TarInfo) -> None:
 
 
 def _extract_member(root: int, dest: str, target: str, member: tarfile.TarInfo,
-                    tar: tarfile.TarFile, options: ExtractOptions) -> None:
+                    tar: TarReader, options: ExtractOptions) -> None:
     _check_link(dest, target, member)
     place = inroot.resolve(root, target, must_exist=False, make_dirs=True)
     try:
@@ -367,10 +370,10 @@ def _make_room(place: inroot.Resolved, member: tarfile.TarInfo,
 
 
 def _create(root: int, dest: str, place: inroot.Resolved, member: tarfile.TarInfo,
-            tar: tarfile.TarFile) -> None:
+            tar: TarReader) -> None:
     name, parent = place.name, place.parent
     if member.isreg():
-        _write_file(place, member, tar)
+        _write_file(place, tar)
     elif member.isdir():
         os.mkdir(name, 0o700, dir_fd=parent)
     elif member.issym():
@@ -391,15 +394,25 @@ def _create(root: int, dest: str, place: inroot.Resolved, member: tarfile.TarInf
         raise InvalidParameter(f"{member.name!r}: unsupported tar entry type")
 
 
-def _write_file(place: inroot.Resolved, member: tarfile.TarInfo,
-                tar: tarfile.TarFile) -> None:
+def _write_file(place: inroot.Resolved, tar: TarReader) -> None:
     fd = os.open(place.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                  | os.O_CLOEXEC, 0o600, dir_fd=place.parent)
-    with os.fdopen(fd, "wb") as out:
-        source = tar.extractfile(member)
-        assert source is not None
-        while chunk := source.read(_READ_CHUNK):
-            out.write(chunk)
+    try:
+        for chunks in tar.contents():
+            _write_all(fd, chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, chunks: list[Chunk]) -> None:
+    """All of ``chunks``, in as few ``writev`` calls as the kernel allows."""
+    while chunks:
+        written = os.writev(fd, chunks[:_IOV_MAX])
+        while chunks and written >= len(chunks[0]):
+            written -= len(chunks[0])
+            chunks = chunks[1:]
+        if written:
+            chunks = [memoryview(chunks[0])[written:], *chunks[1:]]
 
 
 def _set_owner_mode(place: inroot.Resolved, member: tarfile.TarInfo,

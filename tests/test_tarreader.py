@@ -1,0 +1,166 @@
+"""The streaming tar reader against archives written by :mod:`tarfile` (and by hand)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dockertw.daemon.tarreader import Chunk, FileChunks, TarReader, open_source
+
+
+class _Trickle:
+    """A chunk source giving at most ``step`` bytes per call (every boundary tried)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._step, self._at = data, step, 0
+
+    def read_chunks(self, limit: int) -> list[Chunk]:
+        size = min(limit, self._step, len(self._data) - self._at)
+        chunk = memoryview(self._data)[self._at:self._at + size]
+        self._at += size
+        return [chunk] if size else []
+
+
+def _archive(format: int, *members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buffer.getvalue()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def _read_all(source: object) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    reader = TarReader(open_source(source))  # type: ignore[arg-type]
+    for member in reader:
+        yield member, b"".join(b"".join(chunks) for chunks in reader.contents())
+
+
+LONG = "deep/" + "n" * 150 + "/file"
+SAMPLE = (
+    (_info("dir", tarfile.DIRTYPE, mode=0o750, uid=7, gid=8, mtime=1_600_000_000), b""),
+    (_info("dir/file", mode=0o640, uid=1000, gid=1001), b"x" * 70_000),
+    (_info(LONG), b"long name"),
+    (_info("link", tarfile.SYMTYPE, linkname="l" * 120), b""),
+    (_info("hard", tarfile.LNKTYPE, linkname="dir/file"), b""),
+    (_info("dev", tarfile.CHRTYPE, devmajor=1, devminor=3), b""),
+    (_info("fifo", tarfile.FIFOTYPE), b""),
+    (_info("empty"), b""),
+)
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+@pytest.mark.parametrize("step", [1, 511, 512, 4096, 1 << 20])
+def test_members_and_contents_match_tarfile(format: int, step: int) -> None:
+    data = _archive(format, *SAMPLE)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        expected = [(m.name, m.type, m.mode, m.uid, m.gid, int(m.mtime), m.linkname,
+                     m.devmajor, m.devminor, tar.extractfile(m).read() if m.isreg() else b"")
+                    for m in tar]  # type: ignore[union-attr]
+    got = [(m.name, m.type, m.mode, m.uid, m.gid, int(m.mtime), m.linkname, m.devmajor,
+            m.devminor, contents) for m, contents in _read_all(_Trickle(data, step))]
+    assert got == expected
+    assert [name for name, *_ in got][2] == LONG
+
+
+def test_contents_arrive_as_the_sources_own_chunks() -> None:
+    data = _archive(tarfile.PAX_FORMAT, (_info("f"), b"a" * 3000))
+    reader = TarReader(_Trickle(data, 1024), chunk_limit=1 << 20)
+    next(iter(reader))
+    sizes = [[len(chunk) for chunk in chunks] for chunks in reader.contents()]
+    assert sum(map(sum, sizes)) == 3000 and all(len(chunks) == 1 for chunks in sizes)
+
+
+def test_unread_contents_are_skipped() -> None:
+    data = _archive(tarfile.USTAR_FORMAT, (_info("a"), b"1" * 1000), (_info("b"), b"2"))
+    reader = TarReader(FileChunks(io.BytesIO(data)))
+    names = [member.name for member in reader]
+    assert names == ["a", "b"]
+
+
+def test_pax_records_override_the_header() -> None:
+    info = _info("short", mtime=5)
+    info.pax_headers = {"path": "from/pax", "uid": "4294967", "mtime": "1234.5",
+                        "uname": "ü", "SCHILY.xattr.user.x": "ignored"}
+    data = _archive(tarfile.PAX_FORMAT, (info, b"body"))
+    [(member, contents)] = list(_read_all(io.BytesIO(data)))
+    assert (member.name, member.uid, member.mtime, member.uname, contents) == (
+        "from/pax", 4294967, 1234.5, "ü", b"body")
+
+
+def test_a_global_pax_header_applies_to_every_member() -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"uid": "77"}) as tar:
+        for name in ("a", "b"):
+            tar.addfile(_info(name), io.BytesIO(b""))
+    assert [m.uid for m, _ in _read_all(io.BytesIO(buffer.getvalue()))] == [77, 77]
+
+
+def test_empty_input_and_end_blocks_only_hold_no_members() -> None:
+    assert list(_read_all(io.BytesIO(b""))) == []
+    assert list(_read_all(io.BytesIO(bytes(10240)))) == []
+
+
+def test_what_follows_the_end_of_the_archive_is_not_read() -> None:
+    data = _archive(tarfile.USTAR_FORMAT, (_info("a"), b"1")) + b"trailing junk"
+    assert [m.name for m, _ in _read_all(io.BytesIO(data))] == ["a"]
+
+
+def test_an_archive_without_end_blocks_ends_at_a_member_boundary() -> None:
+    data = _archive(tarfile.USTAR_FORMAT, (_info("a"), b"1"))  # as Go's reader
+    assert [m.name for m, _ in _read_all(io.BytesIO(data[:1024]))] == ["a"]
+
+
+@pytest.mark.parametrize("cut", [100, 512, 700, 1600])
+def test_truncated_archives_are_errors(cut: int) -> None:
+    data = _archive(tarfile.USTAR_FORMAT, (_info("a"), b"x" * 1000), (_info("b"), b"y"))
+    with pytest.raises(tarfile.ReadError, match="unexpected end of data"):
+        list(_read_all(io.BytesIO(data[:cut])))
+
+
+def test_a_bad_checksum_is_an_error() -> None:
+    data = bytearray(_archive(tarfile.USTAR_FORMAT, (_info("a"), b"x")))
+    data[0] ^= 0xFF
+    with pytest.raises(tarfile.HeaderError):
+        list(_read_all(io.BytesIO(bytes(data))))
+
+
+@pytest.mark.parametrize("record", [b"8 path=x\n", b"x path=y\n", b"12 pathxyzw\n",
+                                    b"13 mtime=abc\n"])
+def test_malformed_pax_records_are_errors(record: bytes) -> None:
+    header = _info("././@PaxHeader", tarfile.XHDTYPE, size=len(record)).tobuf(
+        tarfile.USTAR_FORMAT)
+    data = header + record.ljust(512, b"\0") + _archive(tarfile.USTAR_FORMAT,
+                                                        (_info("a"), b""))
+    with pytest.raises(tarfile.HeaderError):
+        list(_read_all(io.BytesIO(data)))
+
+
+def test_sparse_members_are_refused() -> None:
+    info = _info("sparse")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+    with pytest.raises(tarfile.HeaderError, match="sparse"):
+        list(_read_all(io.BytesIO(_archive(tarfile.PAX_FORMAT, (info, b"data")))))
+
+
+@pytest.mark.parametrize("compress", [lambda b: gzip.compress(b) + gzip.compress(b""),
+                                      bz2.compress, lzma.compress])
+def test_compressed_archives_are_undone(compress: Callable[[bytes], bytes]) -> None:
+    data = _archive(tarfile.PAX_FORMAT, *SAMPLE)
+    names = [m.name for m, _ in _read_all(_Trickle(compress(data), 3))]
+    assert names == [info.name for info, _ in SAMPLE]
