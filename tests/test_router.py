@@ -31,6 +31,8 @@ class _Sample:
             Route("GET", "/new", lambda call: {}, min_version="1.40"),
             Route("GET", "/lab", lambda call: {"lab": True}, experimental=True),
             Route("POST", "/nothing", lambda call: None),
+            Route("PUT", "/things/<path:name>/upload", lambda call: Empty(),
+                  streams_body=True),
         ]
 
     def inspect(self, call: ApiCall) -> Any:
@@ -214,3 +216,15 @@ def test_klein_app_alone_serves_the_same_routes(path):
         lambda r: client.content(r).addCallback(lambda body: results.append((r.code, body))))
     client.flush()
     assert results[0][0] == 200
+
+
+@pytest.mark.parametrize("method, path, streams", [
+    (b"PUT", b"/things/a/upload", True), (b"PUT", b"/v1.41/things/a/b/upload", True),
+    (b"PUT", b"/things/%C3%BC/upload", True), (b"POST", b"/things/a/upload", False),
+    (b"PUT", b"/things/a/upload/", False), (b"POST", b"/things/create", False),
+    (b"PUT", b"/things/%FF/upload", False), (b"PUT", b"/nowhere", False),
+])
+def test_routes_that_stream_their_body_are_found_from_method_and_path(
+        method: bytes, path: bytes, streams: bool) -> None:
+    resource = build_resource([_Sample()], ApiConfig())
+    assert resource.streams_body(method, path) is streams

@@ -21,6 +21,7 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as _NoMethod
 from werkzeug.exceptions import NotFound as _NoRoute
 from werkzeug.routing import BaseConverter
@@ -52,7 +53,10 @@ class Route:
 
     ``path`` uses werkzeug syntax (``/containers/<path:name>/json``); ``min_version``
     hides the route from older API versions; ``experimental`` routes answer 501 unless
-    the daemon runs with ``--experimental``.
+    the daemon runs with ``--experimental``.  A ``streams_body`` handler is called
+    once the headers are in and reads ``request.content`` (a
+    :class:`~dockertw.api.bodypipe.BodyPipe`, from a worker thread) while the body
+    still arrives; it must read it sequentially.
     """
 
     method: str
@@ -60,6 +64,7 @@ class Route:
     handler: Handler
     min_version: str | None = None
     experimental: bool = False
+    streams_body: bool = False
 
 
 class Router(Protocol):
@@ -125,14 +130,20 @@ def _route_tables(routers: Iterable[Router]) -> dict[str, dict[str, Route]]:
     return tables
 
 
+def _endpoint_names(index: int) -> tuple[str, str]:
+    """The Klein endpoint names of the ``index``-th path: bare and under ``/vX.Y``."""
+    return f"r{index}", f"r{index}v"
+
+
 def _klein_app(tables: dict[str, dict[str, Route]], dispatcher: _Dispatcher) -> Klein:
     app = Klein()
     app.url_map.converters["apiversion"] = _VersionConverter
     for index, (path, table) in enumerate(tables.items()):
         endpoint = dispatcher.endpoint_for(table)
         methods = sorted(table)  # so DELETE /images/a/json is not taken by GET .../json
-        app.route(path, endpoint=f"r{index}", methods=methods)(endpoint)
-        app.route("/v<apiversion:version>" + path, endpoint=f"r{index}v",
+        bare, versioned = _endpoint_names(index)
+        app.route(path, endpoint=bare, methods=methods)(endpoint)
+        app.route("/v<apiversion:version>" + path, endpoint=versioned,
                   methods=methods)(endpoint)
     app.handle_errors(_NoRoute, _NoMethod)(lambda request, failure: page_not_found(request))
     return app
@@ -167,9 +178,25 @@ class ApiResource(Resource):
                  tables: dict[str, dict[str, Route]]) -> None:
         super().__init__()
         self._routes = app.resource()
+        self._urls = app.url_map.bind("localhost")
+        self._streamed = {(name, method.encode())
+                          for index, table in enumerate(tables.values())
+                          for method, route in table.items() if route.streams_body
+                          for name in _endpoint_names(index)}
         self._static = {(path.encode(), method.encode()): dispatcher.endpoint_for(table)
                         for path, table in tables.items() if "<" not in path
                         for method in table}
+
+    def streams_body(self, method: bytes, path: bytes) -> bool:
+        """Whether the route of ``method`` ``path`` reads its body as it arrives."""
+        if not self._streamed:
+            return False
+        try:
+            endpoint, _ = self._urls.match(unquote_to_bytes(path).decode("utf-8"),
+                                           method=method.decode("ascii"))
+        except (UnicodeDecodeError, HTTPException):
+            return False
+        return (endpoint, method) in self._streamed
 
     def render(self, request: IRequest) -> Any:
         path = request.path

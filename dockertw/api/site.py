@@ -1,4 +1,5 @@
-"""The Twisted ``Site`` each listener serves: one log line per request."""
+"""The Twisted ``Site`` each listener serves: one log line per request, request
+bodies streamed to the routes that ask for it."""
 
 from __future__ import annotations
 
@@ -7,19 +8,98 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.python.failure import Failure
+from twisted.web import http, server
 from twisted.web.resource import IResource
+
+from dockertw.api.bodypipe import BodyLost, BodyPipe
 
 __all__ = ["ApiRequest", "ApiSite"]
 
+_STREAMED_READ_SIZE = 1 << 20
+
 
 class ApiRequest(server.Request):
-    """A request that remembers when it arrived, and that a handler can hijack."""
+    """A request that remembers when it arrived, and that a handler can hijack.
+
+    When the site says a route streams its body (:meth:`ApiSite.streams_body`), the
+    request is dispatched as soon as its headers are in, with a :class:`BodyPipe` as
+    ``content``; its response is finished only once the whole body has arrived, so
+    the connection stays in step for the next request.
+    """
+
+    content: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrived = time.monotonic()
         self.hijacked = False
+        self._streaming = False
+        self._finish_waiting = False
+        self._read_size: int | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        head = self._streamed_head(length)
+        if head is None:
+            super().gotLength(length)
+            return
+        self._streaming = True
+        channel: Any = self.channel
+        self.content = self._body_pipe(channel.transport, channel.site.reactor)
+        # Dispatched on the next turn, so "100 Continue" goes out before any answer.
+        channel.site.reactor.callLater(0, self._dispatch, *head)
+
+    def _streamed_head(self, length: int | None) -> tuple[bytes, bytes, bytes] | None:
+        """Method, URI and version of a request whose route streams its body (read
+        from the channel: Twisted keeps them there until the body is in)."""
+        channel: Any = self.channel
+        method, uri, version = (getattr(channel, name, None)
+                                for name in ("_command", "_path", "_version"))
+        site = getattr(channel, "site", None)
+        if (length == 0 or method is None or uri is None or version is None
+                or not isinstance(site, ApiSite)
+                or not site.streams_body(method, uri.split(b"?", 1)[0])):
+            return None
+        return method, uri, version
+
+    def _body_pipe(self, transport: Any, reactor: Any) -> BodyPipe:
+        """A pipe that pauses ``transport`` while the reader is behind; the transport
+        reads in large blocks meanwhile (fewer, cheaper reads of a big upload)."""
+        self._read_size = getattr(transport, "bufferSize", None)
+        if self._read_size is not None:
+            transport.bufferSize = _STREAMED_READ_SIZE
+
+        def resume() -> None:
+            if self.channel is not None:
+                transport.resumeProducing()
+
+        return BodyPipe(transport.pauseProducing, resume, reactor.callFromThread)
+
+    def _dispatch(self, method: bytes, uri: bytes, version: bytes) -> None:
+        """What ``requestReceived`` does, before the body: the route reads it."""
+        if self.channel is None:
+            return  # gone before its turn came
+        self.method, self.uri, self.clientproto = method, uri, version
+        self.path, _, query = uri.partition(b"?")
+        self.args = http.parse_qs(query, 1) if query else {}
+        self.process()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._streaming:
+            super().requestReceived(command, path, version)
+            return
+        self.content.end()
+        if self._read_size is not None and self.channel is not None:
+            self.channel.transport.bufferSize = self._read_size  # type: ignore[union-attr]
+        if self._finish_waiting:
+            self._finish_waiting = False
+            super().finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._streaming and self.content is not None:
+            self.content.fail(BodyLost("the connection closed before the request body "
+                                       "was complete"))
+        super().connectionLost(reason)
 
     def mark_hijacked(self, code: int) -> None:
         """The connection now carries raw bytes: never write HTTP on it again."""
@@ -37,6 +117,10 @@ class ApiRequest(server.Request):
         if self.hijacked:
             self.finished = True
             return
+        if self._streaming and not self.content.ended:  # the rest of the body is
+            self._finish_waiting = True                  # read, then dropped
+            self.content.discard()
+            return
         super().finish()
 
 
@@ -52,6 +136,11 @@ class ApiSite(server.Site):
         super().__init__(resource)
         self.listener = listener
         self.on_stop = on_stop
+
+    def streams_body(self, method: bytes, path: bytes) -> bool:
+        """Whether the route of ``method`` ``path`` reads its body while it arrives."""
+        wants = getattr(self.resource, "streams_body", None)
+        return bool(wants is not None and wants(method, path))
 
     def stopFactory(self) -> None:
         """The last port serving this site closed; tell whoever watches the listener."""

@@ -4,7 +4,6 @@ restart, wait, logs, attach, resize, top and stats."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, cast
@@ -267,7 +266,8 @@ class ContainerRouter:
             Route("GET", "/containers/<path:name>/export", self.export),
             Route("HEAD", "/containers/<path:name>/archive", self.archive_head),
             Route("GET", "/containers/<path:name>/archive", self.archive_get),
-            Route("PUT", "/containers/<path:name>/archive", self.archive_put),
+            Route("PUT", "/containers/<path:name>/archive", self.archive_put,
+                  streams_body=True),
             Route("POST", "/containers/<path:name>/unpause", self.unpause),
             Route("POST", "/containers/<path:name>/resize", self.resize),
             Route("GET", "/containers/<path:name>/top", self.top),
@@ -338,9 +338,7 @@ class ContainerRouter:
         options = CopyOptions(path=_archive_path(call),
                               no_overwrite_dir_non_dir=call.bool("noOverwriteDirNonDir"),
                               copy_uid_gid=call.bool("copyUIDGID"))
-        content = call.request.content
-        body = content if content is not None else io.BytesIO()
-        body.seek(0)
+        body = call.request.content  # a BodyPipe: read as it arrives
         extracted = self._containers.extract(call.params["name"], options, body)
         return extracted.addCallback(lambda _: Empty(200))
 
