@@ -18,12 +18,11 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import attrs
 
 from dockertw.daemon.containers import inroot
-from dockertw.daemon.containers.export import _ChunkWriter
 from dockertw.daemon.tarreader import Chunk, ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
@@ -37,6 +36,7 @@ _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
 _IOV_MAX = 1024
+_SMALL_CONTENTS = 64 << 10  # smaller reads join the pending headers
 _ZIP_LEVEL = 1  # invisible to clients; a local socket gains little from more effort
 
 
@@ -149,7 +149,7 @@ def _link_target(root: int, link: inroot.Resolved) -> str:
 class _TarWriter:
     """Adds entries read through directory fds to a streaming tar."""
 
-    def __init__(self, tar: tarfile.TarFile) -> None:
+    def __init__(self, tar: _TarStream) -> None:
         self._tar = tar
         self._links: dict[tuple[int, int], str] = {}
 
@@ -158,10 +158,10 @@ class _TarWriter:
         header = self._header(parent, name, arcname, info)
         if header.isreg():
             with _open_regular(parent, name, info) as content:
-                header.size = os.fstat(content.fileno()).st_size
-                self._tar.addfile(header, _Limited(content, header.size))
+                header.size = os.fstat(content).st_size
+                self._tar.add(header, content)
             return
-        self._tar.addfile(header)
+        self._tar.add(header)
         if header.isdir():
             self._add_children(parent, name, arcname)
 
@@ -201,9 +201,9 @@ class _TarWriter:
 
 
 @contextmanager
-def _open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[IO[bytes]]:
-    """The regular file ``seen`` for reading.  Opened by ``O_PATH`` first and checked,
-    so an entry swapped meanwhile (a device node, a FIFO) is never opened for real."""
+def _open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[int]:
+    """The regular file ``seen`` open for reading.  Opened by ``O_PATH`` first and
+    checked, so an entry swapped meanwhile (a device node, a FIFO) is never opened."""
     path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
         now = os.fstat(path_fd)
@@ -213,38 +213,60 @@ def _open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[IO[b
         fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(path_fd)
-    with os.fdopen(fd, "rb") as content:
-        yield content
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
-class _Limited:
-    """At most ``size`` bytes of ``stream``, zeros if it shrank meanwhile (the
-    header is written already)."""
+class _TarStream:
+    """A tar stream handed to ``push``: headers gathered into blocks of about
+    ``_READ_CHUNK``, large file contents passed on as read, never copied again."""
 
-    def __init__(self, stream: IO[bytes], size: int) -> None:
-        self._stream, self._left = stream, size
+    def __init__(self, push: Callable[[bytes], None]) -> None:
+        self._push = push
+        self._pending = bytearray()
 
-    def read(self, size: int = -1) -> bytes:
-        want = self._left if size < 0 else min(size, self._left)
-        data = self._stream.read(want)
-        if len(data) < want:
-            data += b"\0" * (want - len(data))
-        self._left -= len(data)
-        return data
+    def add(self, header: tarfile.TarInfo, content: int | None = None) -> None:
+        """An entry; a regular file's ``header.size`` bytes are read from ``content``
+        (zeros if it shrank meanwhile: the header is written already)."""
+        self._pending += header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        if content is not None:
+            self._add_contents(content, header.size)
+        if len(self._pending) >= _READ_CHUNK:
+            self._flush()
+
+    def close(self) -> None:
+        """The end-of-archive blocks, and everything still held."""
+        self._pending += bytes(2 * tarfile.BLOCKSIZE)
+        self._flush()
+
+    def _add_contents(self, fd: int, size: int) -> None:
+        left = size
+        while left:
+            data = os.read(fd, min(left, _READ_CHUNK)) or bytes(min(left, _READ_CHUNK))
+            left -= len(data)
+            if len(data) < _SMALL_CONTENTS:
+                self._pending += data
+                continue
+            self._flush()
+            self._push(data)
+        self._pending += bytes(-size % tarfile.BLOCKSIZE)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._push(bytes(self._pending))
+            self._pending.clear()
 
 
 def write_archive(resolved: inroot.Resolved, arcname: str,
                   push: Callable[[bytes], None]) -> None:
     """Stream the entry ``resolved`` names (a directory with everything in it) as a
     tar through ``push``, its entries named from ``arcname``."""
-    writer = _ChunkWriter(push)
-    with tarfile.open(fileobj=cast(IO[bytes], writer), mode="w|",
-                      format=tarfile.PAX_FORMAT) as tar:
-        if resolved.name:
-            _TarWriter(tar).add(resolved.parent, resolved.name, arcname)
-        else:  # the root, or a directory reached by ".."
-            _TarWriter(tar).add(resolved.parent, ".", arcname)
-    writer.flush()
+    tar = _TarStream(push)
+    # the root, or a directory reached by "..", has no name of its own
+    _TarWriter(tar).add(resolved.parent, resolved.name or ".", arcname)
+    tar.close()
 
 
 class Encoder:
