@@ -4,7 +4,8 @@
 Starts its own daemon on a temporary root (always stopped and removed), imports a
 busybox image, runs one ``sleep`` container, then times with the real CLI ``docker cp
 FILE C:/tmp/`` and ``docker cp C:/tmp/FILE OUT`` of a ``--size`` MB file (default 200,
-random bytes), ``--count`` times each (default 3).  Prints MB/s (median), no verdict::
+random bytes), ``--count`` times each (default 3).  Prints MB/s (median) and the
+daemon's peak resident memory, no verdict::
 
     .venv/bin/python benchmarks/cp.py [--size 200] [--count 3]
 """
@@ -56,6 +57,17 @@ def _report(name: str, megabytes: int, seconds: Sequence[float]) -> None:
           f"  {megabytes / median:8.1f} MB/s")
 
 
+def _peak_rss_mib(target: Any) -> float:
+    """The daemon process's peak resident memory (``VmHWM``)."""
+    process = getattr(target, "process", None)
+    if process is None:
+        return float("nan")
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: int,
                  count: int) -> None:
     """Both directions for one engine (anything with a ``socket`` the CLI can reach)."""
@@ -74,6 +86,7 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
         _report(f"{name}: docker cp FILE C:/tmp/", megabytes, _timed(copy_in, count))
         _report(f"{name}: docker cp C:/tmp/FILE OUT", megabytes, _timed(copy_out, count))
         assert out.stat().st_size == payload.stat().st_size
+        print(f"{name}: daemon peak RSS {_peak_rss_mib(target):.0f} MiB")
     finally:
         cli(target, "rm", "-f", CONTAINER)
         out.unlink(missing_ok=True)
