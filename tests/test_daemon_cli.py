@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import Authority
+from tests.cli import cli, import_image, ok
 from tests.support import Daemon, docker, free_port, twistd_command, unix_get
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,25 @@ class TestTLS:
     def test_unix_listener_stays_plain_beside_tls(self, tls_daemon):
         daemon, _ = tls_daemon
         assert unix_get(daemon.socket, "/_ping")[2] == b"OK"
+
+    def test_docker_cp_streams_over_tls_both_ways(self, tls_daemon, pki, busybox_tar,
+                                                  workdir: Path):
+        daemon, port = tls_daemon
+        import_image(daemon, busybox_tar, "bb:1")
+        tls = ["--tlsverify", "--tlscacert", str(pki["ca"]), "--tlscert",
+               str(pki["client_cert"]), "--tlskey", str(pki["client_key"]),
+               "-H", f"tcp://127.0.0.1:{port}"]
+        payload = workdir / "payload.bin"
+        payload.write_bytes(os.urandom(1 << 20) * 12)
+        ok(daemon, "create", "--name", "cptls", "bb:1", "true")
+        try:
+            done = docker(*tls, "cp", str(payload), "cptls:/tmp/")
+            assert done.returncode == 0, done.stderr
+            done = docker(*tls, "cp", "cptls:/tmp/payload.bin", str(workdir / "back.bin"))
+            assert done.returncode == 0, done.stderr
+        finally:
+            cli(daemon, "rm", "-f", "cptls")
+        assert (workdir / "back.bin").read_bytes() == payload.read_bytes()
 
     def test_tls_without_verify_needs_no_client_certificate(self, start_daemon, pki):
         port = free_port()
