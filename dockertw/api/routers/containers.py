@@ -16,6 +16,7 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from dockertw.api import httputils, versions
+from dockertw.api.attaching import connect_attachment
 from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
@@ -424,29 +425,7 @@ class ContainerRouter:
         def connect(result: tuple[Attachment, bool]) -> Deferred[None]:
             attachment, tty = result
             stream = hijack(call.request, upgrade_head(_RAW_STREAM, upgrade))
-            done: Deferred[None] = Deferred()
-
-            def output(entry: LogEntry) -> None:
-                if tty:
-                    stream.write(entry.data)
-                else:
-                    kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
-                    stream.write(encode_frame(kind, entry.data))
-
-            def lost(_: object) -> None:
-                attachment.detach()
-                if not done.called:
-                    done.callback(None)
-
-            attachment.output = output
-            attachment.pause = stream.pause
-            attachment.resume = stream.resume
-            stream.on_data = attachment.write_stdin
-            stream.on_eof = attachment.close_stdin
-            stream.on_lost = lost
-            attachment.finished.addCallback(lambda _: stream.close())
-            stream.start()
-            return done
+            return connect_attachment(stream, attachment, mux=not tty)
 
         return attached.addCallback(connect)
 

@@ -8,12 +8,12 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from dockertw.api.hijack import RawStream, hijack, upgrade_head
+from dockertw.api.attaching import connect_attachment
+from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.daemon.containers.execs import ExecRecord
 from dockertw.daemon.containers.running import Attachment
-from dockertw.daemon.jsonlog import LogEntry
 from dockertw.errdefs import InvalidParameter
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 from dockertw.streams.stdcopy import Stream, encode_frame
@@ -65,32 +65,6 @@ def _attachment(record: ExecRecord) -> Attachment:
                       detach_keys=record.detach_keys or DEFAULT_DETACH_KEYS)
 
 
-def _connect(stream: RawStream, attachment: Attachment, mux: bool) -> Deferred[None]:
-    """Wire the client's connection to the exec: fires when the connection is gone."""
-    done: Deferred[None] = Deferred()
-
-    def output(entry: LogEntry) -> None:
-        if mux:
-            kind = Stream.STDERR if entry.stream == "stderr" else Stream.STDOUT
-            stream.write(encode_frame(kind, entry.data))
-        else:
-            stream.write(entry.data)
-
-    def lost(_: Failure) -> None:
-        attachment.detach()
-        if not done.called:
-            done.callback(None)
-
-    attachment.output = output
-    attachment.pause, attachment.resume = stream.pause, stream.resume
-    stream.on_data = attachment.write_stdin
-    stream.on_eof = attachment.close_stdin
-    stream.on_lost = lost
-    attachment.finished.addCallback(lambda _: stream.close())
-    stream.start()
-    return done
-
-
 class ExecRouter:
     def __init__(self, execs: ExecBackend) -> None:
         self._execs = execs
@@ -129,7 +103,7 @@ class ExecRouter:
         head = upgrade_head(_RAW_STREAM, upgrade, _copied_headers(call))
         stream = hijack(call.request, head)
         attachment = _attachment(record)
-        done = _connect(stream, attachment, mux=not tty)
+        done = connect_attachment(stream, attachment, mux=not tty)
 
         def failed(failure: Failure) -> None:
             text = failure.getErrorMessage().encode() + b"\r\n"
