@@ -22,6 +22,7 @@ from tests.proxies import (  # noqa: F401 - fixtures for every test module
 )
 from tests.rootfs import make_busybox_rootfs
 from tests.support import Daemon
+from tests.terminal import terminals  # noqa: F401 - a fixture for every test module
 
 
 @pytest.fixture

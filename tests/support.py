@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from dockertw.runtime.mounts import mounts_under
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,14 @@ def unix_get(path: str, url: str, method: str = "GET") -> tuple[int, dict[str, s
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
+    """The mounts still under ``path`` once they had ``timeout`` seconds to go."""
+    deadline = time.monotonic() + timeout
+    while (left := mounts_under(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -14,16 +14,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
 from tests.cli import cli, ok
-from tests.support import Daemon, _UnixConnection
+from tests.support import Daemon, _UnixConnection, mounts_left
 
 pytestmark = pytest.mark.integration
 
@@ -255,12 +253,7 @@ def test_a_client_going_away_releases_the_mount(running_daemon: Daemon) -> None:
         assert response.status == 200 and response.read(1000)
     finally:
         connection.close()
-    scratch = running_daemon.root / "tmp" / "cp"
-    for _ in range(100):
-        if not mounts_under(scratch):
-            break
-        time.sleep(0.1)
-    assert mounts_under(scratch) == []
+    assert mounts_left(running_daemon.root / "tmp" / "cp") == []
     ok(running_daemon, "rm", "cpgone")
 
 

@@ -18,9 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
 from tests.cli import cli, ok
-from tests.support import Daemon
+from tests.support import Daemon, mounts_left
 
 pytestmark = pytest.mark.integration
 
@@ -172,12 +171,7 @@ def test_a_client_leaving_mid_body_leaves_nothing_behind(container: str,
     leaving.chunk(_tar("half.bin", b"y" * 4_000_000)[:2_000_000])
     time.sleep(0.3)
     leaving.close()
-    scratch = running_daemon.root / "tmp" / "cp"
-    for _ in range(100):
-        if not mounts_under(scratch):
-            break
-        time.sleep(0.1)
-    assert mounts_under(scratch) == []
+    assert mounts_left(running_daemon.root / "tmp" / "cp") == []
     after = _Client(running_daemon)
     try:
         after.ping()

@@ -8,7 +8,6 @@ container, and exec output kept out of the container's log.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from dockertw.client.docker import DockerClient
 from dockertw.client.errors import ConflictError
 from tests.cli import cli, inspect, ok
 from tests.support import Daemon, _UnixConnection, unix_get
-from tests.test_containers_tty import Terminal
+from tests.terminal import Terminal
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +40,6 @@ def box(running_daemon: Daemon) -> Iterator[tuple[Daemon, str]]:
         yield running_daemon, "x1"
     finally:
         cli(running_daemon, "rm", "-f", "x1")
-
-
-@pytest.fixture
-def terminals() -> Iterator[list[Terminal]]:
-    opened: list[Terminal] = []
-    try:
-        yield opened
-    finally:
-        for terminal in opened:
-            terminal.close()
 
 
 def _request(path: str, method: str, url: str, body: bytes = b"",
@@ -154,13 +143,7 @@ def test_exec_it_types_resizes_and_exits(box: tuple[Daemon, str],
     shell.expect(r"# ")
     shell.type("stty size\r")
     shell.expect(r"30 100\r\n")
-    shell.resize(40, 120)
-    deadline = time.monotonic() + 10
-    while b"40 120\r\n" not in shell.output:  # the resize races the next command
-        assert time.monotonic() < deadline, shell.output
-        shell.type("stty size\r")
-        with contextlib.suppress(AssertionError):
-            shell.expect(r"40 120\r\n", timeout=0.5)
+    shell.resize_and_see(40, 120)
     shell.type('echo hel""lo; exit 4\r')
     shell.expect(r"\r\nhello\r\n")
     assert shell.wait() == 4, shell.output

@@ -9,17 +9,9 @@ a container that never reads its stdin.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import pty
-import re
-import select
-import shutil
 import socket
-import struct
-import subprocess
 import tempfile
-import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -27,114 +19,27 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
-from tests.cli import cli, import_image, inspect, ok
+from tests.cli import cli, inspect, ok
 from tests.support import Daemon, unix_get
+from tests.terminal import Terminal
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def tty_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
-    """A daemon with busybox as ``bb:1``; afterwards no mount, cgroup or console
-    socket is left behind."""
-    import_image(daemon, busybox_tar, "bb:1")
+def tty_daemon(running_daemon: Daemon) -> Iterator[Daemon]:
+    """``running_daemon``; afterwards no console socket is left behind either."""
     before = _console_sockets()
     try:
-        yield daemon
+        yield running_daemon
     finally:
-        daemon.stop()
-        leftover_mounts = mounts_under(daemon.root)
-        leftover_cgroups = daemon.container_cgroups()
-        assert leftover_mounts == [] and leftover_cgroups == []
+        running_daemon.stop()
         assert _console_sockets() - before == set()
-        assert "Traceback" not in daemon.output(), daemon.output()
 
 
 def _console_sockets() -> set[str]:
     return {name for name in os.listdir(tempfile.gettempdir())
             if name.startswith("dtw-console-")}
-
-
-def _set_size(fd: int, rows: int, columns: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-
-def _take_terminal() -> None:
-    """In the child: make the pty on stdin the session's controlling terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    """The docker CLI running on a pseudo-terminal we hold the master of."""
-
-    def __init__(self, daemon: Daemon, *args: str, rows: int = 30,
-                 columns: int = 100) -> None:
-        self.master, slave = pty.openpty()
-        _set_size(slave, rows, columns)
-        self._config = tempfile.mkdtemp(prefix="dockertw-cli-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env.update(DOCKER_CONFIG=self._config, TERM="xterm")
-        try:
-            self.process = subprocess.Popen(
-                ["docker", "-H", f"unix://{daemon.socket}", *args], stdin=slave,
-                stdout=slave, stderr=slave, env=env, start_new_session=True,
-                preexec_fn=_take_terminal)
-        finally:
-            os.close(slave)
-        self.output = b""
-
-    def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
-
-    def expect(self, pattern: str, timeout: float = 15) -> re.Match[bytes]:
-        """Read until ``pattern`` matches the output seen so far."""
-        deadline = time.monotonic() + timeout
-        compiled = re.compile(pattern.encode())
-        while True:
-            found = compiled.search(self.output)
-            if found:
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._read(left):
-                raise AssertionError(f"{pattern!r} not in {self.output!r}")
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
-            return False
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: the CLI exited and closed the pty
-            return False
-        self.output += data
-        return bool(data)
-
-    def resize(self, rows: int, columns: int) -> None:
-        _set_size(self.master, rows, columns)  # the CLI gets SIGWINCH
-
-    def wait(self, timeout: float = 20) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            self._read(0.1)
-        return self.process.wait(timeout=1)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        os.close(self.master)
-        shutil.rmtree(self._config, ignore_errors=True)
-
-
-@pytest.fixture
-def terminals() -> Iterator[list[Terminal]]:
-    opened: list[Terminal] = []
-    try:
-        yield opened
-    finally:
-        for terminal in opened:
-            terminal.close()
 
 
 def _open(terminals: list[Terminal], daemon: Daemon, *args: str) -> Terminal:
@@ -150,13 +55,7 @@ def test_run_it_types_resizes_and_exits(tty_daemon: Daemon,
     shell.expect(r"# ")
     shell.type("stty size\r")
     shell.expect(r"30 100\r\n")
-    shell.resize(40, 120)
-    deadline = time.monotonic() + 10
-    while b"40 120\r\n" not in shell.output:  # the resize races the next command
-        assert time.monotonic() < deadline, shell.output
-        shell.type("stty size\r")
-        with contextlib.suppress(AssertionError):
-            shell.expect(r"40 120\r\n", timeout=0.5)
+    shell.resize_and_see(40, 120)
     shell.type('echo hel""lo; exit 3\r')
     shell.expect(r"\r\nhello\r\n")
     assert shell.wait() == 3, shell.output
