@@ -33,7 +33,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -48,7 +48,10 @@ __all__ = [
     "chain_ids",
     "diff_id",
     "extract_layer",
+    "leaves_root",
+    "open_tar_stream",
     "open_uncompressed",
+    "tar_members",
 ]
 
 _CHUNK = 1 << 20
@@ -208,12 +211,17 @@ class _BadEntry(Exception):
     """An entry refused; the message says why and is prefixed with the entry's name."""
 
 
+def leaves_root(cleaned: str) -> bool:
+    """True if the cleaned relative path ``cleaned`` climbs above its root."""
+    return cleaned == ".." or cleaned.startswith("../")
+
+
 def _relative_parts(name: str, what: str) -> tuple[str, ...]:
     """Clean ``name`` lexically (as Go's ``filepath.Clean``) into root-relative parts."""
     if "\0" in name:
         raise _BadEntry(f"{what} contains a NUL byte")
     cleaned = posixpath.normpath(name) if name else "."
-    if cleaned == ".." or cleaned.startswith("../"):
+    if leaves_root(cleaned):
         raise _BadEntry(f"{what} escapes the layer root")
     cleaned = cleaned.lstrip("/")
     return tuple(cleaned.split("/")) if cleaned not in ("", ".") else ()
@@ -225,8 +233,7 @@ def _check_symlink_target(parts: tuple[str, ...], target: str) -> None:
         raise _BadEntry(f'invalid symlink target "{target}"')
     if target.startswith("/"):
         return
-    resolved = posixpath.normpath(posixpath.join("/".join(parts[:-1]), target))
-    if resolved == ".." or resolved.startswith("../"):
+    if leaves_root(posixpath.normpath(posixpath.join("/".join(parts[:-1]), target))):
         raise _BadEntry(f'symlink target "{target}" escapes the layer root')
 
 
@@ -597,25 +604,36 @@ def _open_tar(stream: _Readable) -> tarfile.TarFile | None:
     first = stream.read(tarfile.BLOCKSIZE)
     if not first:
         return None  # an empty stream is an empty layer, as Go's tar reader sees it
-    source = io.BufferedReader(_PrefixedStream(first, stream), _CHUNK)
+    return open_tar_stream(io.BufferedReader(_PrefixedStream(first, stream), _CHUNK),
+                           "tar stream")
+
+
+def open_tar_stream(source: IO[bytes], what: str) -> tarfile.TarFile:
+    """``source`` read as a tar stream (UTF-8 names); errors say ``invalid {what}``."""
     try:
         return tarfile.open(fileobj=source, mode="r|", encoding="utf-8",
                             errors="surrogateescape")
     except tarfile.TarError as error:
-        raise InvalidParameter(f"invalid tar stream: {error}") from None
+        raise InvalidParameter(f"invalid {what}: {error}") from None
 
 
-def _extract_all(archive: tarfile.TarFile, extractor: _Extractor) -> None:
+def tar_members(archive: tarfile.TarFile, what: str) -> Iterator[tarfile.TarInfo]:
+    """The members of a streamed ``archive``, none kept once the caller is done with it."""
     while True:
         try:
             member = archive.next()
         except tarfile.TarError as error:
-            raise InvalidParameter(f"invalid tar stream: {error}") from None
+            raise InvalidParameter(f"invalid {what}: {error}") from None
         if member is None:
             return
+        yield member
+        archive.members.clear()  # type: ignore[attr-defined]  # streaming: keep no state
+
+
+def _extract_all(archive: tarfile.TarFile, extractor: _Extractor) -> None:
+    for member in tar_members(archive, "tar stream"):
         extractor.apply(archive, member)
         extractor.settle(archive.offset)
-        archive.members.clear()  # type: ignore[attr-defined]  # streaming: keep no state
 
 
 def extract_layer(stream: IO[bytes], target: Path, *, overlay_whiteouts: bool = False,

@@ -21,7 +21,13 @@ from typing import IO, Any, Protocol
 
 import attrs
 
-from dockertw.daemon.images.layers import chain_id, open_uncompressed
+from dockertw.daemon.images.layers import (
+    chain_id,
+    leaves_root,
+    open_tar_stream,
+    open_uncompressed,
+    tar_members,
+)
 from dockertw.daemon.images.reference import parse_normalized, validate_digest
 from dockertw.daemon.images.store import ImageStore
 from dockertw.errdefs import InvalidParameter
@@ -108,7 +114,7 @@ def _link_target(member: tarfile.TarInfo, name: str) -> str:
     """Where a link points, inside the archive (absolute targets from its root)."""
     base = "" if member.islnk() else posixpath.dirname(name)
     target = posixpath.normpath(posixpath.join(base, member.linkname.lstrip("/")))
-    if target == ".." or target.startswith("../"):
+    if leaves_root(target):
         raise InvalidParameter(f'invalid archive member "{member.name}": link target '
                                f'"{member.linkname}" escapes the archive')
     return target
@@ -137,28 +143,11 @@ def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
         _write_member(archive, member, unpacked.root / name)
 
 
-def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    while True:
-        try:
-            member = archive.next()
-        except tarfile.TarError as error:
-            raise InvalidParameter(f"invalid archive: {error}") from None
-        if member is None:
-            return
-        yield member
-        archive.members.clear()  # type: ignore[attr-defined]  # streaming: keep no state
-
-
 def unpack_archive(stream: IO[bytes], target: Path) -> Unpacked:
     """Unpack the archive ``stream`` into the empty directory ``target``."""
     unpacked = Unpacked(target)
-    try:
-        archive = tarfile.open(fileobj=open_uncompressed(stream), mode="r|",  # noqa: SIM115
-                               encoding="utf-8", errors="surrogateescape")
-    except tarfile.TarError as error:
-        raise InvalidParameter(f"invalid archive: {error}") from None
-    with archive:
-        for member in _members(archive):
+    with open_tar_stream(open_uncompressed(stream), "archive") as archive:
+        for member in tar_members(archive, "archive"):
             try:
                 _unpack_member(archive, member, unpacked)
             except OSError as error:
