@@ -29,7 +29,7 @@ from dockertw.daemon.images.layers import (
     tar_members,
 )
 from dockertw.daemon.images.reference import parse_normalized, validate_digest
-from dockertw.daemon.images.store import ImageStore
+from dockertw.daemon.images.store import ImageStore, decode_config
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["Importer", "LoadItem", "LoadOutput", "Unpacked", "unpack_archive", "read_items"]
@@ -284,16 +284,6 @@ class LoadOutput(Protocol):
     def progress(self, layer: str, current: int, total: int) -> None: ...
 
 
-def _decode_config(raw: bytes) -> dict[str, Any]:
-    try:
-        config = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidParameter(f"invalid image JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise InvalidParameter("invalid image JSON: not an object")
-    return config
-
-
 class Importer:
     """Registers the images of an unpacked archive in ``store``, as moby's ``Load``."""
 
@@ -321,7 +311,7 @@ class Importer:
                 self._output.text(line)
 
     def _load_image(self, unpacked: Unpacked, item: LoadItem) -> str:
-        config = _decode_config(item.config)
+        config = decode_config(item.config)
         operating_system = config.get("os") or "linux"
         if operating_system != "linux":
             raise InvalidParameter(f"cannot load {operating_system} image on linux")

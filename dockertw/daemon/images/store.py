@@ -53,7 +53,7 @@ from dockertw.daemon.images.tarsplit import replay, stream_size
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
-__all__ = ["ImageStore", "Image", "Layer", "ImageUser", "ImageEventSink"]
+__all__ = ["ImageStore", "Image", "Layer", "ImageUser", "ImageEventSink", "decode_config"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
 _TAR_SPLIT = "tar-split.gz"
@@ -204,14 +204,20 @@ def _rfc3339_nano(nanoseconds: int) -> str:
     return f"{text}.{digits}Z" if digits else f"{text}Z"
 
 
-def _parse_config(raw: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The decoded config and its layers' chain IDs; Docker's checks and messages."""
+def decode_config(raw: bytes) -> dict[str, Any]:
+    """An image config's JSON object; Docker's message if it is not one."""
     try:
         config = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidParameter(f"invalid image JSON: {error}") from None
     if not isinstance(config, dict):
         raise InvalidParameter("invalid image JSON: not an object")
+    return config
+
+
+def _parse_config(raw: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The decoded config and its layers' chain IDs; Docker's checks and messages."""
+    config = decode_config(raw)
     rootfs = config.get("rootfs")
     if not isinstance(rootfs, dict):
         raise InvalidParameter("invalid image JSON, no RootFS key")
