@@ -31,19 +31,18 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import on_dockerd, temporary_workdir, unmount_under  # noqa: E402
 from tests.support import Daemon, free_port  # noqa: E402
 
 PATHS = ("/_ping", "/v1.41/version", "/v1.41/info")
@@ -458,23 +457,6 @@ def _kill_leftover_containerd(exec_root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _mount_points() -> Iterator[str]:
-    """Every mount point of this process's mount namespace, unescaped."""
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
-        for line in table:
-            fields = line.split()
-            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
-
-
-def unmount_under(directory: Path) -> None:
-    """Lazily unmount every mount point at or under ``directory``, deepest first."""
-    prefix = str(directory.resolve())
-    inside = [m for m in _mount_points() if m == prefix or m.startswith(prefix + "/")]
-    for mount_point in sorted(set(inside), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True,
-                       timeout=30)
-
-
 # --------------------------------------------------------------------------- runs
 
 
@@ -607,23 +589,11 @@ def _connection_list(text: str) -> tuple[int, ...]:
     return counts
 
 
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    """SIGTERM ends the script as Ctrl-C does, through every ``finally``."""
-    raise KeyboardInterrupt
-
-
 def _bench_docker(workdir: Path, options: argparse.Namespace, use_wrk: bool) -> list[Result]:
     """Start a private dockerd, measure it, always stop it; [] if it would not start."""
-    engine = DockerEngine(workdir / "docker")
-    try:
-        print("starting dockerd ...", file=sys.stderr, flush=True)
-        engine.start()
-        return bench_target(engine.target, options, use_wrk)
-    except RuntimeError as error:
-        print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
-        return []
-    finally:
-        engine.stop()
+    print("starting dockerd ...", file=sys.stderr, flush=True)
+    return on_dockerd(DockerEngine(workdir / "docker"),
+                      lambda engine: bench_target(engine.target, options, use_wrk)) or []
 
 
 def run(workdir: Path, options: argparse.Namespace) -> list[Result]:
@@ -646,18 +616,8 @@ def run(workdir: Path, options: argparse.Namespace) -> list[Result]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure in a temporary directory that is always removed, then print the tables."""
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="dtwb-", dir="/tmp"))
-    try:
+    with temporary_workdir("dtwb-") as workdir:
         results = run(workdir, options)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        unmount_under(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
     print()
     print_table(results)
     if any(r.target == "docker" for r in results):
