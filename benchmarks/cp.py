@@ -7,29 +7,31 @@ FILE C:/tmp/`` and ``docker cp C:/tmp/FILE OUT`` of a ``--size`` MB file (defaul
 random bytes), ``--count`` times each (default 3).  Prints MB/s (median) and the
 daemon's peak resident memory, no verdict::
 
-    .venv/bin/python benchmarks/cp.py [--size 200] [--count 3]
+    .venv/bin/python benchmarks/cp.py [--size 200] [--count 3] [--docker]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import DockerEngine, unmount_under  # noqa: E402
-from benchmarks.exec import _busybox_tar  # noqa: E402
+from benchmarks.api import DockerEngine  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_docker_option,
+    busybox_tar,
+    on_dockerd,
+    run_benchmark,
+    time_runs,
+)
 from tests.cli import cli, import_image, ok  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
@@ -40,15 +42,6 @@ def _payload(path: Path, megabytes: int) -> None:
     with open(path, "wb") as out:
         for _ in range(megabytes):
             out.write(os.urandom(1 << 20))
-
-
-def _timed(action: Callable[[], None], count: int) -> list[float]:
-    seconds = []
-    for _ in range(count):
-        started = time.perf_counter()
-        action()
-        seconds.append(time.perf_counter() - started)
-    return seconds
 
 
 def _report(name: str, megabytes: int, seconds: Sequence[float]) -> None:
@@ -83,8 +76,8 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
             out.unlink(missing_ok=True)
             ok(target, "cp", f"{CONTAINER}:/tmp/{payload.name}", str(out))
 
-        _report(f"{name}: docker cp FILE C:/tmp/", megabytes, _timed(copy_in, count))
-        _report(f"{name}: docker cp C:/tmp/FILE OUT", megabytes, _timed(copy_out, count))
+        _report(f"{name}: docker cp FILE C:/tmp/", megabytes, time_runs(copy_in, count))
+        _report(f"{name}: docker cp C:/tmp/FILE OUT", megabytes, time_runs(copy_out, count))
         assert out.stat().st_size == payload.stat().st_size
         print(f"{name}: daemon peak RSS {_peak_rss_mib(target):.0f} MiB")
     finally:
@@ -92,52 +85,30 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
         out.unlink(missing_ok=True)
 
 
-def bench(workdir: Path, megabytes: int, count: int, docker: bool) -> None:
-    tar = _busybox_tar(workdir)
+def bench(workdir: Path, options: argparse.Namespace) -> None:
+    tar = busybox_tar(workdir)
     payload = workdir / "payload.bin"
-    _payload(payload, megabytes)
+    _payload(payload, options.size)
     (workdir / "daemon").mkdir()
     daemon = Daemon(workdir / "daemon")
     try:
         daemon.start()
-        bench_target("dockertw", daemon, tar, payload, megabytes, count)
+        bench_target("dockertw", daemon, tar, payload, options.size, options.count)
     finally:
         daemon.stop()
-    if docker:
-        engine = DockerEngine(workdir / "docker")
-        try:
-            engine.start()
-            bench_target("docker", engine, tar, payload, megabytes, count)
-        except RuntimeError as error:
-            print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
-        finally:
-            engine.stop()
+    if options.docker:
+        on_dockerd(DockerEngine(workdir / "docker"), lambda engine: bench_target(
+            "docker", engine, tar, payload, options.size, options.count))
 
 
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=200, help="MB per copy")
+    parser.add_argument("--count", type=int, default=3, help="copies each way")
+    add_docker_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=200, help="MB per copy")
-    parser.add_argument("--count", type=int, default=3, help="copies each way")
-    parser.add_argument("--docker", action="store_true",
-                        help="also measure a private dockerd (Debian package docker.io)")
-    options = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="dtwb-cp-", dir="/tmp"))
-    try:
-        bench(workdir, options.size, options.count, options.docker)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        unmount_under(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_benchmark(__doc__.splitlines()[0], "dtwb-cp-", _add_arguments, bench, argv)
 
 
 if __name__ == "__main__":

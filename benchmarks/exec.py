@@ -8,43 +8,36 @@ ping, inspect, exec create, hijacked start, exec inspect), and the same exchange
 done directly on the UNIX socket (create, start with upgrade, ``GET /exec/{id}/json``)
 to show what the daemon itself takes.  Prints median and p90, no verdict::
 
-    .venv/bin/python benchmarks/exec.py [--count 50]
+    .venv/bin/python benchmarks/exec.py [--count 50] [--docker]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import socket
 import statistics
 import sys
-import tarfile
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import DockerEngine, unmount_under  # noqa: E402
+from benchmarks.api import DockerEngine  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_docker_option,
+    busybox_tar,
+    on_dockerd,
+    run_benchmark,
+    time_runs,
+)
 from tests.cli import cli, import_image, ok  # noqa: E402
-from tests.rootfs import make_busybox_rootfs  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 CONTAINER = "exec-bench"
-
-
-def _busybox_tar(workdir: Path) -> Path:
-    root = make_busybox_rootfs(workdir / "rootfs")
-    archive = workdir / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    return archive
 
 
 def _exchange(path: str, request: bytes, until_close: bool = False) -> bytes:
@@ -88,17 +81,6 @@ def api_exec(path: str) -> None:
     assert json.loads(shown.partition(b"\r\n\r\n")[2])["ExitCode"] == 0
 
 
-def time_runs(action: Callable[[], None], count: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        action()
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        action()
-        latencies.append(time.perf_counter() - started)
-    return latencies
-
-
 def _p90(values: Sequence[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
@@ -117,64 +99,34 @@ def bench_target(name: str, target: Any, tar: Path, count: int) -> None:
         def cli_exec() -> None:
             assert cli(target, "exec", CONTAINER, "true").returncode == 0
 
-        report(f"{name}: docker exec C true (CLI)", time_runs(cli_exec, count))
+        report(f"{name}: docker exec C true (CLI)", time_runs(cli_exec, count, warmup=3))
         report(f"{name}: create+start+inspect (API)",
-               time_runs(lambda: api_exec(str(target.socket)), count))
+               time_runs(lambda: api_exec(str(target.socket)), count, warmup=3))
     finally:
         cli(target, "rm", "-f", CONTAINER)
 
 
-def bench(workdir: Path, count: int, docker: bool) -> None:
-    tar = _busybox_tar(workdir)
+def bench(workdir: Path, options: argparse.Namespace) -> None:
+    tar = busybox_tar(workdir)
     (workdir / "daemon").mkdir()
     daemon = Daemon(workdir / "daemon")
     try:
         daemon.start()
-        bench_target("dockertw", daemon, tar, count)
+        bench_target("dockertw", daemon, tar, options.count)
     finally:
         daemon.stop()
-    if docker:
-        _bench_docker(workdir / "docker", tar, count)
+    if options.docker:
+        on_dockerd(DockerEngine(workdir / "docker"),
+                   lambda engine: bench_target("docker", engine, tar, options.count))
 
 
-def _bench_docker(workdir: Path, tar: Path, count: int) -> None:
-    """The same figures from a private dockerd (Debian package docker.io), if it starts."""
-    engine = DockerEngine(workdir)
-    try:
-        engine.start()
-    except RuntimeError as error:
-        print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
-        engine.stop()
-        return
-    try:
-        bench_target("docker", engine, tar, count)
-    finally:
-        engine.stop()
-
-
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--count", type=int, default=50, help="timed execs per case")
+    add_docker_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50, help="timed execs per case")
-    parser.add_argument("--docker", action="store_true",
-                        help="also measure a private dockerd (Debian package docker.io)")
-    options = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="dtwb-exec-", dir="/tmp"))
-    try:
-        bench(workdir, options.count, options.docker)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        unmount_under(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_benchmark(__doc__.splitlines()[0], "dtwb-exec-", _add_arguments, bench, argv)
 
 
 if __name__ == "__main__":
