@@ -32,26 +32,22 @@ import contextlib
 import json
 import math
 import os
-import re
 import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.rootfs import make_busybox_rootfs  # noqa: E402
+from benchmarks.common import busybox_tar, temporary_workdir  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 IMAGE = "bench:1"
@@ -227,31 +223,6 @@ def daemon_rss(pid: int) -> Rss:
 
 
 # --------------------------------------------------------------------------- set-up
-
-
-def make_image_tar(directory: Path) -> Path:
-    """A tar of a busybox-static root filesystem (as the tests' ``busybox_tar``)."""
-    root = make_busybox_rootfs(directory / "rootfs")
-    archive = directory / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    shutil.rmtree(root)
-    return archive
-
-
-def _mount_points() -> Iterator[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
-        for line in table:
-            yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4])
-
-
-def unmount_under(directory: Path) -> None:
-    """Lazily unmount every mount point at or under ``directory``, deepest first."""
-    prefix = str(directory.resolve())
-    inside = [m for m in _mount_points() if m == prefix or m.startswith(prefix + "/")]
-    for mount_point in sorted(set(inside), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True,
-                       timeout=30)
 
 
 def force_delete_containers(root: Path) -> None:
@@ -467,7 +438,7 @@ def phase_logs(cli: Cli, daemon: Daemon, daemon_pid: int, megabytes: int,
 def run(workdir: Path, options: argparse.Namespace, figures: Figures) -> None:
     """Every phase against one daemon, which is always stopped; fills ``figures``."""
     (workdir / "image").mkdir()
-    tar = make_image_tar(workdir / "image")
+    tar = busybox_tar(workdir / "image")
     home = workdir / "d"
     home.mkdir()
     daemon = Daemon(home)
@@ -612,32 +583,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return options
 
 
-def _interrupt(signum: int, frame: Any) -> NoReturn:
-    """SIGTERM ends the script as Ctrl-C does, through every ``finally``."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (runc, overlay mounts)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="dtwl-", dir="/tmp"))
     figures, failed = Figures(), False
-    try:
-        run(workdir, options, figures)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (RuntimeError, subprocess.TimeoutExpired) as error:
-        print(f"failed: {error}", file=sys.stderr)
-        failed = True
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        unmount_under(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with temporary_workdir("dtwl-") as workdir:
+        try:
+            run(workdir, options, figures)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"failed: {error}", file=sys.stderr)
+            failed = True
     print()
     print_report(figures, options)
     return 1 if failed else 0

@@ -28,7 +28,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -130,17 +129,15 @@ def micro(mb: int, line: int) -> None:
 
 
 def e2e(mb: int, line: int) -> None:
+    from benchmarks.common import busybox_tar
     from tests.cli import import_image, ok
-    from tests.rootfs import make_busybox_rootfs
     from tests.support import Daemon, docker
     workdir = Path(tempfile.mkdtemp(prefix="dtw-bench-"))
     daemon = Daemon(workdir)
     try:
-        root = make_busybox_rootfs(workdir / "rootfs")
-        with tarfile.open(workdir / "bb.tar", "w") as tar:
-            tar.add(root, arcname=".")
+        tar = busybox_tar(workdir)
         daemon.start()
-        import_image(daemon, workdir / "bb.tar", "bb:1")
+        import_image(daemon, tar, "bb:1")
         count = mb * 1_000_000 // line
         script = (f"yes $(head -c {line - 1} /dev/zero | tr '\\0' x) | head -n {count}")
         assert daemon.process is not None
