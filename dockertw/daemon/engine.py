@@ -60,7 +60,7 @@ class Engine:
                                            cgroup_parent=config.cgroup_parent,
                                            machine_memory=host.mem_total,
                                            volumes=volumes)
-        containers.commit_image = images.commit
+        containers.snapshots.commit_image = images.commit
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,

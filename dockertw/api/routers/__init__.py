@@ -18,10 +18,12 @@ __all__ = ["all_routers"]
 
 def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
     """Every router of the daemon, wired to ``engine``'s backends."""
+    containers = engine.containers
     return [
         SystemRouter(engine.system, engine.events, clock),
-        ContainerRouter(engine.containers),
-        ExecRouter(engine.containers.execs),
+        ContainerRouter(containers, containers.copies, containers.snapshots,
+                        containers.monitor),
+        ExecRouter(containers.execs),
         ImageRouter(engine.images),
         VolumeRouter(engine.volumes),
         UnsupportedRouter(),

@@ -22,18 +22,13 @@ from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.api.tarstream import start_tar, stream_ended
+from dockertw.daemon.containers.copying import CopyOptions, StartArchive
 from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.containers.logs import Framing, LogSink
 from dockertw.daemon.containers.running import Attachment
-from dockertw.daemon.containers.service import (
-    CommitOptions,
-    CopyOptions,
-    CreateOptions,
-    ListOptions,
-    LogOptions,
-    StartArchive,
-    StatsOptions,
-)
+from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOptions
+from dockertw.daemon.containers.snapshots import CommitOptions
+from dockertw.daemon.containers.statsstream import StatsOptions
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump
 from dockertw.errdefs import InvalidParameter
@@ -41,10 +36,13 @@ from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from dockertw.streams.stdcopy import Stream, encode_frame
 
-__all__ = ["ContainerRouter", "ContainerBackend"]
+__all__ = ["ContainerRouter", "ContainerBackend", "CopyBackend", "SnapshotBackend",
+           "MonitorBackend"]
 
 
 class ContainerBackend(Protocol):
+    """Records and runs of containers."""
+
     def create(self, body: Any, options: CreateOptions) -> Deferred[dict[str, Any]]: ...
     def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]: ...
     def inspect(self, name: str, size: bool = False) -> Deferred[dict[str, Any]]: ...
@@ -54,14 +52,6 @@ class ContainerBackend(Protocol):
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
     def pause(self, name: str) -> Deferred[None]: ...
-    def commit(self, options: CommitOptions) -> Deferred[str]: ...
-    def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
-    def export(self, name: str, begin: Begin) -> Deferred[None]: ...
-    def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]: ...
-    def archive(self, name: str, path: str, start: StartArchive,
-                encoding: str = "") -> Deferred[None]: ...
-    def extract(self, name: str, options: CopyOptions, body: IO[bytes]
-                ) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
     def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
@@ -75,6 +65,29 @@ class ContainerBackend(Protocol):
                detach_keys: bytes = DEFAULT_DETACH_KEYS
                ) -> Deferred[tuple[Attachment, bool]]: ...
     def resize(self, name: str, height: int, width: int) -> Deferred[None]: ...
+
+
+class CopyBackend(Protocol):
+    """``docker cp``: paths of a container's root filesystem."""
+
+    def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]: ...
+    def archive(self, name: str, path: str, start: StartArchive,
+                encoding: str = "") -> Deferred[None]: ...
+    def extract(self, name: str, options: CopyOptions, body: IO[bytes]
+                ) -> Deferred[None]: ...
+
+
+class SnapshotBackend(Protocol):
+    """What a container's root filesystem became: diff, export, commit."""
+
+    def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]: ...
+    def export(self, name: str, begin: Begin) -> Deferred[None]: ...
+    def commit(self, options: CommitOptions) -> Deferred[str]: ...
+
+
+class MonitorBackend(Protocol):
+    """What runs in a container and what it uses: top, stats."""
+
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]: ...
     def stats(self, name: str, options: StatsOptions,
               send: Callable[[dict[str, Any]], None],
@@ -242,8 +255,12 @@ def _no_content(_: object) -> Empty:
 
 
 class ContainerRouter:
-    def __init__(self, containers: ContainerBackend) -> None:
+    def __init__(self, containers: ContainerBackend, copies: CopyBackend,
+                 snapshots: SnapshotBackend, monitor: MonitorBackend) -> None:
         self._containers = containers
+        self._copies = copies
+        self._snapshots = snapshots
+        self._monitor = monitor
 
     def routes(self) -> Sequence[Route]:
         return [
@@ -312,11 +329,11 @@ class ContainerRouter:
             tag=call.query("tag"), author=call.query("author"),
             comment=call.query("comment"), pause=call.bool("pause", default=True),
             changes=tuple(call.query_all("changes")), config=body or {})
-        committed = self._containers.commit(options)
+        committed = self._snapshots.commit(options)
         return committed.addCallback(lambda image_id: Json({"Id": image_id}, 201))
 
     def export(self, call: ApiCall) -> Deferred[None]:
-        exported = self._containers.export(call.params["name"], start_tar(call.request))
+        exported = self._snapshots.export(call.params["name"], start_tar(call.request))
         return exported.addBoth(stream_ended, call.request)
 
     def archive_head(self, call: ApiCall) -> Deferred[Empty]:
@@ -324,15 +341,14 @@ class ContainerRouter:
             _path_stat_header(call.request, found)
             return Empty(200)
 
-        stated = self._containers.stat_path(call.params["name"], _archive_path(call))
+        stated = self._copies.stat_path(call.params["name"], _archive_path(call))
         return stated.addCallback(answer)
 
     def archive_get(self, call: ApiCall) -> Deferred[None]:
         accept = call.request.getHeader(b"accept-encoding") or b""
         encoding = negotiate_encoding(accept.decode("latin-1"))
-        archived = self._containers.archive(call.params["name"], _archive_path(call),
-                                            _start_archive(call.request, encoding),
-                                            encoding)
+        archived = self._copies.archive(call.params["name"], _archive_path(call),
+                                        _start_archive(call.request, encoding), encoding)
         return archived.addBoth(stream_ended, call.request)
 
     def archive_put(self, call: ApiCall) -> Deferred[Empty]:
@@ -340,11 +356,11 @@ class ContainerRouter:
                               no_overwrite_dir_non_dir=call.bool("noOverwriteDirNonDir"),
                               copy_uid_gid=call.bool("copyUIDGID"))
         body = call.request.content  # a BodyPipe: read as it arrives
-        extracted = self._containers.extract(call.params["name"], options, body)
+        extracted = self._copies.extract(call.params["name"], options, body)
         return extracted.addCallback(lambda _: Empty(200))
 
     def changes(self, call: ApiCall) -> Deferred[Json]:
-        return self._containers.changes(call.params["name"]).addCallback(Json)
+        return self._snapshots.changes(call.params["name"]).addCallback(Json)
 
     def pause(self, call: ApiCall) -> Deferred[Empty]:
         return self._containers.pause(call.params["name"]).addCallback(_no_content)
@@ -430,7 +446,7 @@ class ContainerRouter:
         return attached.addCallback(connect)
 
     def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        return self._containers.top(call.params["name"], call.query("ps_args"))
+        return self._monitor.top(call.params["name"], call.query("ps_args"))
 
     def stats(self, call: ApiCall) -> Deferred[None]:
         one_shot = call.bool("one-shot") and not versions.is_less(call.version, "1.41")
@@ -447,4 +463,4 @@ class ContainerRouter:
         def send(shown: dict[str, Any]) -> None:
             request.write(httputils.encode_json(shown))
 
-        return self._containers.stats(call.params["name"], options, send, ready)
+        return self._monitor.stats(call.params["name"], options, send, ready)

@@ -3,99 +3,52 @@
 Writes (create, remove, rename, prune) run one after another in a single worker
 thread, reads in a small pool; events are published on the bus from the reactor
 thread, as the image service does.  Runs of containers (start, exit, wait, attach,
-kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`.
+kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`;
+``docker cp`` to :mod:`~.copying`, diff, export and commit to :mod:`~.snapshots`, top
+and stats to :mod:`~.monitoring`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
-from dockertw.daemon.containers import archive as archives
 from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import cgroups, copyroot, diff, listing, top
 from dockertw.daemon.containers import config as configs
+from dockertw.daemon.containers import copying, listing, snapshots
+from dockertw.daemon.containers.copying import ContainerCopies
 from dockertw.daemon.containers.execs import ExecService
-from dockertw.daemon.containers.export import export_rootfs
 from dockertw.daemon.containers.lifecycle import Lifecycle
 from dockertw.daemon.containers.logs import LogOptions
+from dockertw.daemon.containers.monitoring import ContainerMonitor
 from dockertw.daemon.containers.mounts import MountPoint, parse_volumes_from
 from dockertw.daemon.containers.mounts import collect as collect_mounts
 from dockertw.daemon.containers.names import check_name, generate_id, random_name
+from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.record import Container, Sizes
-from dockertw.daemon.containers.running import Attachment, Running
-from dockertw.daemon.containers.stats import Sample, cgroup_files, parse_sample
-from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.containers.store import ContainerStore
-from dockertw.daemon.containers.uppertar import write_upper_tar
 from dockertw.daemon.events import Event, EventBus
-from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.store import ImageStore, ImageUser
-from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.jsonlog import LogEntry
-from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import Conflict, DockerError, Forbidden, InvalidParameter, NotFound, System
+from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
-from dockertw.runtime import mounts
 from dockertw.runtime.runc import Runc, delete_leftovers
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions", "StatsOptions",
-           "CopyOptions", "StartArchive"]
+__all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
 _log = Logger()
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-def _export_scratch(containers_root: Path) -> Path:
-    """Where exports mount their private overlays (outside any container's directory)."""
-    return containers_root.parent / "tmp" / "export"
-
-
-def _copy_scratch(containers_root: Path) -> Path:
-    """Where ``docker cp`` mounts its private overlays."""
-    return containers_root.parent / "tmp" / "cp"
-
-
-def _release_export_mounts(containers_root: Path) -> None:
-    """Unmount the overlays of exports and copies a killed daemon left behind (at
-    start)."""
-    for scratch in (_export_scratch(containers_root), _copy_scratch(containers_root)):
-        for point in mounts.mounts_under(scratch):
-            mounts.unmount(point)
-    # copies' private overlay work directories (nothing is mounted there any more)
-    shutil.rmtree(_copy_scratch(containers_root), ignore_errors=True)
-
-
-#: Called in a worker thread with the path's stat; answers how the tar starts.
-StartArchive = Callable[[dict[str, Any]], Begin]
-
-
-@attrs.frozen
-class CopyOptions:
-    """``PUT /containers/{name}/archive``'s query."""
-
-    path: str
-    no_overwrite_dir_non_dir: bool = False
-    copy_uid_gid: bool = False
-
-
-def _image_ref(repository: str, tag: str) -> str:
-    if not repository:
-        return ""
-    return f"{repository}:{tag or 'latest'}"
 
 
 def _reconcile(store: ContainerStore, killed: set[str]) -> None:
@@ -114,35 +67,18 @@ def _reconcile(store: ContainerStore, killed: set[str]) -> None:
         store.save_state(container.id, container.state.stopped(code, now))
 
 
+def _exporter(reader: Runner, reactor: Any) -> Runner:
+    """The pool that streams root filesystems (export, cp); ``reader`` without a
+    reactor."""
+    return reader if reactor is None else PoolRunner(reactor, 2, "dockertw-container-export")
+
+
 @attrs.frozen
 class CreateOptions:
     """The query of ``POST /containers/create``: ``name`` and ``platform``."""
 
     name: str = ""
     platform: str = ""
-
-
-@attrs.frozen
-class CommitOptions:
-    """The query and body of ``POST /commit``."""
-
-    container: str
-    repository: str = ""
-    tag: str = ""
-    author: str = ""
-    comment: str = ""
-    pause: bool = True
-    changes: tuple[str, ...] = ()
-    config: dict[str, Any] = attrs.field(factory=dict)
-
-
-#: The image service's ``commit`` (parent ID, layer tar or None, what to record,
-#: repository, tag) -> the new image's ID; the engine wires it.
-CommitImage = Callable[[str, IO[bytes] | None, CommitConfig, str, str], Deferred[str]]
-
-
-def _no_commit(*_: Any) -> Deferred[str]:
-    raise System("this engine cannot commit containers")
 
 
 @attrs.frozen
@@ -156,7 +92,12 @@ class ListOptions:
 
 
 class ContainerService:
-    """Container records for the API: create, list, inspect, remove, rename, prune."""
+    """Container records for the API: create, list, inspect, remove, rename, prune.
+
+    The rest of a container's API is its helpers': :attr:`copies` (``docker cp``),
+    :attr:`snapshots` (diff, export, commit), :attr:`monitor` (top, stats) and
+    :attr:`execs`.
+    """
 
     def __init__(self, store: ContainerStore, images: ImageStore, *,
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
@@ -172,13 +113,8 @@ class ContainerService:
         self._events = events
         self._writer = writer
         self._reader = reader
-        self._exporter: Runner = reader if reactor is None else PoolRunner(
-            reactor, 2, "dockertw-container-export")
         self._runtime = runtime
         self._cgroup_version = cgroup_version
-        self._cgroup_parent = cgroup_parent
-        self._reactor = reactor
-        self._machine_memory = machine_memory
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
         self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
@@ -187,8 +123,14 @@ class ContainerService:
                                cgroup_parent=cgroup_parent, preparer=preparer)
         self.execs = ExecService(store, self._runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
+        parts = ServiceParts(store, images, self._runs, self._emit, call_from_thread,
+                             reader, _exporter(reader, reactor))
+        self.copies = ContainerCopies(parts)
+        self.snapshots = ContainerSnapshots(parts)
+        self.monitor = ContainerMonitor(parts, reactor=reactor, cgroup_version=cgroup_version,
+                                        cgroup_parent=cgroup_parent,
+                                        machine_memory=machine_memory)
         images.image_users = self.image_users
-        self.commit_image: CommitImage = _no_commit
         images.pinned_layers = self.pinned_layers
         if volumes is not None:
             volumes.volume_users = self.volume_users
@@ -202,7 +144,8 @@ class ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up)."""
         store = ContainerStore.open(state_root)
         _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
-        _release_export_mounts(store.root)
+        snapshots.release_leftovers(store.root)
+        copying.release_leftovers(store.root)
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
@@ -393,196 +336,6 @@ class ContainerService:
         shown["ExecIDs"] = self.execs.running_ids(container.id) or None
         return shown
 
-    def changes(self, name: str) -> Deferred[list[dict[str, Any]] | None]:
-        """``GET /containers/{name}/changes`` (``docker diff``); ``None`` when none."""
-        def read() -> list[dict[str, Any]] | None:
-            container = self._store.get(name)
-            image = self._images.get(container.image_id)
-            lowers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
-                      if image.chain else [])
-            return diff.changes(self._store.root / container.id / "upper", lowers) or None
-
-        return self._reader(read)
-
-    def export(self, name: str, begin: Begin) -> Deferred[None]:
-        """``GET /containers/{name}/export``: the root filesystem as a tar, streamed
-        through a :class:`Pump` once the container is found; cancelling stops it."""
-        pump = Pump(self._call)
-        return cancelling(self._exporter(lambda: self._export(name, begin, pump)), pump)
-
-    def _export(self, name: str, begin: Begin, pump: Pump) -> None:
-        container = self._store.get(name)
-        image = self._images.get(container.image_id)
-        with self._images.holding(image.chain):
-            lowers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
-                      if image.chain else [])
-            pump.begin(begin)
-            self._emit(container, "export")
-            export_rootfs(self._store.root / container.id / "upper", lowers,
-                          _export_scratch(self._store.root), pump.push)
-
-    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
-        """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
-        container's processes."""
-        argv = top.ps_argv(ps_args)
-        return ensureDeferred(self._top(name, argv))
-
-    async def _top(self, name: str, argv: list[str]) -> dict[str, Any]:
-        container = await self._running_container(name)
-        path = bundles.cgroup_path(container, self._cgroup_parent)
-        pids = await self._reader(
-            lambda: cgroups.read_pids(self._cgroup_version, path))
-        listed = top.parse_ps_output(await top.run_ps(argv, pids, self._reactor), pids)
-        self._emit(container, "top")
-        return listed
-
-    def stats(self, name: str, options: StatsOptions,
-              send: Callable[[dict[str, Any]], None],
-              ready: Callable[[], None] = lambda: None) -> Deferred[None]:
-        """``GET /containers/{name}/stats``: ``send`` each stats object; a stream ends
-        when the container is removed, or when the result is cancelled (see
-        :mod:`~.statsstream`).  ``ready`` is called once the container is found (a
-        stream's headers go out then)."""
-        return ensureDeferred(self._stats(name, options, send, ready))
-
-    async def _stats(self, name: str, options: StatsOptions,
-                     send: Callable[[dict[str, Any]], None],
-                     ready: Callable[[], None]) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        if options.stream and options.one_shot:  # after the lookup, as moby: 404 first
-            raise InvalidParameter("cannot have stream=true and one-shot=true")
-        ready()
-        source = StatsSource(find=lambda key: self._reader(lambda: self._store.get(key)),
-                             running=lambda key: self._runs.run_of(key) is not None,
-                             sample=self._sample, clock=self._reactor)
-        await stream_stats(source, container, options, send)
-
-    async def _sample(self, container: Container) -> Sample | None:
-        """The container's counters now; ``None`` unless it runs (or if its run ended
-        while they were read)."""
-        running = self._runs.run_of(container.id)
-        if running is None:
-            return None
-        sample = await self._read_sample(container, running)
-        return sample if self._runs.run_of(container.id) is running else None
-
-    def _read_sample(self, container: Container, running: Running) -> Deferred[Sample]:
-        """Read the container's counters in a worker thread."""
-        version = self._cgroup_version
-        path = bundles.cgroup_path(container, self._cgroup_parent)
-        host_network = container.host_config.get("NetworkMode") == "host"
-        pid = None if host_network else running.watcher.pid
-
-        def read() -> Sample:
-            files = cgroups.read_stats_files(version, path, cgroup_files(version), pid)
-            return parse_sample(version, files.cgroup, files.proc_stat, files.net_dev,
-                                      time.time_ns(), self._machine_memory, _CLK_TCK)
-
-        return self._reader(read)
-
-    async def _running_container(self, name: str) -> Container:
-        """The container named ``name``; 409 unless it runs."""
-        container = await self._reader(lambda: self._store.get(name))
-        if self._runs.run_of(container.id) is None:
-            raise Conflict(f"Container {container.id} is not running")
-        return container
-    @contextmanager
-    def _readonly_root(self, container: Container) -> Iterator[copyroot.MergedRoot]:
-        """The merged root of ``container`` for reading (its layers held meanwhile)."""
-        with ExitStack() as stack:
-            lowers = self._hold_layers(container, stack)
-            yield stack.enter_context(copyroot.readonly_root(
-                self._store.root / container.id / "upper", lowers,
-                _copy_scratch(self._store.root)))
-
-    def _hold_layers(self, container: Container, stack: ExitStack) -> list[Path]:
-        image = self._images.get(container.image_id)
-        stack.enter_context(self._images.holding(image.chain))
-        return ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
-                if image.chain else [])
-
-    def stat_path(self, name: str, path: str) -> Deferred[dict[str, Any]]:
-        """``HEAD /containers/{name}/archive``: the path's ``ContainerPathStat``."""
-        def stat_path() -> dict[str, Any]:
-            container = self._store.get(name)
-            with self._readonly_root(container) as root, archives.as_docker_errors():
-                found, resolved = archives.path_stat(root.fd, path, name)
-                os.close(resolved.parent)
-                return found
-
-        return self._reader(stat_path)
-
-    def archive(self, name: str, path: str, start: StartArchive,
-                encoding: str = "") -> Deferred[None]:
-        """``GET /containers/{name}/archive``: the path as a tar (``encoding``:
-        ``gzip``, ``deflate`` or none), streamed through a :class:`Pump` once it is
-        found; cancelling stops it."""
-        pump = Pump(self._call)
-        return cancelling(self._exporter(
-            lambda: self._archive(name, path, start, pump, encoding)), pump)
-
-    def _archive(self, name: str, path: str, start: StartArchive, pump: Pump,
-                 encoding: str) -> None:
-        with archives.as_docker_errors():
-            self._archive_in(name, path, start, pump, encoding)
-
-    def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump,
-                    encoding: str) -> None:
-        container = self._store.get(name)
-        with self._readonly_root(container) as root:
-            found, resolved = archives.path_stat(root.fd, path, name)
-            try:
-                pump.begin(start(found))
-                self._emit(container, "archive-path")
-                encoder = archives.Encoder(pump.push, encoding)
-                archives.write_archive(resolved, archives.archive_name(found["name"]),
-                                       encoder.push)
-                encoder.close()
-            finally:
-                os.close(resolved.parent)
-
-    def extract(self, name: str, options: CopyOptions, body: IO[bytes]) -> Deferred[None]:
-        """``PUT /containers/{name}/archive``: unpack ``body`` into a directory."""
-        return ensureDeferred(self._extract(name, options, body))
-
-    async def _extract(self, name: str, options: CopyOptions, body: IO[bytes]) -> None:
-        container = await self._reader(lambda: self._store.get(name))
-        release = self._runs.hold_stopped(container.id)
-        try:
-            await self._exporter(lambda: self._extract_in(
-                container, name, options, body, running=release is None))
-        finally:
-            if release is not None:
-                release()
-
-    def _extract_in(self, container: Container, name: str, options: CopyOptions,
-                    body: IO[bytes], running: bool) -> None:
-        with ExitStack() as stack:
-            if running:
-                root = stack.enter_context(copyroot.running_root(
-                    bundles.rootfs_of(self._store.root / container.id)))
-            else:
-                lowers = self._hold_layers(container, stack)
-                root = stack.enter_context(copyroot.writable_root(
-                    self._store.root / container.id / "upper", lowers,
-                    _copy_scratch(self._store.root)))
-            with archives.as_docker_errors():
-                self._extract_into(container, name, root, options, body)
-        self._emit(container, "extract-to-dir")
-
-    def _extract_into(self, container: Container, name: str, root: copyroot.MergedRoot,
-                      options: CopyOptions, body: IO[bytes]) -> None:
-        dest = archives.destination(root.fd, options.path, name)
-        if container.host_config.get("ReadonlyRootfs"):
-            raise Forbidden("container rootfs is marked read-only")
-        owner = None
-        user = str(container.config.get("User") or "")
-        if options.copy_uid_gid and user:
-            found = bundles.resolve_user(root.path, user)
-            owner = (found.uid, found.gid)
-        archives.extract(root.fd, dest, body, archives.ExtractOptions(
-            no_overwrite_dir_non_dir=options.no_overwrite_dir_non_dir, owner=owner))
-
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""
         writable = tree_size(self._store.root / container.id / "upper")
@@ -717,47 +470,6 @@ class ContainerService:
             await self._runs.apply_limits(updated)
         self._emit(updated, "update")
         return {"Warnings": None}
-
-    def commit(self, options: CommitOptions) -> Deferred[str]:
-        """``POST /commit``: an image of the container's changes; answers its ID."""
-        if not options.container:
-            raise NotFound("No such container: ")
-        config = apply_changes(dict(options.config), options.changes)  # 400 at once
-        return ensureDeferred(self._commit(options, config))
-
-    async def _commit(self, options: CommitOptions, config: dict[str, Any]) -> str:
-        container = await self._reader(lambda: self._store.get(options.container))
-        paused = options.pause and await self._runs.pause_for_commit(container.id)
-        try:
-            layer = await self._reader(lambda: self._upper_tar(container.id))
-        finally:
-            if paused:
-                await self._runs.unpause_after_commit(container.id)
-        merged = {**container.config, **{k: v for k, v in config.items() if v}}
-        record = CommitConfig(merged, container.config, container.id, options.author,
-                              options.comment)
-        try:
-            image_id = await self.commit_image(container.image_id, layer, record,
-                                               options.repository, options.tag)
-        finally:
-            if layer is not None:
-                layer.close()
-        self._emit(container, "commit", comment=options.comment, imageID=image_id,
-                   imageRef=_image_ref(options.repository, options.tag))
-        return image_id
-
-    def _upper_tar(self, container_id: str) -> IO[bytes] | None:
-        """The container's changes as a layer tar in an anonymous file (``None``: none)."""
-        file = tempfile.TemporaryFile(dir=self._store.root)  # noqa: SIM115 - returned
-        try:
-            if not write_upper_tar(self._store.root / container_id / "upper", file):
-                file.close()
-                return None
-            file.seek(0)
-            return cast(IO[bytes], file)
-        except BaseException:
-            file.close()
-            raise
 
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``POST /containers/prune``: ``{"ContainersDeleted": [...] | None, ...}``."""

@@ -1,0 +1,108 @@
+"""What runs in a container and what it uses: ``docker top`` and ``docker stats``.
+
+The processes and counters are read from the container's cgroup (see :mod:`~.top`,
+:mod:`~.stats`); the stats conversation itself is :mod:`~.statsstream`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+
+from dockertw.daemon.containers import bundle as bundles
+from dockertw.daemon.containers import cgroups, top
+from dockertw.daemon.containers.parts import ServiceParts
+from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.running import Running
+from dockertw.daemon.containers.stats import Sample, cgroup_files, parse_sample
+from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.errdefs import Conflict, InvalidParameter
+
+__all__ = ["ContainerMonitor"]
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ContainerMonitor:
+    """``GET /containers/{name}/top`` and ``GET /containers/{name}/stats``."""
+
+    def __init__(self, parts: ServiceParts, *, reactor: Any, cgroup_version: str,
+                 cgroup_parent: str, machine_memory: int) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._reactor = reactor
+        self._cgroup_version = cgroup_version
+        self._cgroup_parent = cgroup_parent
+        self._machine_memory = machine_memory
+
+    def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
+        """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
+        container's processes."""
+        argv = top.ps_argv(ps_args)
+        return ensureDeferred(self._top(name, argv))
+
+    async def _top(self, name: str, argv: list[str]) -> dict[str, Any]:
+        container = await self._running_container(name)
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        pids = await self._parts.reader(
+            lambda: cgroups.read_pids(self._cgroup_version, path))
+        listed = top.parse_ps_output(await top.run_ps(argv, pids, self._reactor), pids)
+        self._parts.emit(container, "top")
+        return listed
+
+    async def _running_container(self, name: str) -> Container:
+        """The container named ``name``; 409 unless it runs."""
+        container = await self._parts.reader(lambda: self._store.get(name))
+        if self._parts.runs.run_of(container.id) is None:
+            raise Conflict(f"Container {container.id} is not running")
+        return container
+
+    def stats(self, name: str, options: StatsOptions,
+              send: Callable[[dict[str, Any]], None],
+              ready: Callable[[], None] = lambda: None) -> Deferred[None]:
+        """``GET /containers/{name}/stats``: ``send`` each stats object; a stream ends
+        when the container is removed, or when the result is cancelled (see
+        :mod:`~.statsstream`).  ``ready`` is called once the container is found (a
+        stream's headers go out then)."""
+        return ensureDeferred(self._stats(name, options, send, ready))
+
+    async def _stats(self, name: str, options: StatsOptions,
+                     send: Callable[[dict[str, Any]], None],
+                     ready: Callable[[], None]) -> None:
+        reader, runs = self._parts.reader, self._parts.runs
+        container = await reader(lambda: self._store.get(name))
+        if options.stream and options.one_shot:  # after the lookup, as moby: 404 first
+            raise InvalidParameter("cannot have stream=true and one-shot=true")
+        ready()
+        source = StatsSource(find=lambda key: reader(lambda: self._store.get(key)),
+                             running=lambda key: runs.run_of(key) is not None,
+                             sample=self._sample, clock=self._reactor)
+        await stream_stats(source, container, options, send)
+
+    async def _sample(self, container: Container) -> Sample | None:
+        """The container's counters now; ``None`` unless it runs (or if its run ended
+        while they were read)."""
+        runs = self._parts.runs
+        running = runs.run_of(container.id)
+        if running is None:
+            return None
+        sample = await self._read_sample(container, running)
+        return sample if runs.run_of(container.id) is running else None
+
+    def _read_sample(self, container: Container, running: Running) -> Deferred[Sample]:
+        """Read the container's counters in a worker thread."""
+        version = self._cgroup_version
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        host_network = container.host_config.get("NetworkMode") == "host"
+        pid = None if host_network else running.watcher.pid
+
+        def read() -> Sample:
+            files = cgroups.read_stats_files(version, path, cgroup_files(version), pid)
+            return parse_sample(version, files.cgroup, files.proc_stat, files.net_dev,
+                                time.time_ns(), self._machine_memory, _CLK_TCK)
+
+        return self._parts.reader(read)
