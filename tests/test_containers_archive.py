@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from dockertw.api.routers.containers import negotiate_encoding
-from dockertw.daemon.containers import archive
+from dockertw.daemon.containers import archive, inroot
 from dockertw.errdefs import InvalidParameter, NotFound
+
+Root = tuple[Path, inroot.RootView]
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+def root(tmp_path: Path) -> Iterator[Root]:
     top = tmp_path / "root"
     (top / "dest").mkdir(parents=True)
     (top / "etc").mkdir()
@@ -28,7 +30,7 @@ def root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (tmp_path / "victim").write_text("host\n")
     fd = os.open(top, os.O_PATH | os.O_DIRECTORY)
     try:
-        yield top, fd
+        yield top, inroot.RootView(fd)
     finally:
         os.close(fd)
 
@@ -54,13 +56,13 @@ def make_tar(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
     return buffer
 
 
-def extract(root: tuple[Path, int], tar: io.BytesIO, dest: str = "/dest",
+def extract(root: Root, tar: io.BytesIO, dest: str = "/dest",
             **options: bool) -> None:
     archive.extract(root[1], archive.destination(root[1], dest, "c"), tar,
                     archive.ExtractOptions(**options))
 
 
-def test_files_dirs_modes_times(root: tuple[Path, int]) -> None:
+def test_files_dirs_modes_times(root: Root) -> None:
     extract(root, make_tar(("d", "dir", ""), ("d/f", "file", b"data"),
                            ("d/l", "sym", "f"), ("d/h", "link", "d/f")))
     top = root[0] / "dest"
@@ -74,25 +76,25 @@ def test_files_dirs_modes_times(root: tuple[Path, int]) -> None:
 
 
 @pytest.mark.parametrize("name", ["../x", "a/../../x", ".."])
-def test_dotdot_members_are_refused(root: tuple[Path, int], name: str) -> None:
+def test_dotdot_members_are_refused(root: Root, name: str) -> None:
     with pytest.raises(InvalidParameter, match="outside of the destination"):
         extract(root, make_tar((name, "file", b"pwned")))
 
 
-def test_absolute_members_are_rebased(root: tuple[Path, int]) -> None:
+def test_absolute_members_are_rebased(root: Root) -> None:
     extract(root, make_tar(("/etc/x", "file", b"in"), ("/../y", "file", b"in")))
     assert (root[0] / "dest" / "etc" / "x").read_bytes() == b"in"
     assert (root[0] / "dest" / "y").read_bytes() == b"in"
 
 
-def test_links_leaving_the_destination_are_refused(root: tuple[Path, int]) -> None:
+def test_links_leaving_the_destination_are_refused(root: Root) -> None:
     with pytest.raises(InvalidParameter, match="invalid link"):
         extract(root, make_tar(("l", "sym", "../../..")))
     with pytest.raises(InvalidParameter, match="invalid link"):
         extract(root, make_tar(("h", "link", "../etc/hostname")))
 
 
-def test_symlink_then_write_stays_inside(root: tuple[Path, int]) -> None:
+def test_symlink_then_write_stays_inside(root: Root) -> None:
     victim = root[0].parent / "victim"
     extract(root, make_tar(("a", "sym", "/"), (f"a{victim}", "file", b"pwned"),
                            ("b", "sym", str(victim.parent)), ("b/victim", "file", b"pwned")))
@@ -100,7 +102,7 @@ def test_symlink_then_write_stays_inside(root: tuple[Path, int]) -> None:
     assert (root[0] / str(victim).lstrip("/")).read_bytes() == b"pwned"
 
 
-def test_destination_links_resolve_inside(root: tuple[Path, int]) -> None:
+def test_destination_links_resolve_inside(root: Root) -> None:
     victim = root[0].parent / "victim"
     extract(root, make_tar(("victim", "file", b"pwned")), dest="/escape/etc")
     assert (root[0] / "etc" / "victim").read_bytes() == b"pwned"
@@ -109,7 +111,7 @@ def test_destination_links_resolve_inside(root: tuple[Path, int]) -> None:
     assert victim.read_text() == "host\n"
 
 
-def test_an_existing_link_is_replaced_not_followed(root: tuple[Path, int]) -> None:
+def test_an_existing_link_is_replaced_not_followed(root: Root) -> None:
     victim = root[0].parent / "victim"
     (root[0] / "dest" / "f").symlink_to(victim)
     extract(root, make_tar(("f", "file", b"new")))
@@ -118,7 +120,7 @@ def test_an_existing_link_is_replaced_not_followed(root: tuple[Path, int]) -> No
     assert victim.read_text() == "host\n"
 
 
-def test_no_overwrite_dir_non_dir(root: tuple[Path, int]) -> None:
+def test_no_overwrite_dir_non_dir(root: Root) -> None:
     (root[0] / "dest" / "d").mkdir()
     with pytest.raises(InvalidParameter, match="cannot overwrite directory"):
         extract(root, make_tar(("d", "file", b"x")), no_overwrite_dir_non_dir=True)
@@ -126,12 +128,12 @@ def test_no_overwrite_dir_non_dir(root: tuple[Path, int]) -> None:
     assert (root[0] / "dest" / "d").read_bytes() == b"x"
 
 
-def test_not_a_directory(root: tuple[Path, int]) -> None:
+def test_not_a_directory(root: Root) -> None:
     with pytest.raises(InvalidParameter, match="not a directory"):
         extract(root, make_tar(), dest="/etc/hostname")
 
 
-def test_archive_through_links_reads_inside(root: tuple[Path, int]) -> None:
+def test_archive_through_links_reads_inside(root: Root) -> None:
     found, resolved = archive.path_stat(root[1], "/escape/etc/", "c")
     chunks: list[bytes] = []
     try:
@@ -145,7 +147,7 @@ def test_archive_through_links_reads_inside(root: tuple[Path, int]) -> None:
     assert found["name"] == "etc" and found["mode"] & (1 << 31)
 
 
-def test_stat_of_a_link(root: tuple[Path, int]) -> None:
+def test_stat_of_a_link(root: Root) -> None:
     found, resolved = archive.path_stat(root[1], "/host", "c")
     os.close(resolved.parent)
     assert found["linkTarget"] == str(root[0].parent)  # lexically, inside the root
@@ -183,7 +185,7 @@ def _tree(top: Path) -> dict[str, tuple[int, str, bytes]]:
     return found
 
 
-def test_an_archived_tree_unpacks_to_the_same_tree(root: tuple[Path, int]) -> None:
+def test_an_archived_tree_unpacks_to_the_same_tree(root: Root) -> None:
     tree = root[0] / "tree"
     (tree / "sub" / ("n" * 120)).mkdir(parents=True)
     big = bytes(range(256)) * 1200 + b"tail"  # not a whole number of blocks

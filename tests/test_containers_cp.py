@@ -290,3 +290,31 @@ def test_ownership(running_daemon: Daemon, workdir: Path) -> None:
         assert owners(running_daemon, "cpuid:/tmp/user.txt") == (65534, 65534)
     finally:
         ok(running_daemon, "rm", "cpuid")
+
+
+def test_copies_reach_volumes_and_binds(running_daemon: Daemon, workdir: Path) -> None:
+    """As Docker: a path inside a volume or a bind mount is the mount's, for running
+    and stopped containers; a read-only mount refuses writes, even when the root
+    filesystem is read-only too the volumes take copies."""
+    shared = workdir / "shared"
+    shared.mkdir()
+    (workdir / "f.txt").write_text("into the volume\n")
+    ok(running_daemon, "run", "-d", "--name", "cpvol", "-v", "cpdata:/data",
+       "-v", f"{shared}:/ro:ro", "bb:1", "sleep", "300")
+    ok(running_daemon, "create", "--name", "cpvolstop", "--read-only",
+       "-v", "cpdata2:/data", "bb:1", "cat", "/data/f.txt")
+    try:
+        ok(running_daemon, "cp", str(workdir / "f.txt"), "cpvol:/data/")
+        assert ok(running_daemon, "exec", "cpvol", "cat", "/data/f.txt") == \
+            "into the volume\n"
+        ok(running_daemon, "exec", "cpvol", "sh", "-c", "echo made > /data/made")
+        assert cat(running_daemon, "cpvol", "/data/made") == b"made\n"
+        done = cli(running_daemon, "cp", str(workdir / "f.txt"), "cpvol:/ro/")
+        assert done.returncode != 0
+        assert "mounted volume is marked read-only" in done.stderr
+        assert list(shared.iterdir()) == []
+        ok(running_daemon, "cp", str(workdir / "f.txt"), "cpvolstop:/data/")
+        assert ok(running_daemon, "start", "-a", "cpvolstop") == "into the volume\n"
+    finally:
+        cli(running_daemon, "rm", "-f", "-v", "cpvol", "cpvolstop")
+        cli(running_daemon, "volume", "rm", "cpdata", "cpdata2")

@@ -16,7 +16,7 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -35,6 +35,7 @@ _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
 _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
+READONLY_VOLUME = "mounted volume is marked read-only"
 _IOV_MAX = 1024
 _SMALL_CONTENTS = 64 << 10  # smaller reads join the pending headers
 _ZIP_LEVEL = 1  # invisible to clients; a local socket gains little from more effort
@@ -106,35 +107,36 @@ def stat_json(name: str, info: os.stat_result, link_target: str) -> dict[str, An
             "mtime": _rfc3339(info.st_mtime_ns), "linkTarget": link_target}
 
 
-def _resolve_existing(root: int, absolute: str, shown: str,
+def _resolve_existing(view: inroot.RootView, absolute: str, shown: str,
                       container: str) -> inroot.Resolved:
     try:
-        return inroot.resolve(root, absolute, follow_last=_follows_last(absolute))
+        return view.resolve(absolute, follow_last=_follows_last(absolute))
     except (FileNotFoundError, NotADirectoryError):
         raise not_found(shown, container) from None
 
 
-def path_stat(root: int, path: str, container: str) -> tuple[dict[str, Any], inroot.Resolved]:
+def path_stat(view: inroot.RootView, path: str, container: str
+              ) -> tuple[dict[str, Any], inroot.Resolved]:
     """The ``ContainerPathStat`` of ``path`` and where it is (the caller closes the
     resolved parent fd); 404 when missing."""
     absolute = abs_path(path)
-    resolved = _resolve_existing(root, absolute, path, container)
+    resolved = _resolve_existing(view, absolute, path, container)
     try:
         info = inroot.lstat(resolved)
         link = ""
         if stat.S_ISLNK(info.st_mode):
-            link = _link_target(root, resolved)
+            link = _link_target(view, resolved)
         return stat_json(_go_base(absolute), info, link), resolved
     except BaseException:
         os.close(resolved.parent)
         raise
 
 
-def _link_target(root: int, link: inroot.Resolved) -> str:
+def _link_target(view: inroot.RootView, link: inroot.Resolved) -> str:
     """Where the link leads, resolved inside the root; where it would lead, lexically,
     when something on the way is missing (as moby's ``FollowSymlinkInScope``)."""
     try:
-        target = inroot.resolve(root, link.path, follow_last=True, must_exist=False)
+        target = view.resolve(link.path, follow_last=True, must_exist=False)
     except OSError:
         text = os.readlink(link.name, dir_fd=link.parent)
         return "/" + posixpath.normpath(
@@ -149,11 +151,17 @@ def _link_target(root: int, link: inroot.Resolved) -> str:
 class _TarWriter:
     """Adds entries read through directory fds to a streaming tar."""
 
-    def __init__(self, tar: _TarStream) -> None:
+    def __init__(self, tar: _TarStream, mounts: Mapping[str, int]) -> None:
         self._tar = tar
+        self._mounts = mounts
         self._links: dict[tuple[int, int], str] = {}
 
-    def add(self, parent: int, name: str, arcname: str) -> None:
+    def add(self, parent: int, name: str, arcname: str, path: str) -> None:
+        """The entry ``name`` in the directory ``parent``, which is ``path`` in the
+        container: a mount's directory there, if one is mounted at ``path``."""
+        mounted = self._mounts.get(path)
+        if mounted is not None:
+            parent, name = mounted, "."
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         header = self._header(parent, name, arcname, info)
         if header.isreg():
@@ -163,14 +171,14 @@ class _TarWriter:
             return
         self._tar.add(header)
         if header.isdir():
-            self._add_children(parent, name, arcname)
+            self._add_children(parent, name, arcname, path)
 
-    def _add_children(self, parent: int, name: str, arcname: str) -> None:
+    def _add_children(self, parent: int, name: str, arcname: str, path: str) -> None:
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                      dir_fd=parent)
         try:
             for child in sorted(os.listdir(fd)):
-                self.add(fd, child, f"{arcname}/{child}")
+                self.add(fd, child, f"{arcname}/{child}", posixpath.join(path, child))
         finally:
             os.close(fd)
 
@@ -260,12 +268,15 @@ class _TarStream:
 
 
 def write_archive(resolved: inroot.Resolved, arcname: str,
-                  push: Callable[[bytes], None]) -> None:
-    """Stream the entry ``resolved`` names (a directory with everything in it) as a
-    tar through ``push``, its entries named from ``arcname``."""
+                  push: Callable[[bytes], None],
+                  mounts: Mapping[str, int] = inroot.NO_MOUNTS) -> None:
+    """Stream the entry ``resolved`` names (a directory with everything in it, the
+    ``mounts`` inside it included) as a tar through ``push``, its entries named from
+    ``arcname``."""
     tar = _TarStream(push)
-    # the root, or a directory reached by "..", has no name of its own
-    _TarWriter(tar).add(resolved.parent, resolved.name or ".", arcname)
+    # the root, a mount, or a directory reached by "..", has no name of its own
+    _TarWriter(tar, mounts).add(resolved.parent, resolved.name or ".", arcname,
+                                resolved.path)
     tar.close()
 
 
@@ -303,7 +314,7 @@ class ExtractOptions:
     owner: tuple[int, int] | None = None
 
 
-def extract(root: int, dest: str, source: ChunkSource | IO[bytes],
+def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
             options: ExtractOptions) -> None:
     """Unpack the tar ``source`` (gzip, bzip2 or xz compressed or not) into the
     directory ``dest`` (resolved in the root, links followed there).  Members named
@@ -317,11 +328,11 @@ def extract(root: int, dest: str, source: ChunkSource | IO[bytes],
         if relative is None:
             continue  # the destination itself
         target = posixpath.join(dest, relative)
-        _extract_member(root, dest, target, member, tar, options)
+        _extract_member(view, dest, target, member, tar, options)
         if member.isdir():
             directories.append((target, member))
     for target, member in reversed(directories):  # children first changed their mtime
-        _set_times(root, target, member)
+        _set_times(view, target, member)
 
 
 def _member_path(name: str) -> str | None:
@@ -354,15 +365,18 @@ def _check_link(dest: str, target: str, member: tarfile.TarInfo) -> None:
             "destination directory")
 
 
-def _extract_member(root: int, dest: str, target: str, member: tarfile.TarInfo,
-                    tar: TarReader, options: ExtractOptions) -> None:
+def _extract_member(view: inroot.RootView, dest: str, target: str,
+                    member: tarfile.TarInfo, tar: TarReader, options: ExtractOptions
+                    ) -> None:
     _check_link(dest, target, member)
-    place = inroot.resolve(root, target, must_exist=False, make_dirs=True)
+    place = view.resolve(target, must_exist=False, make_dirs=True)
     try:
         if not place.name:
             raise InvalidParameter(f"{member.name!r} names a directory above it")
+        if view.is_readonly(place.path):
+            raise InvalidParameter(READONLY_VOLUME)
         if _make_room(place, member, options):
-            _create(root, dest, place, member, tar)
+            _create(view, dest, place, member, tar)
         _set_owner_mode(place, member, options)
         if not member.isdir():
             _set_times_at(place, member)
@@ -391,8 +405,8 @@ def _make_room(place: inroot.Resolved, member: tarfile.TarInfo,
     return True
 
 
-def _create(root: int, dest: str, place: inroot.Resolved, member: tarfile.TarInfo,
-            tar: TarReader) -> None:
+def _create(view: inroot.RootView, dest: str, place: inroot.Resolved,
+            member: tarfile.TarInfo, tar: TarReader) -> None:
     name, parent = place.name, place.parent
     if member.isreg():
         _write_file(place, tar)
@@ -401,7 +415,7 @@ def _create(root: int, dest: str, place: inroot.Resolved, member: tarfile.TarInf
     elif member.issym():
         os.symlink(member.linkname, name, dir_fd=parent)
     elif member.islnk():
-        source = inroot.resolve(root, posixpath.join(dest, member.linkname.lstrip("/")))
+        source = view.resolve(posixpath.join(dest, member.linkname.lstrip("/")))
         try:
             os.link(source.name, name, src_dir_fd=source.parent, dst_dir_fd=parent,
                     follow_symlinks=False)
@@ -455,21 +469,23 @@ def _set_times_at(place: inroot.Resolved, member: tarfile.TarInfo) -> None:
     os.utime(place.name, ns=(mtime, mtime), dir_fd=place.parent, follow_symlinks=False)
 
 
-def _set_times(root: int, target: str, member: tarfile.TarInfo) -> None:
-    place = inroot.resolve(root, target)
+def _set_times(view: inroot.RootView, target: str, member: tarfile.TarInfo) -> None:
+    place = view.resolve(target)
     try:
         _set_times_at(place, member)
     finally:
         os.close(place.parent)
 
 
-def destination(root: int, path: str, container: str) -> str:
+def destination(view: inroot.RootView, path: str, container: str) -> str:
     """Where ``PUT .../archive`` unpacks: ``path`` with every link followed inside the
-    root; 404 when missing, 400 when not a directory."""
-    resolved = _resolve_existing(root, abs_path(path).rstrip("/") + "/.", path, container)
+    root; 404 when missing, 400 when not a directory or in a read-only mount."""
+    resolved = _resolve_existing(view, abs_path(path).rstrip("/") + "/.", path, container)
     try:
         if not stat.S_ISDIR(inroot.lstat(resolved).st_mode):
             raise InvalidParameter("extraction point is not a directory")
+        if view.is_readonly(resolved.path):
+            raise InvalidParameter(READONLY_VOLUME)
         return resolved.path
     finally:
         os.close(resolved.parent)

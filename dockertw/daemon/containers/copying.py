@@ -2,7 +2,8 @@
 
 Reads go through a private read-only overlay, writes into a stopped container through
 a private writable one (the container kept from starting meanwhile), writes into a
-running one through its own root mount (see :mod:`~.copyroot`).
+running one through its own root mount (see :mod:`~.copyroot`).  Paths inside the
+container's volumes and bind-mounted directories are the mounts' own, as in Docker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from dockertw.daemon.containers import archive as archives
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import copyroot
+from dockertw.daemon.containers.inroot import RootView
+from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.pump import Begin, Pump, cancelling
@@ -55,6 +58,10 @@ def release_leftovers(containers_root: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _mount_points(container: Container) -> list[MountPoint]:
+    return [MountPoint.from_json(point) for point in container.mount_points]
+
+
 class ContainerCopies:
     """``HEAD``, ``GET`` and ``PUT /containers/{name}/archive``."""
 
@@ -66,8 +73,8 @@ class ContainerCopies:
         """``HEAD /containers/{name}/archive``: the path's ``ContainerPathStat``."""
         def stat_path() -> dict[str, Any]:
             container = self._store.get(name)
-            with self._readonly_root(container) as root, archives.as_docker_errors():
-                found, resolved = archives.path_stat(root.fd, path, name)
+            with self._readonly_view(container) as view, archives.as_docker_errors():
+                found, resolved = archives.path_stat(view, path, name)
                 os.close(resolved.parent)
                 return found
 
@@ -90,14 +97,14 @@ class ContainerCopies:
     def _archive_in(self, name: str, path: str, start: StartArchive, pump: Pump,
                     encoding: str) -> None:
         container = self._store.get(name)
-        with self._readonly_root(container) as root:
-            found, resolved = archives.path_stat(root.fd, path, name)
+        with self._readonly_view(container) as view:
+            found, resolved = archives.path_stat(view, path, name)
             try:
                 pump.begin(start(found))
                 self._parts.emit(container, "archive-path")
                 encoder = archives.Encoder(pump.push, encoding)
                 archives.write_archive(resolved, archives.archive_name(found["name"]),
-                                       encoder.push)
+                                       encoder.push, view.mounts)
                 encoder.close()
             finally:
                 os.close(resolved.parent)
@@ -119,29 +126,32 @@ class ContainerCopies:
     def _extract_in(self, container: Container, name: str, options: CopyOptions,
                     body: IO[bytes], running: bool) -> None:
         with self._writable_root(container, running) as root, \
+                copyroot.with_mounts(root, _mount_points(container)) as view, \
                 archives.as_docker_errors():
-            self._extract_into(container, name, root, options, body)
+            self._extract_into(container, name, root.path, view, options, body)
         self._parts.emit(container, "extract-to-dir")
 
-    def _extract_into(self, container: Container, name: str, root: copyroot.MergedRoot,
-                      options: CopyOptions, body: IO[bytes]) -> None:
-        dest = archives.destination(root.fd, options.path, name)
-        if container.host_config.get("ReadonlyRootfs"):
+    def _extract_into(self, container: Container, name: str, root_path: Path,
+                      view: RootView, options: CopyOptions, body: IO[bytes]) -> None:
+        dest = archives.destination(view, options.path, name)
+        if container.host_config.get("ReadonlyRootfs") and not view.in_mount(dest):
             raise Forbidden("container rootfs is marked read-only")
         owner = None
         user = str(container.config.get("User") or "")
         if options.copy_uid_gid and user:
-            found = bundles.resolve_user(root.path, user)
+            found = bundles.resolve_user(root_path, user)
             owner = (found.uid, found.gid)
-        archives.extract(root.fd, dest, body, archives.ExtractOptions(
+        archives.extract(view, dest, body, archives.ExtractOptions(
             no_overwrite_dir_non_dir=options.no_overwrite_dir_non_dir, owner=owner))
 
     @contextmanager
-    def _readonly_root(self, container: Container) -> Iterator[copyroot.MergedRoot]:
-        """The merged root of ``container`` for reading (its layers held meanwhile)."""
+    def _readonly_view(self, container: Container) -> Iterator[RootView]:
+        """The merged root of ``container`` for reading (its layers held meanwhile),
+        with its volumes and bind mounts."""
         with self._parts.held_lowers(container) as lowers, copyroot.readonly_root(
-                self._parts.upper(container), lowers, _scratch(self._store.root)) as root:
-            yield root
+                self._parts.upper(container), lowers, _scratch(self._store.root)
+        ) as root, copyroot.with_mounts(root, _mount_points(container)) as view:
+            yield view
 
     @contextmanager
     def _writable_root(self, container: Container, running: bool

@@ -8,7 +8,11 @@
   writable layer.  The caller keeps the container from starting meanwhile (two
   overlays on one upper directory are undefined behaviour).
 * Writing into a running container: its own root filesystem mount (the daemon's view
-  of it, so bind mounts and volumes of the container are not seen: out of scope).
+  of it, without the container's mounts).
+
+:func:`with_mounts` adds the container's volumes and bind-mounted directories to any
+of these, as fds the path resolution enters (nothing is mounted for them); tmpfs
+mounts and bind-mounted files are not part of the view.
 
 Mounts go under a scratch directory outside any container's; each is unmounted and
 its directories removed in ``finally``.  Blocking: call it from a worker thread.
@@ -17,18 +21,23 @@ its directories removed in ``finally``.  Blocking: call it from a worker thread.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 
 import attrs
 
+from dockertw.daemon.containers import inroot
+from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.errdefs import Conflict
 from dockertw.runtime import mounts
 
-__all__ = ["MergedRoot", "readonly_root", "writable_root", "running_root"]
+__all__ = ["MergedRoot", "readonly_root", "writable_root", "running_root",
+           "with_mounts"]
 
 _ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -100,3 +109,51 @@ def running_root(rootfs: Path) -> Iterator[MergedRoot]:
             raise Conflict("the root filesystem of the container is not mounted "
                            "(it is starting or stopping): try again")
         yield root
+
+
+@contextmanager
+def with_mounts(root: MergedRoot, points: Iterable[MountPoint]
+                ) -> Iterator[inroot.RootView]:
+    """``root`` with the directories of the container's volumes and binds at their
+    destinations (resolved inside the root; parents first, a later one over an
+    earlier one at the same place, as runc mounts them)."""
+    opened: dict[str, int] = {}
+    readonly: set[str] = set()
+    try:
+        for point in sorted(points, key=lambda p: p.destination.count("/")):
+            fd = _open_source(point)
+            if fd is None:
+                continue
+            where = _mount_path(root.fd, point.destination, opened)
+            if where in opened:
+                os.close(opened.pop(where))
+            opened[where] = fd
+            if point.rw:
+                readonly.discard(where)
+            else:
+                readonly.add(where)
+        yield inroot.RootView(root.fd, MappingProxyType(opened), frozenset(readonly))
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+
+
+def _open_source(point: MountPoint) -> int | None:
+    """The host directory of a volume or bind (``None``: a file, tmpfs, or gone)."""
+    if point.type not in ("bind", "volume") or not point.source:
+        return None
+    try:
+        return os.open(point.source, _ROOT_FLAGS & ~os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _mount_path(root: int, destination: str, mounts: Mapping[str, int]) -> str:
+    """Where runc mounted ``destination``: links followed inside the root (and the
+    mounts above it); lexically when it does not exist (yet)."""
+    try:
+        found = inroot.resolve(root, destination, follow_last=True, mounts=mounts)
+    except OSError:
+        return "/" + posixpath.normpath(destination).lstrip("/")
+    os.close(found.parent)
+    return found.path

@@ -7,7 +7,11 @@ read and resolved by us, an absolute target starting again at the root.  A link
 swapped in between the ``lstat`` and the ``open`` makes the open fail (``ELOOP`` or
 ``ENOTDIR``) instead of leading outside.  So a link or ``..`` inside a container's
 root filesystem can never name a file of the host (CVE-2018-15664, CVE-2019-14271).
-Blocking: call it from a worker thread.
+
+A container's mounts (its volumes and bind mounts) can be given as ``mounts``: a
+path inside the root (links resolved) and an fd of the directory mounted there.  The
+walk then enters that directory at that path, as the container would, whatever is
+beneath it in the root.  Blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 
 import attrs
 
-__all__ = ["Resolved", "resolve", "open_dir", "lstat", "MAX_LINKS"]
+__all__ = ["Resolved", "RootView", "resolve", "open_dir", "lstat", "MAX_LINKS",
+           "NO_MOUNTS"]
 
 MAX_LINKS = 40  # as Linux's MAXSYMLINKS
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+NO_MOUNTS: Mapping[str, int] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -37,15 +44,46 @@ class Resolved:
     path: str
 
 
+@attrs.frozen
+class RootView:
+    """A root directory fd with the mounts inside it, and which of them are read-only
+    (paths inside the root, links resolved)."""
+
+    fd: int
+    mounts: Mapping[str, int] = NO_MOUNTS
+    readonly: frozenset[str] = frozenset()
+
+    def resolve(self, path: str, **options: bool) -> Resolved:
+        """:func:`resolve` in this view."""
+        return resolve(self.fd, path, mounts=self.mounts, **options)
+
+    def is_readonly(self, path: str) -> bool:
+        """Whether ``path`` (resolved) is inside a read-only mount."""
+        return any(_inside(path, mount) for mount in self.readonly)
+
+    def in_mount(self, path: str) -> bool:
+        """Whether ``path`` (resolved) is inside one of the mounts."""
+        return any(_inside(path, mount) for mount in self.mounts)
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 class _Walk:
     """The chain of directories opened so far, the root first."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, mounts: Mapping[str, int]) -> None:
         self.fds = [os.dup(root)]
         self.names: list[str] = []
+        self.mounts = mounts
 
     def enter(self, name: str) -> None:
-        self.fds.append(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
+        mounted = self.mounts.get(self.path(name))
+        if mounted is not None:
+            self.fds.append(os.dup(mounted))
+        else:
+            self.fds.append(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
         self.names.append(name)
 
     def leave(self) -> None:
@@ -77,13 +115,16 @@ def _components(path: str) -> list[str]:
 
 
 def resolve(root: int, path: str, *, follow_last: bool = False,
-            must_exist: bool = True, make_dirs: bool = False) -> Resolved:
+            must_exist: bool = True, make_dirs: bool = False,
+            mounts: Mapping[str, int] = NO_MOUNTS) -> Resolved:
     """Resolve ``path`` (relative to the root directory fd ``root``, a leading ``/``
-    or not) inside that root.  Links in the last component are followed only with
-    ``follow_last``; a missing last component is an error only with ``must_exist``;
-    ``make_dirs`` creates missing directories on the way (mode 0755).  Raises
-    ``OSError`` (``ENOENT``, ``ENOTDIR``, ``ELOOP`` after :data:`MAX_LINKS` links)."""
-    walk = _Walk(root)
+    or not) inside that root, entering ``mounts`` on the way.  Links in the last
+    component are followed only with ``follow_last``; a missing last component is an
+    error only with ``must_exist``; ``make_dirs`` creates missing directories on the
+    way (mode 0755).  A mount's own path resolves to its directory (``name`` "").
+    Raises ``OSError`` (``ENOENT``, ``ENOTDIR``, ``ELOOP`` after :data:`MAX_LINKS`
+    links)."""
+    walk = _Walk(root, mounts)
     try:
         name = _walk(walk, _components(path), follow_last, must_exist, make_dirs)
         resolved_path = walk.path(name)
@@ -104,6 +145,11 @@ def _walk(walk: _Walk, todo: list[str], follow_last: bool, must_exist: bool,
             walk.leave()
             continue
         last = not todo
+        if walk.path(part) in walk.mounts:  # the mount hides what is beneath it
+            walk.enter(part)
+            if last:
+                return ""
+            continue
         try:
             info = os.stat(part, dir_fd=walk.fds[-1], follow_symlinks=False)
         except FileNotFoundError:
