@@ -57,6 +57,59 @@ def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
     return left
 
 
+class RawHttp:
+    """HTTP/1.1 by hand on one UNIX socket connection."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        assert daemon.socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(20)
+        self.sock.connect(str(daemon.socket))
+        self._buffer = b""
+
+    def head(self, method: str, path: str, length: int | None = None) -> None:
+        framing = ("Transfer-Encoding: chunked" if length is None
+                   else f"Content-Length: {length}")
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\n{framing}\r\n"
+                          "Content-Type: application/x-tar\r\n\r\n".encode())
+
+    def chunk(self, data: bytes) -> None:
+        self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """One response with a Content-Length (what these routes answer)."""
+        head = self.until(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+        length = int(headers.get("Content-Length", "0"))
+        while len(self._buffer) < length:
+            self._receive()
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def ping(self) -> None:
+        """The connection still serves requests, in step."""
+        self.sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+        status, _, body = self.response()
+        assert (status, body) == (200, b"OK")
+
+    def until(self, marker: bytes) -> bytes:
+        """What arrives up to ``marker`` (dropped)."""
+        while marker not in self._buffer:
+            self._receive()
+        head, self._buffer = self._buffer.split(marker, 1)
+        return head
+
+    def _receive(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the daemon closed the connection")
+        self._buffer += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         super().__init__("localhost", timeout=10)

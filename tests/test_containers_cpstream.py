@@ -11,7 +11,6 @@ import base64
 import hashlib
 import io
 import json
-import socket
 import tarfile
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cli import cli, ok
-from tests.support import Daemon, mounts_left
+from tests.support import Daemon, RawHttp, mounts_left
 
 pytestmark = pytest.mark.integration
 
@@ -35,61 +34,9 @@ def container(running_daemon: Daemon) -> Iterator[str]:
         cli(running_daemon, "rm", "-f", NAME)
 
 
-class _Client:
-    """HTTP/1.1 by hand on one UNIX socket connection."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        assert daemon.socket
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(20)
-        self.sock.connect(str(daemon.socket))
-        self._buffer = b""
-
-    def head(self, method: str, path: str, length: int | None = None) -> None:
-        framing = ("Transfer-Encoding: chunked" if length is None
-                   else f"Content-Length: {length}")
-        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\n{framing}\r\n"
-                          "Content-Type: application/x-tar\r\n\r\n".encode())
-
-    def chunk(self, data: bytes) -> None:
-        self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        """One response with a Content-Length (what these routes answer)."""
-        head = self._until(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines[1:] if line)
-        length = int(headers.get("Content-Length", "0"))
-        while len(self._buffer) < length:
-            self._receive()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return int(lines[0].split()[1]), headers, body
-
-    def ping(self) -> None:
-        """The connection still serves requests, in step."""
-        self.sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
-        status, _, body = self.response()
-        assert (status, body) == (200, b"OK")
-
-    def _until(self, marker: bytes) -> bytes:
-        while marker not in self._buffer:
-            self._receive()
-        head, self._buffer = self._buffer.split(marker, 1)
-        return head
-
-    def _receive(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("the daemon closed the connection")
-        self._buffer += data
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def client(running_daemon: Daemon) -> Iterator[_Client]:
-    connection = _Client(running_daemon)
+def client(running_daemon: Daemon) -> Iterator[RawHttp]:
+    connection = RawHttp(running_daemon)
     try:
         yield connection
     finally:
@@ -105,10 +52,10 @@ def _tar(name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _stat(client: _Client, path: str) -> dict[str, object]:
+def _stat(client: RawHttp, path: str) -> dict[str, object]:
     client.sock.sendall(f"HEAD /containers/{NAME}/archive?path={path} HTTP/1.1\r\n"
                         "Host: d\r\n\r\n".encode())
-    head = client._until(b"\r\n\r\n").decode("latin-1")
+    head = client.until(b"\r\n\r\n").decode("latin-1")
     for line in head.split("\r\n"):
         if line.lower().startswith("x-docker-container-path-stat:"):
             return json.loads(base64.b64decode(line.split(": ", 1)[1]))
@@ -116,7 +63,7 @@ def _stat(client: _Client, path: str) -> dict[str, object]:
 
 
 def test_a_broken_archive_is_answered_before_its_body_ends(container: str,
-                                                           client: _Client) -> None:
+                                                           client: RawHttp) -> None:
     client.head("PUT", f"/containers/{container}/archive?path=/tmp")
     client.chunk(b"not a tar header".ljust(512, b"!"))
     status, _, body = client.response()  # spooling the body first would hang here
@@ -127,7 +74,7 @@ def test_a_broken_archive_is_answered_before_its_body_ends(container: str,
     client.ping()
 
 
-def test_a_large_chunked_upload_lands_whole(container: str, client: _Client,
+def test_a_large_chunked_upload_lands_whole(container: str, client: RawHttp,
                                             running_daemon: Daemon) -> None:
     payload = hashlib.sha256(b"seed").digest() * (48 << 15)  # 48 MiB
     archive = _tar("big.bin", payload)
@@ -145,7 +92,7 @@ def test_a_large_chunked_upload_lands_whole(container: str, client: _Client,
         payload).digest()
 
 
-def test_a_content_length_body_streams_too(container: str, client: _Client) -> None:
+def test_a_content_length_body_streams_too(container: str, client: RawHttp) -> None:
     archive = _tar("small.txt", b"hello\n")
     client.head("PUT", f"/containers/{container}/archive?path=/tmp", len(archive))
     client.sock.sendall(archive)
@@ -155,7 +102,7 @@ def test_a_content_length_body_streams_too(container: str, client: _Client) -> N
     client.ping()
 
 
-def test_an_unknown_container_is_answered_and_the_body_dropped(client: _Client) -> None:
+def test_an_unknown_container_is_answered_and_the_body_dropped(client: RawHttp) -> None:
     client.head("PUT", "/containers/nosuch/archive?path=/tmp")
     client.chunk(_tar("f", b"x" * 100_000))
     client.chunk(b"")
@@ -166,13 +113,13 @@ def test_an_unknown_container_is_answered_and_the_body_dropped(client: _Client) 
 
 def test_a_client_leaving_mid_body_leaves_nothing_behind(container: str,
                                                          running_daemon: Daemon) -> None:
-    leaving = _Client(running_daemon)
+    leaving = RawHttp(running_daemon)
     leaving.head("PUT", f"/containers/{container}/archive?path=/tmp")
     leaving.chunk(_tar("half.bin", b"y" * 4_000_000)[:2_000_000])
     time.sleep(0.3)
     leaving.close()
     assert mounts_left(running_daemon.root / "tmp" / "cp") == []
-    after = _Client(running_daemon)
+    after = RawHttp(running_daemon)
     try:
         after.ping()
     finally:

@@ -95,13 +95,13 @@ class ImageRouter:
             Route("GET", "/images/json", self.list_images),
             Route("GET", "/images/<path:name>/history", self.history),
             Route("GET", "/images/<path:name>/json", self.inspect),
-            Route("POST", "/images/create", self.create),
+            Route("POST", "/images/create", self.create, streams_body=True),
             Route("POST", "/images/<path:name>/tag", self.tag),
             Route("POST", "/images/prune", self.prune),
             Route("DELETE", "/images/<path:name>", self.delete),
             Route("GET", "/images/get", self.save_all),
             Route("GET", "/images/<path:name>/get", self.save),
-            Route("POST", "/images/load", self.load),
+            Route("POST", "/images/load", self.load, streams_body=True),
         ]
 
     def list_images(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
