@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: their scaffold, the busybox image and clean-up.
+"""What the benchmark scripts share: their scaffold and clean-up.
 
 :func:`temporary_workdir` is a directory that is always unmounted and removed, even
 on Ctrl-C or SIGTERM; :func:`run_benchmark` adds the command line; :func:`on_dockerd`
@@ -14,14 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-from tests.rootfs import make_busybox_rootfs
 
 if TYPE_CHECKING:
     from benchmarks.api import DockerEngine
@@ -98,16 +95,6 @@ def time_runs(action: Callable[[], None], count: int, warmup: int = 0) -> list[f
         action()
         seconds.append(time.perf_counter() - started)
     return seconds
-
-
-def busybox_tar(directory: Path) -> Path:
-    """``directory/busybox.tar``: a busybox-static root filesystem, for ``docker import``."""
-    root = make_busybox_rootfs(directory / "rootfs")
-    archive = directory / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    shutil.rmtree(root)
-    return archive
 
 
 def _mount_points() -> Iterator[str]:

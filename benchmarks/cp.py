@@ -27,12 +27,12 @@ if str(REPO) not in sys.path:
 from benchmarks.api import DockerEngine  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_docker_option,
-    busybox_tar,
     on_dockerd,
     run_benchmark,
     time_runs,
 )
 from tests.cli import cli, import_image, ok  # noqa: E402
+from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 CONTAINER = "cp-bench"
@@ -86,7 +86,7 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
 
 
 def bench(workdir: Path, options: argparse.Namespace) -> None:
-    tar = busybox_tar(workdir)
+    tar = make_busybox_tar(workdir)
     payload = workdir / "payload.bin"
     _payload(payload, options.size)
     (workdir / "daemon").mkdir()

@@ -29,12 +29,12 @@ if str(REPO) not in sys.path:
 from benchmarks.api import DockerEngine  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_docker_option,
-    busybox_tar,
     on_dockerd,
     run_benchmark,
     time_runs,
 )
 from tests.cli import cli, import_image, ok  # noqa: E402
+from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 CONTAINER = "exec-bench"
@@ -107,7 +107,7 @@ def bench_target(name: str, target: Any, tar: Path, count: int) -> None:
 
 
 def bench(workdir: Path, options: argparse.Namespace) -> None:
-    tar = busybox_tar(workdir)
+    tar = make_busybox_tar(workdir)
     (workdir / "daemon").mkdir()
     daemon = Daemon(workdir / "daemon")
     try:

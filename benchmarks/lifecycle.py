@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import busybox_tar, temporary_workdir  # noqa: E402
+from benchmarks.common import temporary_workdir  # noqa: E402
+from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 IMAGE = "bench:1"
@@ -438,7 +439,7 @@ def phase_logs(cli: Cli, daemon: Daemon, daemon_pid: int, megabytes: int,
 def run(workdir: Path, options: argparse.Namespace, figures: Figures) -> None:
     """Every phase against one daemon, which is always stopped; fills ``figures``."""
     (workdir / "image").mkdir()
-    tar = busybox_tar(workdir / "image")
+    tar = make_busybox_tar(workdir / "image")
     home = workdir / "d"
     home.mkdir()
     daemon = Daemon(home)

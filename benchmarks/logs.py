@@ -129,13 +129,13 @@ def micro(mb: int, line: int) -> None:
 
 
 def e2e(mb: int, line: int) -> None:
-    from benchmarks.common import busybox_tar
     from tests.cli import import_image, ok
+    from tests.rootfs import make_busybox_tar
     from tests.support import Daemon, docker
     workdir = Path(tempfile.mkdtemp(prefix="dtw-bench-"))
     daemon = Daemon(workdir)
     try:
-        tar = busybox_tar(workdir)
+        tar = make_busybox_tar(workdir)
         daemon.start()
         import_image(daemon, tar, "bb:1")
         count = mb * 1_000_000 // line

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.proxies import (  # noqa: F401 - fixtures for every test module
     tinyproxy,
     tinyproxy_auth,
 )
-from tests.rootfs import make_busybox_rootfs
+from tests.rootfs import make_busybox_tar
 from tests.support import Daemon
 from tests.terminal import terminals  # noqa: F401 - a fixture for every test module
 
@@ -63,12 +62,7 @@ def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tar of a busybox-static root filesystem, for ``docker import``; made once."""
-    directory = tmp_path_factory.mktemp("busybox")
-    root = make_busybox_rootfs(directory / "rootfs")
-    archive = directory / "busybox.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(root, arcname=".")
-    return archive
+    return make_busybox_tar(tmp_path_factory.mktemp("busybox"))
 
 
 @pytest.fixture

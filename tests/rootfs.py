@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
@@ -27,6 +28,17 @@ def make_busybox_rootfs(root: Path) -> Path:
                                          "nobody:x:65534:65534:nobody:/:/bin/false\n")
     (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
     return root
+
+
+def make_busybox_tar(directory: Path) -> Path:
+    """``directory/busybox.tar``: a busybox-static root filesystem, for ``docker
+    import`` (the unpacked tree is removed)."""
+    root = make_busybox_rootfs(directory / "rootfs")
+    archive = directory / "busybox.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root, arcname=".")
+    shutil.rmtree(root)
+    return archive
 
 
 def remove_cgroup(relative: str) -> None:
