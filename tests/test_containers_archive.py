@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -206,3 +207,20 @@ def test_an_archived_tree_unpacks_to_the_same_tree(root: Root) -> None:
     assert _tree(root[0] / "dest" / "tree") == _tree(tree)
     copied = root[0] / "dest" / "tree"
     assert (copied / "sub" / "hard").stat().st_ino == (copied / "big.bin").stat().st_ino
+
+
+def test_sockets_are_skipped_and_a_tree_is_written_without_its_root(
+        root: Root) -> None:
+    tree = root[0] / "tree"
+    tree.mkdir()
+    (tree / "kept").write_text("kept\n")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tree / "sock"))
+        chunks: list[bytes] = []
+        descriptor = os.open(tree, os.O_PATH | os.O_DIRECTORY)
+        try:
+            archive.write_tree(descriptor, chunks.append)
+        finally:
+            os.close(descriptor)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        assert tar.getnames() == ["kept"]

@@ -341,7 +341,7 @@ def test_export_streams_the_root_filesystem(running_daemon: Daemon, workdir: Pat
     assert listing.returncode == 0 and "bin/busybox" in listing.stdout.split()
     assert "No such container: nope" in cli(daemon, "export", "nope").stderr
     scratch = daemon.root / "tmp" / "export"
-    assert [path.name for path in scratch.iterdir()] == ["empty"]  # mounts are gone
+    assert [path.name for path in scratch.iterdir()] in ([], ["empty"])  # mounts gone
     ok(daemon, "rm", "-f", "exr")
 
 

@@ -26,7 +26,8 @@ from dockertw.daemon.containers import inroot
 from dockertw.daemon.tarreader import Chunk, ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
-__all__ = ["abs_path", "path_stat", "write_archive", "archive_name", "ExtractOptions",
+__all__ = ["abs_path", "path_stat", "write_archive", "write_tree", "archive_name",
+           "ExtractOptions",
            "extract", "destination", "stat_json", "not_found", "as_docker_errors",
            "Encoder"]
 
@@ -163,6 +164,8 @@ class _TarWriter:
         if mounted is not None:
             parent, name = mounted, "."
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISSOCK(info.st_mode):
+            return  # skipped, as moby's archive does
         header = self._header(parent, name, arcname, info)
         if header.isreg():
             with _open_regular(parent, name, info) as content:
@@ -203,8 +206,6 @@ class _TarWriter:
             header.devmajor, header.devminor = os.major(info.st_rdev), os.minor(info.st_rdev)
         elif kind == stat.S_IFIFO:
             header.type = tarfile.FIFOTYPE
-        elif kind != stat.S_IFREG:
-            raise OSError(f"{arcname}: sockets cannot be archived")
         return header
 
 
@@ -277,6 +278,18 @@ def write_archive(resolved: inroot.Resolved, arcname: str,
     # the root, a mount, or a directory reached by "..", has no name of its own
     _TarWriter(tar, mounts).add(resolved.parent, resolved.name or ".", arcname,
                                 resolved.path)
+    tar.close()
+
+
+def write_tree(root: int, push: Callable[[bytes], None]) -> None:
+    """Stream everything under the directory ``root`` as a tar through ``push``, named
+    relative to it and without an entry for the root itself (as ``docker export``)."""
+    tar = _TarStream(push)
+    writer = _TarWriter(tar, inroot.NO_MOUNTS)
+    with inroot.open_dir(inroot.Resolved(root, "", "/")) as directory:
+        names = sorted(os.listdir(directory))
+    for name in names:
+        writer.add(root, name, name, "/" + name)
     tar.close()
 
 

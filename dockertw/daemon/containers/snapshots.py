@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +12,7 @@ from typing import IO, Any, cast
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from dockertw.daemon.containers import diff
-from dockertw.daemon.containers.export import export_rootfs
+from dockertw.daemon.containers import archive, copyroot, diff
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.containers.uppertar import write_upper_tar
@@ -62,8 +62,10 @@ def _scratch(containers_root: Path) -> Path:
 def release_leftovers(containers_root: Path) -> None:
     """Unmount the overlays of exports a killed daemon left behind (blocking, at
     start)."""
-    for point in mounts.mounts_under(_scratch(containers_root)):
+    scratch = _scratch(containers_root)
+    for point in mounts.mounts_under(scratch):
         mounts.unmount(point)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 class ContainerSnapshots:
@@ -96,8 +98,9 @@ class ContainerSnapshots:
         with self._parts.held_lowers(container) as lowers:
             pump.begin(begin)
             self._parts.emit(container, "export")
-            export_rootfs(self._parts.upper(container), lowers,
-                          _scratch(self._store.root), pump.push)
+            with copyroot.readonly_root(self._parts.upper(container), lowers,
+                                        _scratch(self._store.root)) as root:
+                archive.write_tree(root.fd, pump.push)
 
     def commit(self, options: CommitOptions) -> Deferred[str]:
         """``POST /commit``: an image of the container's changes; answers its ID."""
