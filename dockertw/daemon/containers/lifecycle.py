@@ -241,9 +241,7 @@ class Lifecycle:
 
     def _prepare(self, container: Container) -> Path:
         """Mount the root filesystem and write the bundle (preparer thread)."""
-        image = self._images.get(container.image_id)
-        layers = ([layer.path for layer in self._images.layer_chain(image.chain[-1])]
-                  if image.chain else [])
+        layers = self._images.layer_paths(self._images.get(container.image_id))
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,

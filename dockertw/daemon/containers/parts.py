@@ -12,7 +12,7 @@ import attrs
 from dockertw.daemon.containers.lifecycle import Emit, Lifecycle
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.containers.store import ContainerStore
-from dockertw.daemon.images.store import Image, ImageStore
+from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.workers import Runner
 
 __all__ = ["ServiceParts"]
@@ -34,14 +34,9 @@ class ServiceParts:
         """The container's writable layer (its upper directory)."""
         return self.store.root / container.id / "upper"
 
-    def lowers(self, image: Image) -> list[Path]:
-        """The directories of ``image``'s layers, bottom first."""
-        return ([layer.path for layer in self.images.layer_chain(image.chain[-1])]
-                if image.chain else [])
-
     @contextmanager
     def held_lowers(self, container: Container) -> Iterator[list[Path]]:
         """The container's image layers, kept on disk meanwhile (blocking)."""
         image = self.images.get(container.image_id)
         with self.images.holding(image.chain):
-            yield self.lowers(image)
+            yield self.images.layer_paths(image)

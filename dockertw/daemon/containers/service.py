@@ -123,8 +123,9 @@ class ContainerService:
                                cgroup_parent=cgroup_parent, preparer=preparer)
         self.execs = ExecService(store, self._runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
-        parts = ServiceParts(store, images, self._runs, self._emit, call_from_thread,
-                             reader, _exporter(reader, reactor))
+        self._parts = parts = ServiceParts(store, images, self._runs, self._emit,
+                                           call_from_thread, reader,
+                                           _exporter(reader, reactor))
         self.copies = ContainerCopies(parts)
         self.snapshots = ContainerSnapshots(parts)
         self.monitor = ContainerMonitor(parts, reactor=reactor, cgroup_version=cgroup_version,
@@ -338,7 +339,7 @@ class ContainerService:
 
     def _sizes(self, container: Container) -> Sizes:
         """The writable layer's size and the root filesystem's (image included)."""
-        writable = tree_size(self._store.root / container.id / "upper")
+        writable = tree_size(self._parts.upper(container))
         return writable, writable + self._image_size(container)
 
     def _image_size(self, container: Container) -> int:

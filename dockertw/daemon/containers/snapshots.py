@@ -81,7 +81,7 @@ class ContainerSnapshots:
         """``GET /containers/{name}/changes`` (``docker diff``); ``None`` when none."""
         def read() -> list[dict[str, Any]] | None:
             container = self._store.get(name)
-            lowers = self._parts.lowers(self._parts.images.get(container.image_id))
+            lowers = self._parts.images.layer_paths(self._parts.images.get(container.image_id))
             return diff.changes(self._parts.upper(container), lowers) or None
 
         return self._parts.reader(read)

@@ -412,6 +412,10 @@ class ImageStore:
         with self._lock:
             return list(self._layers.values())
 
+    def layer_paths(self, image: Image) -> list[Path]:
+        """The directories of ``image``'s layers, bottom first (none for an empty image)."""
+        return [layer.path for layer in self.layer_chain(image.chain[-1])] if image.chain else []
+
     def layer_chain(self, chain: str) -> list[Layer]:
         """The layer ``chain`` and all below it, bottom first (overlayfs wants them reversed)."""
         found: list[Layer] = []
