@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dockertw.streams.stdcopy import StdcopyDecoder
 from tests.cli import cli, inspect, ok
 from tests.support import Daemon, unix_get
 from tests.terminal import Terminal
@@ -245,3 +246,32 @@ def test_console_socket_cleans_up_when_runc_fails(tty_daemon: Daemon):
     assert inspect(daemon, "m1")["State"]["ExitCode"] == 127
     assert _console_sockets() - before == set()
     ok(daemon, "rm", "m1")
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The stdcopy frames after the upgrade's response head."""
+    _, _, body = data.partition(b"\r\n\r\n")
+    return [(int(chunk.stream), chunk.data) for chunk in StdcopyDecoder().feed(body)]
+
+
+def test_attach_with_logs_replays_the_log_first(tty_daemon: Daemon):
+    daemon = tty_daemon
+    path = daemon.socket or ""
+    ok(daemon, "run", "-di", "--name", "lg", "bb:1", "sh", "-c",
+       "echo one; echo two >&2; read x; echo after $x; sleep 100")
+    deadline = time.monotonic() + 10
+    while "two" not in cli(daemon, "logs", "lg").stderr:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with _raw_attach(path, "lg/attach?logs=1&stdout=1&stderr=1") as connection:
+        replayed = _frames(_read_until_closed(connection))  # logs only: then it ends
+    assert replayed == [(1, b"one\n"), (2, b"two\n")]
+    with _raw_attach(path, "lg/attach?logs=1&stream=1&stdin=1&stdout=1") as connection:
+        received = b""
+        while b"one\n" not in received:
+            received += connection.recv(65536)
+        connection.sendall(b"go\n")
+        while b"after go\n" not in received:
+            received += connection.recv(65536)
+    assert [data for _, data in _frames(received)] == [b"one\n", b"after go\n"]
+    ok(daemon, "rm", "-f", "lg")

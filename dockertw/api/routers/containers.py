@@ -4,11 +4,12 @@ restart, wait, logs, attach, resize, top and stats."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, cast
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -17,7 +18,7 @@ from zope.interface import implementer
 
 from dockertw.api import httputils, versions
 from dockertw.api.attaching import connect_attachment
-from dockertw.api.hijack import hijack, upgrade_head
+from dockertw.api.hijack import RawStream, hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
@@ -31,7 +32,7 @@ from dockertw.daemon.containers.snapshots import CommitOptions
 from dockertw.daemon.containers.statsstream import StatsOptions
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump
-from dockertw.errdefs import InvalidParameter
+from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from dockertw.streams.stdcopy import Stream, encode_frame
@@ -143,6 +144,23 @@ def _tail(raw: str) -> int | None:
 
 
 _RAW_STREAM = b"application/vnd.docker.raw-stream"
+
+
+class _StreamLogSink(LogSink):
+    """A replayed log written to a hijacked connection."""
+
+    def __init__(self, stream: RawStream, framing: Framing) -> None:
+        super().__init__(framing)
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+
+
+def _hijack_attach(call: ApiCall) -> RawStream:
+    """The attach connection taken over (``101`` when the client asked to upgrade)."""
+    upgrade = call.request.getHeader(b"upgrade") is not None
+    return hijack(call.request, upgrade_head(_RAW_STREAM, upgrade))
 
 
 @implementer(IPushProducer)
@@ -430,20 +448,38 @@ class ContainerRouter:
         return resized.addCallback(lambda _: Empty(200))
 
     def attach(self, call: ApiCall) -> Deferred[None]:
-        if call.bool("logs") and not call.bool("stream"):
-            raise InvalidParameter("attach with logs=1 and stream=0 is not supported by "
-                                   "dockertw yet")
+        if call.bool("logs"):
+            return ensureDeferred(self._attach_with_logs(call))
         attached = self._containers.attach(call.params["name"], call.bool("stdin"),
                                            call.bool("stdout"), call.bool("stderr"),
                                            _detach_keys(call.query("detachKeys")))
-        upgrade = call.request.getHeader(b"upgrade") is not None
 
         def connect(result: tuple[Attachment, bool]) -> Deferred[None]:
             attachment, tty = result
-            stream = hijack(call.request, upgrade_head(_RAW_STREAM, upgrade))
-            return connect_attachment(stream, attachment, mux=not tty)
+            return connect_attachment(_hijack_attach(call), attachment, mux=not tty)
 
         return attached.addCallback(connect)
+
+    async def _attach_with_logs(self, call: ApiCall) -> None:
+        """``logs=1``: the log so far first, then (``stream=1``) the live session, as
+        moby (output in between is not sent twice, and may be missed, as there)."""
+        detach_keys = _detach_keys(call.query("detachKeys"))
+        container = await self._containers.inspect(call.params["name"])
+        stdout, stderr = call.bool("stdout"), call.bool("stderr")
+        attachment = None
+        if call.bool("stream"):
+            attachment, _ = await self._containers.attach(
+                container["Id"], call.bool("stdin"), stdout, stderr, detach_keys)
+        tty = bool(container["Config"].get("Tty"))
+        stream = _hijack_attach(call)
+        sink = _StreamLogSink(stream, Framing(tty=tty, timestamps=False))
+        with contextlib.suppress(DockerError):  # a log driver that cannot be read
+            await self._containers.logs(container["Id"],
+                                        LogOptions(stdout=stdout, stderr=stderr), sink)
+        if attachment is None:
+            stream.close()
+            return
+        await connect_attachment(stream, attachment, mux=not tty)
 
     def top(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._monitor.top(call.params["name"], call.query("ps_args"))
