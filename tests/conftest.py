@@ -20,7 +20,7 @@ from tests.proxies import (  # noqa: F401 - fixtures for every test module
     tinyproxy_auth,
 )
 from tests.rootfs import make_busybox_tar
-from tests.support import Daemon
+from tests.support import Daemon, RawHttp
 from tests.terminal import terminals  # noqa: F401 - a fixture for every test module
 
 
@@ -79,3 +79,13 @@ def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
         assert leftover_mounts == []
         assert leftover_cgroups == []
         assert "Traceback" not in daemon.output(), daemon.output()
+
+
+@pytest.fixture
+def raw_http(daemon: Daemon) -> Iterator[RawHttp]:
+    """HTTP/1.1 by hand on one connection to the daemon's UNIX socket."""
+    connection = RawHttp(daemon)
+    try:
+        yield connection
+    finally:
+        connection.close()

@@ -34,15 +34,6 @@ def container(running_daemon: Daemon) -> Iterator[str]:
         cli(running_daemon, "rm", "-f", NAME)
 
 
-@pytest.fixture
-def client(running_daemon: Daemon) -> Iterator[RawHttp]:
-    connection = RawHttp(running_daemon)
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
 def _tar(name: str, data: bytes) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -52,10 +43,10 @@ def _tar(name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _stat(client: RawHttp, path: str) -> dict[str, object]:
-    client.sock.sendall(f"HEAD /containers/{NAME}/archive?path={path} HTTP/1.1\r\n"
+def _stat(raw_http: RawHttp, path: str) -> dict[str, object]:
+    raw_http.sock.sendall(f"HEAD /containers/{NAME}/archive?path={path} HTTP/1.1\r\n"
                         "Host: d\r\n\r\n".encode())
-    head = client.until(b"\r\n\r\n").decode("latin-1")
+    head = raw_http.until(b"\r\n\r\n").decode("latin-1")
     for line in head.split("\r\n"):
         if line.lower().startswith("x-docker-container-path-stat:"):
             return json.loads(base64.b64decode(line.split(": ", 1)[1]))
@@ -63,28 +54,28 @@ def _stat(client: RawHttp, path: str) -> dict[str, object]:
 
 
 def test_a_broken_archive_is_answered_before_its_body_ends(container: str,
-                                                           client: RawHttp) -> None:
-    client.head("PUT", f"/containers/{container}/archive?path=/tmp")
-    client.chunk(b"not a tar header".ljust(512, b"!"))
-    status, _, body = client.response()  # spooling the body first would hang here
+                                                           raw_http: RawHttp) -> None:
+    raw_http.head("PUT", f"/containers/{container}/archive?path=/tmp")
+    raw_http.chunk(b"not a tar header".ljust(512, b"!"))
+    status, _, body = raw_http.response()  # spooling the body first would hang here
     assert status == 400 and b"invalid tar archive" in body
     for _ in range(32):  # the rest is read and dropped
-        client.chunk(b"\0" * 65536)
-    client.chunk(b"")
-    client.ping()
+        raw_http.chunk(b"\0" * 65536)
+    raw_http.chunk(b"")
+    raw_http.ping()
 
 
-def test_a_large_chunked_upload_lands_whole(container: str, client: RawHttp,
+def test_a_large_chunked_upload_lands_whole(container: str, raw_http: RawHttp,
                                             running_daemon: Daemon) -> None:
     payload = hashlib.sha256(b"seed").digest() * (48 << 15)  # 48 MiB
     archive = _tar("big.bin", payload)
-    client.head("PUT", f"/containers/{container}/archive?path=/tmp")
+    raw_http.head("PUT", f"/containers/{container}/archive?path=/tmp")
     for start in range(0, len(archive), 32768):
-        client.chunk(archive[start:start + 32768])
-    client.chunk(b"")
-    status, _, body = client.response()
+        raw_http.chunk(archive[start:start + 32768])
+    raw_http.chunk(b"")
+    status, _, body = raw_http.response()
     assert status == 200, body
-    assert _stat(client, "/tmp/big.bin")["size"] == len(payload)
+    assert _stat(raw_http, "/tmp/big.bin")["size"] == len(payload)
     copied = running_daemon.root / "containers"
     uppers = list(copied.glob("*/upper/tmp/big.bin"))
     assert len(uppers) == 1
@@ -92,23 +83,23 @@ def test_a_large_chunked_upload_lands_whole(container: str, client: RawHttp,
         payload).digest()
 
 
-def test_a_content_length_body_streams_too(container: str, client: RawHttp) -> None:
+def test_a_content_length_body_streams_too(container: str, raw_http: RawHttp) -> None:
     archive = _tar("small.txt", b"hello\n")
-    client.head("PUT", f"/containers/{container}/archive?path=/tmp", len(archive))
-    client.sock.sendall(archive)
-    status, _, _ = client.response()
+    raw_http.head("PUT", f"/containers/{container}/archive?path=/tmp", len(archive))
+    raw_http.sock.sendall(archive)
+    status, _, _ = raw_http.response()
     assert status == 200
-    assert _stat(client, "/tmp/small.txt")["size"] == 6
-    client.ping()
+    assert _stat(raw_http, "/tmp/small.txt")["size"] == 6
+    raw_http.ping()
 
 
-def test_an_unknown_container_is_answered_and_the_body_dropped(client: RawHttp) -> None:
-    client.head("PUT", "/containers/nosuch/archive?path=/tmp")
-    client.chunk(_tar("f", b"x" * 100_000))
-    client.chunk(b"")
-    status, _, body = client.response()
+def test_an_unknown_container_is_answered_and_the_body_dropped(raw_http: RawHttp) -> None:
+    raw_http.head("PUT", "/containers/nosuch/archive?path=/tmp")
+    raw_http.chunk(_tar("f", b"x" * 100_000))
+    raw_http.chunk(b"")
+    status, _, body = raw_http.response()
     assert status == 404 and b"No such container: nosuch" in body
-    client.ping()
+    raw_http.ping()
 
 
 def test_a_client_leaving_mid_body_leaves_nothing_behind(container: str,
