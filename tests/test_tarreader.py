@@ -6,12 +6,14 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import tarfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.tarreader import Chunk, FileChunks, TarReader, open_source
+from dockertw.daemon.tarreader import Chunk, FileChunks, TarReader, open_source, write_all
 
 
 class _Trickle:
@@ -75,6 +77,54 @@ def test_members_and_contents_match_tarfile(format: int, step: int) -> None:
             m.devminor, contents) for m, contents in _read_all(_Trickle(data, step))]
     assert got == expected
     assert [name for name, *_ in got][2] == LONG
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+@pytest.mark.parametrize("step", [1, 700, 1 << 20])
+def test_offsets_and_pax_headers_match_tarfile(format: int, step: int) -> None:
+    xattr = _info("xattr", mtime=7)
+    xattr.pax_headers = {"SCHILY.xattr.user.k": "v\n=", "mtime": "7.25"}
+    data = _archive(format, *SAMPLE, (xattr, b"123"))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+        expected = [(m.name, m.offset, m.offset_data, m.pax_headers, m.sparse)
+                    for m in tar]
+    reader = TarReader(_Trickle(data, step))
+    got = [(m.name, m.offset, m.offset_data, m.pax_headers, m.sparse) for m in reader]
+    assert got == expected
+    if format == tarfile.PAX_FORMAT:  # GNU's format has no PAX records
+        assert expected[-1][3]["SCHILY.xattr.user.k"] == "v\n="
+    end = expected[-1][2] + 2 * 512  # the last member's contents, then one end block
+    assert reader.offset == end
+
+
+def test_pax_headers_merge_the_global_records_with_the_members_own() -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"uid": "77", "comment": "global"}) as tar:
+        own = _info("a")
+        own.pax_headers = {"comment": "own", "SCHILY.xattr.user.x": "1"}
+        tar.addfile(own, io.BytesIO(b""))
+        tar.addfile(_info("b"), io.BytesIO(b""))
+    headers = [m.pax_headers for m, _ in _read_all(io.BytesIO(buffer.getvalue()))]
+    assert headers == [{"uid": "77", "comment": "own", "SCHILY.xattr.user.x": "1"},
+                       {"uid": "77", "comment": "global"}]
+
+
+def test_gnu_long_names_are_not_pax_headers() -> None:
+    data = _archive(tarfile.GNU_FORMAT, (_info(LONG), b"x"))
+    [(member, _)] = list(_read_all(io.BytesIO(data)))
+    assert (member.name, member.pax_headers, member.offset_data) == (LONG, {}, 1536)
+
+
+def test_write_all_writes_every_chunk_in_order(tmp_path: Path) -> None:
+    chunks: list[Chunk] = [bytes([n % 251]) * (n % 7 + 1) for n in range(3000)]
+    chunks.append(memoryview(b"tail"))
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, chunks)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"".join(chunks)
 
 
 def test_contents_arrive_as_the_sources_own_chunks() -> None:

@@ -4,7 +4,7 @@
 the caller sees it; at a few hundred MB/s that is most of the cost of ``docker cp``
 into a container.  :class:`TarReader` parses headers (with :meth:`tarfile.TarInfo.
 frombuf`, plus PAX and GNU long-name records) and gives a member's contents as the
-very chunks its source produced, ready for ``os.writev``.
+very chunks its source produced, ready for ``os.writev`` (:func:`write_all`).
 
 A source is anything with ``read_chunks(limit)`` (:class:`ChunkSource`): a list of
 bytes-like chunks of at most ``limit`` bytes in all, empty at the end.
@@ -17,15 +17,17 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 import tarfile
 from collections import deque
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
-__all__ = ["ChunkSource", "FileChunks", "TarReader", "open_source"]
+__all__ = ["ChunkSource", "FileChunks", "TarReader", "open_source", "peek", "write_all"]
 
 Chunk = bytes | memoryview
 _BLOCK = 512
+_IOV_MAX = 1024
 _ZERO_BLOCK = bytes(_BLOCK)
 _HEADER_ONLY = {tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
                 tarfile.DIRTYPE, tarfile.FIFOTYPE}
@@ -74,23 +76,39 @@ class _Replayed:
         return True
 
 
-def open_source(source: ChunkSource | IO[bytes]) -> ChunkSource:
-    """``source`` (a chunk source or a file) with gzip, bzip2 or xz compression undone."""
+def peek(source: ChunkSource | IO[bytes], size: int) -> tuple[bytes, _Replayed]:
+    """The first ``size`` bytes of ``source`` (a chunk source or a file; fewer if it
+    ends sooner), and ``source`` read from its start again (also as a file)."""
     chunks: ChunkSource = source if hasattr(source, "read_chunks") else FileChunks(source)
     head: list[Chunk] = []
-    size = 0
-    while size < 6:
-        more = chunks.read_chunks(6 - size)
+    count = 0
+    while count < size:
+        more = chunks.read_chunks(size - count)
         if not more:
             break
         head += more
-        size += sum(len(chunk) for chunk in more)
-    magic = b"".join(head)
-    replayed = _Replayed(head, chunks)
+        count += sum(len(chunk) for chunk in more)
+    return b"".join(head), _Replayed(head, chunks)
+
+
+def open_source(source: ChunkSource | IO[bytes]) -> ChunkSource:
+    """``source`` (a chunk source or a file) with gzip, bzip2 or xz compression undone."""
+    magic, replayed = peek(source, 6)
     for prefix, opener in _COMPRESSED:
         if magic.startswith(prefix):
             return FileChunks(opener(replayed))
     return replayed
+
+
+def write_all(fd: int, chunks: list[Chunk]) -> None:
+    """All of ``chunks``, in as few ``writev`` calls as the kernel allows."""
+    while chunks:
+        written = os.writev(fd, chunks[:_IOV_MAX])
+        while chunks and written >= len(chunks[0]):
+            written -= len(chunks[0])
+            chunks = chunks[1:]
+        if written:
+            chunks = [memoryview(chunks[0])[written:], *chunks[1:]]
 
 
 class TarReader:
@@ -98,8 +116,12 @@ class TarReader:
 
     Iterate for :class:`tarfile.TarInfo` values (names, link names, sizes, owners and
     times with PAX and GNU long-name records applied); before moving on, the current
-    member's contents can be read with :meth:`contents`.  Malformed or truncated input
-    raises :class:`tarfile.TarError`; sparse members are refused.
+    member's contents can be read with :meth:`contents`.  As :mod:`tarfile` does, each
+    member's ``pax_headers`` holds its PAX records (the global ones merged with its
+    own), ``offset`` is where its first header starts and ``offset_data`` where its
+    contents start, counted in bytes of the stream; :attr:`offset` is how many bytes
+    have been taken from the source.  Malformed or truncated input raises
+    :class:`tarfile.TarError`; sparse members are refused.
     """
 
     def __init__(self, source: ChunkSource, chunk_limit: int = 1 << 20) -> None:
@@ -109,6 +131,7 @@ class TarReader:
         self._left = 0  # contents of the current member not read yet
         self._padding = 0  # then this many bytes to the next block
         self._global: dict[str, str] = {}
+        self.offset = 0  # bytes taken from the source
 
     def __iter__(self) -> Iterator[tarfile.TarInfo]:
         while (member := self._next()) is not None:
@@ -128,19 +151,26 @@ class TarReader:
             pass
         self._read_exact(self._padding)
         self._padding = 0
-        pax: dict[str, str] = {}
+        start = self.offset
+        pax: dict[str, str] = {}  # PAX records and GNU long names, the later winning
+        headers: dict[str, str] = {}  # the PAX records only
         while True:
             block = self._read_exact(_BLOCK, at_end_ok=True)
             if not block or block == _ZERO_BLOCK:
                 return None  # what follows the end-of-archive block is not read
             info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-            if not self._read_extension(info, pax):
+            if not self._read_extension(info, pax, headers):
+                info.offset, info.offset_data = start, self.offset
+                info.pax_headers = {**self._global, **headers}
                 return self._member(info, pax)
 
-    def _read_extension(self, info: tarfile.TarInfo, pax: dict[str, str]) -> bool:
+    def _read_extension(self, info: tarfile.TarInfo, pax: dict[str, str],
+                        headers: dict[str, str]) -> bool:
         """Take in a PAX or GNU long-name header; ``False`` for a member's header."""
         if info.type == tarfile.XHDTYPE:
-            pax.update(_pax_records(self._read_record(info.size)))
+            records = _pax_records(self._read_record(info.size))
+            pax.update(records)
+            headers.update(records)
         elif info.type == tarfile.XGLTYPE:
             self._global.update(_pax_records(self._read_record(info.size)))
         elif info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
@@ -187,17 +217,19 @@ class TarReader:
         chunks = list(self._pending) if self._pending else self._source.read_chunks(limit)
         self._pending.clear()
         taken: list[Chunk] = []
+        left = limit
         for chunk in chunks:
-            if limit <= 0:
+            if left <= 0:
                 self._pending.append(chunk)
-            elif len(chunk) > limit:
+            elif len(chunk) > left:
                 view = memoryview(chunk)
-                taken.append(view[:limit])
-                self._pending.append(view[limit:])
-                limit = 0
+                taken.append(view[:left])
+                self._pending.append(view[left:])
+                left = 0
             else:
                 taken.append(chunk)
-                limit -= len(chunk)
+                left -= len(chunk)
+        self.offset += limit - left
         return taken
 
 
