@@ -7,6 +7,8 @@ import gzip
 import io
 import lzma
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dockertw.daemon.tarreader import Chunk, FileChunks, TarReader, open_source, write_all
+from tests.archives import gnu_sparse, pax_sparse, sparse_content
 
 
 class _Trickle:
@@ -206,6 +209,85 @@ def test_sparse_members_are_refused() -> None:
     info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
     with pytest.raises(tarfile.HeaderError, match="sparse"):
         list(_read_all(io.BytesIO(_archive(tarfile.PAX_FORMAT, (info, b"data")))))
+
+
+SPARSE_SEGMENTS = [(1000 * n * n, 700) for n in range(1, 9)]  # 8: past the header's 4
+SPARSE_FILE = sparse_content(300_000, SPARSE_SEGMENTS)
+
+
+SPARSE_KINDS = {
+    "gnu": lambda name: gnu_sparse(name, SPARSE_FILE, SPARSE_SEGMENTS),
+    "pax-0.1": lambda name: pax_sparse("0.1", name, SPARSE_FILE, SPARSE_SEGMENTS),
+    "pax-1.0": lambda name: pax_sparse("1.0", name, SPARSE_FILE, SPARSE_SEGMENTS),
+}
+
+
+@pytest.mark.parametrize("kind", SPARSE_KINDS)
+@pytest.mark.parametrize("step", [1000, 1 << 20])
+def test_sparse_members_read_as_tarfile_reads_them(kind: str, step: int) -> None:
+    data = (SPARSE_KINDS[kind]("holes") + _archive(tarfile.USTAR_FORMAT,
+                                                   (_info("after"), b"next")))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+        expected = [(m.name, m.size, m.offset, m.offset_data, m.sparse is not None,
+                     tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    reader = TarReader(_Trickle(data, step), sparse=True)
+    got = []
+    for member in reader:
+        contents = b"".join(b"".join(chunks) for chunks in reader.contents())
+        got.append((member.name, member.size, member.offset, member.offset_data,
+                    member.sparse is not None, contents))
+    assert got == expected
+    assert got[0][5] == SPARSE_FILE and got[0][4]
+
+
+@pytest.mark.parametrize("kind", SPARSE_KINDS)
+def test_unread_sparse_members_are_skipped(kind: str) -> None:
+    data = SPARSE_KINDS[kind]("holes") + _archive(tarfile.USTAR_FORMAT,
+                                                  (_info("after"), b"next"))
+    assert [m.name for m, _ in _read_all_sparse(data, read={"after"})] == ["holes", "after"]
+
+
+def _read_all_sparse(data: bytes, read: set[str]) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    reader = TarReader(FileChunks(io.BytesIO(data)), sparse=True)
+    for member in reader:
+        yield member, (b"".join(b"".join(c) for c in reader.contents())
+                       if member.name in read else b"")
+
+
+@pytest.mark.parametrize("segments", [[(5000, 10), (100, 10)], [(0, 10), (5, 10)],
+                                      [(299_990, 100)]])
+@pytest.mark.parametrize("version", ["0.1", "1.0"])
+def test_bad_sparse_maps_are_errors(segments: list[tuple[int, int]], version: str) -> None:
+    data = pax_sparse(version, "bad", bytes(300_000), segments)
+    with pytest.raises(tarfile.HeaderError, match="bad: invalid sparse map"):
+        list(_read_all_sparse(data, read=set()))
+
+
+@pytest.mark.parametrize("records", [
+    {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "9"},
+    {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"},
+    {"GNU.sparse.major": "2", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "9"}])
+def test_sparse_members_without_a_readable_map_are_errors(records: dict[str, str]) -> None:
+    info = _info("bad")
+    info.pax_headers = records
+    data = _archive(tarfile.PAX_FORMAT, (info, b"1" * 2000))  # no line ends the map
+    with pytest.raises(tarfile.HeaderError, match="bad: invalid sparse map"):
+        list(_read_all_sparse(data, read=set()))
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+@pytest.mark.parametrize("options", [["--format=gnu"]] + [
+    ["--format=posix", f"--sparse-version={version}"] for version in ("0.0", "0.1", "1.0")])
+def test_gnu_tars_sparse_archives(tmp_path: Path, options: list[str]) -> None:
+    with (tmp_path / "holes").open("wb") as sparse:
+        for offset, size in SPARSE_SEGMENTS:
+            sparse.seek(offset)
+            sparse.write(SPARSE_FILE[offset:offset + size])
+        sparse.truncate(len(SPARSE_FILE))
+    data = subprocess.run(["tar", "-C", str(tmp_path), "-cSf", "-", *options, "holes"],
+                          check=True, capture_output=True).stdout
+    [(member, contents)] = list(_read_all_sparse(data, read={"holes"}))
+    assert (member.name, member.size, contents) == ("holes", len(SPARSE_FILE), SPARSE_FILE)
 
 
 @pytest.mark.parametrize("compress", [lambda b: gzip.compress(b) + gzip.compress(b""),

@@ -559,15 +559,10 @@ def tar_members(archive: TarReader, what: str) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _member_end(member: tarfile.TarInfo) -> int:
-    """Where the member's contents, with their padding, end in the stream."""
-    return member.offset_data + member.size + -member.size % tarfile.BLOCKSIZE
-
-
 def _extract_all(archive: TarReader, extractor: _Extractor) -> None:
     for member in tar_members(archive, "tar stream"):
         extractor.apply(archive, member)
-        extractor.settle(_member_end(member))
+        extractor.settle(archive.member_end)
 
 
 def extract_layer(stream: ChunkSource | IO[bytes], target: Path, *,
@@ -586,7 +581,7 @@ def extract_layer(stream: ChunkSource | IO[bytes], target: Path, *,
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     extractor = _Extractor(root, overlay_whiteouts, recorder)
     try:
-        _extract_all(TarReader(digesting, _CHUNK), extractor)
+        _extract_all(TarReader(digesting, _CHUNK, sparse=True), extractor)
         extractor.finish()
         digesting.drain()  # what follows the end of the archive is part of the diff ID
     finally:

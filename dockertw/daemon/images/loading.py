@@ -143,7 +143,7 @@ def unpack_archive(stream: ChunkSource | IO[bytes], target: Path) -> Unpacked:
     """Unpack the archive ``stream`` (a chunk source or a binary file) into the empty
     directory ``target``."""
     unpacked = Unpacked(target)
-    archive = TarReader(open_uncompressed(stream), _CHUNK)
+    archive = TarReader(open_uncompressed(stream), _CHUNK, sparse=True)
     for member in tar_members(archive, "archive"):
         try:
             _unpack_member(archive, member, unpacked)
