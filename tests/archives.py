@@ -48,6 +48,59 @@ def tar(entries: Sequence[Entry], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     return buffer.getvalue()
 
 
+def _sparse_entries(block: bytearray, at: int, segments: Sequence[tuple[int, int]]) -> None:
+    for index, (offset, size) in enumerate(segments):
+        block[at + 24 * index:at + 24 * (index + 1)] = (
+            tarfile.itn(offset, 12, tarfile.GNU_FORMAT) + tarfile.itn(size, 12, tarfile.GNU_FORMAT))
+
+
+def sparse_content(size: int, segments: Sequence[tuple[int, int]]) -> bytes:
+    """``size`` zero bytes but for the ``segments`` (offset, size), filled in."""
+    content = bytearray(size)
+    for offset, length in segments:
+        content[offset:offset + length] = bytes([offset % 251 + 1]) * length
+    return bytes(content)
+
+
+def gnu_sparse(name: str, content: bytes, segments: Sequence[tuple[int, int]]) -> bytes:
+    """A member holding the ``segments`` (offset, size) of ``content``, in GNU's old
+    sparse format: four segments in the header, 21 in each block after it."""
+    stored = b"".join(content[offset:offset + size] for offset, size in segments)
+    header = bytearray(info(name, tarfile.GNUTYPE_SPARSE, size=len(stored)).tobuf(
+        tarfile.GNU_FORMAT))
+    _sparse_entries(header, 386, segments[:4])
+    header[482] = len(segments) > 4
+    header[483:495] = tarfile.itn(len(content), 12, tarfile.GNU_FORMAT)
+    header[148:156] = b" " * 8
+    header[148:155] = b"%06o\0" % sum(header)
+    for first in range(4, len(segments), 21):
+        block = bytearray(512)
+        _sparse_entries(block, 0, segments[first:first + 21])
+        block[504] = first + 21 < len(segments)
+        header += block
+    return bytes(header) + stored + bytes(-len(stored) % 512)
+
+
+def pax_sparse(version: str, name: str, content: bytes,
+               segments: Sequence[tuple[int, int]]) -> bytes:
+    """The same in a PAX sparse format: ``"0.1"`` (the map in a record) or ``"1.0"``
+    (the map in lines before the data)."""
+    stored = b"".join(content[offset:offset + size] for offset, size in segments)
+    numbers = [str(number) for segment in segments for number in segment]
+    member = info("GNUSparseFile.0/" + name)
+    member.pax_headers = {"GNU.sparse.name": name}
+    if version == "0.1":
+        member.pax_headers.update({"GNU.sparse.size": str(len(content)),
+                                   "GNU.sparse.map": ",".join(numbers)})
+    else:
+        member.pax_headers.update({"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                                   "GNU.sparse.realsize": str(len(content))})
+        sparse_map = "\n".join([str(len(segments)), *numbers]).encode() + b"\n"
+        stored = sparse_map + bytes(-len(sparse_map) % 512) + stored
+    member.size = len(stored)
+    return member.tobuf(tarfile.PAX_FORMAT) + stored + bytes(-len(stored) % 512)
+
+
 def config(diff_ids: Sequence[str], **extra: Any) -> bytes:
     document = {"architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
                 "config": {"Cmd": ["sh"]},

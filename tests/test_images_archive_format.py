@@ -19,7 +19,18 @@ from dockertw.daemon.images.reference import parse_normalized
 from dockertw.daemon.images.saving import SavedImage, archive_chunks
 from dockertw.daemon.pump import Pump
 from dockertw.errdefs import InvalidParameter
-from tests.archives import config, docker_archive, file, info, members, oci_layout, sha256, tar
+from tests.archives import (
+    config,
+    docker_archive,
+    file,
+    info,
+    members,
+    oci_layout,
+    pax_sparse,
+    sha256,
+    sparse_content,
+    tar,
+)
 
 LAYER_A = tar([file("a", b"a" * 600)])
 LAYER_B = tar([file("b", b"b")])
@@ -92,6 +103,18 @@ def test_unpacking_follows_links_inside_and_refuses_them_outside(tmp_path: Path)
     escaping = tar([(info("up", tarfile.SYMTYPE, linkname="../../etc/passwd"), None)])
     with pytest.raises(InvalidParameter, match='link target "../../etc/passwd" escapes'):
         unpack_archive(io.BytesIO(escaping), tmp_path / "b")
+
+
+def test_an_empty_body_is_no_archive_and_sparse_members_are_unpacked(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(InvalidParameter, match="^invalid archive: empty file$"):
+        unpack_archive(io.BytesIO(b""), tmp_path / "a")
+    segments = [(0, 10), (70_000, 5)]
+    content = sparse_content(100_000, segments)
+    archive = pax_sparse("1.0", "holes", content, segments) + tar([file("x", b"y")])
+    unpacked = unpack_archive(io.BytesIO(archive), tmp_path / "a")
+    with unpacked.open("holes") as source:
+        assert source.read() == content
 
 
 def test_archives_without_a_manifest_or_with_bad_blobs_are_refused(tmp_path: Path):

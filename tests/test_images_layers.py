@@ -11,6 +11,7 @@ import lzma
 import os
 import stat
 import tarfile
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from dockertw.daemon.images.layers import (
     extract_layer,
     open_uncompressed,
 )
+from dockertw.daemon.tarreader import Chunk, ChunkSource
 from dockertw.errdefs import InvalidParameter
 
 MTIME = 1_600_000_000
@@ -100,10 +102,45 @@ def test_diff_id_covers_trailing_bytes_after_the_end_marker(tmp_path: Path):
     assert _extract(data, tmp_path / "r").diff_id == _sha(data)
 
 
+def _drained(source: ChunkSource) -> bytes:
+    return b"".join(b"".join(chunks) for chunks in iter(
+        lambda: source.read_chunks(1 << 20), []))
+
+
+class _Body:
+    """A chunk source handing on its chunks as they are (as a streamed request body)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = deque(chunks)
+
+    def read_chunks(self, limit: int) -> list[Chunk]:
+        if not self.chunks:
+            return []
+        chunk = self.chunks.popleft()
+        if len(chunk) > limit:
+            self.chunks.appendleft(memoryview(chunk)[limit:])
+            chunk = memoryview(chunk)[:limit]
+        return [chunk]
+
+
 def test_open_uncompressed_passes_plain_tar_through():
     data = _tar(_file("a", b"x"))
-    assert open_uncompressed(io.BytesIO(data)).read() == data
-    assert open_uncompressed(io.BytesIO(gzip.compress(data))).read() == data
+    assert _drained(open_uncompressed(io.BytesIO(data))) == data
+    assert _drained(open_uncompressed(io.BytesIO(gzip.compress(data)))) == data
+    first, rest = data[:1024], data[1024:]
+    source = open_uncompressed(_Body(first, rest))
+    assert b"".join(source.read_chunks(6) + source.read_chunks(1 << 20)) == first
+    [chunk] = source.read_chunks(1 << 20)
+    assert chunk is rest  # not copied
+
+
+def test_a_streamed_body_is_unpacked_from_its_own_chunks(tmp_path: Path):
+    contents = os.urandom(300_000)
+    data = _tar(_file("a", contents)) + b"trailing"
+    body = _Body(*(data[at:at + 65536] for at in range(0, len(data), 65536)))
+    (tmp_path / "r").mkdir()
+    assert extract_layer(body, tmp_path / "r").diff_id == _sha(data)
+    assert (tmp_path / "r" / "a").read_bytes() == contents
 
 
 def test_chain_ids_follow_the_docker_formula():

@@ -14,7 +14,16 @@ from dockertw.daemon.images.layers import extract_layer
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.images.tarsplit import Recorder, read_items, replay, stream_size
 from dockertw.errdefs import NotFound, System
-from tests.archives import directory, file, info, sha256, tar
+from tests.archives import (
+    directory,
+    file,
+    gnu_sparse,
+    info,
+    pax_sparse,
+    sha256,
+    sparse_content,
+    tar,
+)
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -57,6 +66,22 @@ def test_trailing_bytes_and_an_empty_stream_are_kept(tmp_path: Path):
     (tmp_path / "b").mkdir()
     assert _replayed(raw, tmp_path / "a") == raw
     assert _replayed(b"", tmp_path / "b") == b""
+
+
+SPARSE_SEGMENTS = [(4096 * n * n, 1000) for n in range(1, 7)]
+
+
+@pytest.mark.parametrize("member", [
+    lambda content: gnu_sparse("holes", content, SPARSE_SEGMENTS),
+    lambda content: pax_sparse("0.1", "holes", content, SPARSE_SEGMENTS),
+    lambda content: pax_sparse("1.0", "holes", content, SPARSE_SEGMENTS)],
+    ids=["gnu", "pax-0.1", "pax-1.0"])
+def test_sparse_files_are_unpacked_whole_and_replayed(tmp_path: Path, member):
+    content = sparse_content(200_000, SPARSE_SEGMENTS)
+    raw = member(content) + tar([file("after", b"next")])
+    assert _replayed(raw, tmp_path) == raw
+    assert (tmp_path / "diff" / "holes").read_bytes() == content
+    assert (tmp_path / "diff" / "after").read_bytes() == b"next"
 
 
 @ROOT_ONLY

@@ -23,7 +23,7 @@ from typing import IO, Any
 import attrs
 
 from dockertw.daemon.containers import inroot
-from dockertw.daemon.tarreader import Chunk, ChunkSource, TarReader, open_source
+from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source, write_all
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "write_tree", "archive_name",
@@ -37,7 +37,6 @@ _GO_SOCKET, _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = (
     1 << 24, 1 << 23, 1 << 22, 1 << 21, 1 << 20)
 _READ_CHUNK = 1 << 20
 READONLY_VOLUME = "mounted volume is marked read-only"
-_IOV_MAX = 1024
 _SMALL_CONTENTS = 64 << 10  # smaller reads join the pending headers
 _ZIP_LEVEL = 1  # invisible to clients; a local socket gains little from more effort
 
@@ -448,20 +447,9 @@ def _write_file(place: inroot.Resolved, tar: TarReader) -> None:
                  | os.O_CLOEXEC, 0o600, dir_fd=place.parent)
     try:
         for chunks in tar.contents():
-            _write_all(fd, chunks)
+            write_all(fd, chunks)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, chunks: list[Chunk]) -> None:
-    """All of ``chunks``, in as few ``writev`` calls as the kernel allows."""
-    while chunks:
-        written = os.writev(fd, chunks[:_IOV_MAX])
-        while chunks and written >= len(chunks[0]):
-            written -= len(chunks[0])
-            chunks = chunks[1:]
-        if written:
-            chunks = [memoryview(chunks[0])[written:], *chunks[1:]]
 
 
 def _set_owner_mode(place: inroot.Resolved, member: tarfile.TarInfo,

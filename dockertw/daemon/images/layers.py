@@ -25,7 +25,6 @@ import decimal
 import errno
 import gzip
 import hashlib
-import io
 import lzma
 import os
 import posixpath
@@ -35,11 +34,12 @@ import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any
 
 import attrs
 
 from dockertw.daemon.images.tarsplit import Recorder
+from dockertw.daemon.tarreader import Chunk, ChunkSource, FileChunks, TarReader, peek, write_all
 from dockertw.errdefs import InvalidParameter, System
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "diff_id",
     "extract_layer",
     "leaves_root",
-    "open_tar_stream",
     "open_uncompressed",
     "tar_members",
 ]
@@ -65,6 +64,9 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _USER_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.ELOOP, errno.EISDIR,
                           errno.ENOENT, errno.ENAMETOOLONG})
 _IGNORED_XATTR_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP})
+_COMPRESSED: tuple[tuple[bytes, str, Any], ...] = (
+    (b"\x1f\x8b", "gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", "bzip2", bz2.BZ2File), (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile))
 
 
 @attrs.frozen
@@ -93,74 +95,39 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
 # -- streams -------------------------------------------------------------------------
 
 
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+class _Decompressed(FileChunks):
+    """A decompressing reader's chunks; its format errors are ``InvalidParameter``."""
 
-
-class _PrefixedStream(io.RawIOBase):
-    """Bytes already read from ``source``, then the rest of ``source``."""
-
-    def __init__(self, prefix: bytes, source: _Readable) -> None:
-        self._prefix = prefix
-        self._source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._prefix:
-            count = min(len(buffer), len(self._prefix))
-            buffer[:count] = self._prefix[:count]
-            self._prefix = self._prefix[count:]
-            return count
-        data = self._source.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-
-class _Decompressed(io.RawIOBase):
-    """A decompressing reader whose format errors are ``InvalidParameter``."""
-
-    def __init__(self, source: _Readable, kind: str) -> None:
-        self._source = source
+    def __init__(self, stream: IO[bytes], kind: str) -> None:
+        super().__init__(stream)
         self._kind = kind
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def read_chunks(self, limit: int) -> list[Chunk]:
         try:
-            data = self._source.read(len(buffer))
+            return super().read_chunks(limit)
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as error:
             raise InvalidParameter(f"invalid {self._kind} layer data: {error}") from None
-        buffer[:len(data)] = data
-        return len(data)
 
 
-class _Digesting(io.RawIOBase):
-    """Hashes (sha256) and counts every byte read through it (and shows it to a
-    tar-split recorder, if given)."""
+class _Digesting:
+    """A chunk source that hashes (sha256) every byte taken through it, and shows it to
+    a tar-split recorder if given one."""
 
-    def __init__(self, source: _Readable, recorder: Recorder | None = None) -> None:
+    def __init__(self, source: ChunkSource, recorder: Recorder | None = None) -> None:
         self._source = source
         self._recorder = recorder
         self.hash = hashlib.sha256()
-        self.count = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._source.read(len(buffer))
-        buffer[:len(data)] = data
-        self.hash.update(data)
-        self.count += len(data)
-        if self._recorder is not None:
-            self._recorder.feed(data)
-        return len(data)
+    def read_chunks(self, limit: int) -> list[Chunk]:
+        chunks = self._source.read_chunks(limit)
+        for chunk in chunks:
+            self.hash.update(chunk)
+            if self._recorder is not None:
+                self._recorder.feed(chunk)
+        return chunks
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
+        while self.read_chunks(_CHUNK):
             pass
 
     @property
@@ -168,36 +135,19 @@ class _Digesting(io.RawIOBase):
         return "sha256:" + self.hash.hexdigest()
 
 
-def _read_up_to(source: _Readable, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = source.read(count - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def open_uncompressed(stream: IO[bytes]) -> IO[bytes]:
-    """``stream`` as an uncompressed tar: gzip, bzip2 and xz are sniffed and undone."""
-    head = _read_up_to(stream, 6)
-    raw = io.BufferedReader(_PrefixedStream(head, stream), _CHUNK)
-    if head.startswith(b"\x1f\x8b"):
-        return _wrap(gzip.GzipFile(fileobj=raw, mode="rb"), "gzip")
-    if head.startswith(b"BZh"):
-        return _wrap(bz2.BZ2File(raw, mode="rb"), "bzip2")
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return _wrap(lzma.LZMAFile(raw, mode="rb"), "xz")
+def open_uncompressed(stream: ChunkSource | IO[bytes]) -> ChunkSource:
+    """``stream`` (a chunk source or a file) as the chunks of an uncompressed tar:
+    gzip, bzip2 and xz are sniffed and undone, plain input passes through as it is."""
+    head, source = peek(stream, 6)
+    for magic, kind, opener in _COMPRESSED:
+        if head.startswith(magic):
+            return _Decompressed(opener(source), kind)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         raise InvalidParameter("zstd-compressed layers are not supported")
-    return raw
+    return source
 
 
-def _wrap(source: _Readable, kind: str) -> IO[bytes]:
-    return io.BufferedReader(_Decompressed(source, kind), _CHUNK)
-
-
-def diff_id(stream: IO[bytes]) -> str:
+def diff_id(stream: ChunkSource | IO[bytes]) -> str:
     """The diff ID of a (possibly compressed) layer tar, without unpacking it."""
     digesting = _Digesting(open_uncompressed(stream))
     digesting.drain()
@@ -388,7 +338,7 @@ class _Extractor:
 
     # entries
 
-    def apply(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def apply(self, archive: TarReader, member: tarfile.TarInfo) -> None:
         """Apply one entry; a refusal raises ``InvalidParameter`` naming the entry."""
         try:
             self._apply(archive, member)
@@ -403,7 +353,7 @@ class _Extractor:
             raise kind(f'failed to extract tar entry "{member.name}": '
                        f"{error.strerror or error}") from None
 
-    def _apply(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _apply(self, archive: TarReader, member: tarfile.TarInfo) -> None:
         parts = _relative_parts(member.name, "path")
         if not parts:
             if not member.isdir():
@@ -459,7 +409,7 @@ class _Extractor:
 
     # creation
 
-    def _create(self, archive: tarfile.TarFile, member: tarfile.TarInfo,
+    def _create(self, archive: TarReader, member: tarfile.TarInfo,
                 parts: tuple[str, ...]) -> None:
         parent = self._directory(parts[:-1], create=True)
         assert parent is not None
@@ -496,16 +446,12 @@ class _Extractor:
         if self._recorder is not None and member.sparse is None and member.size:
             self._recorder.file(member.offset_data, member.size, "/".join(parts))
 
-    def _write_file(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent: int,
+    def _write_file(self, archive: TarReader, member: tarfile.TarInfo, parent: int,
                     name: str) -> None:
         descriptor = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
         try:
-            source = archive.extractfile(member)
-            assert source is not None
-            while chunk := source.read(_CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(descriptor, view):]
+            for chunks in archive.contents():
+                write_all(descriptor, chunks)
             self.size += member.size
             self._finish(descriptor, member)
             os.utime(descriptor, ns=_times_ns(member))
@@ -600,48 +546,33 @@ class _Extractor:
                 os.close(descriptor)
 
 
-def _open_tar(stream: _Readable) -> tarfile.TarFile | None:
-    first = stream.read(tarfile.BLOCKSIZE)
-    if not first:
-        return None  # an empty stream is an empty layer, as Go's tar reader sees it
-    return open_tar_stream(io.BufferedReader(_PrefixedStream(first, stream), _CHUNK),
-                           "tar stream")
-
-
-def open_tar_stream(source: IO[bytes], what: str) -> tarfile.TarFile:
-    """``source`` read as a tar stream (UTF-8 names); errors say ``invalid {what}``."""
-    try:
-        return tarfile.open(fileobj=source, mode="r|", encoding="utf-8",
-                            errors="surrogateescape")
-    except tarfile.TarError as error:
-        raise InvalidParameter(f"invalid {what}: {error}") from None
-
-
-def tar_members(archive: tarfile.TarFile, what: str) -> Iterator[tarfile.TarInfo]:
-    """The members of a streamed ``archive``, none kept once the caller is done with it."""
+def tar_members(archive: TarReader, what: str) -> Iterator[tarfile.TarInfo]:
+    """The members of ``archive``; a malformed stream is refused as ``invalid {what}``."""
+    members = iter(archive)
     while True:
         try:
-            member = archive.next()
+            member = next(members, None)
         except tarfile.TarError as error:
             raise InvalidParameter(f"invalid {what}: {error}") from None
         if member is None:
             return
         yield member
-        archive.members.clear()  # type: ignore[attr-defined]  # streaming: keep no state
 
 
-def _extract_all(archive: tarfile.TarFile, extractor: _Extractor) -> None:
+def _extract_all(archive: TarReader, extractor: _Extractor) -> None:
     for member in tar_members(archive, "tar stream"):
         extractor.apply(archive, member)
-        extractor.settle(archive.offset)
+        extractor.settle(archive.member_end)
 
 
-def extract_layer(stream: IO[bytes], target: Path, *, overlay_whiteouts: bool = False,
+def extract_layer(stream: ChunkSource | IO[bytes], target: Path, *,
+                  overlay_whiteouts: bool = False,
                   record: IO[bytes] | None = None) -> LayerResult:
     """Unpack the layer tar ``stream`` (plain or compressed) into the directory ``target``.
 
-    Returns the diff ID (every byte of the uncompressed stream is hashed) and the
-    layer size (regular-file bytes plus symlink target lengths, as Docker counts).
+    ``stream`` is a chunk source (a streamed request body) or a binary file.  Returns
+    the diff ID (every byte of the uncompressed stream is hashed) and the layer size
+    (regular-file bytes plus symlink target lengths, as Docker counts).
     With ``record`` (a binary file), the tar-split record of the stream is written
     there (see :mod:`~dockertw.daemon.images.tarsplit`).
     """
@@ -650,11 +581,9 @@ def extract_layer(stream: IO[bytes], target: Path, *, overlay_whiteouts: bool = 
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     extractor = _Extractor(root, overlay_whiteouts, recorder)
     try:
-        archive = _open_tar(digesting)
-        if archive is not None:
-            _extract_all(archive, extractor)
+        _extract_all(TarReader(digesting, _CHUNK, sparse=True), extractor)
         extractor.finish()
-        digesting.drain()
+        digesting.drain()  # what follows the end of the archive is part of the diff ID
     finally:
         extractor.close()
         os.close(root)

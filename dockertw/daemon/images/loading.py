@@ -21,15 +21,10 @@ from typing import IO, Any, Protocol
 
 import attrs
 
-from dockertw.daemon.images.layers import (
-    chain_id,
-    leaves_root,
-    open_tar_stream,
-    open_uncompressed,
-    tar_members,
-)
+from dockertw.daemon.images.layers import chain_id, leaves_root, open_uncompressed, tar_members
 from dockertw.daemon.images.reference import parse_normalized, validate_digest
 from dockertw.daemon.images.store import ImageStore, decode_config
+from dockertw.daemon.tarreader import ChunkSource, TarReader, write_all
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["Importer", "LoadItem", "LoadOutput", "Unpacked", "unpack_archive", "read_items"]
@@ -120,17 +115,18 @@ def _link_target(member: tarfile.TarInfo, name: str) -> str:
     return target
 
 
-def _write_member(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
+def _write_member(archive: TarReader, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    source = archive.extractfile(member)
-    assert source is not None
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    with os.fdopen(os.open(path, flags, 0o600), "wb") as target:
-        while chunk := source.read(_CHUNK):
-            target.write(chunk)
+    descriptor = os.open(path, flags, 0o600)
+    try:
+        for chunks in archive.contents():
+            write_all(descriptor, chunks)
+    finally:
+        os.close(descriptor)
 
 
-def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
+def _unpack_member(archive: TarReader, member: tarfile.TarInfo,
                    unpacked: Unpacked) -> None:
     name = _member_name(member.name)
     if not name:
@@ -140,19 +136,22 @@ def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
     elif member.issym() or member.islnk():
         unpacked.add_link(name, _link_target(member, name))
     elif member.isreg():
-        _write_member(archive, member, unpacked.root / name)
+        _write_member(archive, unpacked.root / name)
 
 
-def unpack_archive(stream: IO[bytes], target: Path) -> Unpacked:
-    """Unpack the archive ``stream`` into the empty directory ``target``."""
+def unpack_archive(stream: ChunkSource | IO[bytes], target: Path) -> Unpacked:
+    """Unpack the archive ``stream`` (a chunk source or a binary file) into the empty
+    directory ``target``."""
     unpacked = Unpacked(target)
-    with open_tar_stream(open_uncompressed(stream), "archive") as archive:
-        for member in tar_members(archive, "archive"):
-            try:
-                _unpack_member(archive, member, unpacked)
-            except OSError as error:
-                raise InvalidParameter(f'cannot unpack archive member "{member.name}": '
-                                       f"{error.strerror}") from None
+    archive = TarReader(open_uncompressed(stream), _CHUNK, sparse=True)
+    for member in tar_members(archive, "archive"):
+        try:
+            _unpack_member(archive, member, unpacked)
+        except OSError as error:
+            raise InvalidParameter(f'cannot unpack archive member "{member.name}": '
+                                   f"{error.strerror}") from None
+    if not archive.offset:  # as tarfile refused it: an empty stream is no archive
+        raise InvalidParameter("invalid archive: empty file")
     return unpacked
 
 

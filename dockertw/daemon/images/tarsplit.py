@@ -50,7 +50,7 @@ class Recorder:
         self._pending_start = 0
         self._skip_until = 0  # bytes below this position are file contents
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """The next bytes of the uncompressed stream, in order."""
         start, self._fed = self._fed, self._fed + len(data)
         if start < self._skip_until:
