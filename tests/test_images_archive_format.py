@@ -117,6 +117,13 @@ def test_an_empty_body_is_no_archive_and_sparse_members_are_unpacked(tmp_path: P
         assert source.read() == content
 
 
+def test_a_member_cut_short_is_an_invalid_archive(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    archive = tar([file("blob", b"b" * 5000)])
+    with pytest.raises(InvalidParameter, match="^invalid archive: unexpected end of data$"):
+        unpack_archive(io.BytesIO(archive[:2048]), tmp_path / "a")
+
+
 def test_archives_without_a_manifest_or_with_bad_blobs_are_refused(tmp_path: Path):
     (tmp_path / "a").mkdir()
     unpacked = unpack_archive(io.BytesIO(tar([file("repositories", b"{}")])),

@@ -2,9 +2,9 @@
 
 Everything works on a directory fd of a merged root (see :mod:`.copyroot`) through
 :mod:`.inroot`: no path of the container is ever turned into a host path and opened,
-every file is opened relative to its parent's fd with ``O_NOFOLLOW``.  The tar work is
-Python's :mod:`tarfile`; nothing of the container is executed.  Blocking: call it from
-a worker thread.
+every file is opened relative to its parent's fd with ``O_NOFOLLOW``.  Tars are read
+with :mod:`dockertw.daemon.tarreader` and written here, headers by :mod:`tarfile`;
+nothing of the container is executed.  Blocking: call it from a worker thread.
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ def unpack_archive(stream: ChunkSource | IO[bytes], target: Path) -> Unpacked:
         except OSError as error:
             raise InvalidParameter(f'cannot unpack archive member "{member.name}": '
                                    f"{error.strerror}") from None
+        except tarfile.TarError as error:  # its contents cut short
+            raise InvalidParameter(f"invalid archive: {error}") from None
     if not archive.offset:  # as tarfile refused it: an empty stream is no archive
         raise InvalidParameter("invalid archive: empty file")
     return unpacked
