@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,7 +87,7 @@ def on_dockerd(engine: DockerEngine, bench: Callable[[DockerEngine], _T]) -> _T 
         engine.stop()
 
 
-def time_runs(action: Callable[[], None], count: int, warmup: int = 0) -> list[float]:
+def time_runs(action: Callable[[], object], count: int, warmup: int = 0) -> list[float]:
     """Seconds each of ``count`` calls of ``action`` took, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         action()
@@ -95,6 +97,32 @@ def time_runs(action: Callable[[], None], count: int, warmup: int = 0) -> list[f
         action()
         seconds.append(time.perf_counter() - started)
     return seconds
+
+
+def random_file(path: Path, megabytes: int) -> Path:
+    """``path`` filled with ``megabytes`` MiB of random bytes (nothing compresses)."""
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(os.urandom(1 << 20))
+    return path
+
+
+def report_throughput(name: str, megabytes: int, seconds: Sequence[float]) -> None:
+    """One line: the median time of moving ``megabytes`` and the rate it makes."""
+    median = statistics.median(seconds)
+    print(f"{name:<30} {megabytes} MB  n={len(seconds)}  median {median:6.2f} s"
+          f"  {megabytes / median:8.1f} MB/s")
+
+
+def peak_rss_mib(target: Any) -> float:
+    """The peak resident memory (``VmHWM``) of a daemon's ``process``."""
+    process = getattr(target, "process", None)
+    if process is None:
+        return float("nan")
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _mount_points() -> Iterator[str]:

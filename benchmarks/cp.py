@@ -13,8 +13,6 @@ daemon's peak resident memory, no verdict::
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +26,9 @@ from benchmarks.api import DockerEngine  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_docker_option,
     on_dockerd,
+    peak_rss_mib,
+    random_file,
+    report_throughput,
     run_benchmark,
     time_runs,
 )
@@ -36,29 +37,6 @@ from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon  # noqa: E402
 
 CONTAINER = "cp-bench"
-
-
-def _payload(path: Path, megabytes: int) -> None:
-    with open(path, "wb") as out:
-        for _ in range(megabytes):
-            out.write(os.urandom(1 << 20))
-
-
-def _report(name: str, megabytes: int, seconds: Sequence[float]) -> None:
-    median = statistics.median(seconds)
-    print(f"{name:<28} {megabytes} MB  n={len(seconds)}  median {median:6.2f} s"
-          f"  {megabytes / median:8.1f} MB/s")
-
-
-def _peak_rss_mib(target: Any) -> float:
-    """The daemon process's peak resident memory (``VmHWM``)."""
-    process = getattr(target, "process", None)
-    if process is None:
-        return float("nan")
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: int,
@@ -76,10 +54,11 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
             out.unlink(missing_ok=True)
             ok(target, "cp", f"{CONTAINER}:/tmp/{payload.name}", str(out))
 
-        _report(f"{name}: docker cp FILE C:/tmp/", megabytes, time_runs(copy_in, count))
-        _report(f"{name}: docker cp C:/tmp/FILE OUT", megabytes, time_runs(copy_out, count))
+        for label, action in (("docker cp FILE C:/tmp/", copy_in),
+                              ("docker cp C:/tmp/FILE OUT", copy_out)):
+            report_throughput(f"{name}: {label}", megabytes, time_runs(action, count))
         assert out.stat().st_size == payload.stat().st_size
-        print(f"{name}: daemon peak RSS {_peak_rss_mib(target):.0f} MiB")
+        print(f"{name}: daemon peak RSS {peak_rss_mib(target):.0f} MiB")
     finally:
         cli(target, "rm", "-f", CONTAINER)
         out.unlink(missing_ok=True)
@@ -88,7 +67,7 @@ def bench_target(name: str, target: Any, tar: Path, payload: Path, megabytes: in
 def bench(workdir: Path, options: argparse.Namespace) -> None:
     tar = make_busybox_tar(workdir)
     payload = workdir / "payload.bin"
-    _payload(payload, options.size)
+    random_file(payload, options.size)
     (workdir / "daemon").mkdir()
     daemon = Daemon(workdir / "daemon")
     try:
