@@ -164,6 +164,11 @@ class TarReader:
             position = offset + size
         yield from _zeros(self._real_size - position, self._limit)
 
+    def write_contents(self, fd: int) -> None:
+        """Write the current member's contents to the file ``fd``."""
+        for chunks in self.contents():
+            write_all(fd, chunks)
+
     def _stored(self, size: int) -> Iterator[list[Chunk]]:
         """The next ``size`` bytes of the member's data, as lists of chunks."""
         while size:

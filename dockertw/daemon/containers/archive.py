@@ -23,7 +23,7 @@ from typing import IO, Any
 import attrs
 
 from dockertw.daemon.containers import inroot
-from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source, write_all
+from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "write_tree", "archive_name",
@@ -446,8 +446,7 @@ def _write_file(place: inroot.Resolved, tar: TarReader) -> None:
     fd = os.open(place.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                  | os.O_CLOEXEC, 0o600, dir_fd=place.parent)
     try:
-        for chunks in tar.contents():
-            write_all(fd, chunks)
+        tar.write_contents(fd)
     finally:
         os.close(fd)
 

@@ -39,7 +39,7 @@ from typing import IO, Any
 import attrs
 
 from dockertw.daemon.images.tarsplit import Recorder
-from dockertw.daemon.tarreader import Chunk, ChunkSource, FileChunks, TarReader, peek, write_all
+from dockertw.daemon.tarreader import Chunk, ChunkSource, FileChunks, TarReader, peek
 from dockertw.errdefs import InvalidParameter, System
 
 __all__ = [
@@ -450,8 +450,7 @@ class _Extractor:
                     name: str) -> None:
         descriptor = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
         try:
-            for chunks in archive.contents():
-                write_all(descriptor, chunks)
+            archive.write_contents(descriptor)
             self.size += member.size
             self._finish(descriptor, member)
             os.utime(descriptor, ns=_times_ns(member))
@@ -581,7 +580,7 @@ def extract_layer(stream: ChunkSource | IO[bytes], target: Path, *,
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     extractor = _Extractor(root, overlay_whiteouts, recorder)
     try:
-        _extract_all(TarReader(digesting, _CHUNK, sparse=True), extractor)
+        _extract_all(TarReader(digesting, sparse=True), extractor)
         extractor.finish()
         digesting.drain()  # what follows the end of the archive is part of the diff ID
     finally:

@@ -24,12 +24,11 @@ import attrs
 from dockertw.daemon.images.layers import chain_id, leaves_root, open_uncompressed, tar_members
 from dockertw.daemon.images.reference import parse_normalized, validate_digest
 from dockertw.daemon.images.store import ImageStore, decode_config
-from dockertw.daemon.tarreader import ChunkSource, TarReader, write_all
+from dockertw.daemon.tarreader import ChunkSource, TarReader
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["Importer", "LoadItem", "LoadOutput", "Unpacked", "unpack_archive", "read_items"]
 
-_CHUNK = 1 << 20
 _MAX_JSON = 64 << 20
 _MAX_LINKS = 40
 _OCI_INDEX = ("application/vnd.oci.image.index.v1+json",
@@ -120,8 +119,7 @@ def _write_member(archive: TarReader, path: Path) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     descriptor = os.open(path, flags, 0o600)
     try:
-        for chunks in archive.contents():
-            write_all(descriptor, chunks)
+        archive.write_contents(descriptor)
     finally:
         os.close(descriptor)
 
@@ -143,7 +141,7 @@ def unpack_archive(stream: ChunkSource | IO[bytes], target: Path) -> Unpacked:
     """Unpack the archive ``stream`` (a chunk source or a binary file) into the empty
     directory ``target``."""
     unpacked = Unpacked(target)
-    archive = TarReader(open_uncompressed(stream), _CHUNK, sparse=True)
+    archive = TarReader(open_uncompressed(stream), sparse=True)
     for member in tar_members(archive, "archive"):
         try:
             _unpack_member(archive, member, unpacked)
