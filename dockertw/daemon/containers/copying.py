@@ -22,7 +22,6 @@ from dockertw.daemon.containers import archive as archives
 from dockertw.daemon.containers import bundle as bundles
 from dockertw.daemon.containers import copyroot
 from dockertw.daemon.containers.inroot import RootView
-from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.pump import Begin, Pump, cancelling
@@ -56,10 +55,6 @@ def release_leftovers(containers_root: Path) -> None:
     for point in mounts.mounts_under(scratch):
         mounts.unmount(point)
     shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _mount_points(container: Container) -> list[MountPoint]:
-    return [MountPoint.from_json(point) for point in container.mount_points]
 
 
 class ContainerCopies:
@@ -126,7 +121,7 @@ class ContainerCopies:
     def _extract_in(self, container: Container, name: str, options: CopyOptions,
                     body: IO[bytes], running: bool) -> None:
         with self._writable_root(container, running) as root, \
-                copyroot.with_mounts(root, _mount_points(container)) as view, \
+                copyroot.with_mounts(root, container.points()) as view, \
                 archives.as_docker_errors():
             self._extract_into(container, name, root.path, view, options, body)
         self._parts.emit(container, "extract-to-dir")
@@ -150,7 +145,7 @@ class ContainerCopies:
         with its volumes and bind mounts."""
         with self._parts.held_lowers(container) as lowers, copyroot.readonly_root(
                 self._parts.upper(container), lowers, _scratch(self._store.root)
-        ) as root, copyroot.with_mounts(root, _mount_points(container)) as view:
+        ) as root, copyroot.with_mounts(root, container.points()) as view:
             yield view
 
     @contextmanager

@@ -78,7 +78,7 @@ def copy_image_content(rootfs: Path, destination: str, data: Path) -> None:
 def points_to_prepare(container: Container) -> list[MountPoint]:
     """The container's mount points; image content is copied into empty volumes on its
     first start only (Docker copies when the container is created)."""
-    points = [MountPoint.from_json(item) for item in container.mount_points]
+    points = container.points()
     if container.state.started_ns:
         points = [attrs.evolve(point, copy_data=False) for point in points]
     return points

@@ -219,10 +219,14 @@ class Container:
                         NetworkSettings=self._network_settings())
         return json.loads(json.dumps(document))  # a deep copy the caller may keep
 
+    def points(self) -> list[MountPoint]:
+        """The container's mounts (``mount_points`` decoded)."""
+        return [MountPoint.from_json(item) for item in self.mount_points]
+
     def mounts_view(self) -> list[dict[str, Any]]:
         """``Mounts``: Docker's MountPoint items (``--tmpfs`` ones are not shown)."""
-        points = [MountPoint.from_json(item) for item in self.mount_points]
-        return [point.view() for point in points if point.type != "tmpfs" or point.shown]
+        return [point.view() for point in self.points()
+                if point.type != "tmpfs" or point.shown]
 
     def _network_settings(self) -> dict[str, Any]:
         return {"Bridge": "", "SandboxID": "", "HairpinMode": False,

@@ -219,7 +219,7 @@ class ContainerService:
         """Docker's ``mount``/``unmount`` volume events around a run."""
         if self._volumes is None:
             return
-        for point in map(MountPoint.from_json, container.mount_points):
+        for point in container.points():
             if point.type != "volume":
                 continue
             extra = {} if action == "unmount" else {
@@ -295,8 +295,7 @@ class ContainerService:
         for spec in specs or ():
             name, mode = parse_volumes_from(str(spec))
             source = self._store.get(name)
-            for item in source.mount_points:
-                point = MountPoint.from_json(item)
+            for point in source.points():
                 if point.type == "tmpfs":
                     continue
                 inherited.append(attrs.evolve(
@@ -431,7 +430,7 @@ class ContainerService:
         container = self._store.remove(container.id)
         self._emit(container, "destroy")
         if volumes:
-            self._drop_anonymous([MountPoint.from_json(p) for p in container.mount_points])
+            self._drop_anonymous(container.points())
         return container
 
     def rename(self, old: str, new: str) -> Deferred[None]:
