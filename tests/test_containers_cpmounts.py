@@ -13,6 +13,7 @@ import pytest
 from dockertw.daemon.containers import archive, copyroot, inroot
 from dockertw.daemon.containers.mounts import MountPoint
 from dockertw.errdefs import InvalidParameter
+from tests.archives import file, tar
 
 
 @pytest.fixture
@@ -42,14 +43,7 @@ def view(tmp_path: Path) -> Iterator[tuple[Path, inroot.RootView]]:
 
 
 def _tar(*names: str) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in names:
-            info = tarfile.TarInfo(name)
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"new"))
-    buffer.seek(0)
-    return buffer
+    return io.BytesIO(tar([file(name, b"new") for name in names]))
 
 
 def _read(view: inroot.RootView, path: str) -> bytes:
@@ -87,16 +81,16 @@ def test_archive_and_stat_show_the_mounts(view: tuple[Path, inroot.RootView]):
         archive.write_archive(resolved, "data", chunks.append, mounted.mounts)
     finally:
         os.close(resolved.parent)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-        assert sorted(tar.getnames()) == ["data", "data/abs", "data/in-volume"]
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as written:
+        assert sorted(written.getnames()) == ["data", "data/abs", "data/in-volume"]
     top, resolved = archive.path_stat(mounted, "/", "c")
     chunks = []
     try:
         archive.write_archive(resolved, ".", chunks.append, mounted.mounts)
     finally:
         os.close(resolved.parent)
-    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-        names = set(tar.getnames())
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as written:
+        names = set(written.getnames())
     assert "./data/in-volume" in names  # (/late is not made until a start)
     assert "./data/hidden" not in names
     assert found["name"] == "data" and found["mode"] & (1 << 31)

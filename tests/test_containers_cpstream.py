@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.archives import file, tar
 from tests.cli import cli, ok
 from tests.support import Daemon, RawHttp, mounts_left
 
@@ -32,15 +31,6 @@ def container(running_daemon: Daemon) -> Iterator[str]:
         yield NAME
     finally:
         cli(running_daemon, "rm", "-f", NAME)
-
-
-def _tar(name: str, data: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _stat(raw_http: RawHttp, path: str) -> dict[str, object]:
@@ -68,7 +58,7 @@ def test_a_broken_archive_is_answered_before_its_body_ends(container: str,
 def test_a_large_chunked_upload_lands_whole(container: str, raw_http: RawHttp,
                                             running_daemon: Daemon) -> None:
     payload = hashlib.sha256(b"seed").digest() * (48 << 15)  # 48 MiB
-    archive = _tar("big.bin", payload)
+    archive = tar([file("big.bin", payload)])
     raw_http.head("PUT", f"/containers/{container}/archive?path=/tmp")
     for start in range(0, len(archive), 32768):
         raw_http.chunk(archive[start:start + 32768])
@@ -84,7 +74,7 @@ def test_a_large_chunked_upload_lands_whole(container: str, raw_http: RawHttp,
 
 
 def test_a_content_length_body_streams_too(container: str, raw_http: RawHttp) -> None:
-    archive = _tar("small.txt", b"hello\n")
+    archive = tar([file("small.txt", b"hello\n")])
     raw_http.head("PUT", f"/containers/{container}/archive?path=/tmp", len(archive))
     raw_http.sock.sendall(archive)
     status, _, _ = raw_http.response()
@@ -95,7 +85,7 @@ def test_a_content_length_body_streams_too(container: str, raw_http: RawHttp) ->
 
 def test_an_unknown_container_is_answered_and_the_body_dropped(raw_http: RawHttp) -> None:
     raw_http.head("PUT", "/containers/nosuch/archive?path=/tmp")
-    raw_http.chunk(_tar("f", b"x" * 100_000))
+    raw_http.chunk(tar([file("f", b"x" * 100_000)]))
     raw_http.chunk(b"")
     status, _, body = raw_http.response()
     assert status == 404 and b"No such container: nosuch" in body
@@ -106,7 +96,7 @@ def test_a_client_leaving_mid_body_leaves_nothing_behind(container: str,
                                                          running_daemon: Daemon) -> None:
     leaving = RawHttp(running_daemon)
     leaving.head("PUT", f"/containers/{container}/archive?path=/tmp")
-    leaving.chunk(_tar("half.bin", b"y" * 4_000_000)[:2_000_000])
+    leaving.chunk(tar([file("half.bin", b"y" * 4_000_000)])[:2_000_000])
     time.sleep(0.3)
     leaving.close()
     assert mounts_left(running_daemon.root / "tmp" / "cp") == []
