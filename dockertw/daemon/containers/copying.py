@@ -9,7 +9,6 @@ container's volumes and bind-mounted directories are the mounts' own, as in Dock
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,6 @@ from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.record import Container
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.errdefs import Forbidden
-from dockertw.runtime import mounts
 
 __all__ = ["ContainerCopies", "CopyOptions", "StartArchive", "release_leftovers"]
 
@@ -49,12 +47,8 @@ def _scratch(containers_root: Path) -> Path:
 
 
 def release_leftovers(containers_root: Path) -> None:
-    """Unmount the overlays of copies a killed daemon left behind and remove their
-    work directories (blocking, at start)."""
-    scratch = _scratch(containers_root)
-    for point in mounts.mounts_under(scratch):
-        mounts.unmount(point)
-    shutil.rmtree(scratch, ignore_errors=True)
+    """Release what copies a killed daemon left mounted (blocking, at start)."""
+    copyroot.release_scratch(_scratch(containers_root))
 
 
 class ContainerCopies:

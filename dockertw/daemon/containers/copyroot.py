@@ -37,7 +37,7 @@ from dockertw.errdefs import Conflict
 from dockertw.runtime import mounts
 
 __all__ = ["MergedRoot", "readonly_root", "writable_root", "running_root",
-           "with_mounts"]
+           "with_mounts", "release_scratch"]
 
 _ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -66,6 +66,14 @@ def _lowers(lowers: Sequence[Path], scratch: Path) -> list[Path]:
     empty = scratch / "empty"
     empty.mkdir(parents=True, exist_ok=True)
     return [empty]
+
+
+def release_scratch(scratch: Path) -> None:
+    """Unmount the overlays a killed daemon left under ``scratch`` and remove their
+    directories (blocking, at start)."""
+    for point in mounts.mounts_under(scratch):
+        mounts.unmount(point)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,6 @@ from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.errdefs import NotFound, System
-from dockertw.runtime import mounts
 
 __all__ = ["ContainerSnapshots", "CommitOptions", "CommitImage", "release_leftovers"]
 
@@ -60,12 +58,8 @@ def _scratch(containers_root: Path) -> Path:
 
 
 def release_leftovers(containers_root: Path) -> None:
-    """Unmount the overlays of exports a killed daemon left behind (blocking, at
-    start)."""
-    scratch = _scratch(containers_root)
-    for point in mounts.mounts_under(scratch):
-        mounts.unmount(point)
-    shutil.rmtree(scratch, ignore_errors=True)
+    """Release what exports a killed daemon left mounted (blocking, at start)."""
+    copyroot.release_scratch(_scratch(containers_root))
 
 
 class ContainerSnapshots:
