@@ -18,7 +18,7 @@ from dockertw.api import ApiConfig, build_resource
 from dockertw.api import versions as api_versions
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
-from dockertw.daemon.containers.config import check_cgroup_parent
+from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (

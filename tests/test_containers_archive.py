@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dockertw.api.routers.containers import negotiate_encoding
-from dockertw.daemon.containers import archive, inroot
+from dockertw.daemon.containers.files import archive, inroot
 from dockertw.errdefs import InvalidParameter, NotFound
 
 Root = tuple[Path, inroot.RootView]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.containers.bundle import read_root_file, resolve_user
+from dockertw.daemon.containers.running.bundle import read_root_file, resolve_user
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime.spec import ProcessUser
 

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from twisted.internet.defer import ensureDeferred
 
-from dockertw.daemon.containers.lifecycle import Lifecycle
+from dockertw.daemon.containers.running.lifecycle import Lifecycle
 
 
 def lifecycle() -> Lifecycle:

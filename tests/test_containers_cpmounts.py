@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.containers import archive, copyroot, inroot
-from dockertw.daemon.containers.mounts import MountPoint
+from dockertw.daemon.containers.files import archive, copyroot, inroot
+from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.errdefs import InvalidParameter
 from tests.archives import file, tar
 

@@ -10,13 +10,13 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from dockertw.daemon.containers.execs import (
+from dockertw.daemon.containers.records.record import Container, State
+from dockertw.daemon.containers.running.execs import (
     ExecService,
     exec_env,
     exec_process,
     parse_exec_body,
 )
-from dockertw.daemon.containers.record import Container, State
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound
 from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser, held_capabilities
 

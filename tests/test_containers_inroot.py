@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.containers import inroot
+from dockertw.daemon.containers.files import inroot
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.containers import mounts
-from dockertw.daemon.containers.mounts import MountPoint
-from dockertw.daemon.containers.mountsetup import copy_image_content, resolve_inside
+from dockertw.daemon.containers.records import mounts
+from dockertw.daemon.containers.records.mounts import MountPoint
+from dockertw.daemon.containers.running.mountsetup import copy_image_content, resolve_inside
 from dockertw.errdefs import InvalidParameter
 
 

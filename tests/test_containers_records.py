@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers.names import check_name, generate_id, random_name
-from dockertw.daemon.containers.record import ZERO_TIME, Container, command_line
+from dockertw.daemon.containers.records import config as configs
+from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
+from dockertw.daemon.containers.records.record import ZERO_TIME, Container, command_line
+from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.service import ContainerService, CreateOptions, ListOptions
-from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.images.service import ImageService, ImportOptions
 from dockertw.daemon.images.store import ImageStore

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers.restarts import (
+from dockertw.daemon.containers.records import config as configs
+from dockertw.daemon.containers.running.restarts import (
     Backoff,
     RestartPolicy,
     RestartSchedule,

@@ -8,9 +8,9 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 
-from dockertw.daemon.containers.cgroups import read_pids, read_stats_files
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.stats import (
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.usage.cgroups import read_pids, read_stats_files
+from dockertw.daemon.containers.usage.stats import (
     Sample,
     cgroup_files,
     network_stats,
@@ -21,7 +21,7 @@ from dockertw.daemon.containers.stats import (
     v2_stats,
     zero_stats,
 )
-from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.daemon.containers.usage.statsstream import StatsOptions, StatsSource, stream_stats
 from dockertw.errdefs import NotFound
 
 GIB = 1 << 30

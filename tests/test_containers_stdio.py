@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from dockertw.daemon.containers.stdio import StdinWriter
+from dockertw.daemon.containers.running.stdio import StdinWriter
 
 
 def _drained(writer: StdinWriter) -> Deferred[None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockertw.daemon.containers.top import parse_ps_output, ps_argv
+from dockertw.daemon.containers.usage.top import parse_ps_output, ps_argv
 from dockertw.errdefs import System
 
 PS_EF = b"""UID          PID    PPID  C STIME TTY          TIME CMD

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.daemon.containers.uppertar import write_upper_tar
+from dockertw.daemon.containers.files.uppertar import write_upper_tar
 
 
 def _names(data: bytes) -> dict[str, tarfile.TarInfo]:

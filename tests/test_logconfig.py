@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockertw.daemon.containers.config import fill_host_config
+from dockertw.daemon.containers.records.config import fill_host_config
 from dockertw.daemon.jsonlog import DiscardLog, JSONLogFile
 from dockertw.daemon.logconfig import (
     LogConfigError,

@@ -10,9 +10,9 @@ from typing import Any, cast
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
-from dockertw.daemon.containers import logs
-from dockertw.daemon.containers.logs import Framing, LogOptions, LogSink
-from dockertw.daemon.containers.running import Running
+from dockertw.daemon.containers.running import logs
+from dockertw.daemon.containers.running.logs import Framing, LogOptions, LogSink
+from dockertw.daemon.containers.running.running import Running
 from dockertw.daemon.jsonlog import JSONLogFile, LogEntry, read_entries
 from dockertw.streams.stdcopy import StdcopyDecoder
 

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from dockertw.client.docker import DockerClient
 from dockertw.client.errors import NotFoundError
-from dockertw.daemon.containers.mounts import MountPoint
+from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.volumes.store import VolumeStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from dockertw.api.hijack import RawStream
-from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.running.running import Attachment
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.streams.stdcopy import Stream, encode_frame
 

@@ -24,12 +24,12 @@ from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.api.tarstream import start_tar, stream_ended
 from dockertw.daemon.containers.copying import CopyOptions, StartArchive
-from dockertw.daemon.containers.listing import LIST_FILTERS, PRUNE_FILTERS
-from dockertw.daemon.containers.logs import Framing, LogSink
-from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.records.listing import LIST_FILTERS, PRUNE_FILTERS
+from dockertw.daemon.containers.running.logs import Framing, LogSink
+from dockertw.daemon.containers.running.running import Attachment
 from dockertw.daemon.containers.service import CreateOptions, ListOptions, LogOptions
 from dockertw.daemon.containers.snapshots import CommitOptions
-from dockertw.daemon.containers.statsstream import StatsOptions
+from dockertw.daemon.containers.usage.statsstream import StatsOptions
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.pump import Begin, Pump
 from dockertw.errdefs import DockerError, InvalidParameter

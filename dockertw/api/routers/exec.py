@@ -12,8 +12,8 @@ from dockertw.api.attaching import connect_attachment
 from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
-from dockertw.daemon.containers.execs import ExecRecord
-from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.running.execs import ExecRecord
+from dockertw.daemon.containers.running.running import Attachment
 from dockertw.errdefs import InvalidParameter
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 from dockertw.streams.stdcopy import Stream, encode_frame

@@ -17,12 +17,12 @@ from typing import IO, Any
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from dockertw.daemon.containers import archive as archives
-from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import copyroot
-from dockertw.daemon.containers.inroot import RootView
+from dockertw.daemon.containers.files import archive as archives
+from dockertw.daemon.containers.files import copyroot
+from dockertw.daemon.containers.files.inroot import RootView
 from dockertw.daemon.containers.parts import ServiceParts
-from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.errdefs import Forbidden
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import cgroups, top
 from dockertw.daemon.containers.parts import ServiceParts
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.running import Running
-from dockertw.daemon.containers.stats import Sample, cgroup_files, parse_sample
-from dockertw.daemon.containers.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.running import Running
+from dockertw.daemon.containers.usage import cgroups, top
+from dockertw.daemon.containers.usage.stats import Sample, cgroup_files, parse_sample
+from dockertw.daemon.containers.usage.statsstream import StatsOptions, StatsSource, stream_stats
 from dockertw.errdefs import Conflict, InvalidParameter
 
 __all__ = ["ContainerMonitor"]

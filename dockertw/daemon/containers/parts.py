@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.containers.lifecycle import Emit, Lifecycle
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.store import ContainerStore
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.records.store import ContainerStore
+from dockertw.daemon.containers.running.lifecycle import Emit, Lifecycle
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.workers import Runner
 

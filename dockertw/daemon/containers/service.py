@@ -3,7 +3,7 @@
 Writes (create, remove, rename, prune) run one after another in a single worker
 thread, reads in a small pool; events are published on the bus from the reactor
 thread, as the image service does.  Runs of containers (start, exit, wait, attach,
-kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.lifecycle`;
+kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.running.lifecycle`;
 ``docker cp`` to :mod:`~.copying`, diff, export and commit to :mod:`~.snapshots`, top
 and stats to :mod:`~.monitoring`.
 """
@@ -19,22 +19,23 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.logger import Logger
 
-from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers import config as configs
-from dockertw.daemon.containers import copying, listing, snapshots
+from dockertw.daemon.containers import copying, snapshots
 from dockertw.daemon.containers.copying import ContainerCopies
-from dockertw.daemon.containers.execs import ExecService
-from dockertw.daemon.containers.lifecycle import Lifecycle
-from dockertw.daemon.containers.logs import LogOptions
 from dockertw.daemon.containers.monitoring import ContainerMonitor
-from dockertw.daemon.containers.mounts import MountPoint, parse_volumes_from
-from dockertw.daemon.containers.mounts import collect as collect_mounts
-from dockertw.daemon.containers.names import check_name, generate_id, random_name
 from dockertw.daemon.containers.parts import ServiceParts
-from dockertw.daemon.containers.record import Container, Sizes
-from dockertw.daemon.containers.running import Attachment
+from dockertw.daemon.containers.records import config as configs
+from dockertw.daemon.containers.records import listing
+from dockertw.daemon.containers.records.mounts import MountPoint, parse_volumes_from
+from dockertw.daemon.containers.records.mounts import collect as collect_mounts
+from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
+from dockertw.daemon.containers.records.record import Container, Sizes
+from dockertw.daemon.containers.records.store import ContainerStore
+from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.execs import ExecService
+from dockertw.daemon.containers.running.lifecycle import Lifecycle
+from dockertw.daemon.containers.running.logs import LogOptions
+from dockertw.daemon.containers.running.running import Attachment
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
-from dockertw.daemon.containers.store import ContainerStore
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.jsonlog import LogEntry
@@ -492,7 +493,7 @@ class ContainerService:
         self._call(self._events.emit, "container", "prune", "", reclaimed="0")
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
 
-    # -- running (see dockertw.daemon.containers.lifecycle) ----------------------------
+    # -- running (see dockertw.daemon.containers.running.lifecycle) ----------------------------
 
     def start(self, name: str) -> Deferred[bool]:
         """``POST /containers/{name}/start``: ``False`` when it already runs (304)."""

@@ -11,10 +11,10 @@ from typing import IO, Any, cast
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from dockertw.daemon.containers import archive, copyroot, diff
+from dockertw.daemon.containers.files import archive, copyroot, diff
+from dockertw.daemon.containers.files.uppertar import write_upper_tar
 from dockertw.daemon.containers.parts import ServiceParts
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.uppertar import write_upper_tar
+from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.views import CommitConfig
 from dockertw.daemon.pump import Begin, Pump, cancelling

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
-from dockertw.daemon.containers.mounts import MountPoint
+from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.volumes.store import LOCAL_OPTIONS, Volume, VolumeStore, check_volume_name
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor

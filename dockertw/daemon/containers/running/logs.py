@@ -28,7 +28,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from dockertw.daemon.containers.running import LogListener, Running, chained
+from dockertw.daemon.containers.running.running import LogListener, Running, chained
 from dockertw.daemon.jsonlog import (
     LogEntry,
     decode_entry,

@@ -3,7 +3,7 @@
 Everything here lives on the reactor thread; mounts and record writes go to the
 container writer thread, record reads to the reader pool.  The container's init is a
 child of the daemon (a subreaper), its stdio pipes are held by the daemon: no helper
-process runs per container (see :mod:`dockertw.daemon.containers.running`).
+process runs per container (see :mod:`dockertw.daemon.containers.running.running`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
-from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers.logs import LogOptions, LogSink, serve_log
-from dockertw.daemon.containers.mountsetup import points_to_prepare, prepare_mounts
-from dockertw.daemon.containers.record import Container, State
-from dockertw.daemon.containers.restarts import RestartPolicy, RestartSchedule, should_restart
-from dockertw.daemon.containers.running import Attachment, Running, chained
-from dockertw.daemon.containers.stdio import ContainerIO, create_container
-from dockertw.daemon.containers.store import ContainerStore
+from dockertw.daemon.containers.records.record import Container, State
+from dockertw.daemon.containers.records.store import ContainerStore
+from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
+from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
+from dockertw.daemon.containers.running.restarts import (
+    RestartPolicy,
+    RestartSchedule,
+    should_restart,
+)
+from dockertw.daemon.containers.running.running import Attachment, Running, chained
+from dockertw.daemon.containers.running.stdio import ContainerIO, create_container
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.logconfig import check_readable, open_log

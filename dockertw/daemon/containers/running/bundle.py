@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.tuning import tuning_of
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.records.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime import mounts

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.containers.tuning import check_tuning
+from dockertw.daemon.containers.records.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
 from dockertw.errdefs import InvalidParameter, NotFound

@@ -2,7 +2,7 @@
 counters turned into Docker's stats JSON.
 
 Sans-IO: file contents in, pieces of Docker's answer out.  Which files to read is
-listed by :func:`cgroup_files`; :mod:`dockertw.daemon.containers.cgroups` reads them.
+listed by :func:`cgroup_files`; :mod:`dockertw.daemon.containers.usage.cgroups` reads them.
 cgroup v1 gives per-CPU usage and the peak memory use, v2 gives neither (as with
 dockerd); v2's ``memory.stat`` keys differ from v1's.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.containers.record import ZERO_TIME
+from dockertw.daemon.containers.records.record import ZERO_TIME
 from dockertw.daemon.images.views import rfc3339_nano
 
 __all__ = ["Sample", "cgroup_files", "parse_sample", "stats_json", "zero_stats",

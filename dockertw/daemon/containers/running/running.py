@@ -4,7 +4,7 @@ The container's stdout and stderr (pipes, or one pty master with a TTY) are read
 through the reactor (non-blocking); their lines go straight to the json-file log and
 to whoever follows the logs, and each chunk as read goes to the attached clients (a
 prompt without a newline shows at once).  Stdin is written through a buffered
-:class:`~dockertw.daemon.containers.stdio.StdinWriter`.  No helper process runs per
+:class:`~dockertw.daemon.containers.running.stdio.StdinWriter`.  No helper process runs per
 container.
 """
 
@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockertw.daemon.containers.stdio import (
+from dockertw.daemon.containers.running.stdio import (
     HIGH_WATER,
     ContainerIO,
     StdinWriter,

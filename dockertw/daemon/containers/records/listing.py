@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable
 
-from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.images.views import parse_filter_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from twisted.internet.task import deferLater
 
-from dockertw.daemon.containers import stats
-from dockertw.daemon.containers.record import Container
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.usage import stats
 from dockertw.errdefs import NotFound
 
 __all__ = ["StatsOptions", "StatsSource", "stream_stats", "INTERVAL"]

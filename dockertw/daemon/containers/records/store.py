@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from dockertw.daemon.containers.names import conflict_message
-from dockertw.daemon.containers.record import Container, State
+from dockertw.daemon.containers.records.names import conflict_message
+from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 

@@ -6,7 +6,7 @@ An exec is created against a running container (a record, ``POST
 capabilities, rlimits, noNewPrivileges...) with the exec's command, environment, user,
 working directory and terminal, and exits; the process is re-parented to the daemon
 (a subreaper) and watched through a pidfd, its stdio held by the daemon as a
-container's are (:mod:`dockertw.daemon.containers.stdio`).  Its output goes only to
+container's are (:mod:`dockertw.daemon.containers.running.stdio`).  Its output goes only to
 the attached client, never to the container's log.
 
 Exec processes live in the container's pid namespace, so they die with it; their
@@ -26,13 +26,13 @@ import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from dockertw.daemon.containers import bundle as bundles
-from dockertw.daemon.containers.lifecycle import Emit, Lifecycle
-from dockertw.daemon.containers.names import generate_id
-from dockertw.daemon.containers.record import Container
-from dockertw.daemon.containers.running import Attachment, Running, chained
-from dockertw.daemon.containers.stdio import start_process
-from dockertw.daemon.containers.store import ContainerStore
+from dockertw.daemon.containers.records.names import generate_id
+from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.records.store import ContainerStore
+from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.lifecycle import Emit, Lifecycle
+from dockertw.daemon.containers.running.running import Attachment, Running, chained
+from dockertw.daemon.containers.running.stdio import start_process
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 from dockertw.runtime.reaper import ExitWatcher

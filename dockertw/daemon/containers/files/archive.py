@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import attrs
 
-from dockertw.daemon.containers import inroot
+from dockertw.daemon.containers.files import inroot
 from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 

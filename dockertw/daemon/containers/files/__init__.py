@@ -1,0 +1,1 @@
+"""A container's filesystem: cp archives, the root seen by fd, diffs, upper-layer tars."""

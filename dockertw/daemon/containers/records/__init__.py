@@ -1,0 +1,1 @@
+"""What a container is: its record, store, names, configuration and mount points."""

@@ -1,0 +1,1 @@
+"""What a container uses: cgroup statistics, stats streams and the processes of top."""
