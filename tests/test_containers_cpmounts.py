@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockertw.daemon.containers.files import archive, copyroot, inroot
-from dockertw.daemon.containers.records.mounts import MountPoint
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.errdefs import InvalidParameter
 from tests.archives import file, tar
 

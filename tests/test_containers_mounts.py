@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dockertw.daemon.containers.records import mounts
-from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.containers.running.mountsetup import copy_image_content, resolve_inside
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.errdefs import InvalidParameter
 
 

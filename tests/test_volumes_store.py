@@ -12,8 +12,8 @@ from twisted.internet.defer import Deferred, succeed
 
 from dockertw.client.docker import DockerClient
 from dockertw.client.errors import NotFoundError
-from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.events import EventBus
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.volumes.store import VolumeStore
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound

@@ -25,8 +25,8 @@ from dockertw.daemon.containers.monitoring import ContainerMonitor
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.records import config as configs
 from dockertw.daemon.containers.records import listing
-from dockertw.daemon.containers.records.mounts import MountPoint, parse_volumes_from
 from dockertw.daemon.containers.records.mounts import collect as collect_mounts
+from dockertw.daemon.containers.records.mounts import parse_volumes_from
 from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
 from dockertw.daemon.containers.records.record import Container, Sizes
 from dockertw.daemon.containers.records.store import ContainerStore
@@ -39,6 +39,7 @@ from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred
 
-from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.daemon.volumes.store import LOCAL_OPTIONS, Volume, VolumeStore, check_volume_name
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound

@@ -32,7 +32,7 @@ from types import MappingProxyType
 import attrs
 
 from dockertw.daemon.containers.files import inroot
-from dockertw.daemon.containers.records.mounts import MountPoint
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.errdefs import Conflict
 from dockertw.runtime import mounts
 

@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.records.config import network_name
-from dockertw.daemon.containers.records.mounts import MountPoint
 from dockertw.daemon.images.views import rfc3339_nano
+from dockertw.daemon.mountpoint import MountPoint
 
 __all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
 

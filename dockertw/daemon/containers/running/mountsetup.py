@@ -16,8 +16,9 @@ from pathlib import Path
 
 import attrs
 
-from dockertw.daemon.containers.records.mounts import MountPoint, runtime_mounts
+from dockertw.daemon.containers.records.mounts import runtime_mounts
 from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.mountpoint import MountPoint
 from dockertw.runtime.spec import Mount
 
 __all__ = ["prepare_mounts", "resolve_inside", "points_to_prepare"]
