@@ -14,8 +14,8 @@ from twisted.internet import ssl
 from twisted.logger import Logger
 from twisted.python import usage
 
+from dockertw import versions as api_versions
 from dockertw.api import ApiConfig, build_resource
-from dockertw.api import versions as api_versions
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
 from dockertw.daemon.containers.records.config import check_cgroup_parent

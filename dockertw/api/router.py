@@ -26,8 +26,8 @@ from werkzeug.exceptions import MethodNotAllowed as _NoMethod
 from werkzeug.exceptions import NotFound as _NoRoute
 from werkzeug.routing import BaseConverter
 
-from dockertw import __version__, errdefs
-from dockertw.api import httputils, versions
+from dockertw import __version__, errdefs, versions
+from dockertw.api import httputils
 from dockertw.api.httpstatus import status_for
 from dockertw.api.responses import Empty, Json, Text
 from dockertw.errdefs import DockerError, InvalidParameter

@@ -9,7 +9,7 @@ import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.python.failure import Failure
 
-from dockertw.api import versions
+from dockertw import versions
 
 __all__ = ["PingResult", "Negotiator", "parse_version_setting"]
 

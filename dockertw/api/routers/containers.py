@@ -16,7 +16,8 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from dockertw.api import httputils, versions
+from dockertw import versions
+from dockertw.api import httputils
 from dockertw.api.attaching import connect_attachment
 from dockertw.api.hijack import RawStream, hijack, upgrade_head
 from dockertw.api.responses import Empty, Json

@@ -12,8 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from dockertw import errdefs
-from dockertw.api import versions
+from dockertw import errdefs, versions
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.tarstream import start_tar, stream_ended

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from dockertw.api import versions
+from dockertw import versions
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.daemon.volumes.service import LIST_FILTERS, PRUNE_FILTERS
