@@ -2,28 +2,30 @@
 
 :func:`temporary_workdir` is a directory that is always unmounted and removed, even
 on Ctrl-C or SIGTERM; :func:`run_benchmark` adds the command line; :func:`on_dockerd`
-measures a private ``dockerd`` if it starts.
+measures a private ``dockerd`` (:class:`DockerEngine`) if it starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-if TYPE_CHECKING:
-    from benchmarks.api import DockerEngine
+from tests.support import free_port
 
 _T = TypeVar("_T")
 
@@ -139,3 +141,156 @@ def unmount_under(directory: Path) -> None:
     for mount_point in sorted(set(inside), key=len, reverse=True):
         subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True,
                        timeout=30)
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a daemon listens: a UNIX socket path, or a port on 127.0.0.1."""
+
+    transport: str  # "unix" or "tcp"
+    path: str = ""
+    port: int = 0
+
+    def connect(self) -> socket.socket:
+        """A connected, non-blocking socket (TCP_NODELAY on TCP)."""
+        if self.transport == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.path)
+        else:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        return sock
+
+    def request(self, path: str) -> bytes:
+        """The bytes of one keep-alive ``GET path``."""
+        host = "api.moby.localhost" if self.transport == "unix" else f"127.0.0.1:{self.port}"
+        return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                "User-Agent: dockertw-benchmark\r\n\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A daemon under test and its two listeners."""
+
+    name: str
+    unix: Address
+    tcp: Address
+
+
+def ping(address: Address, timeout: float = 2.0) -> bool:
+    """True if ``GET /_ping`` answers 200 at ``address``."""
+    try:
+        sock = address.connect()
+    except OSError:
+        return False
+    try:
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        sock.sendall(address.request("/_ping"))
+        return sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child if this script dies."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+class DockerEngine:
+    """A private ``dockerd`` with its state in ``workdir``; stop() always cleans up."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.socket = workdir / "docker.sock"
+        self.log_path = workdir / "dockerd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> Target:
+        """The private engine's UNIX and TCP listeners."""
+        return Target("docker", Address("unix", path=str(self.socket)),
+                      Address("tcp", port=self.port))
+
+    def command(self, binary: str) -> list[str]:
+        """The dockerd command line: private sockets and directories, no networking set-up."""
+        work = self.workdir
+        return [binary, "--config-file", str(work / "daemon.json"),
+                "--host", f"unix://{self.socket}", "--host", f"tcp://127.0.0.1:{self.port}",
+                "--data-root", str(work / "data"), "--exec-root", str(work / "exec"),
+                "--pidfile", str(work / "docker.pid"),
+                "--iptables=false", "--ip6tables=false", "--bridge=none"]
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start dockerd and wait for /_ping; RuntimeError says why it did not come up."""
+        binary = shutil.which("dockerd")
+        if binary is None:
+            raise RuntimeError("dockerd is not on PATH (Debian package docker.io)")
+        if os.geteuid() != 0:
+            raise RuntimeError("dockerd needs root")
+        self.workdir.mkdir(parents=True)
+        (self.workdir / "daemon.json").write_text("{}\n")  # not /etc/docker/daemon.json
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(binary), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
+                start_new_session=True, preexec_fn=_parent_death_signal())
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Poll both listeners for /_ping until they answer, dockerd exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited ({self.process.returncode}):\n"
+                                   + self.log_tail())
+            if ping(self.target.unix) and ping(self.target.tcp):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd did not answer /_ping in {timeout:.0f}s:\n"
+                           + self.log_tail())
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines dockerd wrote, to explain a failure."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL; kill a containerd it left behind; unmount what it mounted."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10.0)
+        _kill_leftover_containerd(self.workdir / "exec")
+        unmount_under(self.workdir)
+
+
+def _kill_leftover_containerd(exec_root: Path) -> None:
+    """SIGKILL the containerd that dockerd started under ``exec_root``, if still alive."""
+    try:
+        pid = int((exec_root / "containerd" / "containerd.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if str(exec_root).encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

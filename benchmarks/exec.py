@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import DockerEngine  # noqa: E402
 from benchmarks.common import (  # noqa: E402
+    DockerEngine,
     add_docker_option,
     on_dockerd,
     run_benchmark,

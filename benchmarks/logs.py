@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dockertw.daemon import jsonlog  # noqa: E402
-from dockertw.daemon.containers import logs  # noqa: E402
+from dockertw.daemon.containers.running import logs  # noqa: E402
 
 DOCKER_LOGS_MB_S = 9.4
 

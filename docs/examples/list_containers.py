@@ -8,7 +8,7 @@ import sys
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from dockertw.client.docker import DockerClient
+from dockertw.client import DockerClient
 
 
 async def main(reactor, name_filter: str = "") -> None:

@@ -8,8 +8,7 @@ import sys
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from dockertw.client.docker import DockerClient
-from dockertw.streams.stdcopy import Stream
+from dockertw.client import DockerClient, Stream
 
 
 async def main(reactor, container: str) -> None:

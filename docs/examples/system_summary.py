@@ -12,7 +12,7 @@ import time
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from dockertw.client.docker import DockerClient
+from dockertw.client import DockerClient
 
 
 async def main(reactor, seconds: float = 2.0) -> None:

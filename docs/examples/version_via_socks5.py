@@ -11,8 +11,7 @@ import sys
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from dockertw.client.docker import DockerClient
-from dockertw.client.proxyenv import ProxyEnvironment
+from dockertw.client import DockerClient, ProxyEnvironment
 
 
 async def main(reactor, host: str, proxy: str) -> None:

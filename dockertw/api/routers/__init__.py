@@ -21,7 +21,7 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
     containers = engine.containers
     return [
         SystemRouter(engine.system, engine.events, clock),
-        ContainerRouter(containers, containers.copies, containers.snapshots,
+        ContainerRouter(containers, containers.runs, containers.copies, containers.snapshots,
                         containers.monitor),
         ExecRouter(containers.execs),
         ImageRouter(engine.images),

@@ -38,12 +38,12 @@ from dockertw.filters import Filters
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
 from dockertw.streams.stdcopy import Stream, encode_frame
 
-__all__ = ["ContainerRouter", "ContainerBackend", "CopyBackend", "SnapshotBackend",
+__all__ = ["ContainerRouter", "ContainerBackend", "RunBackend", "CopyBackend", "SnapshotBackend",
            "MonitorBackend"]
 
 
 class ContainerBackend(Protocol):
-    """Records and runs of containers."""
+    """Records of containers."""
 
     def create(self, body: Any, options: CreateOptions) -> Deferred[dict[str, Any]]: ...
     def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]: ...
@@ -53,6 +53,11 @@ class ContainerBackend(Protocol):
     def rename(self, old: str, new: str) -> Deferred[None]: ...
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
+
+
+class RunBackend(Protocol):
+    """Runs of containers: start, stop, wait, logs, attach."""
+
     def pause(self, name: str) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
@@ -274,9 +279,10 @@ def _no_content(_: object) -> Empty:
 
 
 class ContainerRouter:
-    def __init__(self, containers: ContainerBackend, copies: CopyBackend,
+    def __init__(self, containers: ContainerBackend, runs: RunBackend, copies: CopyBackend,
                  snapshots: SnapshotBackend, monitor: MonitorBackend) -> None:
         self._containers = containers
+        self._runs = runs
         self._copies = copies
         self._snapshots = snapshots
         self._monitor = monitor
@@ -382,10 +388,10 @@ class ContainerRouter:
         return self._snapshots.changes(call.params["name"]).addCallback(Json)
 
     def pause(self, call: ApiCall) -> Deferred[Empty]:
-        return self._containers.pause(call.params["name"]).addCallback(_no_content)
+        return self._runs.pause(call.params["name"]).addCallback(_no_content)
 
     def unpause(self, call: ApiCall) -> Deferred[Empty]:
-        return self._containers.unpause(call.params["name"]).addCallback(_no_content)
+        return self._runs.unpause(call.params["name"]).addCallback(_no_content)
 
     def start(self, call: ApiCall) -> Deferred[Empty]:
         length = call.request.getHeader(b"content-length")
@@ -393,19 +399,19 @@ class ContainerRouter:
         if (length and int(length) > 7) or chunked:
             raise InvalidParameter("starting container with non-empty request body was "
                                    "deprecated since API v1.22 and removed in v1.24")
-        started = self._containers.start(call.params["name"])
+        started = self._runs.start(call.params["name"])
         return started.addCallback(lambda done: Empty(204 if done else 304))
 
     def stop(self, call: ApiCall) -> Deferred[Empty]:
-        stopped = self._containers.stop(call.params["name"], _timeout(call.query("t")))
+        stopped = self._runs.stop(call.params["name"], _timeout(call.query("t")))
         return stopped.addCallback(_no_content)
 
     def restart(self, call: ApiCall) -> Deferred[Empty]:
-        done = self._containers.restart(call.params["name"], _timeout(call.query("t")))
+        done = self._runs.restart(call.params["name"], _timeout(call.query("t")))
         return done.addCallback(_no_content)
 
     def kill(self, call: ApiCall) -> Deferred[Empty]:
-        killed = self._containers.kill(call.params["name"], call.query("signal"))
+        killed = self._runs.kill(call.params["name"], call.query("signal"))
         return killed.addCallback(_no_content)
 
     def wait(self, call: ApiCall) -> Deferred[None]:
@@ -418,7 +424,7 @@ class ContainerRouter:
         def answer(result: dict[str, Any]) -> None:
             request.write(httputils.encode_json(result))
 
-        waited = self._containers.wait(call.params["name"],
+        waited = self._runs.wait(call.params["name"],
                                        call.query("condition") or "not-running", ready)
         return waited.addCallback(answer)
 
@@ -438,20 +444,20 @@ class ContainerRouter:
         def stream(container: dict[str, Any]) -> Deferred[bool]:
             framing = Framing(tty=bool(container["Config"].get("Tty")), timestamps=timestamps)
             writer = _LogWriter(request, framing)
-            sent = self._containers.logs(container["Id"], options, writer)
+            sent = self._runs.logs(container["Id"], options, writer)
             return sent.addBoth(writer.done)
 
         return inspected.addCallback(stream).addCallback(lambda _: None)
 
     def resize(self, call: ApiCall) -> Deferred[Empty]:
         height, width = _atoi(call.query("h")), _atoi(call.query("w"))
-        resized = self._containers.resize(call.params["name"], height, width)
+        resized = self._runs.resize(call.params["name"], height, width)
         return resized.addCallback(lambda _: Empty(200))
 
     def attach(self, call: ApiCall) -> Deferred[None]:
         if call.bool("logs"):
             return ensureDeferred(self._attach_with_logs(call))
-        attached = self._containers.attach(call.params["name"], call.bool("stdin"),
+        attached = self._runs.attach(call.params["name"], call.bool("stdin"),
                                            call.bool("stdout"), call.bool("stderr"),
                                            _detach_keys(call.query("detachKeys")))
 
@@ -469,13 +475,13 @@ class ContainerRouter:
         stdout, stderr = call.bool("stdout"), call.bool("stderr")
         attachment = None
         if call.bool("stream"):
-            attachment, _ = await self._containers.attach(
+            attachment, _ = await self._runs.attach(
                 container["Id"], call.bool("stdin"), stdout, stderr, detach_keys)
         tty = bool(container["Config"].get("Tty"))
         stream = _hijack_attach(call)
         sink = _StreamLogSink(stream, Framing(tty=tty, timestamps=False))
         with contextlib.suppress(DockerError):  # a log driver that cannot be read
-            await self._containers.logs(container["Id"],
+            await self._runs.logs(container["Id"],
                                         LogOptions(stdout=stdout, stderr=stderr), sink)
         if attachment is None:
             stream.close()

@@ -3,9 +3,9 @@
 Writes (create, remove, rename, prune) run one after another in a single worker
 thread, reads in a small pool; events are published on the bus from the reactor
 thread, as the image service does.  Runs of containers (start, exit, wait, attach,
-kill, stop, restart, logs) belong to :mod:`dockertw.daemon.containers.running.lifecycle`;
-``docker cp`` to :mod:`~.copying`, diff, export and commit to :mod:`~.snapshots`, top
-and stats to :mod:`~.monitoring`.
+kill, stop, restart, logs) belong to :mod:`~.running.lifecycle`; ``docker cp`` to
+:mod:`~.copying`, diff, export and commit to :mod:`~.snapshots`, top and stats to
+:mod:`~.monitoring`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.execs import ExecService
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
-from dockertw.daemon.containers.running.running import Attachment
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
-from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.mountpoint import MountPoint
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.volumes.service import VolumeService
@@ -46,7 +44,6 @@ from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReacto
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
 from dockertw.runtime.runc import Runc, delete_leftovers
-from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
@@ -96,9 +93,9 @@ class ListOptions:
 class ContainerService:
     """Container records for the API: create, list, inspect, remove, rename, prune.
 
-    The rest of a container's API is its helpers': :attr:`copies` (``docker cp``),
-    :attr:`snapshots` (diff, export, commit), :attr:`monitor` (top, stats) and
-    :attr:`execs`.
+    The rest of a container's API is its helpers': :attr:`runs` (start, stop, kill,
+    wait, logs, attach, pause), :attr:`copies` (``docker cp``), :attr:`snapshots`
+    (diff, export, commit), :attr:`monitor` (top, stats) and :attr:`execs`.
     """
 
     def __init__(self, store: ContainerStore, images: ImageStore, *,
@@ -119,13 +116,13 @@ class ContainerService:
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
-        self._runs = Lifecycle(store, images, emit=self._emit, writer=writer,
+        self.runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
                                cgroup_parent=cgroup_parent, preparer=preparer)
-        self.execs = ExecService(store, self._runs, emit=self._emit, reader=reader,
+        self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
-        self._parts = parts = ServiceParts(store, images, self._runs, self._emit,
+        self._parts = parts = ServiceParts(store, images, self.runs, self._emit,
                                            call_from_thread, reader,
                                            _exporter(reader, reactor))
         self.copies = ContainerCopies(parts)
@@ -168,7 +165,7 @@ class ContainerService:
             if container.host_config.get("AutoRemove") and not container.running:
                 self._auto_remove(container.id).addErrback(
                     lambda failure: _log.failure("auto-remove at start", failure))
-        self._runs.start_by_policies(
+        self.runs.start_by_policies(
             [c for c in containers if not c.host_config.get("AutoRemove")])
 
     # -- figures and hooks -------------------------------------------------------------
@@ -196,7 +193,7 @@ class ContainerService:
     def pinned_layers(self) -> list[str]:
         """The image store's hook: layers of running containers' images stay."""
         pinned: list[str] = []
-        for container_id in self._runs.active_ids():
+        for container_id in self.runs.active_ids():
             try:
                 pinned.extend(self._images.get(self._store.get(container_id).image_id).chain)
             except DockerError:
@@ -418,9 +415,9 @@ class ContainerService:
 
     async def _remove_async(self, name: str, force: bool, volumes: bool = False) -> None:
         container = await self._reader(lambda: self._store.get(name))
-        await self._runs.kill_for_removal(container, force)
+        await self.runs.kill_for_removal(container, force)
         removed = await self._writer(lambda: self._remove(container.id, volumes))
-        self._runs.removed(removed.id, removed.state)
+        self.runs.removed(removed.id, removed.state)
         self.execs.forget(removed.id)
 
     def _auto_remove(self, container_id: str) -> Deferred[None]:
@@ -469,7 +466,7 @@ class ContainerService:
 
         updated = await self._writer(record)
         if request.resources:
-            await self._runs.apply_limits(updated)
+            await self.runs.apply_limits(updated)
         self._emit(updated, "update")
         return {"Warnings": None}
 
@@ -483,63 +480,17 @@ class ContainerService:
         deleted = []
         for container in self._store.all():
             if chosen(container) and not container.running \
-                    and not self._runs.is_active(container.id):
+                    and not self.runs.is_active(container.id):
                 try:
                     self._remove(container.id)
                 except NotFound:
                     continue
-                self._call(self._runs.removed, container.id, container.state)
+                self._call(self.runs.removed, container.id, container.state)
                 self._call(self.execs.forget, container.id)
                 deleted.append(container.id)
         self._call(self._events.emit, "container", "prune", "", reclaimed="0")
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
 
-    # -- running (see dockertw.daemon.containers.running.lifecycle) ----------------------------
-
-    def start(self, name: str) -> Deferred[bool]:
-        """``POST /containers/{name}/start``: ``False`` when it already runs (304)."""
-        return self._runs.start(name)
-
-    def attach(self, name: str, stdin: bool, stdout: bool, stderr: bool,
-               detach_keys: bytes = DEFAULT_DETACH_KEYS
-               ) -> Deferred[tuple[Attachment, bool]]:
-        """``POST /containers/{name}/attach``: the attachment and whether it has a TTY."""
-        return self._runs.attach(name, stdin, stdout, stderr, detach_keys)
-
-    def resize(self, name: str, height: int, width: int) -> Deferred[None]:
-        """``POST /containers/{name}/resize?h=&w=``: the size of the container's TTY."""
-        return self._runs.resize(name, height, width)
-
-    def wait(self, name: str, condition: str,
-             ready: Callable[[], None]) -> Deferred[dict[str, Any]]:
-        """``POST /containers/{name}/wait``; ``ready`` fires once the container is found."""
-        return self._runs.wait(name, condition, ready)
-
-    def kill(self, name: str, raw_signal: str = "") -> Deferred[None]:
-        """``POST /containers/{name}/kill?signal=`` (default ``KILL``)."""
-        return self._runs.kill(name, raw_signal)
-
-    def stop(self, name: str, timeout: int | None = None) -> Deferred[None]:
-        """``POST /containers/{name}/stop?t=``: StopSignal, then SIGKILL after ``t`` s."""
-        return self._runs.stop(name, timeout)
-
-    def restart(self, name: str, timeout: int | None = None) -> Deferred[None]:
-        """``POST /containers/{name}/restart?t=``: stop when running, then start."""
-        return self._runs.restart(name, timeout)
-
-    def logs(self, name: str, options: LogOptions,
-             send: Callable[[LogEntry], None]) -> Deferred[bool]:
-        """``GET /containers/{name}/logs``; answers whether the container has a TTY."""
-        return self._runs.logs(name, options, send)
-
-    def pause(self, name: str) -> Deferred[None]:
-        """``POST /containers/{name}/pause``: freeze every process of the container."""
-        return self._runs.pause(name)
-
-    def unpause(self, name: str) -> Deferred[None]:
-        """``POST /containers/{name}/unpause``."""
-        return self._runs.unpause(name)
-
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""
-        return self._runs.shutdown()
+        return self.runs.shutdown()
