@@ -14,7 +14,7 @@ from twisted.web.resource import IResource
 
 from dockertw.api.bodypipe import BodyLost, BodyPipe
 
-__all__ = ["ApiRequest", "ApiSite"]
+__all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
 
 _STREAMED_READ_SIZE = 1 << 20
 
@@ -37,6 +37,7 @@ class ApiRequest(server.Request):
         self._streaming = False
         self._finish_waiting = False
         self._read_size: int | None = None
+        self.request_line = b""  # set by ApiChannel as the line arrives
 
     def gotLength(self, length: int | None) -> None:
         head = self._streamed_head(length)
@@ -50,17 +51,14 @@ class ApiRequest(server.Request):
         channel.site.reactor.callLater(0, self._dispatch, *head)
 
     def _streamed_head(self, length: int | None) -> tuple[bytes, bytes, bytes] | None:
-        """Method, URI and version of a request whose route streams its body (read
-        from the channel: Twisted keeps them there until the body is in)."""
-        channel: Any = self.channel
-        method, uri, version = (getattr(channel, name, None)
-                                for name in ("_command", "_path", "_version"))
-        site = getattr(channel, "site", None)
-        if (length == 0 or method is None or uri is None or version is None
-                or not isinstance(site, ApiSite)
-                or not site.streams_body(method, uri.split(b"?", 1)[0])):
+        """Method, URI and version of a request whose route streams its body (from
+        the request line :class:`ApiChannel` kept)."""
+        head = _split_request_line(self.request_line)
+        site = getattr(self.channel, "site", None)
+        if (length == 0 or head is None or not isinstance(site, ApiSite)
+                or not site.streams_body(head[0], head[1].split(b"?", 1)[0])):
             return None
-        return method, uri, version
+        return head
 
     def _body_pipe(self, transport: Any, reactor: Any) -> BodyPipe:
         """A pipe that pauses ``transport`` while the reader is behind; the transport
@@ -124,9 +122,33 @@ class ApiRequest(server.Request):
         super().finish()
 
 
+def _split_request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``GET /path HTTP/1.1`` as its three parts (``None`` for anything else: Twisted
+    has answered 400 to it already)."""
+    parts = line.split(b" ")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+class ApiChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel that hands each request its request line at once.
+
+    Twisted keeps the line to itself until the body is in; a request whose route
+    streams its body needs it when the headers are.  Only public names are used: the
+    line that makes the channel append a request to ``requests`` is that request's
+    first line.
+    """
+
+    def lineReceived(self, line: bytes) -> None:
+        count = len(self.requests)
+        super().lineReceived(line)
+        if len(self.requests) > count:
+            self.requests[-1].request_line = line
+
+
 class ApiSite(server.Site):
     """A site named after its listener; logs listener, method, path, status, duration."""
 
+    protocol = ApiChannel  # type: ignore[assignment]
     requestFactory = ApiRequest
     noisy = False
     _log = Logger()
