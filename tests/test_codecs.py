@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dockertw.api import httputils, versions
+from dockertw import versions
+from dockertw.api import httputils
 from dockertw.api.httpstatus import status_for
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, NotModified, System
