@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dockertw.api.bodypipe import BodyLost, BodyPipe
+from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 
 
 class _Network:

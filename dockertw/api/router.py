@@ -55,7 +55,7 @@ class Route:
     hides the route from older API versions; ``experimental`` routes answer 501 unless
     the daemon runs with ``--experimental``.  A ``streams_body`` handler is called
     once the headers are in and reads ``request.content`` (a
-    :class:`~dockertw.api.bodypipe.BodyPipe`, from a worker thread) while the body
+    :class:`~dockertw.daemon.bodypipe.BodyPipe`, from a worker thread) while the body
     still arrives; it must read it sequentially.
     """
 

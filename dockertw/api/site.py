@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
-from dockertw.api.bodypipe import BodyLost, BodyPipe
+from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 
 __all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
 

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLTrustRoot
+from zope.interface import implementer
 
 __all__ = ["TLSSettings"]
 
@@ -18,12 +20,16 @@ class TLSSettings:
 
     Trust is exclusive: with ``ca`` set, only that CA is trusted, as with the docker CLI
     and ``WithTLSClientConfig`` (the Go library's ``FromEnv`` also trusts system roots).
+    ``system_roots`` adds the system CAs to ``ca`` and ``extra_cas`` (as the daemon
+    trusts a registry's ``certs.d`` CAs).
     """
 
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
     verify: bool = True
+    extra_cas: tuple[Path, ...] = ()
+    system_roots: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TLSSettings | None:
@@ -55,8 +61,29 @@ class TLSSettings:
             return ssl.CertificateOptions(
                 privateKey=client.privateKey.original, certificate=client.original,
                 verify=False)
-        trust = (ssl.Certificate.loadPEM(self.ca.read_bytes()) if self.ca is not None
-                 else ssl.platformTrust())
+        trust = self._trust_root()
         return ssl.optionsForClientTLS(hostname.strip("[]").split("%", 1)[0],
                                        trustRoot=trust, clientCertificate=client)
 
+
+    def _trust_root(self) -> IOpenSSLTrustRoot:
+        if self.ca is None:
+            return ssl.platformTrust()
+        if not self.system_roots:
+            return ssl.Certificate.loadPEM(self.ca.read_bytes())
+        return _SystemRootsAnd((self.ca, *self.extra_cas))
+
+
+@implementer(IOpenSSLTrustRoot)
+class _SystemRootsAnd:
+    """The platform's CAs plus the certificates in ``files``."""
+
+    def __init__(self, files: tuple[Path, ...]) -> None:
+        self._files = files
+
+    def _addCACertsToContext(self, context: SSL.Context) -> None:  # noqa: N802 - Twisted's
+        context.set_default_verify_paths()
+        store = context.get_cert_store()
+        assert store is not None
+        for path in self._files:
+            store.add_cert(crypto.load_certificate(crypto.FILETYPE_PEM, path.read_bytes()))

@@ -50,10 +50,11 @@ from dockertw.daemon.images.reference import (
     validate_digest,
 )
 from dockertw.daemon.images.tarsplit import replay, stream_size
+from dockertw.daemon.tarreader import ChunkSource
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
-__all__ = ["ImageStore", "Image", "Layer", "ImageUser", "ImageEventSink", "decode_config"]
+__all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEventSink", "decode_config"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
 _TAR_SPLIT = "tar-split.gz"
@@ -69,6 +70,19 @@ class Layer:
     parent: str | None
     size: int
     path: Path  # the ``diff`` directory
+
+
+@attrs.frozen
+class StagedLayer:
+    """A layer unpacked into staging, not yet in the store (see ``stage_layer``)."""
+
+    path: Path
+    diff_id: str
+    size: int
+
+    def discard(self) -> None:
+        """Remove what is left of the staging directory (nothing once committed)."""
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 @attrs.frozen
@@ -431,6 +445,16 @@ class ImageStore:
         (and given the tar-split record it lacked, if it was stored without one)."""
         if parent:
             self.layer(parent)
+        staged = self.stage_layer(stream)
+        try:
+            return self.commit_layer(staged, parent)
+        finally:
+            staged.discard()
+
+    def stage_layer(self, stream: ChunkSource | IO[bytes]) -> StagedLayer:
+        """Unpack a layer tar into staging, on no parent yet (layers unpack on their
+        own); :meth:`commit_layer` puts it in place, :meth:`StagedLayer.discard` drops
+        it.  A crash leaves only staging, which the next open empties."""
         staging = Path(tempfile.mkdtemp(prefix="layer-", dir=self._staging_dir))
         try:
             (staging / "diff").mkdir(mode=0o755)
@@ -438,21 +462,28 @@ class ImageStore:
                 result = extract_layer(stream, staging / "diff", record=record,
                                        overlay_whiteouts=self.overlay_whiteouts)
                 os.fchmod(record.fileno(), 0o600)
-            chain = chain_id(parent, result.diff_id)
-            with self._lock:
-                existing = self._layers.get(chain)
-                if existing is not None:
-                    self._adopt_record(staging, existing)
-                    return existing
-                if parent:
-                    self.layer(parent)  # still there after the unlocked unpacking?
-                layer = Layer(chain, result.diff_id, parent, result.size,
-                              self._layer_dir / image_id_hex(chain) / "diff")
-                self._commit_layer(staging, layer)
-                self._layers[chain] = layer
-                return layer
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return StagedLayer(staging, result.diff_id, result.size)
+
+    def commit_layer(self, staged: StagedLayer, parent: str | None) -> Layer:
+        """Put ``staged`` in place on top of ``parent`` (which must exist); a layer
+        already stored under the same chain ID is answered instead."""
+        chain = chain_id(parent, staged.diff_id)
+        with self._lock:
+            existing = self._layers.get(chain)
+            if existing is not None:
+                if staged.path.exists():
+                    self._adopt_record(staged.path, existing)
+                return existing
+            if parent:
+                self.layer(parent)  # still there after the unlocked unpacking?
+            layer = Layer(chain, staged.diff_id, parent, staged.size,
+                          self._layer_dir / image_id_hex(chain) / "diff")
+            self._commit_layer(staged.path, layer)
+            self._layers[chain] = layer
+            return layer
 
     def _adopt_record(self, staging: Path, layer: Layer) -> None:
         target = layer.path.parent / _TAR_SPLIT

@@ -1,4 +1,5 @@
-"""A request body handed to a worker thread while it still arrives.
+"""A body (of a request, or of a registry's response) handed to a worker thread while it
+still arrives.
 
 The reactor writes the chunks it decodes; a worker thread reads them as a file.  When
 more than ``high_water`` bytes wait, the network is paused (``pause``); the reader asks
