@@ -19,6 +19,7 @@ from dockertw.api import ApiConfig, build_resource
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
 from dockertw.daemon.containers.records.config import check_cgroup_parent
+from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
@@ -64,11 +65,27 @@ class Options(usage.Options):
                                   "by [default: ~/.docker/ca.pem]"],
         ["tlscert", None, None, "Server certificate [default: ~/.docker/cert.pem]"],
         ["tlskey", None, None, "Server private key [default: ~/.docker/key.pem]"],
+        ["max-concurrent-downloads", None, "3", "Layers a pull downloads at once.", int],
+        ["max-concurrent-uploads", None, "5", "Layers a push uploads at once.", int],
+        ["certs-dir", None, "/etc/docker/certs.d", "Registry CAs and client certificates, "
+                                                   "in HOST:PORT/ sub-directories."],
+        ["hub-registry", None, "", "URL used in place of Docker Hub's registry "
+                                   "(https://registry-1.docker.io), after any mirror."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["addresses"] = []
+        self["registry-mirrors"] = []
+        self["insecure-registries"] = []
+
+    def opt_registry_mirror(self, url: str) -> None:
+        """A mirror of Docker Hub to pull from first (repeatable), e.g. http://10.0.0.2:5000"""
+        self["registry-mirrors"].append(url)
+
+    def opt_insecure_registry(self, entry: str) -> None:
+        """A registry (HOST:PORT) or CIDR reached without TLS verification (repeatable)"""
+        self["insecure-registries"].append(entry)
 
     def opt_listen(self, description: str) -> None:
         """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660"""
@@ -92,11 +109,23 @@ class Options(usage.Options):
             raise usage.UsageError(str(error)) from None
         if self["tls"]:
             self._check_tls_files()
+        self._check_registry_options()
         addresses = self["addresses"] or [f"unix://{DEFAULT_SOCKET}"]
         try:
             self["listeners"] = [spec for address in addresses
                                  for spec in parse_listener(address, self["tls"])]
         except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
+    def _check_registry_options(self) -> None:
+        for option in ("max-concurrent-downloads", "max-concurrent-uploads"):
+            if self[option] < 1:
+                raise usage.UsageError(f"--{option} must be at least 1")
+        try:
+            self["registry"] = RegistryConfig.build(
+                self["registry-mirrors"], self["insecure-registries"],
+                Path(self["certs-dir"]), self["hub-registry"])
+        except InvalidParameter as error:
             raise usage.UsageError(str(error)) from None
 
     def _check_api_version(self) -> None:
@@ -193,6 +222,9 @@ def makeService(options: Options) -> IService:
         cgroup_parent=options["cgroup-parent"],
         experimental=bool(options["experimental"]),
         max_api_version=MAX_API_VERSION, min_api_version=options["min-api-version"],
+        registry=options["registry"],
+        max_concurrent_downloads=options["max-concurrent-downloads"],
+        max_concurrent_uploads=options["max-concurrent-uploads"],
     ), reactor)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import attrs
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLTrustRoot
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 __all__ = ["TLSSettings"]
@@ -70,7 +72,7 @@ class TLSSettings:
         if self.ca is None:
             return ssl.platformTrust()
         if not self.system_roots:
-            return ssl.Certificate.loadPEM(self.ca.read_bytes())
+            return cast(IOpenSSLTrustRoot, ssl.Certificate.loadPEM(self.ca.read_bytes()))
         return _SystemRootsAnd((self.ca, *self.extra_cas))
 
 

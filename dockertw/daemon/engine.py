@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.service import ContainerService
+from dockertw.daemon.distribution.config import RegistryConfig
+from dockertw.daemon.distribution.service import DistributionService
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
@@ -27,6 +29,9 @@ class EngineConfig:
     experimental: bool = False
     max_api_version: str = "1.41"
     min_api_version: str = "1.24"
+    registry: RegistryConfig = RegistryConfig()
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
 
 
 @attrs.define
@@ -39,6 +44,7 @@ class Engine:
     images: ImageService
     containers: ContainerService
     volumes: VolumeService
+    distribution: DistributionService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -61,10 +67,16 @@ class Engine:
                                            machine_memory=host.mem_total,
                                            volumes=volumes)
         containers.snapshots.commit_image = images.commit
+        images.store.delete_unused_layers()  # what an interrupted pull or load left
+        distribution = DistributionService.open(
+            images, config.registry, reactor, architecture=go_arch(host.machine),
+            max_downloads=config.max_concurrent_downloads,
+            max_uploads=config.max_concurrent_uploads)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
-                         experimental=config.experimental),
+                         experimental=config.experimental,
+                         registry=config.registry.view()),
             host=host,
             runtime=runtime,
             events=events,
@@ -74,7 +86,7 @@ class Engine:
             volumes=volumes,
         )
         return cls(config=config, events=events, system=system, images=images,
-                   containers=containers, volumes=volumes)
+                   containers=containers, volumes=volumes, distribution=distribution)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.

@@ -59,6 +59,7 @@ class SystemConfig:
     max_api_version: str
     min_api_version: str
     experimental: bool = False
+    registry: dict[str, Any] | None = None
 
 
 def load_engine_id(root: Path) -> str:
@@ -183,10 +184,10 @@ class SystemService:
             "OSVersion": host.os_version, "OSType": "linux",
             "Architecture": host.machine, "NCPU": host.cpus, "MemTotal": host.mem_total,
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [],
-                               "AllowNondistributableArtifactsHostnames": [],
-                               "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "IndexConfigs": {}, "Mirrors": []},
+            "RegistryConfig": self._config.registry or {
+                "AllowNondistributableArtifactsCIDRs": [],
+                "AllowNondistributableArtifactsHostnames": [],
+                "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []},
             "GenericResources": None,
             "HttpProxy": os.environ.get("HTTP_PROXY", os.environ.get("http_proxy", "")),
             "HttpsProxy": os.environ.get("HTTPS_PROXY", os.environ.get("https_proxy", "")),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["format_status", "format_error", "encode_message", "progress_bar", "human_size"]
+__all__ = ["format_status", "format_error", "format_progress", "format_layer", "format_aux",
+           "encode_message", "progress_bar", "human_size"]
 
 _FIELD_ORDER = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
                 "timeNano", "errorDetail", "error", "aux")
@@ -62,3 +63,21 @@ def progress_bar(current: int, total: int) -> str:
     if current > total:
         return bar + f"{human_size(current):>8}"
     return bar + f"{human_size(current):>8}/{human_size(total)}"
+
+
+def format_progress(action: str, id: str, current: int, total: int) -> bytes:  # noqa: A002
+    """``streamformatter``'s progress line: ``progressDetail`` and the bar (``total``
+    0 when unknown)."""
+    detail = {"current": current, "total": total} if total > 0 else {"current": current}
+    return encode_message(status=action, progressDetail=detail,
+                          progress=progress_bar(current, total), id=id)
+
+
+def format_layer(status: str, id: str) -> bytes:  # noqa: A002 - Docker's field name
+    """A per-layer status line (``Pulling fs layer``, ``Pushed``): empty progressDetail."""
+    return encode_message(status=status, progressDetail={}, id=id)
+
+
+def format_aux(value: Any) -> bytes:
+    """An ``aux`` message (push's ``{"Tag", "Digest", "Size"}``)."""
+    return encode_message(progressDetail={}, aux=value)

@@ -6,6 +6,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from dockertw.api.router import Router
 from dockertw.api.routers.containers import ContainerRouter
+from dockertw.api.routers.distribution import DistributionRouter
 from dockertw.api.routers.exec import ExecRouter
 from dockertw.api.routers.images import ImageRouter
 from dockertw.api.routers.system import SystemRouter
@@ -24,7 +25,8 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
         ContainerRouter(containers, containers.runs, containers.copies, containers.snapshots,
                         containers.monitor),
         ExecRouter(containers.execs),
-        ImageRouter(engine.images),
+        ImageRouter(engine.images, engine.distribution),
+        DistributionRouter(engine.distribution),
         VolumeRouter(engine.volumes),
         UnsupportedRouter(),
     ]

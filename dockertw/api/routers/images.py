@@ -1,11 +1,11 @@
-"""Image routes: list, create (import; pull answers 501), inspect, history, tag, delete,
-prune, load and save."""
+"""Image routes: list, create (import, and pull on the distribution backend), inspect,
+history, tag, delete, prune, load and save."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -13,16 +13,25 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from dockertw import errdefs, versions
+from dockertw.api.progress import JsonProgress
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
+from dockertw.api.routers.distribution import registry_auth
 from dockertw.api.tarstream import start_tar, stream_ended
+from dockertw.daemon.distribution.auth import AuthConfig
+from dockertw.daemon.distribution.progress import ProgressOutput
 from dockertw.daemon.images.loading import LoadOutput
 from dockertw.daemon.images.service import ImportOptions
 from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
-from dockertw.streams.jsonmessage import encode_message, format_error, format_status, progress_bar
+from dockertw.streams.jsonmessage import (
+    encode_message,
+    format_error,
+    format_progress,
+    format_status,
+)
 
 __all__ = ["ImageRouter", "ImageBackend"]
 
@@ -33,7 +42,6 @@ class ImageBackend(Protocol):
     def inspect(self, name: str) -> Deferred[dict[str, Any]]: ...
     def history(self, name: str) -> Deferred[list[dict[str, Any]]]: ...
     def import_image(self, body: IO[bytes], options: ImportOptions) -> Deferred[str]: ...
-    def pull(self, image: str, tag: str = "") -> NoReturn: ...
     def tag(self, source: str, repository: str, tag: str = "") -> Deferred[str]: ...
     def delete(self, name: str, force: bool = False, prune: bool = True
                ) -> Deferred[list[dict[str, str]]]: ...
@@ -71,9 +79,7 @@ class _LoadMessages:
         self._request.write(encode_message(stream=line))
 
     def progress(self, layer: str, current: int, total: int) -> None:
-        self._request.write(encode_message(
-            status="Loading layer", progressDetail={"current": current, "total": total},
-            progress=progress_bar(current, total), id=layer))
+        self._request.write(format_progress("Loading layer", layer, current, total))
 
 
 def _load_failed(failure: Failure, request: IRequest) -> None:
@@ -85,9 +91,15 @@ def _load_failed(failure: Failure, request: IRequest) -> None:
     request.write(format_error(str(failure.value) or type(failure.value).__name__))
 
 
+class PullBackend(Protocol):
+    def pull(self, image: str, tag: str, auth: AuthConfig, output: ProgressOutput,
+             platform: str = "") -> Deferred[None]: ...
+
+
 class ImageRouter:
-    def __init__(self, images: ImageBackend) -> None:
+    def __init__(self, images: ImageBackend, pulls: PullBackend) -> None:
         self._images = images
+        self._pulls = pulls
 
     def routes(self) -> Sequence[Route]:
         return [
@@ -116,18 +128,24 @@ class ImageRouter:
     def history(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
         return self._images.history(call.params["name"])
 
-    def create(self, call: ApiCall) -> Deferred[Text]:
-        """Pull (``fromImage``) or import (``fromSrc``); the import answers a JSON
-        message stream ending with the image ID."""
-        if call.query("fromImage"):
-            self._images.pull(call.query("fromImage"), call.query("tag"))
+    def create(self, call: ApiCall) -> Deferred[Text] | Deferred[None]:
+        """Pull (``fromImage``) or import (``fromSrc``); both answer a JSON message
+        stream (the import's ends with the image ID)."""
         platform = call.query("platform") if not versions.is_less(call.version, "1.32") else ""
+        if call.query("fromImage"):
+            return self._pull(call, platform)
         options = ImportOptions(
             source=call.query("fromSrc"), repository=call.query("repo"),
             tag=call.query("tag"), message=call.query("message"),
             changes=tuple(call.query_all("changes")), platform=platform)
         body = call.request.content if call.request.content is not None else io.BytesIO()
         return self._images.import_image(body, options).addCallback(_status_stream)
+
+    def _pull(self, call: ApiCall, platform: str) -> Deferred[None]:
+        output = JsonProgress(call.request)
+        pulled = self._pulls.pull(call.query("fromImage"), call.query("tag"),
+                                  registry_auth(call), output, platform)
+        return pulled.addBoth(output.ended)
 
     def tag(self, call: ApiCall) -> Deferred[Empty]:
         tagged = self._images.tag(call.params["name"], call.query("repo"), call.query("tag"))

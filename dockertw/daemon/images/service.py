@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -94,14 +94,6 @@ def _check_platform(platform: str) -> None:
         raise InvalidParameter("operating system is not supported")
 
 
-def _pull_reference(image: str, tag: str) -> str:
-    reference = parse_normalized(image)
-    if tag:
-        reference = (reference.trimmed().with_digest(tag) if ":" in tag
-                     else reference.trimmed().with_tag(tag))
-    return reference.with_default_tag().familiar()
-
-
 def _event_attributes(image: Image, name: str) -> dict[str, str]:
     return {**image.labels, "name": name}
 
@@ -157,6 +149,15 @@ class ImageService:
     def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
         """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change."""
         return self._usage.layers_size, [dict(item) for item in self._usage.images]
+
+    def run_write(self, work: Callable[[ImageStore], _T]) -> Deferred[_T]:
+        """Run ``work(store)`` in the writer, as the image operations run (for other
+        engine services that change the store: pulls)."""
+        return self._write(lambda: work(self._store))
+
+    def publish(self, action: str, actor_id: str, attributes: Mapping[str, str]) -> None:
+        """Send an image event (``pull``, ``push``) from any thread."""
+        self._relay(action, actor_id, attributes)
 
     def _write(self, work: Callable[[], _T]) -> Deferred[_T]:
         """Run ``work`` in the writer, then refresh the figures (before it answers)."""
@@ -283,12 +284,6 @@ class ImageService:
         if reference is not None:
             self._store.add_reference(reference, image_id)
         return image_id
-
-    def pull(self, image: str, tag: str = "") -> NoReturn:
-        """``docker pull``: no registry client yet, so a clear 501 after checking the name."""
-        name = _pull_reference(image, tag)
-        raise errdefs.NotImplemented(f"pulling images is not supported by dockertw yet "
-                             f"(no registry client): cannot pull {name}")
 
     # -- writes ----------------------------------------------------------------------
 

@@ -50,11 +50,12 @@ from dockertw.daemon.images.reference import (
     validate_digest,
 )
 from dockertw.daemon.images.tarsplit import replay, stream_size
-from dockertw.daemon.tarreader import ChunkSource
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
+from dockertw.daemon.tarreader import ChunkSource
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
-__all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEventSink", "decode_config"]
+__all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEventSink",
+           "decode_config"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
 _TAR_SPLIT = "tar-split.gz"

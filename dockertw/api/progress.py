@@ -1,0 +1,63 @@
+"""Pull and push progress, framed as Docker's JSON message stream on a response.
+
+The response starts with the first message: an error raised before it is still an
+HTTP error; one raised after it ends the stream in-band (``errorDetail``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from dockertw.streams.jsonmessage import (
+    format_aux,
+    format_error,
+    format_layer,
+    format_progress,
+    format_status,
+)
+
+__all__ = ["JsonProgress"]
+
+
+class JsonProgress:
+    """A :class:`~dockertw.daemon.distribution.progress.ProgressOutput` on a response."""
+
+    def __init__(self, request: IRequest) -> None:
+        self._request = request
+        self.started = False
+
+    def _write(self, data: bytes) -> None:
+        if not self.started:
+            self.started = True
+            self._request.setHeader(b"content-type", b"application/json")
+        self._request.write(data)
+
+    def status(self, text: str, id: str = "") -> None:  # noqa: A002 - Docker's field
+        self._write(format_status(text, id))
+
+    def layer(self, id: str, status: str) -> None:  # noqa: A002
+        self._write(format_layer(status, id))
+
+    def progress(self, id: str, action: str, current: int, total: int) -> None:  # noqa: A002
+        self._write(format_progress(action, id, current, total))
+
+    def aux(self, value: dict[str, Any]) -> None:
+        self._write(format_aux(value))
+
+    def ended(self, outcome: Any) -> None | Failure:
+        """The operation's outcome: an error after the stream started goes in-band."""
+        if isinstance(outcome, Failure) and self.started and outcome.check(Exception) \
+                and not outcome.check(CancelledError):
+            message = str(outcome.value) or type(outcome.value).__name__
+            self._request.write(format_error(message))
+            return None
+        if isinstance(outcome, Failure):
+            return outcome
+        if not self.started:
+            self._request.setHeader(b"content-type", b"application/json")
+        return None
+
