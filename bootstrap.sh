@@ -14,7 +14,7 @@ set -eu
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
 DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps"
-TEST_PACKAGES="tinyproxy microsocks"
+TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils"
 
 need_packages() {
     for package in $DEBIAN_PACKAGES; do
@@ -50,8 +50,10 @@ without_service_starts() {
 }
 
 install_test_packages() {
-    # The tests drive the real docker CLI (Debian 12 ships it only inside docker.io)
-    # and real proxies on loopback.
+    # The tests drive the real docker CLI (Debian 12 ships it only inside docker.io),
+    # real proxies and real registries (docker-registry, whose service is kept from
+    # starting; skopeo pushes OCI indexes; htpasswd makes bcrypt password files) on
+    # loopback.
     missing=""
     command -v docker >/dev/null 2>&1 || missing="docker.io"
     for package in $TEST_PACKAGES; do

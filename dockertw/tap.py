@@ -65,8 +65,8 @@ class Options(usage.Options):
                                   "by [default: ~/.docker/ca.pem]"],
         ["tlscert", None, None, "Server certificate [default: ~/.docker/cert.pem]"],
         ["tlskey", None, None, "Server private key [default: ~/.docker/key.pem]"],
-        ["max-concurrent-downloads", None, "3", "Layers a pull downloads at once.", int],
-        ["max-concurrent-uploads", None, "5", "Layers a push uploads at once.", int],
+        ["max-concurrent-downloads", None, 3, "Layers a pull downloads at once.", int],
+        ["max-concurrent-uploads", None, 5, "Layers a push uploads at once.", int],
         ["certs-dir", None, "/etc/docker/certs.d", "Registry CAs and client certificates, "
                                                    "in HOST:PORT/ sub-directories."],
         ["hub-registry", None, "", "URL used in place of Docker Hub's registry "

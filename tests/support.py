@@ -210,7 +210,7 @@ def docker(*args: str, env_extra: dict[str, str] | None = None,
     config = tempfile.mkdtemp(prefix="dockertw-cli-")
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("DOCKER_")}
-    env.update(DOCKER_CONFIG=config, **(env_extra or {}))
+    env.update({"DOCKER_CONFIG": config, **(env_extra or {})})
     try:
         return subprocess.run([binary, *args], capture_output=True, text=True, env=env,
                               timeout=timeout, check=False)

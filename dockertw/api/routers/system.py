@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -66,7 +66,6 @@ class SystemRouter:
             Route("GET", "/info", self.info),
             Route("GET", "/version", self.version),
             Route("GET", "/system/df", self.disk_usage),
-            Route("POST", "/auth", self.auth),
         ]
 
     def options(self, call: ApiCall) -> Empty:
@@ -96,9 +95,6 @@ class SystemRouter:
             return usage
 
         return self._system.disk_usage().addCallback(with_builder_size)
-
-    def auth(self, call: ApiCall) -> NoReturn:
-        raise NotImplementedError("dockertw cannot log in to registries yet")
 
     def events(self, call: ApiCall) -> Deferred[None] | None:
         """Replay kept events, then stream live ones until ``until`` or a disconnect."""

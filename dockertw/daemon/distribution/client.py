@@ -18,7 +18,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
+from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverReceived
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
@@ -116,6 +117,12 @@ def _header(response: IResponse, name: str) -> str:
     return found[0] if found else ""
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    """No "Starting factory" log line for every registry connection."""
+
+    noisy = False
+
+
 class RegistryClient:
     """The daemon's one registry client: pooled connections and cached tokens."""
 
@@ -125,6 +132,7 @@ class RegistryClient:
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 8
         pool.cachedConnectionTimeout = 60
+        pool._factory = _QuietFactory
         self._pool = pool
         agent = Agent(reactor, contextFactory=_RegistryTLS(config), pool=pool,
                       connectTimeout=_CONNECT_TIMEOUT)
@@ -140,11 +148,19 @@ class RegistryClient:
     async def request(self, method: str, url: str, headers: Mapping[str, str | Sequence[str]],
                       data: bytes | IBodyProducer | None = None,
                       redirects: bool = True) -> IResponse:
-        all_headers = {"User-Agent": _USER_AGENT, **headers}
-        result: IResponse = await self.http.request(
-            method, url, headers=_headers(all_headers), data=data, unbuffered=True,
-            allow_redirects=redirects)
-        return result
+        all_headers = _headers({"User-Agent": _USER_AGENT, **headers})
+        for attempt in (1, 2):
+            try:
+                result: IResponse = await self.http.request(
+                    method, url, headers=all_headers, data=data, unbuffered=True,
+                    allow_redirects=redirects)
+                return result
+            except (ResponseNeverReceived, RequestTransmissionFailed):
+                # A kept-alive connection the server had closed: send it again
+                # when the body can be sent again.
+                if attempt == 2 or IBodyProducer.providedBy(data):
+                    raise
+        raise AssertionError("unreachable")
 
 
 async def read_body(response: IResponse, limit: int = 64 << 20) -> bytes:

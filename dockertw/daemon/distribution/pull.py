@@ -135,7 +135,7 @@ class Puller:
         """Pull ``reference`` (tag or digest); answers (manifest digest, whether the
         tag changed or layers came down)."""
         target = await self.target(reference)
-        self._output.status(f"Pulling from {reference.repository}", id=shown)
+        self._output.status(f"Pulling from {remote_name(reference)}", id=shown)
         diff_ids = _diff_ids(target.config)
         layers = target.manifest.layers
         if len(diff_ids) != len(layers):

@@ -73,7 +73,12 @@ def _unreachable(error: BaseException, endpoint: Endpoint) -> DockerError:
     """A failure to reach ``endpoint`` (no registry answer), as Docker words it."""
     if isinstance(error, DockerError):
         return error
-    return System(f'Get "{endpoint.url}/v2/": {error}')
+    text = str(error)
+    if "certificate verify failed" in text:
+        text = "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+    elif "ConnectionRefusedError" in text or "Connection was refused" in text:
+        text = f"dial tcp {endpoint.host}: connect: connection refused"
+    return System(f'Get "{endpoint.url}/v2/": {text}')
 
 
 class DistributionService:
@@ -197,6 +202,7 @@ class DistributionService:
         async def attempt(endpoint: Endpoint) -> None:
             session = self.client.session(endpoint, remote_name(reference), auth,
                                           ("pull", "push"))
+            await session.ping()  # an endpoint that cannot answer shows no progress
             pusher = Pusher(session, self._store, self._compressor,
                             self._reactor.callFromThread, self._uploads, self._metadata,
                             output, lambda work: self._write(lambda _: work()))
