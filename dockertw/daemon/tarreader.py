@@ -77,6 +77,15 @@ class _Replayed:
     def read(self, size: int = -1) -> bytes:
         return b"".join(self.read_chunks(size if size >= 0 else 1 << 20))
 
+    def readinto(self, buffer: Any) -> int:
+        """``read`` into ``buffer`` (what ISA-L's gzip reader asks of its source)."""
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        for chunk in self.read_chunks(len(target)):
+            target[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return filled
+
     def readable(self) -> bool:
         return True
 

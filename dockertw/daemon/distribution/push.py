@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from isal import isal_zlib
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -29,7 +30,9 @@ from dockertw.daemon.workers import Runner
 
 __all__ = ["Pusher", "PushResult"]
 
-_GZIP_LEVEL = 1
+#: ISA-L's deflate at its default level: about 8 times zlib's speed (level 6, which
+#: Docker uses), for blobs about a tenth larger.
+_GZIP_LEVEL = 2
 _BATCH = 1 << 20
 
 
@@ -88,7 +91,7 @@ class _Compressed:
 
     def __call__(self, pump: Pump) -> None:
         _, chunks = self._store.layer_tar(self._chain)
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
+        compressor = isal_zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
         pending: list[bytes] = []
         waiting = 0
         for chunk in chunks:

@@ -23,7 +23,6 @@ import bz2
 import contextlib
 import decimal
 import errno
-import gzip
 import hashlib
 import lzma
 import os
@@ -34,9 +33,11 @@ import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import attrs
+from isal import igzip  # ISA-L: gzip read twice as fast as with zlib
+from isal.igzip_lib import IsalError
 
 from dockertw.daemon.images.tarsplit import Recorder
 from dockertw.daemon.tarreader import Chunk, ChunkSource, FileChunks, TarReader, peek
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_ISAL_ERROR = cast(type[Exception], IsalError)  # its stubs call it an instance
 _WHITEOUT_PREFIX = ".wh."
 _WHITEOUT_META_PREFIX = ".wh..wh."
 _OPAQUE_MARKER = ".wh..wh..opq"
@@ -65,7 +67,7 @@ _USER_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.ELOOP, errno.EISDIR
                           errno.ENOENT, errno.ENAMETOOLONG})
 _IGNORED_XATTR_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP})
 _COMPRESSED: tuple[tuple[bytes, str, Any], ...] = (
-    (b"\x1f\x8b", "gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"\x1f\x8b", "gzip", lambda raw: igzip.IGzipFile(fileobj=raw, mode="rb")),
     (b"BZh", "bzip2", bz2.BZ2File), (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile))
 
 
@@ -105,7 +107,7 @@ class _Decompressed(FileChunks):
     def read_chunks(self, limit: int) -> list[Chunk]:
         try:
             return super().read_chunks(limit)
-        except (EOFError, OSError, zlib.error, lzma.LZMAError) as error:
+        except (EOFError, OSError, zlib.error, _ISAL_ERROR, lzma.LZMAError) as error:
             raise InvalidParameter(f"invalid {self._kind} layer data: {error}") from None
 
 
