@@ -19,6 +19,7 @@ from pathlib import Path
 from dockertw.runtime.mounts import mounts_under
 
 REPO = Path(__file__).resolve().parent.parent
+NO_HUB = "http://127.0.0.1:9"
 
 
 def twistd_command() -> list[str]:
@@ -134,7 +135,10 @@ class Daemon:
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
         self.cgroup_parent = f"dockertw-test-{uuid.uuid4().hex[:12]}"
-        args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent]
+        # Docker Hub is never reached from a test: a closed loopback port stands for it
+        # (a test that needs an upstream gives another --hub-registry, which wins).
+        args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent,
+                "--hub-registry", NO_HUB]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)

@@ -108,13 +108,6 @@ def test_a_bad_layer_leaves_no_layer_behind(service: ImageService, tmp_path: Pat
     assert service.image_count() == 0
 
 
-def test_pull_is_a_clear_501(service: ImageService):
-    with pytest.raises(NotImplemented, match="cannot pull busybox:latest"):
-        service.pull("docker.io/library/busybox")
-    with pytest.raises(InvalidParameter):
-        service.pull("BAD")
-
-
 def test_list_shows_placeholders_for_untagged_images_newest_first(service: ImageService):
     tagged = _import(service, {"a": b"1"}, repository="img", tag="1")
     untagged = _import(service, {"b": b"2"})
