@@ -270,11 +270,15 @@ _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/1\.1\r
 
 class SlowRelay:
     """A TCP relay on loopback to a registry that sends its answers at
-    ``bytes_per_second`` (0: full speed) and records the requests it passes on."""
+    ``bytes_per_second`` (0: full speed) and records the requests it passes on; with
+    ``cut_after``, the first answer stream to pass that many bytes is cut there."""
 
-    def __init__(self, target_port: int, bytes_per_second: int = 0) -> None:
+    def __init__(self, target_port: int, bytes_per_second: int = 0,
+                 cut_after: int = 0) -> None:
         self.target_port = target_port
         self.bytes_per_second = bytes_per_second
+        self.cut_after = cut_after
+        self.cuts = 0
         self.relayed = 0
         self.requests: list[str] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -305,10 +309,15 @@ class SlowRelay:
             self._spawn(self._pipe, upstream, client, True)
 
     def _pipe(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        passed = 0
         try:
             while not self._stopped.is_set():
                 data = source.recv(65536)
                 if not data:
+                    break
+                passed += len(data)
+                if answers and self.cut_after and not self.cuts and passed > self.cut_after:
+                    self.cuts += 1
                     break
                 if answers:
                     self.relayed += len(data)

@@ -400,6 +400,38 @@ def test_client_gone_mid_pull_leaves_nothing(daemon: Daemon, workdir: Path,
         relay.stop()
 
 
+def test_a_download_cut_short_is_retried(daemon: Daemon, workdir: Path,
+                                         start_daemon: Callable[..., Daemon],
+                                         start_registry: Callable[..., Registry]):
+    registry = start_registry()
+    helper = start_daemon()
+    image_id = load(helper, workdir, f"{registry.address}/big:1",
+                    [layer("big.bin", os.urandom(3 << 20))])
+    ok(helper, "push", f"{registry.address}/big:1")
+    relay = SlowRelay(registry.port, cut_after=1 << 20).start()
+    try:
+        name = f"127.0.0.1:{relay.port}/big:1"
+        pulled = ok(daemon, "pull", name)
+        assert relay.cuts == 1 and "Retrying in 1 second" in pulled, pulled
+        assert inspect(daemon, name)["Id"] == image_id
+        assert leftovers(daemon)[1] == []
+    finally:
+        relay.stop()
+
+
+def test_run_pulls_a_missing_image(running_daemon: Daemon,
+                                   start_registry: Callable[..., Registry]):
+    registry = start_registry()
+    name = f"{registry.address}/bb:run"
+    ok(running_daemon, "tag", "bb:1", name)
+    ok(running_daemon, "push", name)
+    ok(running_daemon, "rmi", name)
+    ran = docker("-H", f"unix://{running_daemon.socket}", "run", "--rm", name, "echo", "hi",
+                 timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert f"Unable to find image '{name}' locally" in ran.stderr and ran.stdout == "hi\n"
+
+
 def test_concurrent_pulls_share_one_download(daemon: Daemon, workdir: Path,
                                              start_daemon: Callable[..., Daemon],
                                              start_registry: Callable[..., Registry]):

@@ -45,7 +45,7 @@ class DistributionRouter:
         return [
             Route("POST", "/images/<path:name>/push", self.push),
             Route("POST", "/auth", self.login),
-            Route("GET", "/distribution/<path:name>/json", self.inspect),
+            Route("GET", "/distribution/<path:name>/json", self.inspect, min_version="1.30"),
         ]
 
     def push(self, call: ApiCall) -> Deferred[None]:
