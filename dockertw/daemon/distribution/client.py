@@ -27,6 +27,7 @@ from zope.interface import implementer
 from dockertw.daemon.distribution.auth import (
     AuthConfig,
     Challenge,
+    Token,
     TokenCache,
     parse_challenges,
     parse_token,
@@ -188,6 +189,7 @@ class Session:
         self.auth = auth
         self.actions = tuple(actions)
         self.extra_scopes: list[str] = []
+        self.refresh_token = ""  # what the token server gave for a login (offline)
         self._challenges: list[Challenge] | None = None
 
     def url(self, path: str) -> str:
@@ -239,10 +241,8 @@ class Session:
         self.refresh_token = token.refresh_token
         return token.value
 
-    refresh_token = ""
-
     async def _fetch_token(self, challenge: Challenge, scopes: list[str], offline: bool
-                           ) -> Any:
+                           ) -> Token:
         wanted = token_request(challenge, scopes, self.auth, offline)
         data = None
         headers: dict[str, str] = dict(wanted.headers)

@@ -142,33 +142,39 @@ class Puller:
             raise InvalidParameter("layers from manifest don't match image configuration")
         for layer in layers:
             check_layer_type(layer)
-        downloaded = await self._fetch_layers(layers, diff_ids)
-        changed = await self._write(lambda store: self._commit_image(
-            store, target, reference))
+        held: list[str] = []
+        try:
+            downloaded = await self._fetch_layers(layers, diff_ids, held)
+            changed = await self._write(lambda store: self._commit_image(
+                store, target, reference))
+        finally:
+            await self._write(lambda store: _let_go(store, held))
         return target.manifest_digest, changed or downloaded
 
-    async def _fetch_layers(self, layers: Sequence[Descriptor], diff_ids: list[str]) -> bool:
+    async def _fetch_layers(self, layers: Sequence[Descriptor], diff_ids: list[str],
+                            held: list[str]) -> bool:
+        """Download and commit the layers missing; every layer of the image is held
+        (no cleanup of another failed pull or load takes it) until ``held`` is let go."""
         chains = chain_ids(diff_ids)
-        wanted = self._schedule(layers, diff_ids, chains)
-        committed: list[Layer] = []
+        held += await self._write(lambda store: store.hold_present(chains))
+        wanted = self._schedule(layers, diff_ids, chains, set(held))
         try:
             for index, download in enumerate(wanted):
-                committed.append(await self._commit_layer(download, chains, index))
+                await self._commit_layer(download, chains, index, held)
         except BaseException:
             for item in wanted:
                 if item is not None:
                     item[0].release(self._output)
-            await self._write(lambda store: store.delete_unused_layers())
             raise
         return any(download is not None for download in wanted)
 
     def _schedule(self, layers: Sequence[Descriptor], diff_ids: list[str],
-                  chains: list[str]) -> list[tuple[LayerDownload, Deferred[StagedLayer]]
-                                            | None]:
+                  chains: list[str], present: set[str]
+                  ) -> list[tuple[LayerDownload, Deferred[StagedLayer]] | None]:
         found: list[Any] = []
         for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
             short = layer.digest.removeprefix("sha256:")[:12]
-            if self._store.has_layer(chain):
+            if chain in present:
                 self._output.layer(short, "Already exists")
                 found.append(None)
                 continue
@@ -181,20 +187,25 @@ class Puller:
         return found
 
     async def _commit_layer(self, item: tuple[LayerDownload, Deferred[StagedLayer]] | None,
-                            chains: list[str], index: int) -> Layer:
+                            chains: list[str], index: int, held: list[str]) -> None:
         parent = chains[index - 1] if index else None
         if item is None:
-            return self._store.layer(chains[index])
+            return
         download, staged_later = item
         staged = await staged_later
         short = download.progress.id
         self._output.progress(short, "Extracting", download.progress.total,
                               download.progress.total)
-        layer: Layer = await self._write(lambda store: store.commit_layer(staged, parent))
+
+        def commit(store: ImageStore) -> Layer:
+            layer = store.commit_layer(staged, parent)
+            held.extend(store.hold_present([layer.chain_id]))
+            return layer
+
+        layer: Layer = await self._write(commit)
         self._record(download, layer.diff_id)
         download.release(self._output)
         self._output.layer(short, "Pull complete")
-        return layer
 
     def _record(self, download: LayerDownload, diff_id: str) -> None:
         blob = KnownBlob(download.digest, download.progress.total,
@@ -216,6 +227,13 @@ class Puller:
             return False
         store.add_reference(reference, image_id)
         return True
+
+
+def _let_go(store: ImageStore, held: list[str]) -> None:
+    """Release a pull's layers; those no image took (a failed pull's) are removed."""
+    store.release(held)
+    if store.unused(held):
+        store.delete_unused_layers()
 
 
 def up_to_date_status(changed: bool, shown: str) -> str:

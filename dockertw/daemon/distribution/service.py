@@ -159,7 +159,7 @@ class DistributionService:
         shown = reference.digest or reference.tag
         digest, changed = await puller.pull(reference, shown)
         output.status(f"Digest: {digest}")
-        self._images.publish("pull", reference.familiar(), {"name": reference.familiar()})
+        self._images.publish("pull", reference.familiar(), {"name": reference.repository})
         output.status(up_to_date_status(changed, reference.familiar()))
 
     async def _pull_all_tags(self, puller: Puller, session: Session, reference: Reference,
@@ -169,7 +169,7 @@ class DistributionService:
             tagged = reference.with_tag(tag)
             digest, moved = await puller.pull(tagged, tag)
             output.status(f"Digest: {digest}")
-            self._images.publish("pull", tagged.familiar(), {"name": tagged.familiar()})
+            self._images.publish("pull", tagged.familiar(), {"name": tagged.repository})
             changed = changed or moved
         output.status(up_to_date_status(changed, reference.repository))
 
@@ -220,7 +220,7 @@ class DistributionService:
         output.aux({"Tag": result.tag, "Digest": result.digest, "Size": result.size})
         digested = target.trimmed().with_digest(result.digest)
         await self._write(lambda store: _set_digest(store, digested, image.id))
-        self._images.publish("push", target.familiar(), {"name": target.familiar()})
+        self._images.publish("push", target.familiar(), {"name": target.repository})
 
     # -- login -----------------------------------------------------------------------
 

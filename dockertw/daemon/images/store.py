@@ -532,9 +532,21 @@ class ImageStore:
         try:
             yield
         finally:
-            with self._lock:
-                self._held.subtract(chains)
-                self._held = +self._held
+            self.release(chains)
+
+    def hold_present(self, chains: Collection[str]) -> list[str]:
+        """Hold those of ``chains`` that are stored (a pull builds on them); answers
+        them.  :meth:`release` lets them go."""
+        with self._lock:
+            present = [c for c in chains if c in self._layers]
+            self._held.update(present)
+            return present
+
+    def release(self, chains: Collection[str]) -> None:
+        """Stop holding ``chains`` (see :meth:`holding`, :meth:`hold_present`)."""
+        with self._lock:
+            self._held.subtract(chains)
+            self._held = +self._held
 
     def unused(self, chains: Collection[str]) -> bool:
         """Whether any of ``chains`` is still stored but no longer used."""
