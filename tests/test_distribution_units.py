@@ -156,6 +156,8 @@ def test_platform_arguments():
     assert parse_platform("aarch64", default) == Platform("linux", "arm64")
     with pytest.raises(InvalidParameter, match="operating system is not supported"):
         parse_platform("windows/amd64", default)
+    with pytest.raises(InvalidParameter, match='"foobar": unknown operating system'):
+        parse_platform("foobar", default)
     assert Platform("linux", "arm64", "v8").matches(Platform("linux", "arm64"))
     assert not Platform("linux", "arm", "v6").matches(Platform("linux", "arm", "v7"))
 

@@ -90,7 +90,17 @@ def _normal_variant(platform: Platform) -> str:
 
 
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "i386": "386"}
+                 "armel": "arm", "i386": "386"}
+_ARCHITECTURES = frozenset({"amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x",
+                            "riscv64", "mips64le", "mips64", "mipsle", "mips", "loong64",
+                            "wasm"})
+_SYSTEMS = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd",
+                      "solaris", "illumos", "android", "ios", "aix", "plan9", "js", "wasip1"})
+
+
+def _unknown_platform(text: str) -> InvalidParameter:
+    return InvalidParameter(f'"{text}": unknown operating system or architecture: '
+                            "invalid argument")
 
 
 def parse_platform(text: str, default: Platform) -> Platform:
@@ -100,12 +110,17 @@ def parse_platform(text: str, default: Platform) -> Platform:
         return default
     parts = text.lower().split("/")
     if len(parts) > 3 or not all(parts):
-        raise InvalidParameter(f'"{text}": unknown operating system or architecture: '
-                               "invalid argument")
+        raise _unknown_platform(text)
     if len(parts) == 1:
         if parts[0] == default.os:
             return default
-        return Platform(default.os, _ARCH_ALIASES.get(parts[0], parts[0]))
+        architecture = _ARCH_ALIASES.get(parts[0], parts[0])
+        if architecture not in _ARCHITECTURES:
+            raise _unknown_platform(text) if parts[0] not in _SYSTEMS else \
+                InvalidParameter(f'"{text}": operating system is not supported')
+        return Platform(default.os, architecture)
+    if parts[0] not in _SYSTEMS:
+        raise _unknown_platform(text)
     if parts[0] != "linux":
         raise InvalidParameter(f'"{text}": operating system is not supported')
     variant = parts[2] if len(parts) == 3 else ""
