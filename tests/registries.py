@@ -342,6 +342,8 @@ class SlowRelay:
         self._listener.close()
         for sock in self._sockets:
             with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+            with contextlib.suppress(OSError):
                 sock.close()
         for thread in self._threads:
             thread.join(timeout=5)

@@ -292,16 +292,17 @@ def test_registry_mirror_serves_docker_hub_names(start_daemon: Callable[..., Dae
                                                  busybox_tar: Path,
                                                  start_registry: Callable[..., Registry]):
     mirror, upstream = start_registry(), start_registry()
-    helper = start_daemon()
-    mirrored = import_image(helper, busybox_tar, f"{mirror.address}/library/busybox:latest")
-    ok(helper, "push", f"{mirror.address}/library/busybox:latest")
-    ok(helper, "tag", f"{mirror.address}/library/busybox:latest",
-       f"{upstream.address}/library/onlyupstream:latest")
-    ok(helper, "push", f"{upstream.address}/library/onlyupstream:latest")
     # Docker Hub's registry is replaced by another loopback registry: nothing can
     # leave the machine, and the fallback after the mirror is seen to happen.
     daemon = start_daemon("--registry-mirror", f"http://{mirror.address}",
                           "--hub-registry", f"http://{upstream.address}")
+    in_mirror = f"{mirror.address}/library/busybox:latest"
+    in_upstream = f"{upstream.address}/library/onlyupstream:latest"
+    mirrored = import_image(daemon, busybox_tar, in_mirror)
+    ok(daemon, "tag", in_mirror, in_upstream)
+    ok(daemon, "push", in_mirror)
+    ok(daemon, "push", in_upstream)
+    ok(daemon, "rmi", in_mirror, in_upstream)
     pulled = ok(daemon, "pull", "busybox")
     assert "latest: Pulling from library/busybox" in pulled, pulled
     assert inspect(daemon, "busybox")["Id"] == mirrored
@@ -349,16 +350,23 @@ def _wait_for_bytes(relay: SlowRelay, count: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_kill_during_pull_leaves_nothing(start_daemon: Callable[..., Daemon], workdir: Path,
+def pushed_away(daemon: Daemon, workdir: Path, registry: Registry, layers: list[bytes]
+                ) -> str:
+    """``REGISTRY/big:1`` of ``layers`` pushed, then removed here; its image ID."""
+    image_id = load(daemon, workdir, f"{registry.address}/big:1", layers)
+    ok(daemon, "push", f"{registry.address}/big:1")
+    ok(daemon, "rmi", f"{registry.address}/big:1")
+    assert leftovers(daemon) == ([], [])
+    return image_id
+
+
+def test_kill_during_pull_leaves_nothing(daemon: Daemon, workdir: Path,
                                          start_registry: Callable[..., Registry]):
     registry = start_registry()
-    big = layer("big.bin", os.urandom(6 << 20))
-    helper = start_daemon()
-    load(helper, workdir, f"{registry.address}/big:1", [layer("a", b"a"), big])
-    ok(helper, "push", f"{registry.address}/big:1")
+    pushed_away(daemon, workdir, registry, [layer("a", b"a"),
+                                            layer("big.bin", os.urandom(6 << 20))])
     relay = SlowRelay(registry.port, bytes_per_second=1 << 20).start()
     try:
-        daemon = start_daemon()
         name = f"127.0.0.1:{relay.port}/big:1"
         pulling = _start_pull(daemon, name)
         _wait_for_bytes(relay, 2 << 20)
@@ -377,13 +385,9 @@ def test_kill_during_pull_leaves_nothing(start_daemon: Callable[..., Daemon], wo
 
 
 def test_client_gone_mid_pull_leaves_nothing(daemon: Daemon, workdir: Path,
-                                             start_daemon: Callable[..., Daemon],
                                              start_registry: Callable[..., Registry]):
     registry = start_registry()
-    helper = start_daemon()
-    load(helper, workdir, f"{registry.address}/big:1",
-         [layer("big.bin", os.urandom(4 << 20))])
-    ok(helper, "push", f"{registry.address}/big:1")
+    pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(4 << 20))])
     relay = SlowRelay(registry.port, bytes_per_second=1 << 20).start()
     try:
         pulling = _start_pull(daemon, f"127.0.0.1:{relay.port}/big:1")
@@ -401,13 +405,9 @@ def test_client_gone_mid_pull_leaves_nothing(daemon: Daemon, workdir: Path,
 
 
 def test_a_download_cut_short_is_retried(daemon: Daemon, workdir: Path,
-                                         start_daemon: Callable[..., Daemon],
                                          start_registry: Callable[..., Registry]):
     registry = start_registry()
-    helper = start_daemon()
-    image_id = load(helper, workdir, f"{registry.address}/big:1",
-                    [layer("big.bin", os.urandom(3 << 20))])
-    ok(helper, "push", f"{registry.address}/big:1")
+    image_id = pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(3 << 20))])
     relay = SlowRelay(registry.port, cut_after=1 << 20).start()
     try:
         name = f"127.0.0.1:{relay.port}/big:1"
@@ -433,13 +433,9 @@ def test_run_pulls_a_missing_image(running_daemon: Daemon,
 
 
 def test_concurrent_pulls_share_one_download(daemon: Daemon, workdir: Path,
-                                             start_daemon: Callable[..., Daemon],
                                              start_registry: Callable[..., Registry]):
     registry = start_registry()
-    helper = start_daemon()
-    big = layer("big.bin", os.urandom(2 << 20))
-    load(helper, workdir, f"{registry.address}/big:1", [big])
-    ok(helper, "push", f"{registry.address}/big:1")
+    pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(2 << 20))])
     relay = SlowRelay(registry.port, bytes_per_second=2 << 20).start()
     try:
         name = f"127.0.0.1:{relay.port}/big:1"
