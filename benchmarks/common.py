@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from tests.support import free_port
+from tests.support import Daemon, free_port
 
 _T = TypeVar("_T")
 
@@ -73,6 +73,26 @@ def add_docker_option(parser: argparse.ArgumentParser) -> None:
     """``--docker``: measure a private dockerd as well."""
     parser.add_argument("--docker", action="store_true",
                         help="also measure a private dockerd (Debian package docker.io)")
+
+
+def add_size_count_options(parser: argparse.ArgumentParser, size_help: str,
+                           count_help: str) -> None:
+    """``--size`` (MB, default 200), ``--count`` (default 3) and ``--docker``."""
+    parser.add_argument("--size", type=int, default=200, help=size_help)
+    parser.add_argument("--count", type=int, default=3, help=count_help)
+    add_docker_option(parser)
+
+
+def on_dockertw(workdir: Path, bench: Callable[[Any], _T]) -> _T:
+    """Run ``bench`` on a dockertw daemon with its state in ``workdir/daemon``, always
+    stopped after."""
+    (workdir / "daemon").mkdir()
+    daemon = Daemon(workdir / "daemon")
+    try:
+        daemon.start()
+        return bench(daemon)
+    finally:
+        daemon.stop()
 
 
 def on_dockerd(engine: DockerEngine, bench: Callable[[DockerEngine], _T]) -> _T | None:

@@ -24,8 +24,9 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import (  # noqa: E402
     DockerEngine,
-    add_docker_option,
+    add_size_count_options,
     on_dockerd,
+    on_dockertw,
     peak_rss_mib,
     random_file,
     report_throughput,
@@ -34,7 +35,6 @@ from benchmarks.common import (  # noqa: E402
 )
 from tests.cli import cli, import_image, ok  # noqa: E402
 from tests.rootfs import make_busybox_tar  # noqa: E402
-from tests.support import Daemon  # noqa: E402
 
 CONTAINER = "cp-bench"
 
@@ -68,22 +68,15 @@ def bench(workdir: Path, options: argparse.Namespace) -> None:
     tar = make_busybox_tar(workdir)
     payload = workdir / "payload.bin"
     random_file(payload, options.size)
-    (workdir / "daemon").mkdir()
-    daemon = Daemon(workdir / "daemon")
-    try:
-        daemon.start()
-        bench_target("dockertw", daemon, tar, payload, options.size, options.count)
-    finally:
-        daemon.stop()
+    on_dockertw(workdir, lambda daemon: bench_target(
+        "dockertw", daemon, tar, payload, options.size, options.count))
     if options.docker:
         on_dockerd(DockerEngine(workdir / "docker"), lambda engine: bench_target(
             "docker", engine, tar, payload, options.size, options.count))
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=200, help="MB per copy")
-    parser.add_argument("--count", type=int, default=3, help="copies each way")
-    add_docker_option(parser)
+    add_size_count_options(parser, "MB per copy", "copies each way")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,8 +25,9 @@ if str(REPO) not in sys.path:
 
 from benchmarks.common import (  # noqa: E402
     DockerEngine,
-    add_docker_option,
+    add_size_count_options,
     on_dockerd,
+    on_dockertw,
     peak_rss_mib,
     random_file,
     report_throughput,
@@ -34,7 +35,6 @@ from benchmarks.common import (  # noqa: E402
     time_runs,
 )
 from tests.cli import ok  # noqa: E402
-from tests.support import Daemon  # noqa: E402
 
 
 def _layer_tar(workdir: Path, megabytes: int) -> Path:
@@ -66,22 +66,15 @@ def bench_target(name: str, target: Any, layer: Path, megabytes: int, count: int
 
 def bench(workdir: Path, options: argparse.Namespace) -> None:
     layer = _layer_tar(workdir, options.size)
-    (workdir / "daemon").mkdir()
-    daemon = Daemon(workdir / "daemon")
-    try:
-        daemon.start()
-        bench_target("dockertw", daemon, layer, options.size, options.count)
-    finally:
-        daemon.stop()
+    on_dockertw(workdir, lambda daemon: bench_target(
+        "dockertw", daemon, layer, options.size, options.count))
     if options.docker:
         on_dockerd(DockerEngine(workdir / "docker"), lambda engine: bench_target(
             "docker", engine, layer, options.size, options.count))
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=200, help="MB in the layer")
-    parser.add_argument("--count", type=int, default=3, help="rounds")
-    add_docker_option(parser)
+    add_size_count_options(parser, "MB in the layer", "rounds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

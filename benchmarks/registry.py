@@ -28,17 +28,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.api import DockerEngine  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    add_docker_option,
+    DockerEngine,
+    add_size_count_options,
     on_dockerd,
+    on_dockertw,
     peak_rss_mib,
     run_benchmark,
     time_runs,
 )
 from tests.cli import ok  # noqa: E402
 from tests.registries import Registry  # noqa: E402
-from tests.support import Daemon  # noqa: E402
 
 _CHUNK = 1 << 20
 
@@ -122,13 +122,8 @@ def bench(workdir: Path, options: argparse.Namespace) -> None:
     (workdir / "image").mkdir()
     archive = image_archive(workdir / "image", options.size, options.layers, "bench:1")
     print(f"image: {options.size} MB of random data in {options.layers} layers")
-    (workdir / "daemon").mkdir()
-    daemon = Daemon(workdir / "daemon")
-    try:
-        daemon.start()
-        ours = bench_target("dockertw", daemon, workdir, archive, options.count)
-    finally:
-        daemon.stop()
+    ours = on_dockertw(workdir, lambda daemon: bench_target(
+        "dockertw", daemon, workdir, archive, options.count))
     if not options.docker:
         return
     theirs = on_dockerd(DockerEngine(workdir / "docker"), lambda engine: bench_target(
@@ -140,10 +135,8 @@ def bench(workdir: Path, options: argparse.Namespace) -> None:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=200, help="MB in the image")
+    add_size_count_options(parser, "MB in the image", "rounds")
     parser.add_argument("--layers", type=int, default=5, help="layers in the image")
-    parser.add_argument("--count", type=int, default=3, help="rounds")
-    add_docker_option(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

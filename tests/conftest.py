@@ -19,7 +19,10 @@ from tests.proxies import (  # noqa: F401 - fixtures for every test module
     tinyproxy,
     tinyproxy_auth,
 )
-from tests.registries import start_registry  # noqa: F401 - a fixture for every module
+from tests.registries import (  # noqa: F401 - fixtures for every module
+    start_registry,
+    start_relay,
+)
 from tests.rootfs import make_busybox_tar
 from tests.support import Daemon, RawHttp
 from tests.terminal import terminals  # noqa: F401 - a fixture for every test module

@@ -347,3 +347,20 @@ class SlowRelay:
                 sock.close()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+@pytest.fixture
+def start_relay() -> Iterator[Any]:
+    """Start :class:`SlowRelay` relays; every one is stopped afterwards."""
+    started: list[SlowRelay] = []
+
+    def start(target_port: int, **options: Any) -> SlowRelay:
+        relay = SlowRelay(target_port, **options).start()
+        started.append(relay)
+        return relay
+
+    try:
+        yield start
+    finally:
+        for relay in started:
+            relay.stop()

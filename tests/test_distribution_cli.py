@@ -361,62 +361,56 @@ def pushed_away(daemon: Daemon, workdir: Path, registry: Registry, layers: list[
 
 
 def test_kill_during_pull_leaves_nothing(daemon: Daemon, workdir: Path,
-                                         start_registry: Callable[..., Registry]):
+                                         start_registry: Callable[..., Registry],
+                                         start_relay: Callable[..., SlowRelay]):
     registry = start_registry()
     pushed_away(daemon, workdir, registry, [layer("a", b"a"),
                                             layer("big.bin", os.urandom(6 << 20))])
-    relay = SlowRelay(registry.port, bytes_per_second=1 << 20).start()
-    try:
-        name = f"127.0.0.1:{relay.port}/big:1"
-        pulling = _start_pull(daemon, name)
-        _wait_for_bytes(relay, 2 << 20)
-        assert daemon.process is not None
-        daemon.process.send_signal(signal.SIGKILL)
-        daemon.process.wait(timeout=10)
-        pulling.wait(timeout=10)
-        assert list((daemon.root / "image" / "layers" / "tmp").iterdir())  # it was mid-way
-        daemon.start()
-        assert ok(daemon, "images", "-qa") == ""
-        assert leftovers(daemon) == ([], [])
-        relay.bytes_per_second = 0
-        assert "Pull complete" in ok(daemon, "pull", name)
-    finally:
-        relay.stop()
+    relay = start_relay(registry.port, bytes_per_second=1 << 20)
+    name = f"127.0.0.1:{relay.port}/big:1"
+    pulling = _start_pull(daemon, name)
+    _wait_for_bytes(relay, 2 << 20)
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+    pulling.wait(timeout=10)
+    assert list((daemon.root / "image" / "layers" / "tmp").iterdir())  # it was mid-way
+    daemon.start()
+    assert ok(daemon, "images", "-qa") == ""
+    assert leftovers(daemon) == ([], [])
+    relay.bytes_per_second = 0
+    assert "Pull complete" in ok(daemon, "pull", name)
 
 
 def test_client_gone_mid_pull_leaves_nothing(daemon: Daemon, workdir: Path,
-                                             start_registry: Callable[..., Registry]):
+                                             start_registry: Callable[..., Registry],
+                                             start_relay: Callable[..., SlowRelay]):
     registry = start_registry()
     pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(4 << 20))])
-    relay = SlowRelay(registry.port, bytes_per_second=1 << 20).start()
-    try:
-        pulling = _start_pull(daemon, f"127.0.0.1:{relay.port}/big:1")
-        _wait_for_bytes(relay, 1 << 20)
-        pulling.send_signal(signal.SIGKILL)
-        pulling.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while leftovers(daemon) != ([], []) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert leftovers(daemon) == ([], [])
-        assert ok(daemon, "images", "-qa") == ""
-        assert "Traceback" not in daemon.output()
-    finally:
-        relay.stop()
+    relay = start_relay(registry.port, bytes_per_second=1 << 20)
+    pulling = _start_pull(daemon, f"127.0.0.1:{relay.port}/big:1")
+    _wait_for_bytes(relay, 1 << 20)
+    pulling.send_signal(signal.SIGKILL)
+    pulling.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while leftovers(daemon) != ([], []) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(daemon) == ([], [])
+    assert ok(daemon, "images", "-qa") == ""
+    assert "Traceback" not in daemon.output()
 
 
 def test_a_download_cut_short_is_retried(daemon: Daemon, workdir: Path,
-                                         start_registry: Callable[..., Registry]):
+                                         start_registry: Callable[..., Registry],
+                                         start_relay: Callable[..., SlowRelay]):
     registry = start_registry()
     image_id = pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(3 << 20))])
-    relay = SlowRelay(registry.port, cut_after=1 << 20).start()
-    try:
-        name = f"127.0.0.1:{relay.port}/big:1"
-        pulled = ok(daemon, "pull", name)
-        assert relay.cuts == 1 and "Retrying in 1 second" in pulled, pulled
-        assert inspect(daemon, name)["Id"] == image_id
-        assert leftovers(daemon)[1] == []
-    finally:
-        relay.stop()
+    relay = start_relay(registry.port, cut_after=1 << 20)
+    name = f"127.0.0.1:{relay.port}/big:1"
+    pulled = ok(daemon, "pull", name)
+    assert relay.cuts == 1 and "Retrying in 1 second" in pulled, pulled
+    assert inspect(daemon, name)["Id"] == image_id
+    assert leftovers(daemon)[1] == []
 
 
 def test_run_pulls_a_missing_image(running_daemon: Daemon,
@@ -433,17 +427,15 @@ def test_run_pulls_a_missing_image(running_daemon: Daemon,
 
 
 def test_concurrent_pulls_share_one_download(daemon: Daemon, workdir: Path,
-                                             start_registry: Callable[..., Registry]):
+                                             start_registry: Callable[..., Registry],
+                                             start_relay: Callable[..., SlowRelay]):
     registry = start_registry()
     pushed_away(daemon, workdir, registry, [layer("big.bin", os.urandom(2 << 20))])
-    relay = SlowRelay(registry.port, bytes_per_second=2 << 20).start()
-    try:
-        name = f"127.0.0.1:{relay.port}/big:1"
-        first, second = _start_pull(daemon, name), _start_pull(daemon, name)
-        outputs = [first.communicate(timeout=60)[0], second.communicate(timeout=60)[0]]
-        assert first.returncode == second.returncode == 0, outputs
-        _, manifest = registry.get("/v2/big/manifests/1", {"Accept": MANIFEST})
-        blob = json.loads(manifest)["layers"][0]["digest"]
-        assert relay.count(f"GET /v2/big/blobs/{blob}") == 1, relay.requests
-    finally:
-        relay.stop()
+    relay = start_relay(registry.port, bytes_per_second=2 << 20)
+    name = f"127.0.0.1:{relay.port}/big:1"
+    first, second = _start_pull(daemon, name), _start_pull(daemon, name)
+    outputs = [first.communicate(timeout=60)[0], second.communicate(timeout=60)[0]]
+    assert first.returncode == second.returncode == 0, outputs
+    _, manifest = registry.get("/v2/big/manifests/1", {"Accept": MANIFEST})
+    blob = json.loads(manifest)["layers"][0]["digest"]
+    assert relay.count(f"GET /v2/big/blobs/{blob}") == 1, relay.requests

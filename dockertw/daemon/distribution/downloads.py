@@ -11,7 +11,6 @@ retried with backoff.  Two pulls wanting the same layer share one download.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +25,8 @@ from twisted.web.iweb import IResponse
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 from dockertw.daemon.distribution.client import RegistryError, Session
 from dockertw.daemon.distribution.progress import LayerProgress, ProgressOutput
+from dockertw.daemon.images.layers import Digesting
 from dockertw.daemon.images.store import ImageStore, StagedLayer
-from dockertw.daemon.tarreader import Chunk, ChunkSource
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import DockerError, InvalidParameter
 
@@ -35,35 +34,10 @@ __all__ = ["Downloads", "LayerDownload", "verification_failed"]
 
 _ATTEMPTS = 5
 _DONE = Failure(ConnectionDone())
-_CHUNK = 1 << 20
 
 
 def verification_failed(digest: str) -> InvalidParameter:
     return InvalidParameter(f"filesystem layer verification failed for digest {digest}")
-
-
-class _Verifying:
-    """A chunk source that hashes and counts what is read through it."""
-
-    def __init__(self, source: ChunkSource) -> None:
-        self._source = source
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def read_chunks(self, limit: int) -> list[Chunk]:
-        chunks = self._source.read_chunks(limit)
-        for chunk in chunks:
-            self._hash.update(chunk)
-            self.size += len(chunk)
-        return chunks
-
-    def drain(self) -> None:
-        while self.read_chunks(_CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
 
 
 class _ToPipe(Protocol):
@@ -190,7 +164,7 @@ class LayerDownload:
 
     def _unpack(self, pipe: BodyPipe) -> StagedLayer:
         """In a worker thread: stage the layer from the verified stream."""
-        source = _Verifying(pipe)
+        source = Digesting(pipe)
         try:
             staged = self._downloads.store.stage_layer(source)
             source.drain()

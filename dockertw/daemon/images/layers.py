@@ -44,6 +44,7 @@ from dockertw.daemon.tarreader import Chunk, ChunkSource, FileChunks, TarReader,
 from dockertw.errdefs import InvalidParameter, System
 
 __all__ = [
+    "Digesting",
     "LayerResult",
     "chain_id",
     "chain_ids",
@@ -111,19 +112,21 @@ class _Decompressed(FileChunks):
             raise InvalidParameter(f"invalid {self._kind} layer data: {error}") from None
 
 
-class _Digesting:
-    """A chunk source that hashes (sha256) every byte taken through it, and shows it to
-    a tar-split recorder if given one."""
+class Digesting:
+    """A chunk source that hashes (sha256) and counts every byte taken through it, and
+    shows it to a tar-split recorder if given one."""
 
     def __init__(self, source: ChunkSource, recorder: Recorder | None = None) -> None:
         self._source = source
         self._recorder = recorder
         self.hash = hashlib.sha256()
+        self.size = 0
 
     def read_chunks(self, limit: int) -> list[Chunk]:
         chunks = self._source.read_chunks(limit)
         for chunk in chunks:
             self.hash.update(chunk)
+            self.size += len(chunk)
             if self._recorder is not None:
                 self._recorder.feed(chunk)
         return chunks
@@ -151,7 +154,7 @@ def open_uncompressed(stream: ChunkSource | IO[bytes]) -> ChunkSource:
 
 def diff_id(stream: ChunkSource | IO[bytes]) -> str:
     """The diff ID of a (possibly compressed) layer tar, without unpacking it."""
-    digesting = _Digesting(open_uncompressed(stream))
+    digesting = Digesting(open_uncompressed(stream))
     digesting.drain()
     return digesting.digest
 
@@ -578,7 +581,7 @@ def extract_layer(stream: ChunkSource | IO[bytes], target: Path, *,
     there (see :mod:`~dockertw.daemon.images.tarsplit`).
     """
     recorder = Recorder(record) if record is not None else None
-    digesting = _Digesting(open_uncompressed(stream), recorder)
+    digesting = Digesting(open_uncompressed(stream), recorder)
     root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     extractor = _Extractor(root, overlay_whiteouts, recorder)
     try:
