@@ -145,6 +145,19 @@ def test_missing_images_and_repositories(daemon: Daemon, busybox_tar: Path,
     assert "Traceback" not in daemon.output()
 
 
+def test_push_of_a_layer_that_cannot_be_rebuilt_says_why(
+        daemon: Daemon, busybox_tar: Path, start_registry: Callable[..., Registry]):
+    registry = start_registry()
+    name = f"{registry.address}/old:1"
+    import_image(daemon, busybox_tar, name)
+    for record in (daemon.root / "image" / "layers" / "sha256").glob("*/tar-split.gz"):
+        record.unlink()  # as a layer stored before dockertw kept these records
+    message = failed(daemon, "push", name)
+    assert "its original tar cannot be rebuilt" in message, message
+    assert unix_get(str(daemon.socket), "/_ping")[0] == 200
+    assert "Traceback" not in daemon.output()
+
+
 def test_registry_options_in_info(start_daemon: Callable[..., Daemon]):
     daemon = start_daemon("--registry-mirror", "http://127.0.0.1:1", "--insecure-registry",
                           "10.99.0.0/16", "--insecure-registry", "myregistry:5000",

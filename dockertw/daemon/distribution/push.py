@@ -16,6 +16,7 @@ from typing import Any
 
 from isal import isal_zlib
 from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.web._newclient import RequestGenerationFailed
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -204,7 +205,10 @@ class Pusher:
         compressed = _Compressed(self._store, chain,
                                  lambda count: self._call(progress.advance, count))
         body = _ThreadBody(self._compressor, self._call, compressed)
-        location = await self._session.upload(location, body)
+        try:
+            location = await self._session.upload(location, body)
+        except RequestGenerationFailed as failed:
+            failed.reasons[0].raiseException()  # the layer could not be read: say why
         await self._session.finish_upload(location, compressed.digest)
         self._output.layer(short, "Pushed")
         return self._remember_blob(compressed.digest, compressed.size, diff_id)
