@@ -129,6 +129,7 @@ class Pusher:
         self._metadata = metadata
         self._output = output
         self._write = write
+        self._started: set[str] = set()  # diff IDs whose upload has begun
 
     @property
     def _host(self) -> str:
@@ -140,6 +141,9 @@ class Pusher:
             self._output.layer(_short(layer.diff_id), "Preparing")
         pushed = [self._limit.run(self._push_layer, layer.chain_id, layer.diff_id, layer.size)
                   for layer in layers]
+        for layer in layers:
+            if layer.diff_id not in self._started:
+                self._output.layer(_short(layer.diff_id), "Waiting")
         blobs: list[KnownBlob] = []
         try:
             for done in pushed:
@@ -154,6 +158,7 @@ class Pusher:
         return PushResult(reference.tag, digest_of(manifest), len(manifest))
 
     async def _push_layer(self, chain: str, diff_id: str, size: int) -> KnownBlob:
+        self._started.add(diff_id)
         short = _short(diff_id)
         known = await self._call_thread(lambda: self._metadata.known(diff_id))
         existing = await self._existing(known)
