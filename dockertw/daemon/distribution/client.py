@@ -17,7 +17,6 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import treq
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred
 from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverReceived
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
@@ -134,7 +133,6 @@ class RegistryClient:
         pool.maxPersistentPerHost = 8
         pool.cachedConnectionTimeout = 60
         pool._factory = _QuietFactory
-        self._pool = pool
         agent = Agent(reactor, contextFactory=_RegistryTLS(config), pool=pool,
                       connectTimeout=_CONNECT_TIMEOUT)
         self.http = HTTPClient(agent)
@@ -142,9 +140,6 @@ class RegistryClient:
     def session(self, endpoint: Endpoint, repository: str, auth: AuthConfig,
                 actions: Sequence[str] = ("pull",)) -> Session:
         return Session(self, endpoint, repository, auth, actions)
-
-    def close(self) -> Deferred[None]:
-        return self._pool.closeCachedConnections()
 
     async def request(self, method: str, url: str, headers: Mapping[str, str | Sequence[str]],
                       data: bytes | IBodyProducer | None = None,
@@ -290,12 +285,6 @@ class Session:
             raise InvalidParameter(f"manifest verification failed for digest {reference}")
         return body, _header(response, "content-type"), digest
 
-    async def head_manifest(self, reference: str) -> bool:
-        response = await self.request("HEAD", self.url(f"manifests/{reference}"),
-                                      {"Accept": list(ACCEPTED)})
-        await discard(response)
-        return response.code == 200
-
     async def blob(self, digest: str) -> IResponse:
         """``GET`` a blob, unread (the caller streams it)."""
         return await self.checked(await self.request("GET", self.url(f"blobs/{digest}")), 200)
@@ -323,8 +312,7 @@ class Session:
         ``(True, "")`` once mounted, else ``(False, upload location)``."""
         query = "?" + urlencode({"mount": mount, "from": source}) if mount else ""
         response = await self.checked(await self.request(
-            "POST", self.url("blobs/uploads/") + query, {"Content-Length": "0"}, b"",
-            redirects=False), 201, 202)
+            "POST", self.url("blobs/uploads/") + query, {}, b"", redirects=False), 201, 202)
         await discard(response)
         if response.code == 201:
             return True, ""
@@ -350,8 +338,8 @@ class Session:
         query = (parts.query + "&" if parts.query else "") + urlencode({"digest": digest})
         url = parts._replace(query=query).geturl()
         response = await self.checked(await self.request(
-            "PUT", url, {"Content-Length": "0", "Content-Type": "application/octet-stream"},
-            b"", redirects=False), 201, 204)
+            "PUT", url, {"Content-Type": "application/octet-stream"}, b"",
+            redirects=False), 201, 204)
         await discard(response)
 
     async def put_manifest(self, tag: str, manifest: bytes, media_type: str) -> None:

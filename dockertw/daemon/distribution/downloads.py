@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone, ResponseFailed
-from twisted.web.iweb import IResponse
+from twisted.web.client import ResponseDone
 
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 from dockertw.daemon.distribution.client import RegistryError, Session
@@ -41,31 +40,44 @@ def verification_failed(digest: str) -> InvalidParameter:
 
 
 class _ToPipe(Protocol):
-    """Delivers a response body into a pipe, counting progress on the way."""
+    """Delivers a response body into a pipe (which pauses the response while the
+    reading thread is behind), counting progress on the way."""
 
-    def __init__(self, pipe: BodyPipe, progress: LayerProgress) -> None:
-        self._pipe = pipe
+    def __init__(self, progress: LayerProgress, call_from_thread: Callable[..., Any]) -> None:
         self._progress = progress
+        self.pipe = BodyPipe(self._pause, self._resume, call_from_thread)
+
+    def _pause(self) -> None:
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _resume(self) -> None:
+        if self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        """Give the body up: the reading thread fails, the response stops."""
+        self.pipe.fail(CancelledError())
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's interface
-        self._pipe.write(data)
+        self.pipe.write(data)
         self._progress.advance(len(data))
 
     def connectionLost(self, reason: Failure = _DONE) -> None:  # noqa: N802
         if reason.check(ResponseDone):
-            self._pipe.end()
+            self.pipe.end()
         else:
-            self._pipe.fail(BodyLost(f"the registry connection was lost: {reason.value}"))
+            self.pipe.fail(BodyLost(f"the registry connection was lost: {reason.value}"))
 
 
-def _transient(failure: Failure) -> bool:
-    if failure.check(RegistryError):
-        status = getattr(failure.value, "status", 0)
-        return status >= 500 or status == 429
-    if failure.check(DockerError, CancelledError):
-        return False
-    return failure.check(BodyLost, ResponseFailed, ConnectionLost, OSError,
-                         Exception) is not None
+def _transient(error: Exception) -> bool:
+    """Worth another try: a server error (5xx, 429) or no answer at all (connection
+    refused or lost); not a refusal the registry meant."""
+    if isinstance(error, RegistryError):
+        return error.status >= 500 or error.status == 429
+    return not isinstance(error, DockerError | CancelledError)
 
 
 class LayerDownload:
@@ -137,7 +149,7 @@ class LayerDownload:
             try:
                 return await self._attempt()
             except Exception as error:  # noqa: BLE001 - sorted just below
-                if attempt == _ATTEMPTS or not _transient(Failure(error)):
+                if attempt == _ATTEMPTS or not _transient(error):
                     raise
                 self.progress.layer(f"Retrying in {attempt} second"
                                     + ("s" if attempt > 1 else ""))
@@ -147,16 +159,13 @@ class LayerDownload:
 
     async def _attempt(self) -> StagedLayer:
         response = await self._session.blob(self.digest)
-        pipe = BodyPipe(lambda: _pause(response), lambda: _resume(response),
-                        self._downloads.call_from_thread)
-        unpacked = self._downloads.unpacker(lambda: self._unpack(pipe))
-        protocol = _ToPipe(pipe, self.progress)
+        protocol = _ToPipe(self.progress, self._downloads.call_from_thread)
+        unpacked = self._downloads.unpacker(lambda: self._unpack(protocol.pipe))
         response.deliverBody(protocol)
         try:
             staged = await unpacked
         except CancelledError:
-            pipe.fail(CancelledError())
-            _stop(protocol)
+            protocol.stop()
             raise
         self.progress.layer("Verifying Checksum")
         self.progress.layer("Download complete")
@@ -183,28 +192,6 @@ class LayerDownload:
             raise InvalidParameter(f"layer {self.digest} has diff ID {staged.diff_id}, "
                                    f"the image config says {self.diff_id}")
         return staged
-
-
-def _transport(response: IResponse) -> Any:
-    return getattr(response, "_transport", None)
-
-
-def _pause(response: IResponse) -> None:
-    transport = _transport(response)
-    if transport is not None:
-        transport.pauseProducing()
-
-
-def _resume(response: IResponse) -> None:
-    transport = _transport(response)
-    if transport is not None:
-        transport.resumeProducing()
-
-
-def _stop(protocol: Protocol) -> None:
-    transport = protocol.transport
-    if transport is not None:
-        transport.stopProducing()  # type: ignore[attr-defined]
 
 
 class Downloads:
