@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from dockertw.errdefs import DockerError
 from dockertw.streams.jsonmessage import (
     format_aux,
     format_error,
@@ -21,6 +23,8 @@ from dockertw.streams.jsonmessage import (
 )
 
 __all__ = ["JsonProgress"]
+
+_log = Logger()
 
 
 class JsonProgress:
@@ -49,15 +53,13 @@ class JsonProgress:
         self._write(format_aux(value))
 
     def ended(self, outcome: Any) -> None | Failure:
-        """The operation's outcome: an error after the stream started goes in-band."""
-        if isinstance(outcome, Failure) and self.started and outcome.check(Exception) \
-                and not outcome.check(CancelledError):
-            message = str(outcome.value) or type(outcome.value).__name__
-            self._request.write(format_error(message))
+        """The operation's outcome: an error after the stream started goes in-band
+        (an unexpected one is logged too); before, it is the router's to answer."""
+        if not isinstance(outcome, Failure):
             return None
-        if isinstance(outcome, Failure):
+        if not self.started or outcome.check(CancelledError) or not outcome.check(Exception):
             return outcome
-        if not self.started:
-            self._request.setHeader(b"content-type", b"application/json")
+        if not outcome.check(DockerError):
+            _log.failure("A pull or push failed", outcome)
+        self._request.write(format_error(str(outcome.value) or type(outcome.value).__name__))
         return None
-

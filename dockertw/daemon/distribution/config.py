@@ -107,8 +107,8 @@ class RegistryConfig:
         """Check and normalise the options as Docker does (a bad one is refused)."""
         for entry in insecure:
             _insecure_entry(entry)
-        return cls(tuple(_normal_mirror(m) for m in mirrors), tuple(insecure), certs_dir,
-                   (hub_url or HUB_REGISTRY).rstrip("/"))
+        hub = _normal_mirror(hub_url).rstrip("/") if hub_url else HUB_REGISTRY
+        return cls(tuple(_normal_mirror(m) for m in mirrors), tuple(insecure), certs_dir, hub)
 
     # -- which registries are insecure --------------------------------------------
 

@@ -82,31 +82,32 @@ class _Compressed:
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
-    def _send(self, pump: Pump, pending: list[bytes]) -> None:
+    def _send(self, pump: Pump, pending: list[bytes], read: int) -> None:
+        """Send what was compressed (hashed and counted), then show ``read`` more
+        bytes of the tar done."""
         data = b"".join(pending)
         pending.clear()
         if data:
             self._hash.update(data)
             self.size += len(data)
             pump.push(data)
+        self._advance(read)
 
     def __call__(self, pump: Pump) -> None:
         _, chunks = self._store.layer_tar(self._chain)
         compressor = isal_zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
         pending: list[bytes] = []
-        waiting = 0
+        pending_size = read = 0
         for chunk in chunks:
             out = compressor.compress(chunk)
-            waiting += len(chunk)
-            if out:
-                pending.append(out)
-            if sum(map(len, pending)) >= _BATCH:
-                self._send(pump, pending)
-                self._advance(waiting)
-                waiting = 0
+            read += len(chunk)
+            pending.append(out)
+            pending_size += len(out)
+            if pending_size >= _BATCH:
+                self._send(pump, pending, read)
+                pending_size = read = 0
         pending.append(compressor.flush())
-        self._send(pump, pending)
-        self._advance(waiting)
+        self._send(pump, pending, read)
 
 
 class PushResult:
