@@ -156,8 +156,8 @@ class Registry:
     """A ``docker-registry`` process with its own storage on a loopback port."""
 
     def __init__(self, workdir: Path, *, tls: Issued | None = None,
-                 htpasswd: dict[str, str] | None = None, token: TokenServer | None = None
-                 ) -> None:
+                 client_ca: Path | None = None, htpasswd: dict[str, str] | None = None,
+                 token: TokenServer | None = None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.storage = workdir / "storage"
@@ -174,6 +174,8 @@ class Registry:
         }
         if tls is not None:
             config["http"]["tls"] = {"certificate": str(tls.cert), "key": str(tls.key)}
+            if client_ca is not None:  # clients must show a certificate of this CA
+                config["http"]["tls"]["clientcas"] = [str(client_ca)]
         if htpasswd is not None:
             config["auth"] = {"htpasswd": {"realm": "dtw-basic", "path": str(
                 self._htpasswd(htpasswd))}}

@@ -180,17 +180,29 @@ def test_tls_with_the_ca_in_the_certs_directory(start_daemon: Callable[..., Daem
     authority = Authority(workdir)
     served = authority.issue("registry", "registry", server=True,
                              hosts=("127.0.0.1", "0.0.0.0"))
-    registry = start_registry(tls=served)
+    client = authority.issue("client", "client", server=False)
+    registry = start_registry(tls=served, client_ca=authority.files.cert)
     certs = workdir / "certs.d"
+    host = certs / f"0.0.0.0:{registry.port}"
     daemon = start_daemon("--certs-dir", str(certs))
     name = f"0.0.0.0:{registry.port}/secure:1"
-    import_image(daemon, busybox_tar, name)
+    image_id = import_image(daemon, busybox_tar, name)
     assert "x509: certificate signed by unknown authority" in failed(daemon, "push", name)
-    (certs / f"0.0.0.0:{registry.port}").mkdir(parents=True)
-    (certs / f"0.0.0.0:{registry.port}" / "ca.crt").write_bytes(authority.files.cert.read_bytes())
+    host.mkdir(parents=True)
+    (host / "ca.crt").write_bytes(authority.files.cert.read_bytes())
+    failed(daemon, "push", name)  # the registry wants a client certificate
+    (host / "client.cert").write_bytes(client.cert.read_bytes())
+    (host / "client.key").write_bytes(client.key.read_bytes())
     assert "1: digest:" in ok(daemon, "push", name)
     ok(daemon, "rmi", name)
     assert "Pull complete" in ok(daemon, "pull", name)
+    # Named insecure, the same registry is reached without its CA (still with the
+    # client certificate it asks for).
+    (host / "ca.crt").unlink()
+    insecure = start_daemon("--certs-dir", str(certs), "--insecure-registry",
+                            f"0.0.0.0:{registry.port}")
+    assert "Pull complete" in ok(insecure, "pull", name)
+    assert inspect(insecure, name)["Id"] == image_id
 
 
 def test_login_with_basic_auth_over_tls(daemon: Daemon, workdir: Path, busybox_tar: Path,
