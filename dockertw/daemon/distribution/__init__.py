@@ -1,0 +1,1 @@
+"""Pulls, pushes and logins over the Registry HTTP API v2: client, auth, pipelines."""
