@@ -51,11 +51,11 @@ class HalfClosingTLS(BufferingTLSTransport):
     _read_closed = False
     _read_close_due = False
 
-    def peer_closed(self) -> bool:
+    def _peer_closed(self) -> bool:
         """The peer's close_notify came: whether it ends only the reading side (it is
         reported once the received bytes are delivered)."""
-        if self.disconnecting:
-            return False  # our close_notify has gone too: the connection ends
+        if self.disconnecting or self._write_closed:
+            return False  # our side is closing too: the connection ends
         if IHalfCloseableProtocol(self.wrappedProtocol, None) is None:
             return False
         if not self._read_closed:
@@ -104,7 +104,7 @@ class _HalfClosingConnection:
         try:
             return self._connection.recv(bufsiz, flags)
         except SSL.ZeroReturnError:
-            if not self._protocol.peer_closed():
+            if not self._protocol._peer_closed():
                 raise
             raise SSL.WantReadError() from None
 

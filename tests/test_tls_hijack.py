@@ -164,7 +164,7 @@ async def _run(client: DockerClient, cmd: list[str], stdin: bytes | None = None,
         stream = await client.attach_container(created["Id"], stdin=True, tty=tty)
         await client.start_container(created["Id"])
         out, err = await _send_and_read(stream, stdin, close_input)
-        status = await client.wait_container(created["Id"])
+        status = await within_seconds(client.wait_container(created["Id"]), 20)
     finally:
         await client.remove_container(created["Id"], force=True)
     return out, err, status["StatusCode"]
