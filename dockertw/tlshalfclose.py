@@ -74,7 +74,7 @@ class HalfClosingTLS(BufferingTLSTransport):
         """Send close_notify (after any pending writes) and read on until the peer's
         own close_notify.  Later writes are dropped, as on TCP (before the handshake
         is done they are sent first: close_notify waits for the handshake)."""
-        if not self._write_closed and not self.disconnecting:
+        if not self._write_closed and not self.disconnecting and self.connected:
             self._write_closed = True
             self._send_close_notify()
 

@@ -38,8 +38,12 @@ class Peer(Protocol):
         self.received = bytearray()
         self.events: list[str] = []
         self.reason: Failure | None = None
+        self.made: Deferred[None] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self.on_data: Callable[[Peer], None] = lambda peer: None
+
+    def connectionMade(self) -> None:
+        self.made.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -96,10 +100,7 @@ async def connect(certificates) -> AsyncIterator[Callable[..., Deferred[Pair]]]:
     async def connect(server: Peer, client: Peer, version: TLSVersion | None = None) -> Pair:
         versions = {} if version is None else {"raiseMinimumTo": version,
                                                "lowerMaximumSecurityTo": version}
-        made: Deferred[None] = Deferred()
         served = Factory.forProtocol(lambda: server)
-        served.startFactory = lambda: None  # type: ignore[method-assign]
-        server.connectionMade = lambda: made.callback(None)  # type: ignore[method-assign]
         port = reactor.listenTCP(0, HalfClosingTLSFactory(options, False, served),
                                  interface="127.0.0.1")
         ports.append(port)
@@ -108,7 +109,7 @@ async def connect(certificates) -> AsyncIterator[Callable[..., Deferred[Pair]]]:
                                    TCP4ClientEndpoint(reactor, "127.0.0.1",
                                                       port.getHost().port))
         assert await endpoint.connect(Factory.forProtocol(lambda: client)) is client
-        await made
+        await server.made
         return Pair(server, client)
 
     yield lambda *args, **kwargs: Deferred.fromCoroutine(connect(*args, **kwargs))
@@ -123,14 +124,22 @@ def _answer_after_eof(peer: Peer) -> None:
 
 
 @pytest_twisted.ensureDeferred
-@pytest.mark.parametrize("version", [TLSVersion.TLSv1_2, TLSVersion.TLSv1_3])
-async def test_close_notify_ends_only_the_reading_side(connect, version):
+@pytest.mark.parametrize("version, name", [(TLSVersion.TLSv1_2, "TLSv1.2"),
+                                           (TLSVersion.TLSv1_3, "TLSv1.3")])
+async def test_close_notify_ends_only_the_reading_side(connect, version, name):
     server, client = HalfClosingPeer(), Peer()
-    server.on_read_closed = _answer_after_eof
+    spoken = []
+
+    def answer(peer: Peer) -> None:
+        spoken.append(peer.transport.getHandle().get_protocol_version_name())
+        _answer_after_eof(peer)
+
+    server.on_read_closed = answer
     pair = await connect(server, client, version)
     client.transport.write(b"input")
     client.transport.loseWriteConnection()
     server_reason, client_reason = await pair.ended()
+    assert spoken == [name]
     assert server.received == b"input"
     assert server.events == ["read closed", "lost"]
     assert client.received == b"x" * BIG + b"end"
@@ -200,9 +209,23 @@ async def test_lose_connection_after_the_half_close_closes_at_once(connect):
 
 
 @pytest_twisted.ensureDeferred
-async def test_twisted_still_reads_through_the_wrapped_connection(connect):
-    """The adapter relies on Twisted's TLS calling ``recv`` on the object the connection
-    creator returned (see dockertw.tlshalfclose): this fails if that changes."""
+async def test_a_half_close_after_the_connection_is_lost_does_nothing(connect):
+    server, client = HalfClosingPeer(), HalfClosingPeer()
+    pair = await connect(server, client)
+    client.transport.write(b"input")
+    while server.received != b"input":  # the handshake is done
+        await deferLater(reactor, 0.01, lambda: None)
+    server.transport.abortConnection()
+    await pair.ended()
+    await deferLater(reactor, 0, lambda: None)
+    client.transport.loseWriteConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_keeps_the_connection_the_creator_made(connect):
+    """The adapter relies on Twisted's TLS using the OpenSSL connection the creator
+    made (see dockertw.tlshalfclose): this fails if that changes (and the tests above
+    if it stops calling its ``recv``)."""
     server, client = HalfClosingPeer(), HalfClosingPeer()
     pair = await connect(server, client)
     for peer in (server, client):
