@@ -23,9 +23,10 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
 )
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
+
+from dockertw.tlshalfclose import HalfClosingTLSFactory
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -203,6 +204,7 @@ class ListenerGroup(MultiService):
 
 def wrap_tls(factory: IProtocolFactory,
              options: IOpenSSLServerConnectionCreator) -> IProtocolFactory:
-    """Serve ``factory`` over TLS with the given ``IOpenSSLServerConnectionCreator``."""
-    return TLSMemoryBIOFactory(options, False, factory)
+    """Serve ``factory`` over TLS with the given ``IOpenSSLServerConnectionCreator``
+    (connections half-close, for hijacked streams: see :mod:`dockertw.tlshalfclose`)."""
+    return HalfClosingTLSFactory(options, False, factory)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
 from tests.cli import import_image
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
@@ -77,12 +76,7 @@ def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        daemon.stop()
-        leftover_mounts = mounts_under(daemon.root)
-        leftover_cgroups = daemon.container_cgroups()
-        assert leftover_mounts == []
-        assert leftover_cgroups == []
-        assert "Traceback" not in daemon.output(), daemon.output()
+        daemon.stop_and_check_clean()
 
 
 @pytest.fixture

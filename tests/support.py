@@ -13,8 +13,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
 
 from dockertw.runtime.mounts import mounts_under
 
@@ -48,6 +51,13 @@ def unix_get(path: str, url: str, method: str = "GET") -> tuple[int, dict[str, s
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def within_seconds(coroutine: Coroutine[Any, Any, Any], seconds: float) -> Deferred[Any]:
+    """Fail instead of hanging when a stream never ends."""
+    from twisted.internet import reactor
+
+    return Deferred.fromCoroutine(coroutine).addTimeout(seconds, reactor)
 
 
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
@@ -194,6 +204,13 @@ class Daemon:
         self._remove_cgroup_parent()
         return self.process.returncode
 
+    def stop_and_check_clean(self) -> None:
+        """Stop; then no mount, cgroup or traceback of this daemon may be left."""
+        self.stop()
+        assert mounts_under(self.root) == []
+        assert self.container_cgroups() == []
+        assert "Traceback" not in self.output(), self.output()
+
     def container_cgroups(self) -> list[Path]:
         """The cgroups of this daemon's containers, in every hierarchy."""
         return [child for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}")
@@ -205,9 +222,9 @@ class Daemon:
                 parent.rmdir()  # only when empty: leftovers stay visible
 
 
-def docker(*args: str, env_extra: dict[str, str] | None = None,
-           timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run the real ``docker`` CLI with a private config directory."""
+def docker(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30.0,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``docker`` CLI with a private config directory (``input`` on stdin)."""
     binary = shutil.which("docker")
     if binary is None:
         raise RuntimeError("the docker CLI is not on PATH")
@@ -217,6 +234,6 @@ def docker(*args: str, env_extra: dict[str, str] | None = None,
     env.update({"DOCKER_CONFIG": config, **(env_extra or {})})
     try:
         return subprocess.run([binary, *args], capture_output=True, text=True, env=env,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, input=input)
     finally:
         shutil.rmtree(config, ignore_errors=True)

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -35,16 +35,18 @@ def _take_terminal() -> None:
 class Terminal:
     """The docker CLI running on a pseudo-terminal we hold the master of."""
 
-    def __init__(self, daemon: Daemon, *args: str, rows: int = 30,
-                 columns: int = 100) -> None:
+    def __init__(self, daemon: Daemon, *args: str, rows: int = 30, columns: int = 100,
+                 host: str | None = None,
+                 env_extra: Mapping[str, str] | None = None) -> None:
+        """``host`` (``-H``) defaults to the daemon's UNIX socket."""
         self.master, slave = pty.openpty()
         _set_size(slave, rows, columns)
         self._config = tempfile.mkdtemp(prefix="dockertw-cli-")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env.update(DOCKER_CONFIG=self._config, TERM="xterm")
+        env.update(DOCKER_CONFIG=self._config, TERM="xterm", **(env_extra or {}))
         try:
             self.process = subprocess.Popen(
-                ["docker", "-H", f"unix://{daemon.socket}", *args], stdin=slave,
+                ["docker", "-H", host or f"unix://{daemon.socket}", *args], stdin=slave,
                 stdout=slave, stderr=slave, env=env, start_new_session=True,
                 preexec_fn=_take_terminal)
         finally:

@@ -40,6 +40,7 @@ from dockertw.client._calls import ProgressError
 from dockertw.client.docker import DockerClient
 from dockertw.client.errors import APIError, ConflictError, NotFoundError, SystemError_
 from dockertw.streams.stdcopy import Chunk, Stream, encode_frame
+from tests.support import within_seconds
 
 V = "/v1.41"
 TIMEOUT = 5.0
@@ -174,8 +175,7 @@ async def fake() -> AsyncIterator[Harness]:
 
 
 def within(coroutine: Coroutine[Any, Any, Any], seconds: float = TIMEOUT) -> Deferred:
-    """Fail instead of hanging when a stream never ends."""
-    return Deferred.fromCoroutine(coroutine).addTimeout(seconds, reactor)
+    return within_seconds(coroutine, seconds)
 
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:

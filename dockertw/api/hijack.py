@@ -1,7 +1,7 @@
 """Server side of a hijacked connection (attach, exec start), as Docker does it.
 
-Over TLS, Twisted has no half-close: a client's TLS close_notify ends the whole
-connection, where Go keeps writing.  Plain TCP and UNIX connections half-close.
+Every listener half-closes: a client's end of input (a FIN, or over TLS a close_notify,
+see :mod:`dockertw.tlshalfclose`) ends only the reading side; the output goes on.
 
 The handler answers with its own status line and headers (``101 UPGRADED`` with
 ``Upgrade: tcp``, or a bare ``200``), then the connection carries raw bytes both ways:

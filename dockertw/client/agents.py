@@ -35,6 +35,7 @@ from dockertw.client.endpoints import ConnectTunnelEndpoint, Socks5ClientEndpoin
 from dockertw.client.hosts import DockerHost, check_supported, unix_socket_path_check
 from dockertw.client.proxyenv import ProxyEnvironment, ProxyURL
 from dockertw.client.tls import TLSSettings
+from dockertw.tlshalfclose import wrap_client_tls
 
 __all__ = ["DaemonTransport", "build_transport", "UNIX_BASE_URL"]
 
@@ -126,7 +127,10 @@ def _tunnel(reactor: object, proxy: ProxyURL, target: _Target) -> IStreamClientE
 
 def _with_tls(endpoint: IStreamClientEndpoint, tls: TLSSettings | None,
               target: _Target) -> IStreamClientEndpoint:
-    return endpoint if tls is None else wrapClientTLS(tls.creator_for(target.host), endpoint)
+    """TLS to the daemon; it half-closes, as a hijacked stream needs."""
+    if tls is None:
+        return endpoint
+    return wrap_client_tls(tls.creator_for(target.host), endpoint)
 
 
 def _choose_proxy(proxies: ProxyEnvironment, url: str, target: _Target) -> ProxyURL | None:
