@@ -75,8 +75,8 @@ class Router(Protocol):
 class ApiConfig:
     """What the version middleware needs to know about the daemon."""
 
-    max_version: str = "1.41"
-    min_version: str = "1.24"
+    max_version: str = versions.MAX_API_VERSION
+    min_version: str = versions.MIN_API_VERSION
     experimental: bool = False
     os_type: str = "linux"
     server: str = f"Docker/{__version__} (linux)"

@@ -33,6 +33,8 @@ class EventsBackend(Protocol):
 _PING_HEADERS = (
     (b"cache-control", b"no-cache, no-store, must-revalidate"),
     (b"pragma", b"no-cache"),
+    (b"builder-version", b"1"),  # the classic builder (moby with features.buildkit=false)
+    (b"swarm", b"inactive"),
 )
 
 
