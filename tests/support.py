@@ -39,11 +39,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def unix_get(path: str, url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def unix_get(path: str, url: str, method: str = "GET", body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request over a UNIX socket; returns status, headers, body."""
     connection = _UnixConnection(path)
     try:
-        connection.request(method, url, headers={"Host": "api.moby.localhost"})
+        connection.request(method, url, body=body,
+                           headers={"Host": "api.moby.localhost", **(headers or {})})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:

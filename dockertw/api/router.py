@@ -278,8 +278,9 @@ class _Dispatcher:
         request.setHeader(b"ostype", self._config.os_type.encode())
         try:
             api_version = self._check_version(version)
-        except DockerError as error:
-            return self._write_error(request, error, json_body=True)
+        except DockerError as error:  # plain text for a client older than 1.24, as moby
+            return self._write_error(
+                request, error, json_body=version is None or versions.is_greater(version, "1.23"))
         request.setHeader(b"docker-experimental", self._experimental)
         call = ApiCall(request=request, params=params, version=api_version)
         if route.min_version and versions.is_less(api_version, route.min_version):

@@ -148,8 +148,12 @@ class ImageService:
         return self._usage.count
 
     def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
-        """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change."""
-        return self._usage.layers_size, [dict(item) for item in self._usage.images]
+        """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change, with
+        the containers using each image counted now."""
+        images = [dict(item) for item in self._usage.images]
+        for item in images:
+            item["Containers"] = len(self._store.image_users(item["Id"]))
+        return self._usage.layers_size, images
 
     def run_write(self, work: Callable[[ImageStore], _T]) -> Deferred[_T]:
         """Run ``work(store)`` in the writer, as the image operations run (for other
