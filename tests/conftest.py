@@ -69,6 +69,24 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_busybox_tar(tmp_path_factory.mktemp("busybox"))
 
 
+@pytest.fixture(scope="module")
+def module_daemon(busybox_tar: Path) -> Iterator[Daemon]:
+    """One daemon for a whole module, with the busybox image as ``bb:1``; nothing of
+    it may be left afterwards (its tests remove what they make)."""
+    home = Path(tempfile.mkdtemp(prefix="dtw-m-"))
+    daemon = Daemon(home)
+    try:
+        daemon.start()
+        import_image(daemon, busybox_tar, "bb:1")
+        yield daemon
+    finally:
+        daemon.stop()
+        left = mounts_under(daemon.root)
+        shutil.rmtree(home, ignore_errors=True)
+        assert left == []
+        assert "Traceback" not in daemon.output(), daemon.output()
+
+
 @pytest.fixture
 def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
     """A daemon with the busybox image as ``bb:1``; afterwards (the daemon stopped) no

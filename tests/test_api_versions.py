@@ -7,38 +7,22 @@ the containers it made.  docs/api-versions.md points here.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from dockertw.runtime.mounts import mounts_under
-from tests.cli import import_image, ok
+from tests.cli import ok
 from tests.support import Daemon, unix_get
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 
 
 @pytest.fixture(scope="module")
-def gated(busybox_tar: Path) -> Iterator[Daemon]:
-    """A daemon for the module, with ``bb:1``; nothing of it may be left afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="dtw-gates-"))
-    daemon = Daemon(home)
-    try:
-        daemon.start()
-        import_image(daemon, busybox_tar, "bb:1")
-        yield daemon
-    finally:
-        daemon.stop()
-        left = mounts_under(daemon.root)
-        shutil.rmtree(home, ignore_errors=True)
-        assert left == []
-        assert "Traceback" not in daemon.output(), daemon.output()
+def gated(module_daemon: Daemon) -> Daemon:
+    return module_daemon
 
 
 @pytest.fixture
