@@ -57,10 +57,40 @@ def start_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
             daemon.stop()
 
 
+# Modules whose every test runs twice, its daemon pinned to API 1.41 and to 1.56: the
+# everyday CLI commands and system routes (run, ps, logs, exec, images, volumes, events).
+# Elsewhere a test opts in with @pytest.mark.both_api_versions (cp has a few); the rest
+# runs once with the CLI negotiating (28.x: 1.50), so slow modules are not doubled.
+_BOTH_VERSIONS_MODULES = frozenset({
+    "test_containers_cli", "test_containers_logs", "test_containers_exec", "test_images_cli",
+    "test_volumes_cli", "test_events", "test_system_routes",
+})
+BOTH_API_VERSIONS = ("1.41", "1.56")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    wanted = module in _BOTH_VERSIONS_MODULES \
+        or metafunc.definition.get_closest_marker("both_api_versions") is not None
+    if wanted and "daemon" in metafunc.fixturenames:
+        metafunc.parametrize("api_version", BOTH_API_VERSIONS, indirect=True)
+
+
 @pytest.fixture
-def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
-    """A daemon listening on a UNIX socket only."""
-    return start_daemon()
+def api_version(request: pytest.FixtureRequest) -> str | None:
+    """The API version a parametrised test pins its daemon to (``None``: not pinned)."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., Daemon], api_version: str | None) -> Iterator[Daemon]:
+    """A daemon listening on a UNIX socket only (pinned to ``api_version`` if set)."""
+    started = start_daemon()
+    started.api_version = api_version
+    try:
+        yield started
+    finally:
+        started.api_version = None
 
 
 @pytest.fixture(scope="session")

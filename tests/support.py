@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,9 +40,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+_PINNED: dict[str, str] = {}  # socket path -> the API version its tests speak
+_VERSIONED_URL = re.compile(r"^/v[0-9]")
+
+
 def unix_get(path: str, url: str, method: str = "GET", body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request over a UNIX socket; returns status, headers, body."""
+    """One HTTP request over a UNIX socket; returns status, headers, body.  A bare
+    ``url`` to a daemon pinned to an API version is sent under ``/vX.Y``."""
+    if path in _PINNED and not _VERSIONED_URL.match(url):
+        url = f"/v{_PINNED[path]}{url}"
     connection = _UnixConnection(path)
     try:
         connection.request(method, url, body=body,
@@ -145,6 +153,20 @@ class Daemon:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_version(self) -> str | None:
+        """The API version the tests speak to this daemon's socket (``None``: the
+        docker CLI negotiates, bare URLs get the newest); a daemon restarted on the
+        same socket keeps it."""
+        return _PINNED.get(self.socket or "")
+
+    @api_version.setter
+    def api_version(self, version: str | None) -> None:
+        if self.socket and version:
+            _PINNED[self.socket] = version
+        elif self.socket:
+            _PINNED.pop(self.socket, None)
 
     def start(self, wait: bool = True) -> Daemon:
         env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -360,13 +360,13 @@ def test_disk_usage_per_version(api: Call):
     assert "VirtualSize" not in api("1.44", "GET", "/system/df")[2]["Images"][0]
     status, _, answer = api("1.42", "GET", "/system/df?type=nope")
     assert (status, answer) == (400, {"message": "unknown object type: nope"})
-    assert "ImagesUsage" not in api("1.51", "GET", "/system/df")[2]
+    assert "ImageUsage" not in api("1.51", "GET", "/system/df")[2]
     both = api("1.52", "GET", "/system/df")[2]
-    assert {"Images", "ImagesUsage", "ContainersUsage", "VolumesUsage",
+    assert {"Images", "ImageUsage", "ContainerUsage", "VolumeUsage",
             "BuildCacheUsage"} <= set(both)
-    assert both["ImagesUsage"]["TotalCount"] >= 1 and "Items" not in both["ImagesUsage"]
+    assert both["ImageUsage"]["TotalCount"] >= 1 and "Items" not in both["ImageUsage"]
     verbose = api("1.52", "GET", "/system/df?verbose=1&type=image")[2]
-    assert set(verbose) == {"ImagesUsage"} and verbose["ImagesUsage"]["Items"]
+    assert set(verbose) == {"ImageUsage"} and verbose["ImageUsage"]["Items"]
 
 
 def test_info_fields_per_version(api: Call):

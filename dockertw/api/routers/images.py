@@ -96,25 +96,30 @@ def _created(_: object) -> Empty:
 
 
 class _LoadMessages:
-    """``docker load`` output as Docker's JSON messages, written to the response."""
+    """``docker load`` output as Docker's JSON messages, written to the response; the
+    legacy ``progress`` text only until API 1.51 (moby's API 1.52 dropped it)."""
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: IRequest, version: str) -> None:
         self._request = request
+        self._legacy = before(version, "1.52")
 
     def text(self, line: str) -> None:
         self._request.write(encode_message(stream=line))
 
     def progress(self, layer: str, current: int, total: int) -> None:
-        self._request.write(format_progress("Loading layer", layer, current, total))
+        self._request.write(format_progress("Loading layer", layer, current, total,
+                                            legacy=self._legacy))
 
 
-def _load_failed(failure: Failure, request: IRequest) -> None:
-    """``images/load`` reports every error in the stream, after a 200."""
+def _load_failed(failure: Failure, request: IRequest, version: str) -> None:
+    """``images/load`` reports every error in the stream, after a 200 (the legacy
+    ``error`` text beside ``errorDetail`` until API 1.51)."""
     if failure.check(CancelledError):
         return
     if not failure.check(errdefs.DockerError):
         _log.failure("Loading images failed", failure)
-    request.write(format_error(str(failure.value) or type(failure.value).__name__))
+    message = str(failure.value) or type(failure.value).__name__
+    request.write(format_error(message, legacy=before(version, "1.52")))
 
 
 class PullBackend(Protocol):
@@ -192,7 +197,7 @@ class ImageRouter:
         return self._images.import_image(body, options).addCallback(_status_stream)
 
     def _pull(self, call: ApiCall, platform: str) -> Deferred[None]:
-        output = JsonProgress(call.request)
+        output = JsonProgress(call.request, call.version)
         pulled = self._pulls.pull(call.query("fromImage"), call.query("tag"),
                                   registry_auth(call), output, platform)
         return pulled.addBoth(output.ended)
@@ -220,9 +225,9 @@ class ImageRouter:
         request.setHeader(b"content-type", b"application/json")
         request.write(b"")
         body = request.content if request.content is not None else io.BytesIO()
-        loaded = self._images.load_images(body, _LoadMessages(request),
+        loaded = self._images.load_images(body, _LoadMessages(request, call.version),
                                           quiet=call.bool("quiet", True), platforms=platforms)
-        return loaded.addErrback(_load_failed, request)
+        return loaded.addErrback(_load_failed, request, call.version)
 
     def save(self, call: ApiCall) -> Deferred[None]:
         return self._save(call, [call.params["name"]])

@@ -113,11 +113,11 @@ def disk_usage_view(usage: dict[str, Any], types: frozenset[str], verbose: bool,
         return _legacy(usage, types, version)
     answer = {} if verbose else _legacy(usage, types, version)
     if "image" in types:
-        answer["ImagesUsage"] = _images_usage(usage["LayersSize"], usage["Images"], verbose)
+        answer["ImageUsage"] = _images_usage(usage["LayersSize"], usage["Images"], verbose)
     if "container" in types:
-        answer["ContainersUsage"] = _containers_usage(usage["Containers"], verbose)
+        answer["ContainerUsage"] = _containers_usage(usage["Containers"], verbose)
     if "volume" in types:
-        answer["VolumesUsage"] = _volumes_usage(usage["Volumes"], verbose)
+        answer["VolumeUsage"] = _volumes_usage(usage["Volumes"], verbose)
     if "build-cache" in types:
         answer["BuildCacheUsage"] = _usage(usage["BuildCache"], (), (), 0, verbose)
     return answer
