@@ -9,8 +9,7 @@ from dockertw.api.versions import before, drop_since, since
 from dockertw.daemon.images.platforms import Platform
 from dockertw.errdefs import InvalidParameter
 
-__all__ = ["summary_view", "inspect_view", "decode_platform", "decode_platforms",
-           "merge_missing"]
+__all__ = ["summary_view", "inspect_view", "decode_platform", "decode_platforms"]
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 # Config fields of container.Config that image inspect showed up to API 1.49.
@@ -21,17 +20,6 @@ _CONTAINER_ONLY_CONFIG = (
 # Config fields omitted when unset from API 1.52 on (OCI image config's omitempty).
 _OMITTED_WHEN_UNSET = ("Cmd", "Entrypoint", "Env", "Labels", "OnBuild", "User", "Volumes",
                        "WorkingDir")
-
-
-def merge_missing(document: dict[str, Any], extra: dict[str, Any]) -> None:
-    """moby's ``compat.WithExtraFields``: add ``extra`` where ``document`` has no value
-    (objects merged key by key)."""
-    for key, value in extra.items():
-        present = document.get(key)
-        if isinstance(value, dict) and isinstance(present, dict):
-            merge_missing(present, value)
-        elif present is None:
-            document[key] = value
 
 
 def summary_view(item: dict[str, Any], version: str) -> dict[str, Any]:
