@@ -289,6 +289,17 @@ def test_untagged_images_names_per_version(api: Call, gated: Daemon,
     assert (items["1.43"]["RepoTags"], items["1.43"]["RepoDigests"]) == ([], [])
 
 
+def test_legacy_filter_parameter_before_1_25(api: Call, gated: Daemon):
+    ok(gated, "tag", "bb:1", "other:1")
+    try:
+        tags = {v: {tag for item in api(v, "GET", "/images/json?filter=bb")[2]
+                    for tag in item["RepoTags"] or ()} for v in ("1.24", "1.25")}
+    finally:
+        ok(gated, "rmi", "other:1")
+    assert tags["1.24"] == {"bb:1"}
+    assert {"bb:1", "other:1"} <= tags["1.25"]
+
+
 def test_image_list_until_filter(api: Call):
     future = json.dumps({"until": [str(int(time.time()) + 3600)]})
     past = json.dumps({"until": ["1"]})
