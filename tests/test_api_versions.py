@@ -7,8 +7,12 @@ the containers it made.  docs/api-versions.md points here.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -432,3 +436,51 @@ def test_volume_prune_all_from_1_42(api: Call):
     assert "named141" not in pruned and "named142" not in pruned
     pruned = api("1.41", "POST", "/volumes/prune")[2]["VolumesDeleted"] or []
     assert {"named141", "named142"} <= set(pruned)
+
+
+# -- the real CLIs, pinned ---------------------------------------------------------------
+
+
+def _clis() -> list[str]:
+    found = [shutil.which("docker"), "/usr/bin/docker"]
+    return list(dict.fromkeys(path for path in found if path and Path(path).exists()))
+
+
+@pytest.mark.parametrize("version", ["1.44", "1.56"])
+@pytest.mark.parametrize("binary", _clis())
+def test_everyday_commands_with_a_pinned_version(gated: Daemon, binary: str, version: str,
+                                                  tmp_path: Path):
+    """run, ps, logs, exec, cp, images, volumes with DOCKER_API_VERSION set (the CLI 28
+    on PATH, and Debian's 20.10 when installed)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=f"unix://{gated.socket}", DOCKER_API_VERSION=version,
+               DOCKER_CONFIG=str(tmp_path))
+
+    def run(*args: str) -> str:
+        done = subprocess.run([binary, *args], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+        assert done.returncode == 0, (binary, version, args, done.stderr)
+        return done.stdout
+
+    name = f"pin{version.replace('.', '')}"
+    try:
+        run("volume", "create", name)
+        assert run("run", "-d", "--name", name, "-v", f"{name}:/data", "bb:1", "sh", "-c",
+                   "echo ready; sleep 60").strip()
+        assert name in run("ps", "--format", "{{.Names}}").split()
+        deadline = time.monotonic() + 10
+        while "ready" not in run("logs", name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run("logs", name) == "ready\n"
+        assert run("exec", name, "sh", "-c", "echo hi > /data/f; cat /data/f") == "hi\n"
+        (tmp_path / "in.txt").write_text("copied")
+        run("cp", str(tmp_path / "in.txt"), f"{name}:/tmp/in.txt")
+        run("cp", f"{name}:/tmp/in.txt", str(tmp_path / "out.txt"))
+        assert (tmp_path / "out.txt").read_text() == "copied"
+        assert "bb" in run("images", "--format", "{{.Repository}}").split()
+        assert name in run("volume", "ls", "-q").split()
+    finally:
+        subprocess.run([binary, "rm", "-f", name], capture_output=True, env=env, check=False)
+        subprocess.run([binary, "volume", "rm", name], capture_output=True, env=env,
+                       check=False)
+    assert name not in run("volume", "ls", "-q").split()
