@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockertw.runtime.mounts import mounts_under
-from tests.cli import import_image
+from tests.cli import cli, import_image
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
     microsocks,
@@ -115,6 +115,15 @@ def module_daemon(busybox_tar: Path) -> Iterator[Daemon]:
         shutil.rmtree(home, ignore_errors=True)
         assert left == []
         assert "Traceback" not in daemon.output(), daemon.output()
+
+
+@pytest.fixture
+def module_containers(module_daemon: Daemon) -> Iterator[list[str]]:
+    """Names of containers a test makes on ``module_daemon``; removed afterwards."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        cli(module_daemon, "rm", "-f", name)
 
 
 @pytest.fixture

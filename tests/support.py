@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from dockertw.runtime.mounts import mounts_under
 
@@ -58,6 +61,17 @@ def unix_get(path: str, url: str, method: str = "GET", body: bytes | None = None
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def api_request(socket_path: str, version: str, method: str, path: str, body: Any = None,
+                raw: bytes | None = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
+    """``method /v{version}{path}`` with a JSON ``body`` (or ``raw`` bytes); the query
+    is quoted (JSON parameters may have spaces)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    extra = {"Content-Type": "application/json"} if body is not None else {}
+    url = quote(f"/v{version}{path}", safe="/:?=&,;%")
+    return unix_get(socket_path, url, method, data, {**extra, **(headers or {})})
 
 
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:

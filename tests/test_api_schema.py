@@ -19,17 +19,15 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.cli import ok
-from tests.support import Daemon, unix_get
+from tests.support import Daemon, api_request
 
 _SPEC = Path(__file__).resolve().parents[2] / "shared" / "api" / "docker-engine-api-v1.56.yaml"
 _SPEC_PATHS = (_SPEC, Path("/work/shared/api/docker-engine-api-v1.56.yaml"))
@@ -123,20 +121,14 @@ Call = Callable[..., tuple[int, dict[str, str], bytes]]
 def call(module_daemon: Daemon) -> Call:
     def request(method: str, path: str, body: Any = None,
                 raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        url = quote(f"/v{VERSION}{path}", safe="/:?=&,;%")
-        return unix_get(str(module_daemon.socket), url, method, data, headers)
+        return api_request(str(module_daemon.socket), VERSION, method, path, body, raw)
 
     return request
 
 
 @pytest.fixture
-def made(module_daemon: Daemon) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        ok(module_daemon, "rm", "-f", name)
+def made(module_containers: list[str]) -> list[str]:
+    return module_containers
 
 
 def _json(answer: tuple[int, dict[str, str], bytes], status: int) -> Any:
@@ -243,34 +235,37 @@ def test_volume_routes(call: Call, check: Callable[..., None]) -> None:
     check("/volumes/prune", "post", 200, _json(call("POST", "/volumes/prune"), 200))
 
 
+_C = "/containers/{id}"
+_NO_BODY_ROUTES = (  # (method, spec path, request path), in order; all on container s2
+    ("POST", _C + "/start", "/containers/s2/start"),
+    ("POST", _C + "/start", "/containers/s2/start"),  # 304
+    ("POST", _C + "/resize", "/containers/s2/resize?h=10&w=20"),
+    ("POST", _C + "/pause", "/containers/s2/pause"),
+    ("POST", _C + "/unpause", "/containers/s2/unpause"),
+    ("POST", _C + "/rename", "/containers/s2/rename?name=s3"),
+    ("POST", _C + "/rename", "/containers/s3/rename?name=s2"),
+    ("GET", _C + "/logs", "/containers/s2/logs?stdout=1"),
+    ("HEAD", _C + "/archive", "/containers/s2/archive?path=/etc"),
+    ("GET", _C + "/archive", "/containers/s2/archive?path=/etc/hostname"),
+    ("PUT", _C + "/archive", "/containers/s2/archive?path=/tmp"),
+    ("GET", _C + "/export", "/containers/s2/export"),
+    ("POST", _C + "/restart", "/containers/s2/restart?t=0"),
+    ("POST", _C + "/kill", "/containers/s2/kill"),
+    ("POST", _C + "/stop", "/containers/s2/stop"),  # 304
+    ("DELETE", _C, "/containers/s2"),
+    ("GET", "/images/{name}/get", "/images/bb:1/get"),
+    ("GET", "/images/get", "/images/get?names=bb:1"),
+    ("POST", "/exec/{id}/resize", "/exec/nope/resize?h=1&w=1"),
+)
+
+
 def test_answers_without_a_body_use_the_specs_statuses(
         call: Call, schemas: dict[str, Any], made: list[str]) -> None:
     """The routes that answer no JSON: each status is one the spec lists."""
-    def expect(method: str, template: str, path: str, raw: bytes | None = None) -> None:
-        status = call(method, path, raw=raw)[0]
+    made.append("s2")
+    _json(call("POST", "/containers/create?name=s2",
+               {"Image": "bb:1", "Cmd": ["sleep", "60"], "Tty": True}), 201)
+    for method, template, path in _NO_BODY_ROUTES:
+        status = call(method, path, raw=_layer_tar() if method == "PUT" else None)[0]
         assert status in schemas["paths"][template][method.lower()]["responses"], (
             method, path, status)
-
-    made.append("schema2")
-    _json(call("POST", "/containers/create?name=schema2",
-               {"Image": "bb:1", "Cmd": ["sleep", "60"], "Tty": True}), 201)
-    expect("POST", "/containers/{id}/start", "/containers/schema2/start")
-    expect("POST", "/containers/{id}/start", "/containers/schema2/start")  # 304
-    expect("POST", "/containers/{id}/resize", "/containers/schema2/resize?h=10&w=20")
-    expect("POST", "/containers/{id}/pause", "/containers/schema2/pause")
-    expect("POST", "/containers/{id}/unpause", "/containers/schema2/unpause")
-    expect("POST", "/containers/{id}/rename", "/containers/schema2/rename?name=schema3")
-    expect("POST", "/containers/{id}/rename", "/containers/schema3/rename?name=schema2")
-    expect("GET", "/containers/{id}/logs", "/containers/schema2/logs?stdout=1")
-    expect("HEAD", "/containers/{id}/archive", "/containers/schema2/archive?path=/etc")
-    expect("GET", "/containers/{id}/archive", "/containers/schema2/archive?path=/etc/hostname")
-    expect("PUT", "/containers/{id}/archive", "/containers/schema2/archive?path=/tmp",
-           _layer_tar())
-    expect("GET", "/containers/{id}/export", "/containers/schema2/export")
-    expect("POST", "/containers/{id}/restart", "/containers/schema2/restart?t=0")
-    expect("POST", "/containers/{id}/kill", "/containers/schema2/kill")
-    expect("POST", "/containers/{id}/stop", "/containers/schema2/stop")  # 304
-    expect("DELETE", "/containers/{id}", "/containers/schema2")
-    expect("GET", "/images/{name}/get", "/images/bb:1/get")
-    expect("GET", "/images/get", "/images/get?names=bb:1")
-    expect("POST", "/exec/{id}/resize", "/exec/nope/resize?h=1&w=1")

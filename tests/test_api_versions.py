@@ -11,15 +11,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from tests.cli import ok
-from tests.support import Daemon, unix_get
+from tests.support import Daemon, api_request, unix_get
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 
@@ -35,11 +34,8 @@ def api(gated: Daemon) -> Call:
     the decoded JSON body (raw bytes when it is not JSON)."""
     def call(version: str, method: str, path: str, body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-        data = None if body is None else json.dumps(body).encode()
-        extra = {"Content-Type": "application/json"} if data is not None else {}
-        url = quote(f"/v{version}{path}", safe="/:?=&,;%")
-        status, answer_headers, raw = unix_get(str(gated.socket), url,
-                                               method, data, {**extra, **(headers or {})})
+        status, answer_headers, raw = api_request(str(gated.socket), version, method, path,
+                                                  body, headers=headers)
         try:
             return status, answer_headers, json.loads(raw)
         except ValueError:
@@ -49,12 +45,9 @@ def api(gated: Daemon) -> Call:
 
 
 @pytest.fixture
-def containers(gated: Daemon) -> Iterator[list[str]]:
+def containers(module_containers: list[str]) -> list[str]:
     """Names of containers a test makes; removed (forced) afterwards."""
-    made: list[str] = []
-    yield made
-    for name in made:
-        ok(gated, "rm", "-f", name)
+    return module_containers
 
 
 def _create(api: Call, version: str, name: str, body: dict[str, Any]) -> tuple[int, Any]:
