@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dockertw.api.versions import before, drop_since, health_config, since
+from dockertw.api.versions import before, drop_before, drop_since, health_config, since
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["create_body", "update_body", "exec_body", "exec_start_body", "inspect_view",
@@ -186,8 +186,8 @@ def inspect_view(document: dict[str, Any], version: str) -> dict[str, Any]:
             if _unset(host.get(field)):
                 host.pop(field, None)
         drop_since(host, version, "1.52", "KernelMemoryTCP")
-    if isinstance(host, dict) and before(version, "1.43"):
-        host.pop("Annotations", None)
+    if isinstance(host, dict):
+        drop_before(host, version, "1.43", "Annotations")
     settings = document.get("NetworkSettings")
     if isinstance(settings, dict):
         drop_since(settings, version, "1.52", *_LEGACY_NETWORK_SETTINGS)
