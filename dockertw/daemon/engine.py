@@ -29,7 +29,7 @@ class EngineConfig:
     cgroup_parent: str = "dockertw"
     experimental: bool = False
     max_api_version: str = versions.MAX_API_VERSION
-    min_api_version: str = "1.24"
+    min_api_version: str = versions.MIN_API_VERSION
     registry: RegistryConfig = RegistryConfig()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
