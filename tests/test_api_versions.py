@@ -348,6 +348,17 @@ def test_image_platform_parameters_per_version(api: Call, gated: Daemon):
     assert api("1.50", "DELETE", f"/images/plat:1?platforms={mine}")[0] == 200
 
 
+def test_load_messages_drop_the_legacy_text_from_1_52(gated: Daemon):
+    shown = {}
+    for version in ("1.51", "1.52"):
+        status, _, body = api_request(str(gated.socket), version, "POST", "/images/load",
+                                      raw=b"not a tar at all" * 64)
+        assert status == 200
+        shown[version] = json.loads(body.splitlines()[-1])
+    assert shown["1.51"]["error"] == shown["1.51"]["errorDetail"]["message"]
+    assert set(shown["1.52"]) == {"errorDetail"}
+
+
 def test_identity_needs_manifests_from_1_54(api: Call):
     assert api("1.53", "GET", "/images/json?identity=1")[0] == 200
     status, _, answer = api("1.54", "GET", "/images/json?identity=1")
