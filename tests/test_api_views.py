@@ -115,3 +115,10 @@ def test_event_view_legacy_fields_until_1_51():
     message = {"status": "start", "id": "abc", "from": "bb:1", "Type": "container"}
     assert system.event_view(message, "1.51") == message
     assert system.event_view(message, "1.52") == {"Type": "container"}
+
+
+def test_progress_and_error_text_until_1_52():
+    from dockertw.streams.jsonmessage import format_error, format_progress
+    assert b'"progress"' in format_progress("Loading layer", "a", 1, 2)
+    assert b'"progress"' not in format_progress("Loading layer", "a", 1, 2, legacy=False)
+    assert format_error("boom", legacy=False) == b'{"errorDetail":{"message":"boom"}}\r\n'
