@@ -34,7 +34,7 @@ from dockertw.runtime.reaper import become_subreaper
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
 
-MAX_API_VERSION = "1.41"
+MAX_API_VERSION = api_versions.MAX_API_VERSION
 LOWEST_API_VERSION = "1.12"
 _log = Logger()
 
@@ -60,7 +60,7 @@ class Options(usage.Options):
         ["root", None, "/var/lib/dockertw", "Root directory of the daemon's state."],
         ["runtime", None, "runc", "OCI runtime binary (runc or crun)."],
         ["cgroup-parent", None, "dockertw", "Parent cgroup of the containers' cgroups."],
-        ["min-api-version", None, "1.24", "Oldest API version served."],
+        ["min-api-version", None, api_versions.MIN_API_VERSION, "Oldest API version served."],
         ["tlscacert", None, None, "CA certificate that client certificates must be signed "
                                   "by [default: ~/.docker/ca.pem]"],
         ["tlscert", None, None, "Server certificate [default: ~/.docker/cert.pem]"],

@@ -6,7 +6,13 @@ missing parts are 0, so ``1.41.0 == 1.41`` and ``01.041 == 1.41``.
 
 from __future__ import annotations
 
-__all__ = ["compare", "is_less", "is_greater", "is_valid"]
+__all__ = ["MAX_API_VERSION", "MIN_API_VERSION", "compare", "is_less", "is_greater",
+           "is_valid"]
+
+MAX_API_VERSION = "1.56"
+"""The newest Engine API version dockertw speaks (daemon and client)."""
+MIN_API_VERSION = "1.24"
+"""The oldest version the daemon serves by default (moby's floor)."""
 
 
 def _parts(version: str) -> list[int]:

@@ -14,7 +14,9 @@ IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
-    return docker("-H", f"unix://{daemon.socket}", *args)
+    """The docker CLI against ``daemon``, at its pinned API version if it has one."""
+    pinned = {"DOCKER_API_VERSION": daemon.api_version} if daemon.api_version else None
+    return docker("-H", f"unix://{daemon.socket}", *args, env_extra=pinned)
 
 
 def ok(daemon: Daemon, *args: str) -> str:

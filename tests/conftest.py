@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import import_image
+from tests.cli import cli, import_image
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
     microsocks,
@@ -56,16 +56,72 @@ def start_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
             daemon.stop()
 
 
+# Modules whose every test runs twice, its daemon pinned to API 1.41 and to 1.56: the
+# everyday CLI commands and system routes (run, ps, logs, exec, images, volumes, events).
+# Elsewhere a test opts in with @pytest.mark.both_api_versions (cp has a few); the rest
+# runs once with the CLI negotiating (28.x: 1.50), so slow modules are not doubled.
+_BOTH_VERSIONS_MODULES = frozenset({
+    "test_containers_cli", "test_containers_logs", "test_containers_exec", "test_images_cli",
+    "test_volumes_cli", "test_events", "test_system_routes",
+})
+BOTH_API_VERSIONS = ("1.41", "1.56")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    wanted = module in _BOTH_VERSIONS_MODULES \
+        or metafunc.definition.get_closest_marker("both_api_versions") is not None
+    if wanted and "daemon" in metafunc.fixturenames:
+        metafunc.parametrize("api_version", BOTH_API_VERSIONS, indirect=True)
+
+
 @pytest.fixture
-def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
-    """A daemon listening on a UNIX socket only."""
-    return start_daemon()
+def api_version(request: pytest.FixtureRequest) -> str | None:
+    """The API version a parametrised test pins its daemon to (``None``: not pinned)."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., Daemon], api_version: str | None) -> Iterator[Daemon]:
+    """A daemon listening on a UNIX socket only (pinned to ``api_version`` if set)."""
+    started = start_daemon()
+    started.api_version = api_version
+    try:
+        yield started
+    finally:
+        started.api_version = None
 
 
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tar of a busybox-static root filesystem, for ``docker import``; made once."""
     return make_busybox_tar(tmp_path_factory.mktemp("busybox"))
+
+
+@pytest.fixture(scope="module")
+def module_daemon(busybox_tar: Path) -> Iterator[Daemon]:
+    """One daemon for a whole module, with the busybox image as ``bb:1``; nothing of
+    it may be left afterwards (its tests remove what they make)."""
+    home = Path(tempfile.mkdtemp(prefix="dtw-m-"))
+    daemon = Daemon(home)
+    try:
+        daemon.start()
+        import_image(daemon, busybox_tar, "bb:1")
+        yield daemon
+    finally:
+        try:
+            daemon.stop_and_check_clean()
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def module_containers(module_daemon: Daemon) -> Iterator[list[str]]:
+    """Names of containers a test makes on ``module_daemon``; removed afterwards."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        cli(module_daemon, "rm", "-f", name)
 
 
 @pytest.fixture

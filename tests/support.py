@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 
@@ -42,11 +45,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def unix_get(path: str, url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request over a UNIX socket; returns status, headers, body."""
+_PINNED: dict[str, str] = {}  # socket path -> the API version its tests speak
+_VERSIONED_URL = re.compile(r"^/v[0-9]")
+
+
+def unix_get(path: str, url: str, method: str = "GET", body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request over a UNIX socket; returns status, headers, body.  A bare
+    ``url`` to a daemon pinned to an API version is sent under ``/vX.Y``."""
+    if path in _PINNED and not _VERSIONED_URL.match(url):
+        url = f"/v{_PINNED[path]}{url}"
     connection = _UnixConnection(path)
     try:
-        connection.request(method, url, headers={"Host": "api.moby.localhost"})
+        connection.request(method, url, body=body,
+                           headers={"Host": "api.moby.localhost", **(headers or {})})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -58,6 +70,17 @@ def within_seconds(coroutine: Coroutine[Any, Any, Any], seconds: float) -> Defer
     from twisted.internet import reactor
 
     return Deferred.fromCoroutine(coroutine).addTimeout(seconds, reactor)
+
+
+def api_request(socket_path: str, version: str, method: str, path: str, body: Any = None,
+                raw: bytes | None = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], bytes]:
+    """``method /v{version}{path}`` with a JSON ``body`` (or ``raw`` bytes); the query
+    is quoted (JSON parameters may have spaces)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    extra = {"Content-Type": "application/json"} if body is not None else {}
+    url = quote(f"/v{version}{path}", safe="/:?=&,;%")
+    return unix_get(socket_path, url, method, data, {**extra, **(headers or {})})
 
 
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
@@ -153,6 +176,20 @@ class Daemon:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_version(self) -> str | None:
+        """The API version the tests speak to this daemon's socket (``None``: the
+        docker CLI negotiates, bare URLs get the newest); a daemon restarted on the
+        same socket keeps it."""
+        return _PINNED.get(self.socket or "")
+
+    @api_version.setter
+    def api_version(self, version: str | None) -> None:
+        if self.socket and version:
+            _PINNED[self.socket] = version
+        elif self.socket:
+            _PINNED.pop(self.socket, None)
 
     def start(self, wait: bool = True) -> Daemon:
         env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -49,14 +49,14 @@ async def test_same_calls_over_unix_and_tcp_give_equal_results(two_way_daemon):
         assert unix_info == tcp_info
         unix_ping, tcp_ping = await over_unix.ping(), await over_tcp.ping()
         assert unix_ping == tcp_ping
-        assert unix_ping.api_version == "1.41"
+        assert unix_ping.api_version == "1.56"
     finally:
         await over_unix.close()
         await over_tcp.close()
 
 
 @pytest_twisted.ensureDeferred
-@pytest.mark.parametrize("maximum, settled", [("1.45", "1.41"), ("1.30", "1.30")])
+@pytest.mark.parametrize("maximum, settled", [("1.60", "1.56"), ("1.45", "1.45"), ("1.30", "1.30")])
 async def test_negotiation_settles_on_the_lower_maximum(daemon, maximum, settled):
     client = DockerClient(f"unix://{daemon.socket}", max_version=maximum)
     try:
@@ -157,7 +157,7 @@ class TestTLS:
         port = self._daemon(start_daemon, pki, "server")
         client = self._client(f"tcp://{host}:{port}", pki, pki["authority"].files.cert)
         try:
-            assert (await client.version())["ApiVersion"] == "1.41"
+            assert (await client.version())["ApiVersion"] == "1.56"
             assert client.transport.base_url.startswith("https://")
         finally:
             await client.close()
@@ -189,6 +189,6 @@ class TestTLS:
                                         "DOCKER_CERT_PATH": str(certs),
                                         "DOCKER_TLS_VERIFY": "1"})
         try:
-            assert (await client.ping()).api_version == "1.41"
+            assert (await client.ping()).api_version == "1.56"
         finally:
             await client.close()

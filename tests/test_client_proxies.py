@@ -55,14 +55,14 @@ async def _version_through(port: int, env: dict[str, str],
 @pytest_twisted.ensureDeferred
 async def test_plain_http_target_goes_through_tinyproxy(tcp_daemon, tinyproxy: ProxyProcess):
     env = {"HTTP_PROXY": f"http://127.0.0.1:{tinyproxy.port}"}
-    assert await _version_through(tcp_daemon, env) == ("1.41", "proxy http")
-    assert f"0.0.0.0:{tcp_daemon}/v1.41/version" in tinyproxy.output()
+    assert await _version_through(tcp_daemon, env) == ("1.56", "proxy http")
+    assert f"0.0.0.0:{tcp_daemon}/v1.56/version" in tinyproxy.output()
 
 
 @pytest_twisted.ensureDeferred
 async def test_proxy_credentials_are_sent(tcp_daemon, tinyproxy_auth: ProxyProcess):
     good = {"HTTP_PROXY": f"http://alice:s3cret@127.0.0.1:{tinyproxy_auth.port}"}
-    assert (await _version_through(tcp_daemon, good))[0] == "1.41"
+    assert (await _version_through(tcp_daemon, good))[0] == "1.56"
     bad = {"HTTP_PROXY": f"http://127.0.0.1:{tinyproxy_auth.port}"}
     with pytest.raises(Exception, match="407|Proxy Authentication"):
         await _version_through(tcp_daemon, bad)
@@ -72,7 +72,7 @@ async def test_proxy_credentials_are_sent(tcp_daemon, tinyproxy_auth: ProxyProce
 async def test_tls_daemon_through_a_connect_tunnel(tls_daemon, tinyproxy: ProxyProcess):
     port, tls = tls_daemon
     env = {"HTTPS_PROXY": f"http://127.0.0.1:{tinyproxy.port}"}
-    assert await _version_through(port, env, tls) == ("1.41", "connect http")
+    assert await _version_through(port, env, tls) == ("1.56", "connect http")
     assert "CONNECT" in tinyproxy.output()
 
 
@@ -82,14 +82,14 @@ async def test_tls_daemon_through_a_connect_tunnel(tls_daemon, tinyproxy: ProxyP
 async def test_socks5_without_credentials(tcp_daemon, microsocks: ProxyProcess, scheme,
                                           variable):
     env = {variable: f"{scheme}://127.0.0.1:{microsocks.port}"}
-    assert await _version_through(tcp_daemon, env) == ("1.41", f"socks5 {scheme}")
+    assert await _version_through(tcp_daemon, env) == ("1.56", f"socks5 {scheme}")
 
 
 @pytest_twisted.ensureDeferred
 async def test_socks5_with_credentials(tcp_daemon, microsocks_auth: ProxyProcess):
     proxy = f"127.0.0.1:{microsocks_auth.port}"
     good = {"ALL_PROXY": f"socks5://alice:s3cret@{proxy}"}
-    assert (await _version_through(tcp_daemon, good))[0] == "1.41"
+    assert (await _version_through(tcp_daemon, good))[0] == "1.56"
     with pytest.raises(ConnectionFailed):
         await _version_through(tcp_daemon, {"ALL_PROXY": f"socks5://alice:nope@{proxy}"})
 
@@ -98,7 +98,7 @@ async def test_socks5_with_credentials(tcp_daemon, microsocks_auth: ProxyProcess
 async def test_tls_daemon_through_socks5(tls_daemon, microsocks: ProxyProcess):
     port, tls = tls_daemon
     env = {"ALL_PROXY": f"socks5h://127.0.0.1:{microsocks.port}"}
-    assert await _version_through(port, env, tls) == ("1.41", "socks5 socks5h")
+    assert await _version_through(port, env, tls) == ("1.56", "socks5 socks5h")
 
 
 @pytest_twisted.ensureDeferred
@@ -106,8 +106,8 @@ async def test_no_proxy_sends_the_same_call_direct(tcp_daemon, tinyproxy: ProxyP
                                                    microsocks_auth: ProxyProcess):
     env = {"HTTP_PROXY": f"http://127.0.0.1:{tinyproxy.port}", "NO_PROXY": "0.0.0.0",
            "ALL_PROXY": f"socks5://alice:wrong@127.0.0.1:{microsocks_auth.port}"}
-    assert await _version_through(tcp_daemon, env) == ("1.41", "direct")
-    assert "/v1.41/version" not in tinyproxy.output()
+    assert await _version_through(tcp_daemon, env) == ("1.56", "direct")
+    assert "/v1.56/version" not in tinyproxy.output()
 
 
 @pytest_twisted.ensureDeferred
@@ -116,7 +116,7 @@ async def test_unix_daemon_is_never_proxied(daemon: Daemon, tinyproxy: ProxyProc
                                     "HTTP_PROXY": f"http://127.0.0.1:{tinyproxy.port}",
                                     "ALL_PROXY": "socks5://127.0.0.1:1"})
     try:
-        assert (await client.version())["ApiVersion"] == "1.41"
+        assert (await client.version())["ApiVersion"] == "1.56"
         assert client.transport.route == "unix"
     finally:
         await client.close()

@@ -93,6 +93,7 @@ def untar(data: bytes) -> dict[str, bytes]:
                 for m in tar}
 
 
+@pytest.mark.both_api_versions
 def test_copy_in_and_out(running_daemon: Daemon, container: str, workdir: Path) -> None:
     source = workdir / "in.txt"
     source.write_bytes(b"hello from the host\n")
@@ -132,6 +133,7 @@ def test_missing_path(running_daemon: Daemon, container: str, workdir: Path) -> 
     assert done.returncode != 0
 
 
+@pytest.mark.both_api_versions
 def test_stat_header(running_daemon: Daemon, container: str) -> None:
     status, headers, _ = request(running_daemon, "HEAD",
                                  f"/containers/{container}/archive?path=/escape")

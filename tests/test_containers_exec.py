@@ -230,8 +230,8 @@ def test_hijacked_start_multiplexes(box: tuple[Daemon, str]):
         received += _read_all(connection)
     head, _, stream = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: "
-                           b"application/vnd.docker.raw-stream\r\nConnection: Upgrade"
-                           b"\r\nUpgrade: tcp\r\nApi-Version: 1.41\r\n"), head
+                           b"application/vnd.docker.multiplexed-stream\r\nConnection: "
+                           b"Upgrade\r\nUpgrade: tcp\r\nApi-Version: 1.56\r\n"), head
     assert stream == b"\x02\0\0\0\0\0\0\x04err\n\x01\0\0\0\0\0\0\x03hi\n"
     assert _exec_json(daemon, exec_id)["ExitCode"] == 0
 

@@ -36,7 +36,7 @@ def test_docker_version_over_unix_and_info_over_tcp_at_once(start_daemon: StartD
 
     assert version.returncode == 0, version_err
     server = json.loads(version_out)["Server"]
-    assert server["ApiVersion"] == "1.41"
+    assert server["ApiVersion"] == "1.56"
     assert server["Os"] == "linux"
     assert server["KernelVersion"] == os.uname().release
     assert info.returncode == 0, info.stderr
@@ -93,7 +93,7 @@ class TestTLS:
         _, port = tls_daemon
         done = self._version(port, pki["ca"], pki["client_cert"], pki["client_key"])
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "1.41"
+        assert done.stdout.strip() == "1.56"
 
     def test_no_client_certificate_is_refused(self, tls_daemon, pki):
         _, port = tls_daemon
@@ -136,7 +136,7 @@ class TestTLS:
                      "--tlscert", str(pki["server_cert"]), "--tlskey", str(pki["server_key"]))
         done = self._version(port, pki["ca"], None, None)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "1.41"
+        assert done.stdout.strip() == "1.56"
 
 
 def test_second_listener_taken_exits_non_zero_and_closes_the_first(

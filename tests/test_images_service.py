@@ -119,7 +119,7 @@ def test_list_shows_placeholders_for_untagged_images_newest_first(service: Image
     assert list(listed[1]) == ["Containers", "Created", "Id", "Labels", "ParentId",
                                "RepoDigests", "RepoTags", "SharedSize", "Size",
                                "VirtualSize"]
-    assert listed[1]["Containers"] == -1 and listed[1]["SharedSize"] == -1
+    assert listed[1]["Containers"] == 0 and listed[1]["SharedSize"] == -1
     assert listed[1]["Size"] == listed[1]["VirtualSize"] == 1
     newer = _result(service.list_images(Filters(), placeholders=False))
     assert newer[0]["RepoTags"] == [] and newer[1]["RepoDigests"] == []

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 MIDDLEWARE_HEADERS = ("Api-Version", "Ostype", "Server", "Docker-Experimental")
 
 
-@pytest.mark.parametrize("prefix", ["", "/v1.41", "/v1.24", "/v1.41.0"])
+@pytest.mark.parametrize("prefix", ["", "/v1.56", "/v1.41", "/v1.24", "/v1.41.0"])
 @pytest.mark.parametrize("path", ["/_ping", "/version", "/info", "/system/df", "/events"])
 def test_system_routes_answer_bare_and_versioned(daemon: Daemon, prefix: str, path: str):
     query = "?since=0&until=1" if path == "/events" else ""
@@ -25,7 +25,7 @@ def test_system_routes_answer_bare_and_versioned(daemon: Daemon, prefix: str, pa
     assert status == 200
     for name in MIDDLEWARE_HEADERS:
         assert name in headers
-    assert headers["Api-Version"] == "1.41"
+    assert headers["Api-Version"] == "1.56"
     if path == "/_ping":
         assert body == b"OK"
         assert headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
@@ -40,28 +40,32 @@ def test_system_routes_answer_bare_and_versioned(daemon: Daemon, prefix: str, pa
 def test_head_ping_has_empty_body_and_api_version(daemon: Daemon):
     status, headers, body = unix_get(daemon.socket, "/_ping", method="HEAD")
     assert (status, body) == (200, b"")
-    assert headers["Api-Version"] == "1.41"
+    assert headers["Api-Version"] == "1.56"
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
 def test_options_answers_any_path_with_an_empty_200(daemon: Daemon):
     status, headers, body = unix_get(daemon.socket, "/v1.41/containers/json", "OPTIONS")
     assert (status, body, headers["Content-Length"]) == (200, b"", "0")
-    assert headers["Api-Version"] == "1.41"
+    assert headers["Api-Version"] == "1.56"
 
 
 @pytest.mark.parametrize("version, message", [
     ("1.12", "client version 1.12 is too old. Minimum supported API version is 1.24, "
              "please upgrade your client to a newer version"),
-    ("9.99", "client version 9.99 is too new. Maximum supported API version is 1.41"),
+    ("9.99", "client version 9.99 is too new. Maximum supported API version is 1.56"),
 ])
 def test_out_of_range_versions_get_dockers_400(daemon: Daemon, version: str, message: str):
     status, headers, body = unix_get(daemon.socket, f"/v{version}/version")
     assert status == 400
-    assert headers["Content-Type"] == "application/json"
-    assert json.loads(body) == {"message": message}
+    if version == "1.12":  # older than 1.24: plain text, as moby
+        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert body == message.encode() + b"\n"
+    else:
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"message": message}
     assert "Docker-Experimental" not in headers
-    assert headers["Api-Version"] == "1.41"
+    assert headers["Api-Version"] == "1.56"
 
 
 @pytest.mark.parametrize("method, path", [
@@ -197,7 +201,7 @@ def test_engine_id_survives_a_restart(start_daemon):
 
 def test_version_reports_this_daemon(daemon: Daemon):
     version = json.loads(unix_get(daemon.socket, "/v1.41/version")[2])
-    assert version["ApiVersion"] == "1.41"
+    assert version["ApiVersion"] == "1.56"
     assert version["MinAPIVersion"] == "1.24"
     assert version["KernelVersion"] == os.uname().release
     assert [c["Name"] for c in version["Components"]] == ["Engine", "runc"]

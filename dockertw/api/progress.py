@@ -13,6 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from dockertw import versions
+from dockertw.api.versions import before
 from dockertw.errdefs import DockerError
 from dockertw.streams.jsonmessage import (
     format_aux,
@@ -28,10 +30,12 @@ _log = Logger()
 
 
 class JsonProgress:
-    """A :class:`~dockertw.daemon.distribution.progress.ProgressOutput` on a response."""
+    """A :class:`~dockertw.daemon.distribution.progress.ProgressOutput` on a response;
+    the legacy ``progress`` and ``error`` texts only for requests older than API 1.52."""
 
-    def __init__(self, request: IRequest) -> None:
+    def __init__(self, request: IRequest, version: str = versions.MAX_API_VERSION) -> None:
         self._request = request
+        self._legacy = before(version, "1.52")
         self.started = False
 
     def _write(self, data: bytes) -> None:
@@ -47,7 +51,7 @@ class JsonProgress:
         self._write(format_layer(status, id))
 
     def progress(self, id: str, action: str, current: int, total: int) -> None:  # noqa: A002
-        self._write(format_progress(action, id, current, total))
+        self._write(format_progress(action, id, current, total, legacy=self._legacy))
 
     def aux(self, value: dict[str, Any]) -> None:
         self._write(format_aux(value))
@@ -61,5 +65,6 @@ class JsonProgress:
             return outcome
         if not outcome.check(DockerError):
             _log.failure("A pull or push failed", outcome)
-        self._request.write(format_error(str(outcome.value) or type(outcome.value).__name__))
+        self._request.write(format_error(str(outcome.value) or type(outcome.value).__name__,
+                                         legacy=self._legacy))
         return None

@@ -75,8 +75,8 @@ class Router(Protocol):
 class ApiConfig:
     """What the version middleware needs to know about the daemon."""
 
-    max_version: str = "1.41"
-    min_version: str = "1.24"
+    max_version: str = versions.MAX_API_VERSION
+    min_version: str = versions.MIN_API_VERSION
     experimental: bool = False
     os_type: str = "linux"
     server: str = f"Docker/{__version__} (linux)"
@@ -278,12 +278,13 @@ class _Dispatcher:
         request.setHeader(b"ostype", self._config.os_type.encode())
         try:
             api_version = self._check_version(version)
-        except DockerError as error:
-            return self._write_error(request, error, json_body=True)
+        except DockerError as error:  # plain text for a client older than 1.24, as moby
+            return self._write_error(
+                request, error, json_body=version is None or versions.is_greater(version, "1.23"))
         request.setHeader(b"docker-experimental", self._experimental)
-        if route.min_version and versions.is_less(api_version, route.min_version):
-            return page_not_found(request)
         call = ApiCall(request=request, params=params, version=api_version)
+        if route.min_version and versions.is_less(api_version, route.min_version):
+            return self._write_error(request, _TooOld(route), self._json_errors(call))
         if route.experimental and not self._config.experimental:
             return self._write_error(request, _ExperimentalDisabled(), self._json_errors(call))
         try:
@@ -359,6 +360,18 @@ class _Dispatcher:
         request.setHeader(b"x-content-type-options", b"nosniff")
         return _write_body(request, status, b"text/plain; charset=utf-8",
                            message.encode() + b"\n")
+
+
+_VARIABLE = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
+
+
+class _TooOld(errdefs.InvalidParameter):
+    """A route newer than the request's version (moby's ``WithMinimumAPIVersion``)."""
+
+    def __init__(self, route: Route) -> None:
+        path = _VARIABLE.sub(r"{\1:.*}", route.path)
+        super().__init__(f"{route.method} {path} requires minimum API version "
+                         f"{route.min_version}")
 
 
 class _ExperimentalDisabled(errdefs.NotImplemented):

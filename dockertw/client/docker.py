@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from dockertw import __version__
+from dockertw import __version__, versions
 from dockertw.client._base import Requests
 from dockertw.client._calls import (
     ContainerCalls,
@@ -24,7 +24,7 @@ from dockertw.client.tls import TLSSettings
 
 __all__ = ["DockerClient", "MAX_API_VERSION", "DEFAULT_TIMEOUT"]
 
-MAX_API_VERSION = "1.41"
+MAX_API_VERSION = versions.MAX_API_VERSION
 DEFAULT_TIMEOUT = 60.0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from dockertw import versions
 from dockertw.daemon.containers.service import ContainerService
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.distribution.service import DistributionService
@@ -27,8 +28,8 @@ class EngineConfig:
     runtime: str = "runc"
     cgroup_parent: str = "dockertw"
     experimental: bool = False
-    max_api_version: str = "1.41"
-    min_api_version: str = "1.24"
+    max_api_version: str = versions.MAX_API_VERSION
+    min_api_version: str = versions.MIN_API_VERSION
     registry: RegistryConfig = RegistryConfig()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5

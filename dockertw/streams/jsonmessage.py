@@ -37,9 +37,10 @@ def format_status(status: str, id: str = "") -> bytes:  # noqa: A002 - Docker's 
     return encode_message(status=status, id=id)
 
 
-def format_error(message: str) -> bytes:
-    """``streamformatter.FormatError``: an in-band error that ends the stream."""
-    return encode_message(errorDetail={"message": message}, error=message)
+def format_error(message: str, legacy: bool = True) -> bytes:
+    """``streamformatter.FormatError``: an in-band error that ends the stream; the
+    ``error`` text beside ``errorDetail`` only when ``legacy`` (API < 1.52)."""
+    return encode_message(errorDetail={"message": message}, error=message if legacy else None)
 
 
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -65,12 +66,13 @@ def progress_bar(current: int, total: int) -> str:
     return bar + f"{human_size(current):>8}/{human_size(total)}"
 
 
-def format_progress(action: str, id: str, current: int, total: int) -> bytes:  # noqa: A002
-    """``streamformatter``'s progress line: ``progressDetail`` and the bar (``total``
-    0 when unknown)."""
+def format_progress(action: str, id: str, current: int, total: int,  # noqa: A002
+                    legacy: bool = True) -> bytes:
+    """``streamformatter``'s progress line: ``progressDetail`` (``total`` 0 when
+    unknown) and, when ``legacy`` (API < 1.52), the bar text ``progress``."""
     detail = {"current": current, "total": total} if total > 0 else {"current": current}
     return encode_message(status=action, progressDetail=detail,
-                          progress=progress_bar(current, total), id=id)
+                          progress=progress_bar(current, total) if legacy else None, id=id)
 
 
 def format_layer(status: str, id: str) -> bytes:  # noqa: A002 - Docker's field name

@@ -16,7 +16,6 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from dockertw import versions
 from dockertw.api import httputils
 from dockertw.api.attaching import connect_attachment
 from dockertw.api.hijack import RawStream, hijack, upgrade_head
@@ -24,6 +23,8 @@ from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.api.tarstream import start_tar, stream_ended
+from dockertw.api.versions import since
+from dockertw.api.views import containers as views
 from dockertw.daemon.containers.copying import CopyOptions, StartArchive
 from dockertw.daemon.containers.records.listing import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.containers.running.logs import Framing, LogSink
@@ -61,8 +62,10 @@ class RunBackend(Protocol):
     def pause(self, name: str) -> Deferred[None]: ...
     def unpause(self, name: str) -> Deferred[None]: ...
     def start(self, name: str) -> Deferred[bool]: ...
-    def stop(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
-    def restart(self, name: str, timeout: int | None = None) -> Deferred[None]: ...
+    def stop(self, name: str, timeout: int | None = None,
+             raw_signal: str = "") -> Deferred[None]: ...
+    def restart(self, name: str, timeout: int | None = None,
+                raw_signal: str = "") -> Deferred[None]: ...
     def kill(self, name: str, raw_signal: str = "") -> Deferred[None]: ...
     def wait(self, name: str, condition: str,
              ready: Callable[[], None]) -> Deferred[dict[str, Any]]: ...
@@ -129,6 +132,11 @@ def _atoi(raw: str) -> int:
     return int(raw)
 
 
+def _stop_signal(call: ApiCall) -> str:
+    """``signal`` of stop and restart (API 1.42); the container's StopSignal before."""
+    return call.query("signal") if since(call.version, "1.42") else ""
+
+
 def _detach_keys(raw: str) -> bytes:
     """``detachKeys`` (Docker's default ``ctrl-p,ctrl-q`` when empty)."""
     if not raw:
@@ -149,9 +157,6 @@ def _tail(raw: str) -> int | None:
     return None if value < 0 else value
 
 
-_RAW_STREAM = b"application/vnd.docker.raw-stream"
-
-
 class _StreamLogSink(LogSink):
     """A replayed log written to a hijacked connection."""
 
@@ -163,10 +168,13 @@ class _StreamLogSink(LogSink):
         self._stream.write(data)
 
 
-def _hijack_attach(call: ApiCall) -> RawStream:
-    """The attach connection taken over (``101`` when the client asked to upgrade)."""
+def _hijack_attach(call: ApiCall, tty: bool) -> RawStream:
+    """The attach connection taken over: ``101`` when the client asked to upgrade (then
+    multiplexed output says so from API 1.42), else ``200`` and a raw stream."""
     upgrade = call.request.getHeader(b"upgrade") is not None
-    return hijack(call.request, upgrade_head(_RAW_STREAM, upgrade))
+    content_type = views.stream_content_type(tty, call.version) if upgrade \
+        else views.RAW_STREAM
+    return hijack(call.request, upgrade_head(content_type, upgrade))
 
 
 @implementer(IPushProducer)
@@ -270,10 +278,6 @@ def _start_archive(request: IRequest, encoding: str) -> StartArchive:
     return start
 
 
-def _created(result: dict[str, Any]) -> Json:
-    return Json(result, 201)
-
-
 def _no_content(_: object) -> Empty:
     return Empty(204)
 
@@ -318,17 +322,27 @@ class ContainerRouter:
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
-        platform = "" if versions.is_less(call.version, "1.41") else call.query("platform")
+        platform = call.query("platform") if since(call.version, "1.41") else ""
         options = CreateOptions(name=call.query("name"), platform=platform)
-        return self._containers.create(call.json_body(), options).addCallback(_created)
+        body, warnings = views.create_body(call.json_body(), call.version)
+
+        def answer(result: dict[str, Any]) -> Json:
+            if warnings:
+                result["Warnings"] = [*(result.get("Warnings") or []), *warnings]
+            return Json(result, 201)
+
+        return self._containers.create(body, options).addCallback(answer)
 
     def list_containers(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
         options = ListOptions(all=call.bool("all"), limit=_limit(call.query("limit")),
                               size=call.bool("size"), filters=call.filters(LIST_FILTERS))
-        return self._containers.list_containers(options)
+        listed = self._containers.list_containers(options)
+        return listed.addCallback(
+            lambda items: [views.summary_view(item, call.version) for item in items])
 
     def inspect(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        return self._containers.inspect(call.params["name"], size=call.bool("size"))
+        inspected = self._containers.inspect(call.params["name"], size=call.bool("size"))
+        return inspected.addCallback(views.inspect_view, call.version)
 
     def remove(self, call: ApiCall) -> Deferred[Empty]:
         removed = self._containers.remove(call.params["name"], force=call.bool("force"),
@@ -343,7 +357,8 @@ class ContainerRouter:
         return self._containers.prune(call.filters(PRUNE_FILTERS))
 
     def update(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        return self._containers.update(call.params["name"], call.json_body())
+        return self._containers.update(call.params["name"],
+                                       views.update_body(call.json_body(), call.version))
 
     def commit(self, call: ApiCall) -> Deferred[Json]:
         body = call.json_body()
@@ -403,11 +418,13 @@ class ContainerRouter:
         return started.addCallback(lambda done: Empty(204 if done else 304))
 
     def stop(self, call: ApiCall) -> Deferred[Empty]:
-        stopped = self._runs.stop(call.params["name"], _timeout(call.query("t")))
+        stopped = self._runs.stop(call.params["name"], _timeout(call.query("t")),
+                                  _stop_signal(call))
         return stopped.addCallback(_no_content)
 
     def restart(self, call: ApiCall) -> Deferred[Empty]:
-        done = self._runs.restart(call.params["name"], _timeout(call.query("t")))
+        done = self._runs.restart(call.params["name"], _timeout(call.query("t")),
+                                  _stop_signal(call))
         return done.addCallback(_no_content)
 
     def kill(self, call: ApiCall) -> Deferred[Empty]:
@@ -442,7 +459,9 @@ class ContainerRouter:
         inspected = self._containers.inspect(call.params["name"])
 
         def stream(container: dict[str, Any]) -> Deferred[bool]:
-            framing = Framing(tty=bool(container["Config"].get("Tty")), timestamps=timestamps)
+            tty = bool(container["Config"].get("Tty"))
+            request.setHeader(b"content-type", views.stream_content_type(tty, call.version))
+            framing = Framing(tty=tty, timestamps=timestamps)
             writer = _LogWriter(request, framing)
             sent = self._runs.logs(container["Id"], options, writer)
             return sent.addBoth(writer.done)
@@ -463,7 +482,7 @@ class ContainerRouter:
 
         def connect(result: tuple[Attachment, bool]) -> Deferred[None]:
             attachment, tty = result
-            return connect_attachment(_hijack_attach(call), attachment, mux=not tty)
+            return connect_attachment(_hijack_attach(call, tty), attachment, mux=not tty)
 
         return attached.addCallback(connect)
 
@@ -478,7 +497,7 @@ class ContainerRouter:
             attachment, _ = await self._runs.attach(
                 container["Id"], call.bool("stdin"), stdout, stderr, detach_keys)
         tty = bool(container["Config"].get("Tty"))
-        stream = _hijack_attach(call)
+        stream = _hijack_attach(call, tty)
         sink = _StreamLogSink(stream, Framing(tty=tty, timestamps=False))
         with contextlib.suppress(DockerError):  # a log driver that cannot be read
             await self._runs.logs(container["Id"],
@@ -492,7 +511,7 @@ class ContainerRouter:
         return self._monitor.top(call.params["name"], call.query("ps_args"))
 
     def stats(self, call: ApiCall) -> Deferred[None]:
-        one_shot = call.bool("one-shot") and not versions.is_less(call.version, "1.41")
+        one_shot = call.bool("one-shot") and since(call.version, "1.41")
         options = StatsOptions(stream=call.bool("stream", default=True), one_shot=one_shot)
         request = cast(server.Request, call.request)
 

@@ -49,7 +49,7 @@ class DistributionRouter:
         ]
 
     def push(self, call: ApiCall) -> Deferred[None]:
-        output = JsonProgress(call.request)
+        output = JsonProgress(call.request, call.version)
         pushed = self._backend.push(call.params["name"], call.query("tag"),
                                     registry_auth(call), output)
         return pushed.addBoth(output.ended)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
@@ -12,7 +13,8 @@ from dockertw.api.attaching import connect_attachment
 from dockertw.api.hijack import hijack, upgrade_head
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
-from dockertw.daemon.containers.running.execs import ExecRecord
+from dockertw.api.views import containers as views
+from dockertw.daemon.containers.running.execs import ExecRecord, console_size
 from dockertw.daemon.containers.running.running import Attachment
 from dockertw.errdefs import InvalidParameter
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -20,7 +22,6 @@ from dockertw.streams.stdcopy import Stream, encode_frame
 
 __all__ = ["ExecRouter", "ExecBackend"]
 
-_RAW_STREAM = b"application/vnd.docker.raw-stream"
 # Headers Docker copies from the response writer onto the hijacked answer.
 _COPIED_HEADERS = (b"Api-Version", b"Docker-Experimental", b"Ostype", b"Server")
 
@@ -28,7 +29,8 @@ _COPIED_HEADERS = (b"Api-Version", b"Docker-Experimental", b"Ostype", b"Server")
 class ExecBackend(Protocol):
     def create(self, name: str, body: Any) -> Deferred[dict[str, Any]]: ...
     def check(self, exec_id: str) -> Deferred[ExecRecord]: ...
-    def start(self, exec_id: str, attachment: Attachment | None) -> Deferred[None]: ...
+    def start(self, exec_id: str, attachment: Attachment | None,
+              size: tuple[int, int] | None = None) -> Deferred[None]: ...
     def resize(self, exec_id: str, height: int, width: int) -> Deferred[None]: ...
     def inspect(self, exec_id: str) -> dict[str, Any]: ...
 
@@ -41,14 +43,22 @@ def _size(raw: str) -> int:
     return int(raw)
 
 
-def _start_options(body: Any) -> tuple[bool, bool]:
-    """``Detach`` and ``Tty`` of the ``ExecStartCheck`` body."""
+@attrs.frozen
+class _StartOptions:
+    detach: bool = False
+    tty: bool = False
+    size: tuple[int, int] | None = None
+
+
+def _start_options(body: Any) -> _StartOptions:
+    """``Detach``, ``Tty`` and ``ConsoleSize`` of the ``ExecStartCheck`` body."""
     if body is None:
-        return False, False
+        return _StartOptions()
     if not isinstance(body, dict):
         raise InvalidParameter("json: cannot unmarshal the exec start config: expected "
                                "an object")
-    return bool(body.get("Detach")), bool(body.get("Tty"))
+    return _StartOptions(bool(body.get("Detach")), bool(body.get("Tty")),
+                         console_size(body.get("ConsoleSize")))
 
 
 def _copied_headers(call: ApiCall) -> tuple[tuple[bytes, bytes], ...]:
@@ -78,7 +88,8 @@ class ExecRouter:
         ]
 
     def create(self, call: ApiCall) -> Deferred[Json]:
-        created = self._execs.create(call.params["name"], call.json_body())
+        created = self._execs.create(call.params["name"],
+                                     views.exec_body(call.json_body(), call.version))
         return created.addCallback(lambda result: Json(result, 201))
 
     def inspect(self, call: ApiCall) -> dict[str, Any]:
@@ -90,17 +101,21 @@ class ExecRouter:
         return resized.addCallback(lambda _: Empty(200))
 
     def start(self, call: ApiCall) -> Deferred[Any]:
-        detach, tty = _start_options(call.json_body())
+        options = _start_options(views.exec_start_body(call.json_body(), call.version))
         exec_id = call.params["name"]
-        if detach:
-            return self._execs.start(exec_id, None).addCallback(lambda _: Empty(200))
+        if options.detach:
+            started = self._execs.start(exec_id, None, options.size)
+            return started.addCallback(lambda _: Empty(200))
         checked = self._execs.check(exec_id)  # errors before the hijack are plain JSON
-        return checked.addCallback(lambda record: self._run_attached(call, record, tty))
+        return checked.addCallback(lambda record: self._run_attached(call, record, options))
 
-    def _run_attached(self, call: ApiCall, record: ExecRecord, tty: bool
+    def _run_attached(self, call: ApiCall, record: ExecRecord, options: _StartOptions
                       ) -> Deferred[None]:
+        tty = options.tty
         upgrade = call.request.getHeader(b"upgrade") is not None
-        head = upgrade_head(_RAW_STREAM, upgrade, _copied_headers(call))
+        content_type = views.stream_content_type(tty, call.version) if upgrade \
+            else views.RAW_STREAM
+        head = upgrade_head(content_type, upgrade, _copied_headers(call))
         stream = hijack(call.request, head)
         attachment = _attachment(record)
         done = connect_attachment(stream, attachment, mux=not tty)
@@ -110,5 +125,5 @@ class ExecRouter:
             stream.write(text if tty else encode_frame(Stream.STDOUT, text))
             stream.close()
 
-        self._execs.start(record.id, attachment).addErrback(failed)
+        self._execs.start(record.id, attachment, options.size).addErrback(failed)
         return done

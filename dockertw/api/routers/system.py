@@ -12,6 +12,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from dockertw.api import httputils
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
+from dockertw.api.versions import since
+from dockertw.api.views import system as views
 from dockertw.daemon.events import EVENT_FILTERS, Event
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
@@ -33,6 +35,8 @@ class EventsBackend(Protocol):
 _PING_HEADERS = (
     (b"cache-control", b"no-cache, no-store, must-revalidate"),
     (b"pragma", b"no-cache"),
+    (b"builder-version", b"1"),  # the classic builder (moby with features.buildkit=false)
+    (b"swarm", b"inactive"),
 )
 
 
@@ -87,14 +91,13 @@ class SystemRouter:
         return Text(self._version_body, b"application/json")
 
     def info(self, call: ApiCall) -> dict[str, Any]:
-        return self._system.info()
+        return views.info_view(self._system.info(), call.version)
 
     def disk_usage(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        def with_builder_size(usage: dict[str, Any]) -> dict[str, Any]:
-            usage["BuilderSize"] = 0  # API versions before 1.42 carry it
-            return usage
-
-        return self._system.disk_usage().addCallback(with_builder_size)
+        types = views.disk_usage_types(call.query_all("type"), call.has("type"), call.version)
+        verbose = call.bool("verbose") and since(call.version, "1.52")
+        return self._system.disk_usage().addCallback(
+            views.disk_usage_view, types, verbose, call.version)
 
     def events(self, call: ApiCall) -> Deferred[None] | None:
         """Replay kept events, then stream live ones until ``until`` or a disconnect."""
@@ -107,11 +110,15 @@ class SystemRouter:
             )
         filters = call.filters(EVENT_FILTERS)
         request = call.request
-        request.setHeader(b"content-type", b"application/json")
+        accept = (request.getHeader(b"accept") or b"").decode("latin-1")
+        content_type = views.events_content_type(accept, call.version)
+        request.setHeader(b"content-type", content_type.encode())
         request.write(b"")
+        separator = b"\x1e" if content_type == views.JSON_SEQUENCE else b""
 
         def send(event: Event) -> None:
-            request.write(httputils.encode_json(event.to_json()))
+            message = views.event_view(event.to_json(), call.version)
+            request.write(separator + httputils.encode_json(message))
 
         if since is not None or until is not None:
             for event in self._events.recent(filters, since or 0, until):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from twisted.internet.defer import Deferred
 
-from dockertw import versions
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
+from dockertw.api.versions import since
 from dockertw.daemon.volumes.service import LIST_FILTERS, PRUNE_FILTERS
-from dockertw.errdefs import InvalidParameter
+from dockertw.errdefs import InvalidParameter, Unavailable
 from dockertw.filters import Filters
 
 __all__ = ["VolumeRouter", "VolumeBackend"]
@@ -43,6 +43,7 @@ class VolumeRouter:
             Route("POST", "/volumes/create", self.create),
             Route("POST", "/volumes/prune", self.prune),
             Route("GET", "/volumes/<path:name>", self.inspect),
+            Route("PUT", "/volumes/<path:name>", self.update, min_version="1.42"),
             Route("DELETE", "/volumes/<path:name>", self.remove),
         ]
 
@@ -63,6 +64,11 @@ class VolumeRouter:
         removed = self._volumes.remove(call.params["name"], force=call.bool("force"))
         return removed.addCallback(_no_content)
 
+    def update(self, call: ApiCall) -> NoReturn:
+        """API 1.42: only cluster volumes can be updated, and this node has no swarm."""
+        raise Unavailable("volume update only valid for cluster volumes, but swarm is "
+                          "unavailable")
+
     def prune(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        anonymous_only = not versions.is_less(call.version, "1.42")
+        anonymous_only = since(call.version, "1.42")
         return self._volumes.prune(call.filters(PRUNE_FILTERS), anonymous_only)

@@ -24,6 +24,7 @@ from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images import views
 from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.loading import Importer, LoadOutput, read_items, unpack_archive
+from dockertw.daemon.images.platforms import Platform, of_config, only_one
 from dockertw.daemon.images.reference import (
     Reference,
     image_id_hex,
@@ -31,7 +32,7 @@ from dockertw.daemon.images.reference import (
     parse_normalized,
 )
 from dockertw.daemon.images.saving import SavedImage, archive_chunks
-from dockertw.daemon.images.store import Image, ImageStore
+from dockertw.daemon.images.store import Image, ImageStore, decode_config
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
@@ -147,8 +148,12 @@ class ImageService:
         return self._usage.count
 
     def image_disk_usage(self) -> tuple[int, list[dict[str, Any]]]:
-        """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change."""
-        return self._usage.layers_size, [dict(item) for item in self._usage.images]
+        """``LayersSize`` and ``Images`` of ``/system/df``, as of the last change, with
+        the containers using each image counted now."""
+        images = [dict(item) for item in self._usage.images]
+        for item in images:
+            item["Containers"] = len(self._store.image_users(item["Id"]))
+        return self._usage.layers_size, images
 
     def run_write(self, work: Callable[[ImageStore], _T]) -> Deferred[_T]:
         """Run ``work(store)`` in the writer, as the image operations run (for other
@@ -172,10 +177,22 @@ class ImageService:
     # -- reads -----------------------------------------------------------------------
 
     def list_images(self, filters: Filters, shown_all: bool = False,
-             placeholders: bool = True) -> Deferred[list[dict[str, Any]]]:
-        """``GET /images/json``: summaries, newest first."""
+                    placeholders: bool = True, shared_size: bool = False
+                    ) -> Deferred[list[dict[str, Any]]]:
+        """``GET /images/json``: summaries, newest first, with the number of containers
+        using each image (and the size shared with other images when asked)."""
         views.check_list_filters(filters)
-        return self._reader(lambda: self._list(filters, shown_all, placeholders))
+        return self._reader(lambda: self._counted(
+            self._list(filters, shown_all, placeholders), shared_size))
+
+    def _counted(self, items: list[dict[str, Any]], shared_size: bool
+                 ) -> list[dict[str, Any]]:
+        shared = dict(views.shared_sizes(self._store.images(), self._store.layers())) \
+            if shared_size else {}
+        for item in items:
+            item["Containers"] = len(self._store.image_users(item["Id"]))
+            item["SharedSize"] = shared.get(item["Id"], -1)
+        return items
 
     def _filter_image(self, filters: Filters, key: str) -> Image | None:
         found = None
@@ -190,24 +207,39 @@ class ImageService:
         return views.list_images(self._store.images(), filters, shown_all=shown_all,
                                  before=before, since=since, placeholders=placeholders)
 
-    def inspect(self, name: str) -> Deferred[dict[str, Any]]:
-        """``GET /images/{name}/json``: Docker's ``ImageInspect``."""
-        return self._reader(lambda: self._inspect(name))
+    def inspect(self, name: str, platform: Platform | None = None
+                ) -> Deferred[dict[str, Any]]:
+        """``GET /images/{name}/json``: Docker's ``ImageInspect`` (404 when the image is
+        not of ``platform``)."""
+        return self._reader(lambda: self._inspect(name, platform))
 
-    def _inspect(self, name: str) -> dict[str, Any]:
+    def _get(self, name: str, platform: Platform | None) -> Image:
+        image = self._store.get(name)
+        if platform is not None:
+            platform.check_image(image.config, name)
+        return image
+
+    def _inspect(self, name: str, platform: Platform | None) -> dict[str, Any]:
         try:
-            image = self._store.get(name)
+            image = self._get(name, platform)
         except DockerError as error:
             raise type(error)(f"no such image: {name}: {error}") from None
         top = image.top_layer
         return views.inspect(image, self._store.layer_chain(top) if top else [])
 
-    def history(self, name: str) -> Deferred[list[dict[str, Any]]]:
+    def history(self, name: str, platform: Platform | None = None
+                ) -> Deferred[list[dict[str, Any]]]:
         """``GET /images/{name}/history``: newest first, IDs of local parents filled in."""
-        return self._reader(lambda: self._history(name))
+        return self._reader(lambda: self._history(name, platform))
 
-    def _history(self, name: str) -> list[dict[str, Any]]:
-        image: Image | None = self._store.get(name)
+    def attestations(self, name: str, platform: Platform | None = None
+                     ) -> Deferred[list[dict[str, Any]]]:
+        """``GET /images/{name}/attestations``: the store keeps none, so an image
+        found answers an empty list."""
+        return self._reader(lambda: [] if self._get(name, platform) else [])
+
+    def _history(self, name: str, platform: Platform | None) -> list[dict[str, Any]]:
+        image: Image | None = self._get(name, platform)
         assert image is not None
         items = views.history_items(image, [self._store.layer(c).size for c in image.chain])
         for item in items:
@@ -291,10 +323,19 @@ class ImageService:
         """``docker tag``: answers the familiar form of the new name."""
         return self._write(lambda: self._store.tag(source, repository, tag))
 
-    def delete(self, name: str, force: bool = False, prune: bool = True
-               ) -> Deferred[list[dict[str, str]]]:
-        """``docker rmi``: Docker's ``[{"Untagged": ...}, {"Deleted": ...}]`` records."""
-        return self._write(lambda: self._store.delete(name, force=force, prune=prune))
+    def delete(self, name: str, force: bool = False, prune: bool = True,
+               platforms: Sequence[Platform] = ()) -> Deferred[list[dict[str, str]]]:
+        """``docker rmi``: Docker's ``[{"Untagged": ...}, {"Deleted": ...}]`` records;
+        with a platform, only an image of that platform."""
+        if len(platforms) > 1:
+            raise InvalidParameter("multiple platforms are not supported")
+
+        def delete() -> list[dict[str, str]]:
+            if platforms:
+                self._get(name, platforms[0])
+            return self._store.delete(name, force=force, prune=prune)
+
+        return self._write(delete)
 
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]:
         """``docker image prune``: ``{"ImagesDeleted": [...] | None, "SpaceReclaimed": N}``."""
@@ -329,19 +370,24 @@ class ImageService:
 
     # -- load and save ---------------------------------------------------------------
 
-    def load_images(self, body: IO[bytes], output: LoadOutput, quiet: bool = True
-                    ) -> Deferred[None]:
-        """``docker load``: ``output`` is called in the reactor thread as it goes."""
+    def load_images(self, body: IO[bytes], output: LoadOutput, quiet: bool = True,
+                    platforms: Sequence[Platform] = ()) -> Deferred[None]:
+        """``docker load``: ``output`` is called in the reactor thread as it goes; with
+        a platform, images of other platforms are skipped (as moby's ``tarexport``)."""
         relayed = _RelayedOutput(output, self._call)
-        return self._write(lambda: self._load(body, relayed, quiet))
+        platform = only_one(list(platforms))
+        return self._write(lambda: self._load(body, relayed, quiet, platform))
 
-    def _load(self, body: IO[bytes], output: LoadOutput, quiet: bool) -> None:
+    def _load(self, body: IO[bytes], output: LoadOutput, quiet: bool,
+              platform: Platform | None) -> None:
         staging = self._store.staging_directory("load-")
         try:
             unpacked = unpack_archive(body, staging)
             importer = Importer(self._store, output, progress=not quiet,
                                 loaded=lambda image_id: self._image_event("load", image_id))
-            importer.run(unpacked, read_items(unpacked))
+            items = [item for item in read_items(unpacked) if platform is None
+                     or platform.matches(of_config(decode_config(item.config)))]
+            importer.run(unpacked, items)
         except BaseException:
             self._store.delete_unused_layers()
             raise
@@ -351,18 +397,26 @@ class ImageService:
     def _image_event(self, action: str, image_id: str) -> None:
         self._relay(action, image_id, _event_attributes(self._store.get(image_id), image_id))
 
-    def save_images(self, names: Sequence[str], begin: Begin) -> Deferred[None]:
+    def save_images(self, names: Sequence[str], begin: Begin,
+                    platforms: Sequence[Platform] = ()) -> Deferred[None]:
         """``docker save``: the archive of ``names``, streamed through a :class:`Pump`.
 
         Names are resolved and every layer checked before ``begin`` is called, so those
-        errors can still be answered as HTTP errors; cancelling stops the stream.
+        errors can still be answered as HTTP errors; cancelling stops the stream.  With
+        a platform, every image must be of it.
         """
+        platform = only_one(list(platforms))
         pump = Pump(self._call)
-        done = self._exporter(lambda: self._save(names, begin, pump))
+        done = self._exporter(lambda: self._save(names, begin, pump, platform))
         return cancelling(done, pump)
 
-    def _save(self, names: Sequence[str], begin: Begin, pump: Pump) -> None:
+    def _save(self, names: Sequence[str], begin: Begin, pump: Pump,
+              platform: Platform | None) -> None:
         images = self._saved_images(names)
+        for image in images:
+            if platform is not None and not platform.matches(
+                    of_config(self._store.get(image.id).config)):
+                raise System(f"no suitable export target found for platform {platform}")
         chains = sorted({c for image in images for c in self._store.get(image.id).chain})
         try:
             with self._store.holding(chains):

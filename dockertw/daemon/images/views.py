@@ -38,10 +38,11 @@ __all__ = [
     "prune_candidates",
     "reference_matches",
     "rfc3339_nano",
+    "shared_sizes",
     "summary",
 ]
 
-LIST_FILTERS = frozenset({"dangling", "label", "before", "since", "reference"})
+LIST_FILTERS = frozenset({"dangling", "label", "before", "since", "reference", "until"})
 PRUNE_FILTERS = frozenset({"dangling", "label", "label!", "until"})
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ZERO_UNIX = -62135596800
@@ -387,6 +388,7 @@ def _prune_dangling_only(filters: Filters) -> bool:
 def check_list_filters(filters: Filters) -> None:
     """Refuse bad values before any lookup: ``dangling``, ``reference`` patterns."""
     _dangling_only(filters)
+    _list_until(filters, time.time())
     for pattern in filters.get("reference"):
         _glob_regex(pattern)
 
@@ -426,12 +428,14 @@ def list_images(images: Sequence[Image], filters: Filters, *, shown_all: bool = 
     ``placeholders`` puts ``<none>:<none>`` in untagged images' names (API < 1.43).
     """
     dangling_only = _dangling_only(filters)
+    until = _list_until(filters, time.time())
     parents = {image.parent for image in images if image.parent}
     result = []
     for image in images:
         if dangling_only and image.id in parents:
             continue
-        if not _in_window(image, before, since):
+        if not _in_window(image, before, since) or (
+                until is not None and image.created_time >= until):
             continue
         if "label" in filters and not (_has_config(image) and filters.match_labels(
                 "label", _labels(image) or {})):
@@ -444,22 +448,34 @@ def list_images(images: Sequence[Image], filters: Filters, *, shown_all: bool = 
     return result
 
 
+def _layer_references(images: Sequence[Image]) -> Counter[str]:
+    """How many images (tagged, or leaves) use each layer chain."""
+    parents = {image.parent for image in images if image.parent}
+    used = [image for image in images
+            if image.repo_tags or image.repo_digests or image.id not in parents]
+    return Counter(chain for image in used for chain in image.chain)
+
+
+def shared_sizes(images: Sequence[Image], layers: Sequence[Layer]
+                 ) -> list[tuple[str, int]]:
+    """Each image's ``SharedSize``: its layers that other images use too."""
+    sizes = {layer.chain_id: layer.size for layer in layers}
+    references = _layer_references(images)
+    return [(image.id, sum(sizes.get(c, 0) for c in image.chain if references[c] > 1))
+            for image in images]
+
+
 def disk_usage(images: Sequence[Image], layers: Sequence[Layer]
                ) -> tuple[int, list[dict[str, Any]]]:
     """``/system/df``: the size of the layers images use, and their summaries with
     ``Containers`` and ``SharedSize`` counted."""
-    parents = {image.parent for image in images if image.parent}
     sizes = {layer.chain_id: layer.size for layer in layers}
-    used = [image for image in images
-            if image.repo_tags or image.repo_digests or image.id not in parents]
-    references = Counter(chain for image in used for chain in image.chain)
-    layers_size = sum(sizes.get(chain, 0) for chain in references)
+    layers_size = sum(sizes.get(chain, 0) for chain in _layer_references(images))
     listed = list_images(images, Filters())
-    by_id = {image.id: image for image in images}
+    shared = dict(shared_sizes(images, layers))
     for item in listed:
-        chain = by_id[item["Id"]].chain
         item["Containers"] = 0
-        item["SharedSize"] = sum(sizes.get(c, 0) for c in chain if references[c] > 1)
+        item["SharedSize"] = shared[item["Id"]]
     return layers_size, listed
 
 
@@ -489,6 +505,13 @@ def check_prune_filters(filters: Filters) -> None:
     """Refuse bad ``dangling`` and ``until`` values before touching the store."""
     _prune_dangling_only(filters)
     _until(filters, time.time())
+
+
+def _list_until(filters: Filters, now: float) -> datetime | None:
+    """The list's ``until`` (API 1.44, every version): images created before it; the
+    last value counts, as moby walks them."""
+    moments = [parse_filter_time(value, now) for value in sorted(filters.get("until"))]
+    return datetime.fromtimestamp(moments[-1], UTC) if moments else None
 
 
 def _until(filters: Filters, now: float) -> datetime | None:

@@ -124,7 +124,7 @@ class VolumeService:
         labels = _string_map(body.get("Labels"), "Labels")
         options = _string_map(body.get("DriverOpts"), "DriverOpts")
         _check_options(options)
-        return self._writer(lambda: self._create(name, labels, options).view())
+        return self._writer(lambda: self._create(name, labels, options, not name).view())
 
     def _create(self, name: str, labels: dict[str, str], options: dict[str, str],
                 anonymous: bool = False) -> Volume:

@@ -50,7 +50,7 @@ HOST_CONFIG_DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("MemoryReservation", 0), ("MemorySwap", 0), ("MemorySwappiness", _NULL),
     ("OomKillDisable", False), ("PidsLimit", _NULL), ("Ulimits", []), ("CpuCount", 0),
     ("CpuPercent", 0), ("IOMaximumIOps", 0), ("IOMaximumBandwidth", 0), ("Mounts", ...),
-    ("MaskedPaths", _NULL), ("ReadonlyPaths", _NULL), ("Init", ...),
+    ("MaskedPaths", _NULL), ("ReadonlyPaths", _NULL), ("Init", ...), ("Annotations", ...),
 )
 
 _CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout",

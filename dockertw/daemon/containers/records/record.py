@@ -237,6 +237,13 @@ class Container:
                 "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 "Networks": self._networks()}
 
+    def _summary_host_config(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {
+            "NetworkMode": self.host_config.get("NetworkMode") or "default"}
+        if self.host_config.get("Annotations"):
+            shown["Annotations"] = dict(self.host_config["Annotations"])
+        return shown
+
     def summary(self, image: str, sizes: Sizes | None = None,
                 now_ns: int = 0) -> dict[str, Any]:
         """An item of ``GET /containers/json``; ``image`` is the name to show."""
@@ -250,8 +257,7 @@ class Container:
                                                           strict=True) if value})
         item.update(Labels=self.labels, State=self.state_string,
                     Status=self.status_text(now_ns),
-                    HostConfig={"NetworkMode": self.host_config.get("NetworkMode")
-                                or "default"},
+                    HostConfig=self._summary_host_config(),
                     NetworkSettings={"Networks": self._networks()},
                     Mounts=self.mounts_view())
         return item

@@ -64,6 +64,18 @@ class ExecRequest:
     detach_keys: str = ""
     env: tuple[str, ...] = ()
     working_dir: str = ""
+    console_size: tuple[int, int] | None = None  # (height, width) of a TTY
+
+
+def console_size(value: Any) -> tuple[int, int] | None:
+    """``ConsoleSize`` (``[height, width]``) of an exec; ``None`` when absent or zero."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and v >= 0 for v in value)):
+        raise InvalidParameter("json: cannot unmarshal ConsoleSize: expected two "
+                               "unsigned integers")
+    return (value[0], value[1]) if any(value) else None
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:
@@ -93,7 +105,8 @@ def parse_exec_body(body: Any) -> ExecRequest:
         attach_stdout=bool(body.get("AttachStdout")),
         attach_stderr=bool(body.get("AttachStderr")),
         detach_keys=str(body.get("DetachKeys") or ""), env=_strings(body.get("Env"), "Env"),
-        working_dir=str(body.get("WorkingDir") or ""))
+        working_dir=str(body.get("WorkingDir") or ""),
+        console_size=console_size(body.get("ConsoleSize")))
 
 
 def _replace_or_append(env: list[str], extra: Sequence[str]) -> list[str]:
@@ -125,12 +138,15 @@ def exec_env(container_env: Sequence[str], hostname: str, tty: bool,
 
 def exec_process(base: dict[str, Any], args: Sequence[str], *, env: Sequence[str],
                  cwd: str, tty: bool, user: ProcessUser | None, privileged: bool,
-                 every_capability: Sequence[str] = ALL_CAPABILITIES) -> dict[str, Any]:
+                 every_capability: Sequence[str] = ALL_CAPABILITIES,
+                 size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The ``runc exec --process`` object: the container's process with the exec's
-    command, environment, directory and terminal; its user when one is given;
-    ``every_capability`` when privileged."""
+    command, environment, directory and terminal (of ``size``, height and width);
+    its user when one is given; ``every_capability`` when privileged."""
     process = {key: value for key, value in base.items() if key != "consoleSize"}
     process.update(args=list(args), env=list(env), cwd=cwd or "/", terminal=tty)
+    if tty and size is not None:
+        process["consoleSize"] = {"height": size[0], "width": size[1]}
     if user is not None:
         process["user"] = {"uid": user.uid, "gid": user.gid}
         if user.additional_gids:
@@ -173,6 +189,7 @@ class ExecRecord:
     ready: Deferred[None] = attrs.field(factory=Deferred)  # the process started (or not)
     container: Container | None = None
     ended_at: float | None = None  # reactor time of the end
+    console_size: tuple[int, int] | None = None  # the start's, else the create's
 
     def end(self, code: int, now: float) -> None:
         """The process exited (or never started): ``code`` is its exit code."""
@@ -313,13 +330,17 @@ class ExecService:
 
         return found.addCallback(check)
 
-    def start(self, exec_id: str, attachment: Attachment | None) -> Deferred[None]:
+    def start(self, exec_id: str, attachment: Attachment | None,
+              size: tuple[int, int] | None = None) -> Deferred[None]:
         """``POST /exec/{id}/start``: fires once the process runs (or failed to start);
-        ``attachment`` (``None`` detached) gets its stdio until it exits."""
-        return ensureDeferred(self._start(exec_id, attachment))
+        ``attachment`` (``None`` detached) gets its stdio until it exits; ``size``
+        overrides the create's ``ConsoleSize``."""
+        return ensureDeferred(self._start(exec_id, attachment, size))
 
-    async def _start(self, exec_id: str, attachment: Attachment | None) -> None:
+    async def _start(self, exec_id: str, attachment: Attachment | None,
+                     size: tuple[int, int] | None) -> None:
         record = await self.check(exec_id)
+        record.console_size = size or record.request.console_size
         if record.exit_code is not None:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
         if record.started:
@@ -381,7 +402,7 @@ class ExecService:
             base, record.request.cmd, env=record.env, cwd=record.working_dir,
             tty=record.request.tty, user=user, privileged=privileged,
             every_capability=daemon_capabilities()
-            if privileged else ALL_CAPABILITIES)
+            if privileged else ALL_CAPABILITIES, size=record.console_size)
         path = directory / f"exec-{record.id}.json"
         path.write_text(json.dumps(process))
         return path

@@ -504,26 +504,30 @@ class Lifecycle:
             for _condition, waiter in self._take_waiters(container.id, ("not-running",)):
                 waiter.callback(wait_result(saved.state))
 
-    def stop(self, name: str, timeout: int | None = None) -> Deferred[None]:
-        """``POST /containers/{name}/stop?t=``: StopSignal, then SIGKILL after ``t`` s."""
-        return ensureDeferred(self._stop(name, timeout))
+    def stop(self, name: str, timeout: int | None = None,
+             raw_signal: str = "") -> Deferred[None]:
+        """``POST /containers/{name}/stop?t=&signal=``: ``signal`` (the container's
+        StopSignal when empty), then SIGKILL after ``t`` s."""
+        return ensureDeferred(self._stop(name, timeout, raw_signal))
 
-    async def _stop(self, name: str, timeout: int | None) -> None:
+    async def _stop(self, name: str, timeout: int | None, raw_signal: str) -> None:
+        signum = _stop_signum(raw_signal)
         container = await self._reader(lambda: self._store.get(name))
         running = self._running.get(container.id)
         if running is None and not self._restarts.is_pending(container.id):
             raise NotModified("Container already stopped")
         await self._stopped_by_user(container, running)
         if running is not None:
-            await self._stop_running(container, running, timeout)
+            await self._stop_running(container, running, timeout, signum)
         self._emit(container, "stop")
 
     async def _stop_running(self, container: Container, running: Running,
-                            timeout: int | None) -> None:
+                            timeout: int | None, signum: int | None = None) -> None:
         if timeout is None:
             configured = container.config.get("StopTimeout")
             timeout = 10 if configured is None else int(configured)
-        signum = parse_signal(str(container.config.get("StopSignal") or "SIGTERM"))
+        if signum is None:
+            signum = parse_signal(str(container.config.get("StopSignal") or "SIGTERM"))
         running.stopping = True
         self._signal(running, signum)
         self._thaw(container.id)
@@ -543,16 +547,18 @@ class Lifecycle:
             self._emit(container, "kill", signal=str(int(signal.SIGKILL)))
         await chained(running.finished)
 
-    def restart(self, name: str, timeout: int | None = None) -> Deferred[None]:
-        """``POST /containers/{name}/restart?t=``: stop when running, then start."""
-        return ensureDeferred(self._restart(name, timeout))
+    def restart(self, name: str, timeout: int | None = None,
+                raw_signal: str = "") -> Deferred[None]:
+        """``POST /containers/{name}/restart?t=&signal=``: stop when running, then start."""
+        return ensureDeferred(self._restart(name, timeout, raw_signal))
 
-    async def _restart(self, name: str, timeout: int | None) -> None:
+    async def _restart(self, name: str, timeout: int | None, raw_signal: str) -> None:
+        signum = _stop_signum(raw_signal)
         container = await self._reader(lambda: self._store.get(name))
         running = self._running.get(container.id)
         self._restarts.cancel(container.id)
         if running is not None:
-            await self._stop_running(container, running, timeout)
+            await self._stop_running(container, running, timeout, signum)
         await self._start(container.id)
         self._emit(container, "restart")
 
@@ -658,3 +664,8 @@ class Lifecycle:
             self._thaw(container_id)
             waits.append(chained(running.finished))
         return DeferredList(waits, consumeErrors=True)
+
+
+def _stop_signum(raw_signal: str) -> int | None:
+    """A stop's ``signal`` (400 when unknown); ``None``: the container's StopSignal."""
+    return parse_signal(raw_signal) if raw_signal else None
