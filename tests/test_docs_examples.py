@@ -31,7 +31,7 @@ def test_version_via_socks5(start_daemon, microsocks: ProxyProcess):
     start_daemon("--listen", f"tcp:{port}:interface=127.0.0.1")
     out = _run("version_via_socks5.py", f"tcp://0.0.0.0:{port}",
                f"socks5h://127.0.0.1:{microsocks.port}")
-    assert "API 1.41" in out
+    assert "API 1.56" in out
     assert "route: socks5 socks5h" in out
 
 
@@ -41,7 +41,7 @@ def test_system_summary(daemon: Daemon):
     time.sleep(0.2)
     out = _run("system_summary.py", env={"DOCKER_HOST": f"unix://{daemon.socket}"})
     assert f"kernel {os.uname().release}" in out
-    assert "API 1.41" in out
+    assert "API 1.56" in out
     assert "event: daemon reload" in out
 
 

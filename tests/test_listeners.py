@@ -64,7 +64,7 @@ def test_options_default_to_the_docker_like_socket_and_check_versions():
     options.parseOptions([])
     assert [s.description for s in options["listeners"]] == [
         "unix:/run/dockertw.sock:mode=660"]
-    for bad in ("1.11", "1.42", "one"):
+    for bad in ("1.11", "1.57", "one"):
         with pytest.raises(Exception, match="min-api-version"):
             Options().parseOptions(["--min-api-version", bad])
 
