@@ -271,13 +271,14 @@ class ImageService:
 
     def _commit(self, parent_id: str, stream: IO[bytes] | None,
                 commit: views.CommitConfig, reference: Reference | None) -> str:
-        parent = self._store.get(parent_id)
+        parent = self._store.get(parent_id) if parent_id else None
         layer = None if stream is None else self._store.add_layer(
-            stream, parent.chain[-1] if parent.chain else None)
+            stream, parent.chain[-1] if parent is not None and parent.chain else None)
         try:
             image_id = self._store.create_image(views.child_config(
                 parent, commit, diff_id=None if layer is None else layer.diff_id,
-                created_ns=time.time_ns(), docker_version=__version__), parent=parent.id)
+                created_ns=time.time_ns(), docker_version=__version__,
+                architecture=self._architecture), parent=parent.id if parent else "")
         except BaseException:
             self._store.delete_unused_layers()
             raise

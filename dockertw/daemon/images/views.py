@@ -143,9 +143,10 @@ class CommitConfig:
     comment: str = ""
 
 
-def child_config(parent: Image, commit: CommitConfig, *, diff_id: str | None,
-                 created_ns: int, docker_version: str) -> bytes:
-    """The config of an image made from ``parent`` plus one layer (``None``: empty)."""
+def child_config(parent: Image | None, commit: CommitConfig, *, diff_id: str | None,
+                 created_ns: int, docker_version: str, architecture: str = "amd64") -> bytes:
+    """The config of an image made from ``parent`` (``None``: from nothing, as a build
+    ``FROM scratch``) plus one layer (``None``: empty)."""
     created = rfc3339_nano(created_ns)
     step: dict[str, Any] = {"created": created, "created_by": " ".join(
         str(word) for word in commit.container_config.get("Cmd") or [])}
@@ -153,15 +154,16 @@ def child_config(parent: Image, commit: CommitConfig, *, diff_id: str | None,
                                                ("comment", commit.comment)) if value})
     if diff_id is None:
         step["empty_layer"] = True
-    rootfs = parent.config.get("rootfs") or {}
+    base = parent.config if parent is not None else {}
+    rootfs = base.get("rootfs") or {}
     document: dict[str, Any] = {
-        "architecture": parent.config.get("architecture") or "amd64",
+        "architecture": base.get("architecture") or architecture,
         "author": commit.author, "comment": commit.comment,
         "config": container_config(commit.config),
         "container": commit.container_id,
         "container_config": container_config(commit.container_config),
         "created": created, "docker_version": docker_version,
-        "history": [*(parent.config.get("history") or []), step], "os": "linux",
+        "history": [*(base.get("history") or []), step], "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [
             *(rootfs.get("diff_ids") or []), *([diff_id] if diff_id else [])]},
     }
