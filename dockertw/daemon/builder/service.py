@@ -1,0 +1,319 @@
+"""The builder service: ``POST /build`` with Docker's classic builder.
+
+A build reads its context (the request's tar, or a remote) into a private directory
+under ``ROOT/builder``, parses the Dockerfile (errors there are answered before any
+output), then evaluates it (:mod:`.dispatch`) with containers and commits of the
+container service, and tags the result.  Cancelling the Deferred of :meth:`build`
+(the client went away) kills the running step's container and stops the build
+between steps.  Pulls of missing base images go through :attr:`puller`, a seam the
+registry client fills.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.message
+import email.utils
+import os
+import posixpath
+import shutil
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from dockertw.daemon.builder.buildargs import BuildArgs
+from dockertw.daemon.builder.cache import ImageProber
+from dockertw.daemon.builder.containers import BuildContainers
+from dockertw.daemon.builder.context import BuildContext, http_get, open_context
+from dockertw.daemon.builder.dispatch import BuildParts, Evaluator, OpenTree
+from dockertw.daemon.builder.instructions import Instruction, Stage, parse_dockerfile
+from dockertw.daemon.builder.options import BuildOptions, BuildOutput, PruneOptions, host_config
+from dockertw.daemon.builder.sources import SourceTree
+from dockertw.daemon.containers.files import copyroot
+from dockertw.daemon.containers.service import ContainerService
+from dockertw.daemon.images.reference import Reference, parse_normalized, short_id
+from dockertw.daemon.images.service import ImageService
+from dockertw.daemon.images.store import Image
+from dockertw.daemon.storage import ensure_directory
+from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
+from dockertw.errdefs import InvalidParameter, NotFound, System
+
+__all__ = ["BuilderService", "ImagePuller"]
+
+_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+class ImagePuller(Protocol):
+    """Pulls an image for a build's ``FROM`` (progress in the build's output)."""
+
+    def __call__(self, name: str, platform: str, auth: Mapping[str, Any],
+                 output: BuildOutput) -> Deferred[None]: ...
+
+
+def _sanitize_tags(names: Sequence[str]) -> list[Reference]:
+    """moby's ``sanitizeRepoAndTags``: each ``t`` parsed, tagged ``latest`` when bare,
+    duplicates once."""
+    tags: list[Reference] = []
+    for name in names:
+        if not name:
+            continue
+        reference = parse_normalized(name)
+        if reference.digest:
+            raise InvalidParameter("build tag cannot contain a digest")
+        reference = reference.with_default_tag()
+        if reference not in tags:
+            tags.append(reference)
+    return tags
+
+
+def _targeted(stages: tuple[Stage, ...], target: str) -> tuple[Stage, ...]:
+    if not target:
+        return stages
+    for index, stage in enumerate(stages):
+        if stage.name.lower() == target.lower():
+            return stages[:index + 1]
+    raise InvalidParameter(f"failed to reach build target {target} in Dockerfile")
+
+
+def _with_labels(stages: tuple[Stage, ...], labels: Mapping[str, str]) -> tuple[Stage, ...]:
+    """The build's ``labels`` as ``LABEL`` steps at the end of the last stage."""
+    if not labels or not stages:
+        return stages
+    added = tuple(Instruction(name="label", code=f"LABEL {key}={labels[key]}", line=0,
+                              flags={}, args=(key, labels[key]), expand=False)
+                  for key in sorted(labels))
+    last = stages[-1]
+    return (*stages[:-1], attrs.evolve(last, instructions=(*last.instructions, *added)))
+
+
+def _download_name(url: str, disposition: str) -> str:
+    """moby's ``getFilenameForDownload``: the URL path's last element, else the
+    ``Content-Disposition`` filename."""
+    path = urllib.parse.urlsplit(url).path
+    if path and not path.endswith("/") and posixpath.basename(path):
+        return posixpath.basename(path)
+    message = email.message.Message()
+    message["content-disposition"] = disposition
+    filename = message.get_param("filename", header="content-disposition")
+    if isinstance(filename, str) and filename and not filename.endswith("/"):
+        return posixpath.basename(filename)
+    return ""
+
+
+@attrs.define
+class _Job:
+    """One running build: its options, output and containers."""
+
+    options: BuildOptions
+    output: BuildOutput
+    containers: BuildContainers
+    context: BuildContext | None = None
+    tree: SourceTree | None = None
+
+
+class BuilderService:
+    """Builds images from Dockerfiles (``POST /build``)."""
+
+    def __init__(self, root: Path, images: ImageService, containers: ContainerService, *,
+                 worker: Runner, call_from_thread: Callable[..., Any]) -> None:
+        self._root = root
+        self._images = images
+        self._store = images.store
+        self._containers = containers
+        self._worker = worker
+        self._call = call_from_thread
+        self.puller: ImagePuller = self._no_registry
+
+    @classmethod
+    def open(cls, state_root: Path, images: ImageService, containers: ContainerService,
+             reactor: WorkerReactor) -> BuilderService:
+        """The builder under ``state_root/builder`` (blocking: at start-up); what a
+        killed daemon left there is removed."""
+        root = state_root / "builder"
+        copyroot.release_scratch(root / "mounts")
+        shutil.rmtree(root / "tmp", ignore_errors=True)
+        ensure_directory(root / "tmp", mode=0o700)
+        return cls(root, images, containers,
+                   worker=PoolRunner(reactor, 2, "dockertw-builder"),
+                   call_from_thread=reactor.callFromThread)
+
+    def _no_registry(self, name: str, platform: str, auth: Mapping[str, Any],
+                     output: BuildOutput) -> Deferred[None]:
+        self._images.pull(name)  # refuses as a pull without a registry client does
+        raise System(f"cannot pull {name}")  # pragma: no cover - pull() always raises
+
+    # -- builds --------------------------------------------------------------------------
+
+    def build(self, body: IO[bytes], options: BuildOptions, output: BuildOutput
+              ) -> Deferred[str]:
+        """Build ``options``' Dockerfile from the context in ``body`` (or the remote);
+        answers the image ID.  Cancelling it stops the build."""
+        tags = _sanitize_tags(options.tags)
+        job = _Job(options, output, BuildContainers(self._containers, output,
+                                                    host_config(options)))
+        done: Deferred[str] = Deferred(lambda _: job.containers.cancel())
+
+        def settle(result: Any) -> None:
+            if done.called:  # cancelled: the build stopped on its own
+                return
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(result)
+
+        Deferred.fromCoroutine(self._build(job, body, tags)).addBoth(settle)
+        return done
+
+    async def _build(self, job: _Job, body: IO[bytes], tags: list[Reference]) -> str:
+        try:
+            job.context = await self._worker(lambda: self._open_context(job, body))
+            parsed = parse_dockerfile(job.context.dockerfile, job.context.dockerfile_name)
+            stages = _with_labels(_targeted(parsed.stages, job.options.target),
+                                  job.options.labels)
+            context_root = job.context.root
+            if context_root is not None:
+                job.tree = SourceTree(await self._worker(
+                    lambda: os.open(context_root, _ROOT_FLAGS)))
+            evaluator = Evaluator(self._parts(job, parsed.escape),
+                                  BuildArgs(job.options.build_args),
+                                  job.options.force_remove, job.options.remove)
+            image_id = await evaluator.run(stages, parsed.meta_args)
+            job.output.stream(f"Successfully built {short_id(image_id)}\n")
+            await self._tag(job.output, image_id, tags)
+            return image_id
+        finally:
+            await self._worker(lambda: self._close(job))
+
+    def _open_context(self, job: _Job, body: IO[bytes]) -> BuildContext:
+        directory = self._root / "tmp" / f"build-{uuid.uuid4().hex}"
+
+        def progress(current: int, total: int) -> None:
+            self._call(job.output.progress, "Downloading context", current, total,
+                       job.options.remote)
+
+        return open_context(directory, body, job.options.remote, job.options.dockerfile,
+                            progress)
+
+    @staticmethod
+    def _close(job: _Job) -> None:
+        if job.tree is not None:
+            os.close(job.tree.fd)
+        if job.context is not None:
+            job.context.close()
+
+    async def _tag(self, output: BuildOutput, image_id: str, tags: list[Reference]) -> None:
+        for reference in tags:
+            shown = await self._images.tag(image_id, reference.name, reference.tag)
+            output.stream(f"Successfully tagged {shown}\n")
+
+    # -- the build cache -------------------------------------------------------------
+
+    def prune(self, options: PruneOptions) -> Deferred[dict[str, Any]]:
+        """``POST /build/prune``."""
+        return succeed({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+    # -- what an evaluation uses ---------------------------------------------------------
+
+    def _parts(self, job: _Job, escape: str) -> BuildParts:
+        return BuildParts(
+            containers=job.containers, output=job.output, prober=self._prober(job.options),
+            worker=self._worker, context_tree=job.tree,
+            image=lambda name, local_only: self._image(job, name, local_only),
+            image_tree=self._image_tree, download=lambda url, dest: self._download(
+                job.output, url, dest), escape=escape)
+
+    def _prober(self, options: BuildOptions) -> ImageProber:
+        cache_from: list[Image] | None = None
+        if options.cache_from is not None:
+            cache_from = []
+            for name in options.cache_from:
+                with contextlib.suppress(NotFound, InvalidParameter):
+                    cache_from.append(self._store.get(name))
+        return ImageProber(self._store, enabled=not options.no_cache, cache_from=cache_from,
+                           restore=self._restore)
+
+    def _restore(self, config: bytes, parent: str) -> str:
+        return self._store.create_image(config, parent=parent)
+
+    async def _image(self, job: _Job, name: str, local_only: bool) -> Image:
+        """A ``FROM`` or ``--from`` image: local (a stage's, or without ``pull``), else
+        pulled first."""
+        if local_only or not job.options.pull:
+            try:
+                return self._store.get(name)
+            except (NotFound, InvalidParameter):
+                if local_only:
+                    raise
+        await self.puller(name, job.options.platform, job.options.auth_configs, job.output)
+        return self._store.get(name)
+
+    def _image_tree(self, image_id: str) -> OpenTree:
+        """An image's files, mounted read-only while a ``COPY --from`` reads them."""
+        def open_tree() -> tuple[SourceTree, Callable[[], None]]:
+            stack = contextlib.ExitStack()
+            try:
+                stack.enter_context(self._store.holding(self._store.image_chain(image_id)))
+                scratch = self._root / "mounts"
+                upper = self._root / "tmp" / f"upper-{uuid.uuid4().hex}"
+                stack.callback(shutil.rmtree, upper, True)
+                root = stack.enter_context(copyroot.readonly_root(
+                    upper, self._store.image_layers(image_id), scratch))
+            except BaseException:
+                stack.close()
+                raise
+            return SourceTree(root.fd, in_context=False), stack.close
+        return open_tree
+
+    def _download(self, output: BuildOutput, url: str, dest: str) -> OpenTree:
+        """``ADD`` of a URL: the file downloaded (0600; its time from
+        ``Last-Modified``, else the epoch) alone in a private directory."""
+        def open_tree() -> tuple[SourceTree, Callable[[], None]]:
+            directory = self._root / "tmp" / f"download-{uuid.uuid4().hex}"
+            directory.mkdir(mode=0o700)
+            try:
+                name = self._fetch(output, url, dest, directory)
+                fd = os.open(directory, _ROOT_FLAGS)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+
+            def close() -> None:
+                os.close(fd)
+                shutil.rmtree(directory, ignore_errors=True)
+            return SourceTree(fd, in_context=False, download=name), close
+        return open_tree
+
+    def _fetch(self, output: BuildOutput, url: str, dest: str, directory: Path) -> str:
+        with http_get(url) as response:
+            name = _download_name(url, response.headers.get("Content-Disposition") or "")
+            if not name and dest.endswith("/"):
+                raise System(f"cannot determine filename for source {url}")
+            name = name or "__unnamed__"
+            total = int(response.headers.get("Content-Length") or -1)
+            target = directory / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                self._copy_response(output, response, file, total)
+            modified = response.headers.get("Last-Modified")
+        stamp = email.utils.parsedate_to_datetime(modified).timestamp() if modified else 0
+        os.utime(target, (stamp, stamp))
+        self._call(output.stream, "\n")
+        return name
+
+    def _copy_response(self, output: BuildOutput, response: Any, file: IO[bytes],
+                       total: int) -> None:
+        done = 0
+        while True:
+            data = response.read(_CHUNK)
+            if not data:
+                return
+            file.write(data)
+            done += len(data)
+            self._call(output.progress, "Downloading", done, total, "")
