@@ -159,7 +159,7 @@ def _source(info: CopyInfo) -> Iterator[tuple[inroot.Resolved, os.stat_result]]:
 def _copy_entry(view: inroot.RootView, dest_dir: str, target: str, parent: int, name: str,
                 info: os.stat_result, owner: Owner | None) -> tarfile.TarInfo:
     header = archive.entry_header(parent, name, posixpath.basename(target), info)
-    options = archive.ExtractOptions(owner=owner)
+    options = archive.ExtractOptions(owner=owner, confine_links=False)
     if not header.isreg():
         archive.extract_entry(view, dest_dir, target, header, _FileContents(-1, 0), options)
         return header
@@ -217,7 +217,7 @@ def _hard_link(view: inroot.RootView, dest: str, target: str, status: os.stat_re
         status.st_gid
     header.mtime = status.st_mtime
     archive.extract_entry(view, dest, target, header, _FileContents(-1, 0),
-                          archive.ExtractOptions(owner=owner))
+                          archive.ExtractOptions(owner=owner, confine_links=False))
     return True
 
 
@@ -246,7 +246,7 @@ def _unpack(view: inroot.RootView, found: inroot.Resolved, status: os.stat_resul
     dest = _make_dirs(view, dest, (0, 0))
     with archive.open_regular(found.parent, found.name, status) as fd, \
             os.fdopen(os.dup(fd), "rb") as file:
-        archive.extract(view, dest, file, archive.ExtractOptions())
+        archive.extract(view, dest, file, archive.ExtractOptions(confine_links=False))
 
 
 def _copy_one(view: inroot.RootView, info: CopyInfo, request: CopyRequest) -> None:

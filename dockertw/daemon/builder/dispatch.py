@@ -196,7 +196,8 @@ class Evaluator:
 
     async def _run_triggers(self, state: StageState, triggers: list[str]) -> None:
         plural = "s" if len(triggers) > 1 else ""
-        self._output.stream(f"# Executing {len(triggers)} build trigger{plural}\n")
+        self._output.stream(f"# Executing {len(triggers)} build trigger{plural}")
+        self._output.stream("\n")
         for trigger in triggers:
             state.config["Image"] = state.image_id
             await self._dispatch(state, _trigger_instruction(trigger))
@@ -234,9 +235,13 @@ class Evaluator:
     async def _config_change(self, state: StageState, instruction: Instruction) -> None:
         changes = self._changes(state)
         comment = _comment_before(instruction, changes, state.config, self._output)
+        previous_health = state.config.get("Healthcheck")
         apply_node(changes, instruction.change_node())
         state.config, state.cmd_set = changes.config, changes.cmd_set
-        await self._commit(state, comment or _comment_after(instruction, state.config))
+        comment = comment or _comment_after(instruction, state.config)
+        if instruction.name == "healthcheck":
+            _inherit_health(state.config, previous_health)
+        await self._commit(state, comment)
 
     async def _env(self, state: StageState, instruction: Instruction) -> None:
         word = self._word(state)
@@ -531,6 +536,18 @@ def _comment_after(instruction: Instruction, config: dict[str, Any]) -> str:
     if name == "stopsignal":
         return "STOPSIGNAL " + str(config.get("StopSignal") or "")
     return "USER " + str(config.get("User") or "")
+
+
+def _inherit_health(config: dict[str, Any], previous: Any) -> None:
+    """As moby's container create merges a step's health check into the one before
+    (through the config they share), unset times and retries stay the previous'."""
+    health = config.get("Healthcheck")
+    if not isinstance(previous, dict) or not isinstance(health, dict) or \
+            health.get("Test") == ["NONE"]:
+        return
+    for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+        if not health.get(key) and previous.get(key):
+            health[key] = previous[key]
 
 
 def _make_workdir(workdir: str) -> Callable[[Container, Path, RootView], None]:

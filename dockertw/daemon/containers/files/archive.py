@@ -338,6 +338,10 @@ class ExtractOptions:
     no_overwrite_dir_non_dir: bool = False
     #: the owner of every entry (``copyUIDGID``); ``None`` keeps the archive's
     owner: tuple[int, int] | None = None
+    #: refuse relative links leading out of the destination (``docker cp``, as
+    #: moby's untar); a build's COPY keeps them, as moby's untar in a chroot does
+    #: (links are resolved inside the root whatever they say)
+    confine_links: bool = True
 
 
 def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
@@ -404,7 +408,8 @@ def extract_entry(view: inroot.RootView, dest: str, target: str, member: tarfile
     the extraction directory ``dest``), replacing what is in the way; a regular file's
     contents come from ``tar``.  A directory's times are left to
     :func:`set_entry_times`, once its children are in."""
-    _check_link(dest, target, member)
+    if options.confine_links:
+        _check_link(dest, target, member)
     place = view.resolve(target, must_exist=False, make_dirs=True)
     try:
         if not place.name:
