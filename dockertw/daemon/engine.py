@@ -74,7 +74,7 @@ class Engine:
             images, config.registry, reactor, architecture=go_arch(host.machine),
             max_downloads=config.max_concurrent_downloads,
             max_uploads=config.max_concurrent_uploads)
-        builder = BuilderService.open(root, images, containers, reactor)
+        builder = BuilderService.open(root, images, containers, events, reactor)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
@@ -87,6 +87,7 @@ class Engine:
             images=images,
             containers=containers,
             volumes=volumes,
+            build_cache=builder,
         )
         return cls(config=config, events=events, system=system, images=images,
                    containers=containers, volumes=volumes, distribution=distribution,

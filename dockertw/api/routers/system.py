@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from dockertw import versions
 from dockertw.api import httputils
 from dockertw.api.responses import Empty, Text
 from dockertw.api.router import ApiCall, Route
@@ -90,11 +91,17 @@ class SystemRouter:
         return self._system.info()
 
     def disk_usage(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        def with_builder_size(usage: dict[str, Any]) -> dict[str, Any]:
-            usage["BuilderSize"] = 0  # API versions before 1.42 carry it
+        def older_shape(usage: dict[str, Any]) -> dict[str, Any]:
+            """Before API 1.42: ``BuilderSize``, and one ``Parent`` per cache record."""
+            usage["BuilderSize"] = sum(item["Size"] for item in usage["BuildCache"])
+            for item in usage["BuildCache"]:
+                item["Parent"] = (item.pop("Parents", None) or [""])[0]
             return usage
 
-        return self._system.disk_usage().addCallback(with_builder_size)
+        usage = self._system.disk_usage()
+        if versions.is_less(call.version, "1.42"):
+            usage.addCallback(older_shape)
+        return usage
 
     def events(self, call: ApiCall) -> Deferred[None] | None:
         """Replay kept events, then stream live ones until ``until`` or a disconnect."""

@@ -89,6 +89,9 @@ class BuildParts:
     image_tree: Callable[[str], OpenTree]
     #: a URL -> the downloaded file as a tree (in a worker thread).
     download: Callable[[str, str], OpenTree]
+    #: told of each image a step makes, and of each the cache answers
+    made: Callable[[str], None]
+    used: Callable[[str], None]
     escape: str = "\\"
 
 
@@ -280,6 +283,7 @@ class Evaluator:
         if not cached:
             return False
         self._output.stream(" ---> Using cache\n")
+        self._parts.used(cached)
         state.image_id = cached
         return True
 
@@ -304,6 +308,7 @@ class Evaluator:
                                 container_config: dict[str, Any]) -> None:
         state.image_id = await self._containers.commit(
             container_id, copy.deepcopy(state.config), container_config, state.maintainer)
+        self._parts.made(state.image_id)
 
     # -- WORKDIR -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import email.utils
 import os
 import posixpath
 import shutil
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from dockertw.daemon.builder.buildargs import BuildArgs
@@ -34,15 +35,18 @@ from dockertw.daemon.builder.context import BuildContext, http_get, open_context
 from dockertw.daemon.builder.dispatch import BuildParts, Evaluator, OpenTree
 from dockertw.daemon.builder.instructions import Instruction, Stage, parse_dockerfile
 from dockertw.daemon.builder.options import BuildOptions, BuildOutput, PruneOptions, host_config
+from dockertw.daemon.builder.records import CacheRecords
 from dockertw.daemon.builder.sources import SourceTree
 from dockertw.daemon.containers.files import copyroot
 from dockertw.daemon.containers.service import ContainerService
-from dockertw.daemon.images.reference import Reference, parse_normalized, short_id
+from dockertw.daemon.events import EventBus
+from dockertw.daemon.images.reference import Reference, image_id_hex, parse_normalized, short_id
 from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.images.store import Image
+from dockertw.daemon.images.views import parse_filter_time
 from dockertw.daemon.storage import ensure_directory
-from dockertw.daemon.workers import PoolRunner, Runner, WorkerReactor
-from dockertw.errdefs import InvalidParameter, NotFound, System
+from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
+from dockertw.errdefs import DockerError, InvalidParameter, NotFound, System
 
 __all__ = ["BuilderService", "ImagePuller"]
 
@@ -109,38 +113,44 @@ def _download_name(url: str, disposition: str) -> str:
 
 @attrs.define
 class _Job:
-    """One running build: its options, output and containers."""
+    """One running build: its options, output, containers and the images it made."""
 
     options: BuildOptions
     output: BuildOutput
     containers: BuildContainers
     context: BuildContext | None = None
     tree: SourceTree | None = None
+    images: set[str] = attrs.field(factory=set)
 
 
 class BuilderService:
     """Builds images from Dockerfiles (``POST /build``)."""
 
     def __init__(self, root: Path, images: ImageService, containers: ContainerService, *,
-                 worker: Runner, call_from_thread: Callable[..., Any]) -> None:
+                 events: EventBus, worker: Runner, call_from_thread: Callable[..., Any]
+                 ) -> None:
         self._root = root
         self._images = images
         self._store = images.store
         self._containers = containers
+        self._events = events
         self._worker = worker
         self._call = call_from_thread
+        self._records = CacheRecords.open(root / "cache.json", images.store)
+        self._jobs: list[_Job] = []
+        self._prune_guard = OneAtATime("a prune operation is already running")
         self.puller: ImagePuller = self._no_registry
 
     @classmethod
     def open(cls, state_root: Path, images: ImageService, containers: ContainerService,
-             reactor: WorkerReactor) -> BuilderService:
+             events: EventBus, reactor: WorkerReactor) -> BuilderService:
         """The builder under ``state_root/builder`` (blocking: at start-up); what a
         killed daemon left there is removed."""
         root = state_root / "builder"
         copyroot.release_scratch(root / "mounts")
         shutil.rmtree(root / "tmp", ignore_errors=True)
         ensure_directory(root / "tmp", mode=0o700)
-        return cls(root, images, containers,
+        return cls(root, images, containers, events=events,
                    worker=PoolRunner(reactor, 2, "dockertw-builder"),
                    call_from_thread=reactor.callFromThread)
 
@@ -172,6 +182,7 @@ class BuilderService:
         return done
 
     async def _build(self, job: _Job, body: IO[bytes], tags: list[Reference]) -> str:
+        self._jobs.append(job)
         try:
             job.context = await self._worker(lambda: self._open_context(job, body))
             parsed = parse_dockerfile(job.context.dockerfile, job.context.dockerfile_name)
@@ -189,6 +200,7 @@ class BuilderService:
             await self._tag(job.output, image_id, tags)
             return image_id
         finally:
+            self._jobs.remove(job)
             await self._worker(lambda: self._close(job))
 
     def _open_context(self, job: _Job, body: IO[bytes]) -> BuildContext:
@@ -201,12 +213,12 @@ class BuilderService:
         return open_context(directory, body, job.options.remote, job.options.dockerfile,
                             progress)
 
-    @staticmethod
-    def _close(job: _Job) -> None:
+    def _close(self, job: _Job) -> None:
         if job.tree is not None:
             os.close(job.tree.fd)
         if job.context is not None:
             job.context.close()
+        self._records.save()
 
     async def _tag(self, output: BuildOutput, image_id: str, tags: list[Reference]) -> None:
         for reference in tags:
@@ -215,9 +227,41 @@ class BuilderService:
 
     # -- the build cache -------------------------------------------------------------
 
+    def _users(self) -> set[str]:
+        """Images containers or running builds stand on."""
+        used = {image.id for image in self._store.images() if self._store.image_users(image.id)}
+        for job in self._jobs:
+            used |= job.images
+        return used
+
+    def cache_usage(self) -> Deferred[list[dict[str, Any]]]:
+        """The ``BuildCache`` of ``/system/df``."""
+        users = self._users()
+        return self._worker(lambda: self._records.usage(users))
+
     def prune(self, options: PruneOptions) -> Deferred[dict[str, Any]]:
-        """``POST /build/prune``."""
-        return succeed({"CachesDeleted": None, "SpaceReclaimed": 0})
+        """``POST /build/prune``: the step images nothing needs (last used before
+        ``until``), as ``{"CachesDeleted": [...], "SpaceReclaimed": N}``."""
+        until_ns = None
+        if options.until:
+            until_ns = int(parse_filter_time(options.until, time.time()) * 1e9)
+        return self._prune_guard.run(lambda: Deferred.fromCoroutine(self._prune(until_ns)))
+
+    async def _prune(self, until_ns: int | None) -> dict[str, Any]:
+        users = self._users()
+        chosen = await self._worker(lambda: self._records.prunable(users, until_ns))
+        sizes = {layer.chain_id: layer.size for layer in self._store.layers()}
+        deleted, reclaimed = [], 0
+        for image in chosen:
+            try:
+                records = await self._images.delete(image.id, force=False, prune=False)
+            except DockerError:
+                continue  # needed after all (a new child, a container)
+            deleted.append(image_id_hex(image.id))
+            reclaimed += sum(sizes.get(r.get("Deleted", ""), 0) for r in records)
+        await self._worker(self._records.save)
+        self._events.emit("builder", "prune", "", reclaimed=str(reclaimed))
+        return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # -- what an evaluation uses ---------------------------------------------------------
 
@@ -227,7 +271,16 @@ class BuilderService:
             worker=self._worker, context_tree=job.tree,
             image=lambda name, local_only: self._image(job, name, local_only),
             image_tree=self._image_tree, download=lambda url, dest: self._download(
-                job.output, url, dest), escape=escape)
+                job.output, url, dest), made=lambda image_id: self._made(job, image_id),
+            used=lambda image_id: self._used(job, image_id), escape=escape)
+
+    def _made(self, job: _Job, image_id: str) -> None:
+        job.images.add(image_id)
+        self._records.made(image_id)
+
+    def _used(self, job: _Job, image_id: str) -> None:
+        job.images.add(image_id)
+        self._records.used(image_id)
 
     def _prober(self, options: BuildOptions) -> ImageProber:
         cache_from: list[Image] | None = None
@@ -240,7 +293,9 @@ class BuilderService:
                            restore=self._restore)
 
     def _restore(self, config: bytes, parent: str) -> str:
-        return self._store.create_image(config, parent=parent)
+        image_id = self._store.create_image(config, parent=parent)
+        self._records.made(image_id)
+        return image_id
 
     async def _image(self, job: _Job, name: str, local_only: bool) -> Image:
         """A ``FROM`` or ``--from`` image: local (a stage's, or without ``pull``), else

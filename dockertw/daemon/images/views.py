@@ -35,6 +35,7 @@ __all__ = [
     "import_config",
     "inspect",
     "list_images",
+    "parse_filter_time",
     "prune_candidates",
     "reference_matches",
     "rfc3339_nano",
