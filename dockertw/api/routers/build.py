@@ -56,9 +56,10 @@ def _json(call: ApiCall, key: str, what: str, default: Any) -> Any:
     if not text:
         return default
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as error:
         raise InvalidParameter(f"error reading {what}: {error}") from None
+    return default if value is None else value  # null leaves Go's value alone
 
 
 def _string_map(value: Any, what: str, nulls: bool = False) -> dict[str, Any]:

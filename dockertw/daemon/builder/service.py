@@ -284,7 +284,7 @@ class BuilderService:
 
     def _prober(self, options: BuildOptions) -> ImageProber:
         cache_from: list[Image] | None = None
-        if options.cache_from is not None:
+        if options.cache_from:  # an empty list is the local cache, as moby's
             cache_from = []
             for name in options.cache_from:
                 with contextlib.suppress(NotFound, InvalidParameter):
