@@ -75,7 +75,10 @@ class BuildContainers:
         await ready
         self._running = container_id
         try:
-            await runs.start(container_id)
+            if not self.cancelled:
+                await runs.start(container_id)
+            if self.cancelled:  # while it was being started
+                self._kill(container_id)
             result = await finished
         finally:
             self._running = None
@@ -97,7 +100,10 @@ class BuildContainers:
         """Stop the build: the running container is killed (and removed once dead)."""
         self.cancelled = True
         if self._running is not None:
-            self._service.runs.kill(self._running).addErrback(lambda failure: None)
+            self._kill(self._running)
+
+    def _kill(self, container_id: str) -> None:
+        self._service.runs.kill(container_id).addErrback(lambda failure: None)
 
     def write_into(self, container_id: str, work: WriteWork[_T]) -> Deferred[_T]:
         return self._service.copies.write_into(container_id, work)

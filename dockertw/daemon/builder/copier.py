@@ -136,8 +136,12 @@ def _exists(place: inroot.Resolved) -> bool:
 
 
 def _dest_state(view: inroot.RootView, dest: str) -> tuple[str, bool]:
-    """The destination with links resolved, and whether it is an existing directory."""
-    place = view.resolve(dest, follow_last=True, must_exist=False, make_dirs=False)
+    """The destination with links resolved, and whether it is an existing directory
+    (where it would be, when its parents are missing)."""
+    try:
+        place = view.resolve(dest, follow_last=True, must_exist=False, make_dirs=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return "/" + posixpath.normpath(dest).lstrip("/"), False
     try:
         info = os.stat(place.name or ".", dir_fd=place.parent, follow_symlinks=False)
     except FileNotFoundError:
