@@ -137,8 +137,8 @@ CMD ["cat /greeting"]
                "cd /app && find . -type f | sort && cat /exec /shell /unpacked/from-archive.txt"
                " && stat -c '%U:%G' /owned.txt /app/a.txt")
     assert files.split() == [
-        "./a.txt", "./b.txt", "./dir/inner/file", "./owned.txt", "exec", "form", "shell", "/bin/sh", "a",
-        "nobody:nogroup", "root:root"]
+        "./a.txt", "./b.txt", "./dir/inner/file", "./owned.txt", "exec", "form", "shell",
+        "/bin/sh", "a", "nobody:nogroup", "root:root"]
     history = created_by(builder, "every:1")
     assert history[0] == '/bin/sh -ec #(nop)  CMD ["cat /greeting"]'
     assert "|1 GREETING=hello /bin/sh -c echo \"$GREETING $WHO\" > /greeting && echo err >&2" \
