@@ -189,10 +189,18 @@ def _remove_inside(root: Path, path: str) -> None:
 # -- remote contexts ------------------------------------------------------------------
 
 
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """Proxies from the environment, never for a loopback host (as Go's)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
+
+
 def http_get(url: str) -> Any:
     """moby's ``GetWithStatusError``: a response, or an error of the status's kind."""
     try:
-        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - http(s) only
+        response = _opener(url).open(url, timeout=60)
     except urllib.error.HTTPError as error:
         body = error.read().decode("utf-8", "replace").strip()
         message = f"failed to GET {url} with status {error.code} {error.reason}: {body}"
