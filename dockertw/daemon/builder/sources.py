@@ -15,6 +15,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
@@ -48,6 +49,17 @@ class SourceTree:
         if found is None:
             found = self.hashes[path] = _entry_hash(self.fd, path)
         return found
+
+    def hash_all(self, paths: list[str]) -> list[str]:
+        """The hashes of ``paths``, computed two at a time (sha256 lets go of the GIL:
+        a large context hashes in about half the time on two cores)."""
+        missing = [path for path in paths if path not in self.hashes]
+        if len(missing) > 1:
+            with ThreadPoolExecutor(2, thread_name_prefix="dockertw-hash") as pool:
+                for path, found in zip(missing, pool.map(
+                        lambda path: _entry_hash(self.fd, path), missing), strict=True):
+                    self.hashes[path] = found
+        return [self.hash(path) for path in paths]
 
 
 @attrs.frozen
@@ -155,8 +167,8 @@ def _info(tree: SourceTree, path: str) -> CopyInfo:
         os.close(found.parent)
     if not is_dir:
         return CopyInfo(tree, path, "file:" + tree.hash(resolved), bool(tree.download))
-    hashes = sorted(tree.hash(entry) for entry, _ in walk(tree.fd, resolved) if entry)
-    return CopyInfo(tree, path, multi_hash("dir", hashes))
+    hashes = tree.hash_all([entry for entry, _ in walk(tree.fd, resolved) if entry])
+    return CopyInfo(tree, path, multi_hash("dir", sorted(hashes)))
 
 
 def _matching(tree: SourceTree, pattern: str) -> list[CopyInfo]:
