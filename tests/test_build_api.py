@@ -221,3 +221,21 @@ def test_a_git_context_from_loopback(api_daemon: Daemon, web: tuple[Path, str],
     status, messages = post_build(api_daemon, f"remote={base}/repo.git%23master:sub&t=git%3A1")
     assert status == 200, messages
     assert ok(api_daemon, "run", "--rm", "git:1", "cat", "/file") == "from git\n"
+
+
+def test_squash_merges_the_builds_layers_with_experimental(start_daemon: Any,
+                                                           busybox_tar: Path) -> None:
+    daemon = start_daemon("--experimental")
+    import_image(daemon, busybox_tar, "bb:1")
+    status, messages = post_build(daemon, "squash=1&t=squashed%3A1", context_tar({
+        "Dockerfile": "FROM bb:1\nRUN echo one > /f1\nRUN echo two > /f2 && rm /bin/ls\n"}))
+    assert status == 200, messages
+    squashed = inspect(daemon, "squashed:1")
+    assert any(m.get("id") == "moby.image.id" and m["aux"] == {"ID": squashed["Id"]}
+               for m in messages)
+    assert len(squashed["RootFS"]["Layers"]) == 2 and squashed["Parent"] == ""
+    shown = ok(daemon, "run", "--rm", "squashed:1", "sh", "-c", "cat /f1 /f2; ls /bin/ls || :")
+    assert shown == "one\ntwo\n"
+    history = json.loads(ok(daemon, "history", "--format", "{{json .}}", "squashed:1")
+                         .splitlines()[0])
+    assert history["Comment"].startswith("merge sha256:")

@@ -168,9 +168,9 @@ class BuildMessages:
     def stream(self, text: str) -> None:
         self._write(encode_message(stream=text))
 
-    def aux(self, value: Any) -> None:
+    def aux(self, value: Any, id: str = "") -> None:  # noqa: A002 - Docker's name
         if self._want_aux:
-            self._write(encode_message(aux=value))
+            self._write(encode_message(id=id, aux=value))
 
     def status(self, text: str, id: str = "") -> None:  # noqa: A002 - Docker's name
         self._write(encode_message(status=text, id=id))

@@ -110,6 +110,7 @@ class Evaluator:
         self._stage_names: dict[str, dict[str, Any]] = {}
         self._step = 0
         self._total = 0
+        self.base_id = ""  # the last stage's FROM image (what squash merges onto)
 
     # -- the whole build ---------------------------------------------------------------
 
@@ -177,6 +178,7 @@ class Evaluator:
             _check_platform(process_word(stage.platform, meta, self._parts.escape))
         name = process_word(stage.base, meta, self._parts.escape)
         image = await self._from_image(name)
+        self.base_id = image.id if image is not None else ""
         state.has_from = True
         state.image_id = image.id if image is not None else ""
         base = image.config.get("config") if image is not None else None

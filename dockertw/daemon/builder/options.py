@@ -15,7 +15,7 @@ class BuildOutput(Protocol):
     reactor thread)."""
 
     def stream(self, text: str) -> None: ...
-    def aux(self, value: Any) -> None: ...
+    def aux(self, value: Any, id: str = "") -> None: ...  # noqa: A002 - Docker's name
     def status(self, text: str, id: str = "") -> None: ...  # noqa: A002 - Docker's name
     def progress(self, action: str, current: int, total: int,
                  id: str = "") -> None: ...  # noqa: A002

@@ -17,12 +17,13 @@ import email.utils
 import os
 import posixpath
 import shutil
+import tempfile
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -37,6 +38,7 @@ from dockertw.daemon.builder.instructions import Instruction, Stage, parse_docke
 from dockertw.daemon.builder.options import BuildOptions, BuildOutput, PruneOptions, host_config
 from dockertw.daemon.builder.records import CacheRecords
 from dockertw.daemon.builder.sources import SourceTree
+from dockertw.daemon.builder.squash import merged_layer
 from dockertw.daemon.containers.files import copyroot
 from dockertw.daemon.containers.service import ContainerService
 from dockertw.daemon.events import EventBus
@@ -196,12 +198,38 @@ class BuilderService:
                                   BuildArgs(job.options.build_args),
                                   job.options.force_remove, job.options.remove)
             image_id = await evaluator.run(stages, parsed.meta_args)
+            if job.options.squash:
+                image_id = await self._squash(job, image_id, evaluator.base_id)
             job.output.stream(f"Successfully built {short_id(image_id)}\n")
             await self._tag(job.output, image_id, tags)
             return image_id
         finally:
             self._jobs.remove(job)
             await self._worker(lambda: self._close(job))
+
+    async def _squash(self, job: _Job, image_id: str, base_id: str) -> str:
+        """The built image as one layer on its base (``squash``, experimental)."""
+        def merge() -> IO[bytes]:
+            chain = self._store.image_chain(image_id)
+            own = self._store.image_layers(image_id)[len(self._store.image_chain(base_id)):]
+            layer = tempfile.TemporaryFile(dir=self._root / "tmp")  # noqa: SIM115 - returned
+            try:
+                with self._store.holding(chain):
+                    merged_layer(own, self._root / "tmp" / f"squash-{uuid.uuid4().hex}",
+                                 layer)
+                layer.seek(0)
+            except BaseException:
+                layer.close()
+                raise
+            return cast(IO[bytes], layer)
+
+        layer = await self._worker(merge)
+        try:
+            squashed = await self._images.squash(image_id, base_id, layer)
+        finally:
+            layer.close()
+        job.output.aux({"ID": squashed}, id="moby.image.id")
+        return squashed
 
     def _open_context(self, job: _Job, body: IO[bytes]) -> BuildContext:
         directory = self._root / "tmp" / f"build-{uuid.uuid4().hex}"

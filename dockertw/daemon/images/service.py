@@ -286,6 +286,23 @@ class ImageService:
             self._store.add_reference(reference, image_id)
         return image_id
 
+    def squash(self, image_id: str, parent_id: str, layer: IO[bytes]) -> Deferred[str]:
+        """A build's ``squash``: ``image_id`` as one ``layer`` on ``parent_id``'s
+        layers (``""``: none); the new image has no parent, as with moby."""
+        def squash() -> str:
+            image = self._store.get(image_id)
+            parent = self._store.get(parent_id) if parent_id else None
+            top = parent.chain[-1] if parent is not None and parent.chain else None
+            added = self._store.add_layer(layer, top)
+            try:
+                return self._store.create_image(views.squashed_config(
+                    image, parent, added.diff_id, time.time_ns()))
+            except BaseException:
+                self._store.delete_unused_layers()
+                raise
+
+        return self._write(squash)
+
     # -- writes ----------------------------------------------------------------------
 
     def tag(self, source: str, repository: str, tag: str = "") -> Deferred[str]:

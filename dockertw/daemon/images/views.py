@@ -39,6 +39,7 @@ __all__ = [
     "prune_candidates",
     "reference_matches",
     "rfc3339_nano",
+    "squashed_config",
     "summary",
 ]
 
@@ -171,6 +172,24 @@ def child_config(parent: Image | None, commit: CommitConfig, *, diff_id: str | N
     for key in ("author", "comment"):
         if not document[key]:
             del document[key]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def squashed_config(image: Image, parent: Image | None, diff_id: str, created_ns: int) -> bytes:
+    """moby's ``SquashImage``: ``image`` with one layer (``diff_id``) above
+    ``parent``'s, its own steps kept in the history as empty, and a merge step."""
+    document = dict(image.config)
+    base = parent.config if parent is not None else {}
+    kept = len(base.get("history") or [])
+    history = [dict(entry, empty_layer=True) if index >= kept else dict(entry)
+               for index, entry in enumerate(image.config.get("history") or [])]
+    created = rfc3339_nano(created_ns)
+    comment = (f"merge {image.id} to {parent.id}" if parent is not None
+               else f"create new from {image.id}")
+    document.update(created=created, history=[*history, {"created": created,
+                                                         "comment": comment}])
+    diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
+    document["rootfs"] = {"type": "layers", "diff_ids": [*diff_ids, diff_id]}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
