@@ -8,11 +8,9 @@ import http.client
 import http.server
 import io
 import json
-import shutil
 import socket
 import subprocess
 import tarfile
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,18 +67,8 @@ def texts(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def api_daemon(busybox_tar: Path) -> Iterator[Daemon]:
-    home = Path(tempfile.mkdtemp(prefix="dtw-ba-"))
-    daemon = Daemon(home)
-    try:
-        daemon.start()
-        import_image(daemon, busybox_tar, "bb:1")
-        yield daemon
-    finally:
-        daemon.stop()
-        output = daemon.output()
-        shutil.rmtree(home, ignore_errors=True)
-        assert "Traceback" not in output, output
+def api_daemon(busybox_daemon: Daemon) -> Daemon:
+    return busybox_daemon
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

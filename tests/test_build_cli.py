@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tarfile
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dockertw.runtime.mounts import mounts_under
-from tests.cli import import_image, inspect, ok
+from tests.cli import inspect, ok
 from tests.support import Daemon, docker
 
 pytestmark = pytest.mark.integration
@@ -26,22 +23,8 @@ LEGACY = {"DOCKER_BUILDKIT": "0"}
 
 
 @pytest.fixture(scope="module")
-def builder(busybox_tar: Path) -> Iterator[Daemon]:
-    """One daemon for the module, with busybox as ``bb:1``; nothing may be left
-    mounted or running afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="dtw-b-"))
-    daemon = Daemon(home)
-    try:
-        daemon.start()
-        import_image(daemon, busybox_tar, "bb:1")
-        yield daemon
-    finally:
-        daemon.stop()
-        leftovers = mounts_under(daemon.root), daemon.container_cgroups()
-        output = daemon.output()
-        shutil.rmtree(home, ignore_errors=True)
-        assert leftovers == ([], [])
-        assert "Traceback" not in output, output
+def builder(busybox_daemon: Daemon) -> Daemon:
+    return busybox_daemon
 
 
 def build(daemon: Daemon, context: Path, *args: str, stdin: str | None = None

@@ -64,7 +64,7 @@ def test_bad_dockerfiles_get_buildkits_messages(text: str, message: str) -> None
 def test_go_match_and_dockerignore() -> None:
     assert go_match("*.txt", "a.txt") and not go_match("*", "a/b")
     assert go_match("a/[b-c]?", "a/cx") and not go_match("[^a]x", "ax")
-    for bad in ("[", "a\\", "[z-a]", "[]a]"):
+    for bad in ("[", "a\\", "[]a]"):
         with pytest.raises(BadPattern):
             go_match(bad, "x")
     patterns = read_dockerignore("\ufeff# c\n*.log\n!keep.log\n /secret/ \n**/tmp\n\n")

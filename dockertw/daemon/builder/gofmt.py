@@ -6,34 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["quote", "quoted_list", "plain_list", "duration", "health_comment"]
+from dockertw.goquote import quote, quote_rune
 
-_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-            "\v": "\\v", "\\": "\\\\"}
-
-
-def _char(char: str, delimiter: str) -> str:
-    if char == delimiter:
-        return "\\" + char
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    if char.isprintable():
-        return char
-    code = ord(char)
-    if code < 0x80:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-def quote(text: str) -> str:
-    """``strconv.Quote``."""
-    return '"' + "".join(_char(char, '"') for char in text) + '"'
-
-
-def _quote_rune(code: int) -> str:
-    """``%q`` of an integer: ``strconv.QuoteRune``."""
-    return "'" + _char(chr(code), "'") + "'"
-
+__all__ = ["quoted_list", "plain_list", "duration", "health_comment"]
 
 def quoted_list(items: Sequence[str] | None) -> str:
     """``%q`` of a ``[]string``: ``["a" "b"]``."""
@@ -75,4 +50,4 @@ def health_comment(health: Mapping[str, Any]) -> str:
     times = " ".join(quote(duration(int(health.get(key) or 0)))
                      for key in ("Interval", "Timeout", "StartPeriod"))
     return f"&{{{quoted_list(health.get('Test'))} {times} " \
-           f"{_quote_rune(int(health.get('Retries') or 0))}}}"
+           f"{quote_rune(int(health.get('Retries') or 0))}}}"

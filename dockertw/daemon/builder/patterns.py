@@ -8,6 +8,9 @@ import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from dockertw.daemon.images.views import glob_regex
+from dockertw.errdefs import InvalidParameter
+
 __all__ = ["BadPattern", "go_match", "has_wildcards", "read_dockerignore", "ignore_matcher"]
 
 
@@ -31,64 +34,18 @@ def has_wildcards(path: str) -> bool:
     return False
 
 
-def _class(pattern: str, at: int) -> tuple[str, int]:
-    """The regex of the character class starting after ``[`` at ``at``."""
-    negate = at < len(pattern) and pattern[at] == "^"
-    at += negate
-    parts: list[str] = []
-    while True:
-        if at >= len(pattern):
-            raise BadPattern
-        char = pattern[at]
-        if char == "]" and parts:
-            return ("[^/" if negate else "[") + "".join(parts) + "]", at + 1
-        low, at = _class_char(pattern, at)
-        if at < len(pattern) and pattern[at] == "-":
-            high, at = _class_char(pattern, at + 1)
-            if high < low:
-                raise BadPattern
-            parts.append(f"{re.escape(low)}-{re.escape(high)}")
-        else:
-            parts.append(re.escape(low))
-
-
-def _class_char(pattern: str, at: int) -> tuple[str, int]:
-    if at >= len(pattern) or pattern[at] in "-]":
-        raise BadPattern
-    if pattern[at] == "\\":
-        at += 1
-        if at >= len(pattern):
-            raise BadPattern
-    return pattern[at], at + 1
-
-
 @lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:
-    regex, at = [], 0
-    while at < len(pattern):
-        char = pattern[at]
-        at += 1
-        if char == "*":
-            regex.append("[^/]*")
-        elif char == "?":
-            regex.append("[^/]")
-        elif char == "[":
-            part, at = _class(pattern, at)
-            regex.append(part)
-        elif char == "\\":
-            if at >= len(pattern):
-                raise BadPattern
-            regex.append(re.escape(pattern[at]))
-            at += 1
-        else:
-            regex.append(re.escape(char))
-    return re.compile("".join(regex) + r"\Z", re.DOTALL)
+    try:
+        return glob_regex(pattern)
+    except InvalidParameter:
+        raise BadPattern from None
 
 
 def go_match(pattern: str, name: str) -> bool:
     """Go's ``filepath.Match``: ``*`` and ``?`` never match ``/``; ``[^...]`` classes;
     :class:`BadPattern` for a malformed pattern."""
-    return _compiled(pattern).match(name) is not None
+    return _compiled(pattern).fullmatch(name) is not None
 
 
 def read_dockerignore(text: str) -> list[str]:

@@ -34,6 +34,7 @@ __all__ = [
     "history_items",
     "import_config",
     "inspect",
+    "glob_regex",
     "list_images",
     "parse_filter_time",
     "prune_candidates",
@@ -340,7 +341,7 @@ def _glob_class(pattern: str, index: int) -> tuple[str, int]:
     return (f"[{body}]" if body else "(?!)"), index + 1
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
     """Go's ``path.Match`` pattern as a regular expression (``*`` stops at ``/``)."""
     parts: list[str] = []
     index = 0
@@ -371,7 +372,7 @@ def _familiar_name(reference: str) -> str:
 
 def reference_matches(pattern: str, reference: str) -> bool:
     """Docker's ``FamiliarMatch``: ``pattern`` matches the familiar string or its name."""
-    regex = _glob_regex(pattern)
+    regex = glob_regex(pattern)
     return bool(regex.fullmatch(reference) or regex.fullmatch(_familiar_name(reference)))
 
 
@@ -410,7 +411,7 @@ def check_list_filters(filters: Filters) -> None:
     """Refuse bad values before any lookup: ``dangling``, ``reference`` patterns."""
     _dangling_only(filters)
     for pattern in filters.get("reference"):
-        _glob_regex(pattern)
+        glob_regex(pattern)
 
 
 def _matching(references: Sequence[str], patterns: frozenset[str]) -> list[str]:
