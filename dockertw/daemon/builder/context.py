@@ -14,6 +14,7 @@ it from a worker thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ import attrs
 
 from dockertw.daemon.builder.patterns import ignore_matcher, read_dockerignore
 from dockertw.daemon.containers.files import archive, inroot
-from dockertw.daemon.tarreader import peek
+from dockertw.daemon.tarreader import TarReader, peek, write_all
 from dockertw.errdefs import Forbidden, InvalidParameter, NotFound, System
 
 __all__ = ["BuildContext", "Progress", "open_context", "is_git_url", "is_url",
@@ -56,6 +57,8 @@ class BuildContext:
     root: Path | None
     dockerfile: str
     dockerfile_name: str
+    #: the sha256 of each file's contents, taken as the tar was unpacked
+    digests: dict[str, str] = attrs.field(factory=dict)
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -98,25 +101,44 @@ def open_context(directory: Path, body: IO[bytes], remote: str, dockerfile_name:
 def _open(directory: Path, body: IO[bytes], remote: str, name: str,
           progress: Progress) -> BuildContext:
     root = directory / "context"
+    digests: dict[str, str] = {}
     if not remote:
-        _unpack(body, root)
+        _unpack(body, root, digests)
     elif is_git_url(remote):
         root = _clone(remote, directory / "git")
     elif is_url(remote):
-        text = _download_context(remote, root, progress)
+        text = _download_context(remote, root, progress, digests)
         if text is not None:
             return BuildContext(directory, None, text, name)
     else:
         raise System(f"remoteURL ({remote}) could not be recognized as URL")
-    return BuildContext(directory, root, _take_dockerfile(root, name), name)
+    return BuildContext(directory, root, _take_dockerfile(root, name), name, digests)
 
 
-def _unpack(source: Any, root: Path) -> None:
+class _Digesting:
+    """A member's contents written to its file and hashed on the way (one pass over
+    the context, as moby's tarsum while it unpacks)."""
+
+    def __init__(self, tar: TarReader, digests: dict[str, str], path: str) -> None:
+        self._tar, self._digests, self._path = tar, digests, path
+        digests.pop(path, None)  # a later member of the same name replaces the file
+
+    def write_contents(self, fd: int) -> None:
+        digest = hashlib.sha256()
+        for chunks in self._tar.contents():
+            for chunk in chunks:
+                digest.update(chunk)
+            write_all(fd, chunks)
+        self._digests[self._path] = digest.hexdigest()
+
+
+def _unpack(source: Any, root: Path, digests: dict[str, str]) -> None:
     root.mkdir(mode=0o755)
     fd = os.open(root, _ROOT_FLAGS)
     try:
         with archive.as_docker_errors():
-            archive.extract(inroot.RootView(fd), "/", source, archive.ExtractOptions())
+            archive.extract(inroot.RootView(fd), "/", source, archive.ExtractOptions(),
+                            lambda path, tar: _Digesting(tar, digests, path))
     finally:
         os.close(fd)
 
@@ -246,7 +268,8 @@ class _Counted:
         return data
 
 
-def _download_context(url: str, root: Path, progress: Progress) -> str | None:
+def _download_context(url: str, root: Path, progress: Progress,
+                      digests: dict[str, str]) -> str | None:
     """Unpack a remote tarball into ``root``; a plain-text remote is the Dockerfile
     (answered, nothing unpacked)."""
     try:
@@ -263,7 +286,7 @@ def _download_context(url: str, root: Path, progress: Progress) -> str | None:
         if content_type == "text/plain":
             return replayed.read().decode("utf-8", "replace")
         total = int(response.headers.get("Content-Length") or -1)
-        _unpack(_Counted(replayed, total, progress), root)
+        _unpack(_Counted(replayed, total, progress), root, digests)
     return None
 
 

@@ -193,7 +193,7 @@ class BuilderService:
             context_root = job.context.root
             if context_root is not None:
                 job.tree = SourceTree(await self._worker(
-                    lambda: os.open(context_root, _ROOT_FLAGS)))
+                    lambda: os.open(context_root, _ROOT_FLAGS)), digests=job.context.digests)
             evaluator = Evaluator(self._parts(job, parsed.escape),
                                   BuildArgs(job.options.build_args),
                                   job.options.force_remove, job.options.remove)

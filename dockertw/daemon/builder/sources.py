@@ -42,12 +42,14 @@ class SourceTree:
     in_context: bool = True
     download: str = ""
     hashes: dict[str, str] = attrs.field(factory=dict)
+    #: contents' sha256 already known (taken while the context was unpacked)
+    digests: dict[str, str] = attrs.field(factory=dict)
 
     def hash(self, path: str) -> str:
         """The content hash of ``path`` (links followed; cached)."""
         found = self.hashes.get(path)
         if found is None:
-            found = self.hashes[path] = _entry_hash(self.fd, path)
+            found = self.hashes[path] = _entry_hash(self.fd, path, self.digests)
         return found
 
     def hash_all(self, paths: list[str]) -> list[str]:
@@ -57,7 +59,8 @@ class SourceTree:
         if len(missing) > 1:
             with ThreadPoolExecutor(2, thread_name_prefix="dockertw-hash") as pool:
                 for path, found in zip(missing, pool.map(
-                        lambda path: _entry_hash(self.fd, path), missing), strict=True):
+                        lambda path: _entry_hash(self.fd, path, self.digests), missing),
+                        strict=True):
                     self.hashes[path] = found
         return [self.hash(path) for path in paths]
 
@@ -72,20 +75,28 @@ class CopyInfo:
     no_decompress: bool = False
 
 
-def _entry_hash(root: int, path: str) -> str:
+def _entry_hash(root: int, path: str, digests: dict[str, str]) -> str:
+    """sha256 of the entry's header fields and of its contents' own sha256."""
     try:
         found = inroot.resolve(root, path, follow_last=True)
     except OSError:
         return path  # as moby: a broken link hashes as its name
     try:
         info = inroot.lstat(found)
-        digest = hashlib.sha256(_header_key(found.path.lstrip("/"), info, found).encode())
+        name = found.path.lstrip("/")
+        digest = hashlib.sha256(_header_key(name, info, found).encode())
         if stat.S_ISREG(info.st_mode) and info.st_size:
-            with archive.open_regular(found.parent, found.name, info) as fd:
-                _feed(digest, fd)
+            digest.update((digests.get(name) or _contents_digest(found, info)).encode())
         return digest.hexdigest()
     finally:
         os.close(found.parent)
+
+
+def _contents_digest(found: inroot.Resolved, info: os.stat_result) -> str:
+    digest = hashlib.sha256()
+    with archive.open_regular(found.parent, found.name, info) as fd:
+        _feed(digest, fd)
+    return digest.hexdigest()
 
 
 def _header_key(name: str, info: os.stat_result, found: inroot.Resolved) -> str:

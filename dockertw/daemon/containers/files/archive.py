@@ -344,8 +344,20 @@ class ExtractOptions:
     confine_links: bool = True
 
 
+class Contents(Protocol):
+    """Where a regular file's contents come from (a :class:`TarReader` at its
+    member, or a file being copied)."""
+
+    def write_contents(self, fd: int) -> None: ...
+
+
+#: What a member's contents are written through, given its path under the destination
+#: and the reader (a build's context hashes them on the way); asked for every member.
+ContentsOf = Callable[[str, TarReader], Contents]
+
+
 def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
-            options: ExtractOptions) -> None:
+            options: ExtractOptions, contents_of: ContentsOf | None = None) -> None:
     """Unpack the tar ``source`` (gzip, bzip2 or xz compressed or not) into the
     directory ``dest`` (resolved in the root, links followed there).  Members named
     outside ``dest`` (``..``) and links whose target leaves it are refused; everything
@@ -358,7 +370,8 @@ def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
         if relative is None:
             continue  # the destination itself
         target = posixpath.join(dest, relative)
-        extract_entry(view, dest, target, member, tar, options)
+        contents = contents_of(relative, tar) if contents_of else tar
+        extract_entry(view, dest, target, member, contents, options)
         if member.isdir():
             directories.append((target, member))
     for target, member in reversed(directories):  # children first changed their mtime
@@ -393,13 +406,6 @@ def _check_link(dest: str, target: str, member: tarfile.TarInfo) -> None:
         raise InvalidParameter(
             f"invalid link {member.name!r} -> {member.linkname!r}: outside of the "
             "destination directory")
-
-
-class Contents(Protocol):
-    """Where a regular file's contents come from (a :class:`TarReader` at its
-    member, or a file being copied)."""
-
-    def write_contents(self, fd: int) -> None: ...
 
 
 def extract_entry(view: inroot.RootView, dest: str, target: str, member: tarfile.TarInfo,
