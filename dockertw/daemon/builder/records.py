@@ -44,7 +44,6 @@ class CacheRecords:
         self._store = store
         self._lock = threading.Lock()
         self._records: dict[str, Record] = {}
-        self.in_use: set[str] = set()  # images a running build stands on
 
     @classmethod
     def open(cls, path: Path, store: ImageStore) -> CacheRecords:
@@ -127,16 +126,16 @@ class CacheRecords:
 
     def usage(self, users: set[str]) -> list[dict[str, Any]]:
         """The ``BuildCache`` items of ``/system/df`` (``users``: images containers
-        use)."""
-        kept = self._kept(users | self.in_use)
+        and running builds use)."""
+        kept = self._kept(users)
         found = list(self._images())
         ids = {image.id for image, _ in found}
-        return [_item(image, record, image.id in kept, image.id in users | self.in_use,
+        return [_item(image, record, image.id in kept, image.id in users,
                       self._layer_size(image), ids) for image, record in found]
 
     def prunable(self, users: set[str], until_ns: int | None) -> list[Image]:
         """The recorded images nothing needs, children before their parents."""
-        kept = self._kept(users | self.in_use)
+        kept = self._kept(users)
         chosen = [image for image, record in self._images() if image.id not in kept
                   and (until_ns is None or record.last_used_ns < until_ns)]
         depth = {image.id: sum(1 for _ in self._lineage(image)) for image in chosen}
