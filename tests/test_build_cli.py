@@ -10,11 +10,12 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dockertw.runtime.mounts import mounts_under
-from tests.cli import inspect, ok
+from tests.cli import import_image, inspect, ok
 from tests.support import Daemon, docker
 
 pytestmark = pytest.mark.integration
@@ -265,3 +266,19 @@ def test_scratch_images_the_layer_order_and_the_build_cache(builder: Daemon,
     assert "Total reclaimed space" in pruned
     assert "echo x > /x" not in ok(builder, "system", "df", "-v")
     assert inspect(builder, "scratch:1")["Id"]  # what a tag needs stays
+
+
+def test_a_missing_base_image_is_pulled_from_its_registry(daemon: Daemon, busybox_tar: Path,
+                                                          start_registry: Any,
+                                                          tmp_path: Path) -> None:
+    registry = start_registry()
+    name = f"{registry.address}/base:1"
+    import_image(daemon, busybox_tar, name)
+    ok(daemon, "push", name)
+    ok(daemon, "rmi", name)
+    context = write(tmp_path, {"Dockerfile": f"FROM {name}\nRUN echo on-pulled > /p\n"})
+    output = built(daemon, context, "-t", "onpulled:1")
+    assert "Pull complete" in output and f"Status: Downloaded newer image for {name}" in output
+    assert run(daemon, "onpulled:1", "cat", "/p") == "on-pulled\n"
+    again = built(daemon, context, "--pull", "-t", "onpulled:2")
+    assert f"Status: Image is up to date for {name}" in again

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.builder.pulls import RegistryPuller
 from dockertw.daemon.builder.service import BuilderService
 from dockertw.daemon.containers.service import ContainerService
 from dockertw.daemon.distribution.config import RegistryConfig
@@ -75,6 +76,7 @@ class Engine:
             max_downloads=config.max_concurrent_downloads,
             max_uploads=config.max_concurrent_uploads)
         builder = BuilderService.open(root, images, containers, events, reactor)
+        builder.puller = RegistryPuller(distribution)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,

@@ -29,6 +29,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from dockertw import errdefs
 from dockertw.daemon.builder.buildargs import BuildArgs
 from dockertw.daemon.builder.cache import ImageProber
 from dockertw.daemon.builder.containers import BuildContainers
@@ -156,10 +157,11 @@ class BuilderService:
                    worker=PoolRunner(reactor, 2, "dockertw-builder"),
                    call_from_thread=reactor.callFromThread)
 
-    def _no_registry(self, name: str, platform: str, auth: Mapping[str, Any],
+    @staticmethod
+    def _no_registry(name: str, platform: str, auth: Mapping[str, Any],
                      output: BuildOutput) -> Deferred[None]:
-        self._images.pull(name)  # refuses as a pull without a registry client does
-        raise System(f"cannot pull {name}")  # pragma: no cover - pull() always raises
+        raise errdefs.NotImplemented(f"this engine has no registry client: cannot pull "
+                                     f"{name}")
 
     # -- builds --------------------------------------------------------------------------
 
