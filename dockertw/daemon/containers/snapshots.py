@@ -135,8 +135,8 @@ class ContainerSnapshots:
         try:
             return await self.commit_image(container.image_id, layer, record, "", "")
         finally:
-            if layer is not None:
-                layer.close()
+            if layer is not None:  # freeing a large file's blocks takes a while
+                await self._parts.reader(layer.close)
 
     async def _changes_tar(self, container: Container, pause: bool) -> IO[bytes] | None:
         """The container's changes as a layer tar, read while it is paused if ``pause``

@@ -745,8 +745,9 @@ class ImageStore:
             existing = self._references.get(key)
             if existing is not None and existing != image_id:
                 self._check_overwrite(key, existing, force)
-            self._references[key] = image_id
-            self._save_references()
+            if existing != image_id:  # an unchanged tag is not written again
+                self._references[key] = image_id
+                self._save_references()
             if not key.digest:
                 self._touch(image_id)
                 if emit:
