@@ -158,7 +158,8 @@ class Evaluator:
             self._print_step(instruction.code)
             await self._dispatch(state, instruction)
             self._announce(state)
-        self._output.aux({"ID": state.image_id})
+        if state.image_id:  # a stage of scratch and nothing else has none
+            self._output.aux({"ID": state.image_id})
         self._args.merge_referenced(state.args)
         self._stages.append(state.config)
         if stage.name:
