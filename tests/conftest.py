@@ -135,6 +135,22 @@ def running_daemon(daemon: Daemon, busybox_tar: Path) -> Iterator[Daemon]:
         daemon.stop_and_check_clean()
 
 
+@pytest.fixture(scope="module")
+def busybox_daemon(busybox_tar: Path) -> Iterator[Daemon]:
+    """One daemon for a whole module, with the busybox image as ``bb:1``; afterwards
+    no mount, cgroup or traceback of it may be left."""
+    home = Path(tempfile.mkdtemp(prefix="dtw-m-"))
+    daemon = Daemon(home)
+    try:
+        daemon.start()
+        import_image(daemon, busybox_tar, "bb:1")
+        yield daemon
+        daemon.stop_and_check_clean()
+    finally:
+        daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture
 def raw_http(daemon: Daemon) -> Iterator[RawHttp]:
     """HTTP/1.1 by hand on one connection to the daemon's UNIX socket."""

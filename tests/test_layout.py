@@ -33,6 +33,7 @@ _LAYERS = [
     ("dockertw.daemon.containers.usage", 6),
     ("dockertw.daemon.containers", 7),  # service.py and the orchestrators beside it
     ("dockertw.daemon.system", 8),
+    ("dockertw.daemon.builder", 8),
     ("dockertw.daemon.engine", 9),
     ("dockertw.api", 10),
     ("dockertw.api.routers", 11),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from dockertw.goquote import quote
+
 __all__ = [
     "AddrError",
     "IPAddress",
@@ -35,10 +37,6 @@ _GO_SPACE = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_QUOTE_ESCAPES = {
-    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-    "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"',
-}
 
 
 class AddrError(ValueError):
@@ -55,20 +53,9 @@ def trim_space(text: str) -> str:
     return text.strip(_GO_SPACE)
 
 
-def _quote_char(char: str) -> str:
-    if char in _QUOTE_ESCAPES:
-        return _QUOTE_ESCAPES[char]
-    if char.isprintable():
-        return char
-    code = ord(char)
-    if code < 0x80:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
 def go_quote(text: str) -> str:
     """``strconv.Quote`` (``%q``) for the strings that appear in Go error texts."""
-    return '"' + "".join(_quote_char(char) for char in text) + '"'
+    return quote(text)
 
 
 def split_host_port(hostport: str) -> tuple[str, str]:

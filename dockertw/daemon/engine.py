@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 
 from dockertw import versions
+from dockertw.daemon.builder.pulls import RegistryPuller
+from dockertw.daemon.builder.service import BuilderService
 from dockertw.daemon.containers.service import ContainerService
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.distribution.service import DistributionService
@@ -46,6 +48,7 @@ class Engine:
     containers: ContainerService
     volumes: VolumeService
     distribution: DistributionService
+    builder: BuilderService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -73,6 +76,8 @@ class Engine:
             images, config.registry, reactor, architecture=go_arch(host.machine),
             max_downloads=config.max_concurrent_downloads,
             max_uploads=config.max_concurrent_uploads)
+        builder = BuilderService.open(root, images, containers, events, reactor)
+        builder.puller = RegistryPuller(distribution)
         system = SystemService(
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
@@ -85,9 +90,11 @@ class Engine:
             images=images,
             containers=containers,
             volumes=volumes,
+            build_cache=builder,
         )
         return cls(config=config, events=events, system=system, images=images,
-                   containers=containers, volumes=volumes, distribution=distribution)
+                   containers=containers, volumes=volumes, distribution=distribution,
+                   builder=builder)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.

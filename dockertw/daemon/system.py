@@ -87,6 +87,10 @@ def _open_descriptors() -> int:
         return 0
 
 
+class BuildCacheFigures(Protocol):
+    def cache_usage(self) -> Deferred[list[dict[str, Any]]]: ...
+
+
 class VolumeFigures(Protocol):
     def disk_usage(self) -> Deferred[list[dict[str, Any]]]: ...
 
@@ -102,9 +106,11 @@ class SystemService:
     def __init__(self, config: SystemConfig, host: HostFacts, runtime: RuntimeInfo,
                  events: EventBus, engine_id: str, images: ImageFigures | None = None,
                  containers: ContainerFigures | None = None,
-                 volumes: VolumeFigures | None = None) -> None:
+                 volumes: VolumeFigures | None = None,
+                 build_cache: BuildCacheFigures | None = None) -> None:
         self._config = config
         self._volumes = volumes
+        self._build_cache = build_cache
         self._containers: ContainerFigures = (containers if containers is not None
                                               else _NoContainers())
         self._images: ImageFigures = images if images is not None else _NoImages()
@@ -237,7 +243,8 @@ class SystemService:
         async def assemble() -> dict[str, Any]:
             containers = await self._containers.container_disk_usage()
             volumes = await self._volumes.disk_usage() if self._volumes else []
+            cache = await self._build_cache.cache_usage() if self._build_cache else []
             return {"LayersSize": layers_size, "Images": images, "Containers": containers,
-                    "Volumes": volumes, "BuildCache": []}
+                    "Volumes": volumes, "BuildCache": cache}
 
         return ensureDeferred(assemble())

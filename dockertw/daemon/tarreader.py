@@ -193,7 +193,8 @@ class TarReader:
         for _ in self._stored(self._left):
             pass
         self._map = None
-        self._read_exact(self._padding)
+        if self._padding and not self._read_exact(self._padding, at_end_ok=True):
+            return None  # the end, without padding or end blocks: Go's reader stops too
         self._padding = 0
         start = self.offset
         pax: dict[str, str] = {}  # PAX records and GNU long names, the later winning

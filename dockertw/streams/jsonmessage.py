@@ -1,4 +1,5 @@
-"""Docker's JSON message streams (pull, push, import, load): one object per line, ``\\r\\n``.
+"""Docker's JSON message streams (pull, push, import, load, build): one object per
+line, ``\\r\\n``.
 
 Messages are encoded as moby's ``streamformatter`` writes them with Go's
 ``json.Marshal``: compact, ``<``, ``>`` and ``&`` escaped, fields in
@@ -37,10 +38,12 @@ def format_status(status: str, id: str = "") -> bytes:  # noqa: A002 - Docker's 
     return encode_message(status=status, id=id)
 
 
-def format_error(message: str, legacy: bool = True) -> bytes:
-    """``streamformatter.FormatError``: an in-band error that ends the stream; the
-    ``error`` text beside ``errorDetail`` only when ``legacy`` (API < 1.52)."""
-    return encode_message(errorDetail={"message": message}, error=message if legacy else None)
+def format_error(message: str, code: int = 0, legacy: bool = True) -> bytes:
+    """``streamformatter.FormatError``: an in-band error that ends the stream (a
+    ``code`` for a build step's exit code, as ``jsonmessage.JSONError``); the ``error``
+    text beside ``errorDetail`` only when ``legacy`` (API < 1.52)."""
+    detail = {"code": code, "message": message} if code else {"message": message}
+    return encode_message(errorDetail=detail, error=message if legacy else None)
 
 
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")

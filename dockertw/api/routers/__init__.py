@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import IReactorTime
 
 from dockertw.api.router import Router
+from dockertw.api.routers.build import BuildRouter
 from dockertw.api.routers.containers import ContainerRouter
 from dockertw.api.routers.distribution import DistributionRouter
 from dockertw.api.routers.exec import ExecRouter
@@ -27,6 +28,7 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
         ExecRouter(containers.execs),
         ImageRouter(engine.images, engine.distribution),
         DistributionRouter(engine.distribution),
+        BuildRouter(engine.builder, engine.config.experimental),
         VolumeRouter(engine.volumes),
         UnsupportedRouter(),
     ]

@@ -101,8 +101,16 @@ def _legacy(usage: dict[str, Any], types: frozenset[str], version: str) -> dict[
             legacy[field] = usage[field]
     if before(version, "1.42"):
         legacy["LayersSize"] = usage["LayersSize"]
-        legacy["BuilderSize"] = 0
+        legacy["BuilderSize"] = sum(item["Size"] for item in usage["BuildCache"])
+        legacy["BuildCache"] = [_single_parent(item) for item in usage["BuildCache"]]
     return legacy
+
+
+def _single_parent(record: dict[str, Any]) -> dict[str, Any]:
+    """A build cache record before API 1.42: one ``Parent`` instead of ``Parents``."""
+    shown = {key: value for key, value in record.items() if key != "Parents"}
+    shown["Parent"] = (record.get("Parents") or [""])[0]
+    return shown
 
 
 def disk_usage_view(usage: dict[str, Any], types: frozenset[str], verbose: bool,

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -26,10 +26,15 @@ from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.pump import Begin, Pump, cancelling
 from dockertw.errdefs import Forbidden
 
-__all__ = ["ContainerCopies", "CopyOptions", "StartArchive", "release_leftovers"]
+__all__ = ["ContainerCopies", "CopyOptions", "StartArchive", "WriteWork", "release_leftovers"]
+
+_T = TypeVar("_T")
 
 #: Called in a worker thread with the path's stat; answers how the tar starts.
 StartArchive = Callable[[dict[str, Any]], Begin]
+#: Called in a worker thread with the container, where its root is mounted and the
+#: view of it to write through.
+WriteWork = Callable[[Container, Path, RootView], _T]
 
 
 @attrs.frozen
@@ -103,22 +108,34 @@ class ContainerCopies:
         return ensureDeferred(self._extract(name, options, body))
 
     async def _extract(self, name: str, options: CopyOptions, body: IO[bytes]) -> None:
+        def extract(container: Container, root_path: Path, view: RootView) -> None:
+            with archives.as_docker_errors():
+                self._extract_into(container, name, root_path, view, options, body)
+            self._parts.emit(container, "extract-to-dir")
+
+        await self.write_into(name, extract)
+
+    def write_into(self, name: str, work: WriteWork[_T]) -> Deferred[_T]:
+        """Run ``work`` in a worker thread on the container's root filesystem, writable
+        (its volumes and bind mounts included); a stopped container is kept from
+        starting meanwhile.  ``docker cp`` into a container and a build's ``COPY``."""
+        return ensureDeferred(self._write_into(name, work))
+
+    async def _write_into(self, name: str, work: WriteWork[_T]) -> _T:
         container = await self._parts.reader(lambda: self._store.get(name))
         release = self._parts.runs.hold_stopped(container.id)
         try:
-            await self._parts.exporter(lambda: self._extract_in(
-                container, name, options, body, running=release is None))
+            return await self._parts.exporter(
+                lambda: self._in_writable_root(container, work, running=release is None))
         finally:
             if release is not None:
                 release()
 
-    def _extract_in(self, container: Container, name: str, options: CopyOptions,
-                    body: IO[bytes], running: bool) -> None:
+    def _in_writable_root(self, container: Container, work: WriteWork[_T],
+                          running: bool) -> _T:
         with self._writable_root(container, running) as root, \
-                copyroot.with_mounts(root, container.points()) as view, \
-                archives.as_docker_errors():
-            self._extract_into(container, name, root.path, view, options, body)
-        self._parts.emit(container, "extract-to-dir")
+                copyroot.with_mounts(root, container.points()) as view:
+            return work(container, root.path, view)
 
     def _extract_into(self, container: Container, name: str, root_path: Path,
                       view: RootView, options: CopyOptions, body: IO[bytes]) -> None:

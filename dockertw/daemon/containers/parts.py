@@ -37,6 +37,5 @@ class ServiceParts:
     @contextmanager
     def held_lowers(self, container: Container) -> Iterator[list[Path]]:
         """The container's image layers, kept on disk meanwhile (blocking)."""
-        image = self.images.get(container.image_id)
-        with self.images.holding(image.chain):
-            yield self.images.layer_paths(image)
+        with self.images.holding(self.images.image_chain(container.image_id)):
+            yield self.images.image_layers(container.image_id)

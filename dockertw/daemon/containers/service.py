@@ -195,7 +195,7 @@ class ContainerService:
         pinned: list[str] = []
         for container_id in self.runs.active_ids():
             try:
-                pinned.extend(self._images.get(self._store.get(container_id).image_id).chain)
+                pinned.extend(self._images.image_chain(self._store.get(container_id).image_id))
             except DockerError:
                 continue
         return pinned
@@ -244,11 +244,11 @@ class ContainerService:
 
     def _create(self, request: configs.CreateRequest, name: str) -> dict[str, Any]:
         reference = request.config.get("Image") or ""
-        if not reference:
-            raise InvalidParameter("No image specified")
-        image = self._images.get(reference)
+        # As Docker, a container of no image at all (a build FROM scratch makes them).
+        image = self._images.get(reference) if reference else None
         config = dict(request.config)
-        configs.merge_image_config(config, image.config.get("config") or {})
+        if image is not None:
+            configs.merge_image_config(config, image.config.get("config") or {})
         container_id = generate_id()
         config = configs.fill_config(config, container_id)
         host = configs.fill_host_config(request.host_config, request.networking,
@@ -259,7 +259,8 @@ class ContainerService:
         log_path = self._store.root / container_id / f"{container_id}-json.log"
         container = Container(id=container_id, name=self._name_for(name, container_id),
                               created_ns=time.time_ns(), path=path, args=args,
-                              config=config, host_config=host, image_id=image.id,
+                              config=config, host_config=host,
+                              image_id=image.id if image is not None else "",
                               log_path=str(log_path),
                               mount_points=[point.to_json() for point in points])
         try:

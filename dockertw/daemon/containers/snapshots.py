@@ -75,7 +75,7 @@ class ContainerSnapshots:
         """``GET /containers/{name}/changes`` (``docker diff``); ``None`` when none."""
         def read() -> list[dict[str, Any]] | None:
             container = self._store.get(name)
-            lowers = self._parts.images.layer_paths(self._parts.images.get(container.image_id))
+            lowers = self._parts.images.image_layers(container.image_id)
             return diff.changes(self._parts.upper(container), lowers) or None
 
         return self._parts.reader(read)
@@ -118,6 +118,25 @@ class ContainerSnapshots:
         self._parts.emit(container, "commit", comment=options.comment, imageID=image_id,
                          imageRef=_image_ref(options.repository, options.tag))
         return image_id
+
+    def commit_build_step(self, container_id: str, config: dict[str, Any],
+                          container_config: dict[str, Any], author: str = "") -> Deferred[str]:
+        """A build step's image: the stopped container's changes on its image, with the
+        build's ``config`` and the step's ``container_config`` (whose ``Cmd`` becomes
+        the history's ``created_by``), as moby's ``CommitBuildStep``: no event."""
+        return ensureDeferred(self._commit_step(container_id, config, container_config,
+                                                author))
+
+    async def _commit_step(self, container_id: str, config: dict[str, Any],
+                           container_config: dict[str, Any], author: str) -> str:
+        container = await self._parts.reader(lambda: self._store.get(container_id))
+        layer = await self._changes_tar(container, pause=False)
+        record = CommitConfig(config, container_config, container.id, author)
+        try:
+            return await self.commit_image(container.image_id, layer, record, "", "")
+        finally:
+            if layer is not None:  # freeing a large file's blocks takes a while
+                await self._parts.reader(layer.close)
 
     async def _changes_tar(self, container: Container, pause: bool) -> IO[bytes] | None:
         """The container's changes as a layer tar, read while it is paused if ``pause``

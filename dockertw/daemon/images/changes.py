@@ -22,7 +22,8 @@ from dockertw.daemon.images.shellwords import env_map, process_word, process_wor
 from dockertw.daemon.signals import parse_signal
 from dockertw.errdefs import InvalidParameter
 
-__all__ = ["VALID_CHANGE_COMMANDS", "apply_changes", "parse_go_duration"]
+__all__ = ["VALID_CHANGE_COMMANDS", "DEFAULT_SHELL", "ChangeNode", "ChangeState",
+           "apply_changes", "apply_node", "parse_flags", "parse_go_duration", "set_env"]
 
 VALID_CHANGE_COMMANDS = frozenset({
     "cmd", "entrypoint", "env", "expose", "healthcheck", "label", "onbuild", "stopsignal",
@@ -41,8 +42,9 @@ _PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
 
 
 @attrs.frozen
-class _Node:
-    """One parsed instruction: its lower-case name, flags, arguments and source line."""
+class ChangeNode:
+    """One parsed instruction: its lower-case name, flags, arguments (split as
+    BuildKit's parser splits them) and source line."""
 
     command: str
     flags: tuple[str, ...]
@@ -52,13 +54,26 @@ class _Node:
 
 
 @attrs.define
-class _State:
+class ChangeState:
+    """The config being changed; ``extra_env`` (a build's arguments) and ``escape``
+    (the Dockerfile's escape character) take part in substitutions."""
+
     config: dict[str, Any]
     cmd_set: bool = False
+    extra_env: dict[str, str] = attrs.field(factory=dict)
+    escape: str = "\\"
 
     @property
     def env(self) -> dict[str, str]:
-        return env_map(self.config.get("Env") or ())
+        return {**self.extra_env, **env_map(self.config.get("Env") or ())}
+
+    def word(self, text: str) -> str:
+        """``text`` with its quotes removed and variables substituted."""
+        return process_word(text, self.env, self.escape)
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` after substitution."""
+        return process_words(text, self.env, self.escape)
 
 
 # -- lines -------------------------------------------------------------------------
@@ -234,24 +249,24 @@ def _arguments(command: str, rest: str) -> tuple[tuple[str, ...], bool]:
     return ((rest,) if rest else ()), False
 
 
-def _node(line: str) -> _Node:
+def _node(line: str) -> ChangeNode:
     parts = _WHITESPACE.split(line.strip(), maxsplit=1)
     command = parts[0].lower()
     rest, flags = _extract_flags(parts[1]) if len(parts) > 1 else ("", ())
     rest = rest.strip()
     if command not in VALID_CHANGE_COMMANDS and command != "onbuild":
-        return _Node(command, flags, (), False, line)
+        return ChangeNode(command, flags, (), False, line)
     args, json_form = _arguments(command, rest)
-    return _Node(command, flags, args, json_form, line)
+    return ChangeNode(command, flags, args, json_form, line)
 
 
 # -- instructions ------------------------------------------------------------------
 
 
-def _parse_flags(node: _Node, allowed: Sequence[str] = ()) -> dict[str, str]:
+def parse_flags(flags: Sequence[str], allowed: Sequence[str] = ()) -> dict[str, str]:
     """BuildKit's ``BFlags.Parse`` for string flags."""
     values: dict[str, str] = {}
-    for flag in node.flags:
+    for flag in flags:
         if not flag.startswith("--"):
             raise InvalidParameter(f"Arg should start with -- : {flag}")
         name, has_value, value = flag[2:].partition("=")
@@ -265,32 +280,32 @@ def _parse_flags(node: _Node, allowed: Sequence[str] = ()) -> dict[str, str]:
     return values
 
 
-def _exactly_one(node: _Node) -> str:
-    _parse_flags(node)
+def _exactly_one(node: ChangeNode) -> str:
+    parse_flags(node.flags)
     if len(node.args) != 1:
         raise InvalidParameter(f"{node.command.upper()} requires exactly one argument")
     return node.args[0]
 
 
-def _at_least_one(node: _Node) -> tuple[str, ...]:
-    _parse_flags(node)
+def _at_least_one(node: ChangeNode) -> tuple[str, ...]:
+    parse_flags(node.flags)
     if not node.args:
         raise InvalidParameter(f"{node.command.upper()} requires at least one argument")
     return node.args
 
 
-def _key_values(node: _Node, state: _State) -> list[tuple[str, str]]:
+def _key_values(node: ChangeNode, state: ChangeState) -> list[tuple[str, str]]:
     args = _at_least_one(node)
     pairs = []
     for key, value in zip(args[::2], args[1::2], strict=True):
         if not key:
             raise InvalidParameter(f"{node.command.upper()} names can not be blank")
-        pairs.append((process_word(key, state.env), process_word(value, state.env)))
+        pairs.append((state.word(key), state.word(value)))
     return pairs
 
 
-def _command_line(node: _Node, state: _State, empty_as_none: bool) -> list[str] | None:
-    _parse_flags(node)
+def _command_line(node: ChangeNode, state: ChangeState, empty_as_none: bool) -> list[str] | None:
+    parse_flags(node.flags)
     args = list(node.args) if node.json_form else ([" ".join(node.args)] if node.args else [])
     if empty_as_none and not args:
         return None
@@ -299,41 +314,46 @@ def _command_line(node: _Node, state: _State, empty_as_none: bool) -> list[str] 
     return list(state.config.get("Shell") or DEFAULT_SHELL) + args
 
 
-def _env(node: _Node, state: _State) -> None:
+def set_env(environment: Sequence[str], key: str, value: str) -> list[str]:
+    """``environment`` with ``key`` set to ``value`` (in its place, or added last)."""
+    entry = f"{key}={value}"
+    changed = list(environment)
+    for index, existing in enumerate(changed):
+        if existing.split("=", 1)[0] == key:
+            changed[index] = entry
+            return changed
+    return [*changed, entry]
+
+
+def _env(node: ChangeNode, state: ChangeState) -> None:
     environment = list(state.config.get("Env") or ())
     for key, value in _key_values(node, state):
-        entry = f"{key}={value}"
-        for index, existing in enumerate(environment):
-            if existing.split("=", 1)[0] == key:
-                environment[index] = entry
-                break
-        else:
-            environment.append(entry)
+        environment = set_env(environment, key, value)
     state.config["Env"] = environment
 
 
-def _label(node: _Node, state: _State) -> None:
+def _label(node: ChangeNode, state: ChangeState) -> None:
     labels = dict(state.config.get("Labels") or {})
     labels.update(_key_values(node, state))
     state.config["Labels"] = labels
 
 
-def _cmd(node: _Node, state: _State) -> None:
+def _cmd(node: ChangeNode, state: ChangeState) -> None:
     state.config["Cmd"] = _command_line(node, state, empty_as_none=False)
     state.config.pop("ArgsEscaped", None)
     if node.args:
         state.cmd_set = True
 
 
-def _entrypoint(node: _Node, state: _State) -> None:
+def _entrypoint(node: ChangeNode, state: ChangeState) -> None:
     state.config["Entrypoint"] = _command_line(node, state, empty_as_none=True)
     state.config.pop("ArgsEscaped", None)
     if not state.cmd_set:
         state.config["Cmd"] = None
 
 
-def _workdir(node: _Node, state: _State) -> None:
-    requested = process_word(_exactly_one(node), state.env)
+def _workdir(node: ChangeNode, state: ChangeState) -> None:
+    requested = state.word(_exactly_one(node))
     if not requested:
         raise InvalidParameter("cannot normalize nothing")
     if not requested.startswith("/"):
@@ -342,29 +362,29 @@ def _workdir(node: _Node, state: _State) -> None:
     state.config["WorkingDir"] = requested
 
 
-def _user(node: _Node, state: _State) -> None:
-    state.config["User"] = process_word(_exactly_one(node), state.env)
+def _user(node: ChangeNode, state: ChangeState) -> None:
+    state.config["User"] = state.word(_exactly_one(node))
 
 
-def _volume(node: _Node, state: _State) -> None:
+def _volume(node: ChangeNode, state: ChangeState) -> None:
     volumes = dict(state.config.get("Volumes") or {})
     for raw in _at_least_one(node):
         if not raw.strip():
             raise InvalidParameter("VOLUME specified can not be an empty string")
-        path = process_word(raw.strip(), state.env)
+        path = state.word(raw.strip())
         if not path:
             raise InvalidParameter("VOLUME specified can not be an empty string")
         volumes[path] = {}
     state.config["Volumes"] = volumes
 
 
-def _stopsignal(node: _Node, state: _State) -> None:
-    signal = process_word(_exactly_one(node), state.env)
+def _stopsignal(node: ChangeNode, state: ChangeState) -> None:
+    signal = state.word(_exactly_one(node))
     parse_signal(signal)
     state.config["StopSignal"] = signal
 
 
-def _onbuild(node: _Node, state: _State) -> None:
+def _onbuild(node: ChangeNode, state: ChangeState) -> None:
     trigger = _at_least_one(node)[0].strip().upper()
     if trigger == "ONBUILD":
         raise InvalidParameter("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
@@ -391,10 +411,10 @@ def _port_keys(spec: str) -> list[str]:
     return [f"{port}/{protocol.lower()}" for port in range(first, last + 1)]
 
 
-def _expose(node: _Node, state: _State) -> None:
+def _expose(node: ChangeNode, state: ChangeState) -> None:
     exposed = dict(state.config.get("ExposedPorts") or {})
     for raw in sorted(_at_least_one(node)):
-        for word in process_words(raw, state.env):
+        for word in state.words(raw):
             exposed.update({key: {} for key in _port_keys(word)})
     state.config["ExposedPorts"] = exposed
 
@@ -436,7 +456,7 @@ def _retries(flags: dict[str, str]) -> int:
     return int(value)
 
 
-def _healthcheck(node: _Node, state: _State) -> None:
+def _healthcheck(node: ChangeNode, state: ChangeState) -> None:
     if not node.args:
         raise InvalidParameter("HEALTHCHECK requires at least one argument")
     kind, args = node.args[0].upper(), node.args[1:]
@@ -445,7 +465,7 @@ def _healthcheck(node: _Node, state: _State) -> None:
             raise InvalidParameter("HEALTHCHECK NONE takes no arguments")
         state.config["Healthcheck"] = {"Test": ["NONE"]}
         return
-    flags = _parse_flags(node, ("interval", "timeout", "start-period", "retries"))
+    flags = parse_flags(node.flags, ("interval", "timeout", "start-period", "retries"))
     if kind != "CMD":
         raise InvalidParameter(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
     command = list(args) if node.json_form else ([" ".join(args)] if args else [])
@@ -459,7 +479,7 @@ def _healthcheck(node: _Node, state: _State) -> None:
     state.config["Healthcheck"] = {key: value for key, value in health.items() if value}
 
 
-_DISPATCH: dict[str, Callable[[_Node, _State], None]] = {
+_DISPATCH: dict[str, Callable[[ChangeNode, ChangeState], None]] = {
     "cmd": _cmd, "entrypoint": _entrypoint, "env": _env, "expose": _expose,
     "healthcheck": _healthcheck, "label": _label, "onbuild": _onbuild,
     "stopsignal": _stopsignal, "user": _user, "volume": _volume, "workdir": _workdir,
@@ -474,7 +494,12 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
     for node in nodes:
         if node.command not in VALID_CHANGE_COMMANDS:
             raise InvalidParameter(f"{node.command} is not a valid change command")
-    state = _State(dict(config))
+    state = ChangeState(dict(config))
     for node in nodes:
-        _DISPATCH[node.command](node, state)
+        apply_node(state, node)
     return state.config
+
+
+def apply_node(state: ChangeState, node: ChangeNode) -> None:
+    """Apply one instruction of :data:`VALID_CHANGE_COMMANDS` to ``state``."""
+    _DISPATCH[node.command](node, state)

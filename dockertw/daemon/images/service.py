@@ -303,19 +303,37 @@ class ImageService:
 
     def _commit(self, parent_id: str, stream: IO[bytes] | None,
                 commit: views.CommitConfig, reference: Reference | None) -> str:
-        parent = self._store.get(parent_id)
+        parent = self._store.get(parent_id) if parent_id else None
         layer = None if stream is None else self._store.add_layer(
-            stream, parent.chain[-1] if parent.chain else None)
+            stream, parent.chain[-1] if parent is not None and parent.chain else None)
         try:
             image_id = self._store.create_image(views.child_config(
                 parent, commit, diff_id=None if layer is None else layer.diff_id,
-                created_ns=time.time_ns(), docker_version=__version__), parent=parent.id)
+                created_ns=time.time_ns(), docker_version=__version__,
+                architecture=self._architecture), parent=parent.id if parent else "")
         except BaseException:
             self._store.delete_unused_layers()
             raise
         if reference is not None:
             self._store.add_reference(reference, image_id)
         return image_id
+
+    def squash(self, image_id: str, parent_id: str, layer: IO[bytes]) -> Deferred[str]:
+        """A build's ``squash``: ``image_id`` as one ``layer`` on ``parent_id``'s
+        layers (``""``: none); the new image has no parent, as with moby."""
+        def squash() -> str:
+            image = self._store.get(image_id)
+            parent = self._store.get(parent_id) if parent_id else None
+            top = parent.chain[-1] if parent is not None and parent.chain else None
+            added = self._store.add_layer(layer, top)
+            try:
+                return self._store.create_image(views.squashed_config(
+                    image, parent, added.diff_id, time.time_ns()))
+            except BaseException:
+                self._store.delete_unused_layers()
+                raise
+
+        return self._write(squash)
 
     # -- writes ----------------------------------------------------------------------
 

@@ -431,6 +431,15 @@ class ImageStore:
         """The directories of ``image``'s layers, bottom first (none for an empty image)."""
         return [layer.path for layer in self.layer_chain(image.chain[-1])] if image.chain else []
 
+    def image_layers(self, image_id: str) -> list[Path]:
+        """The layer directories of the image ``image_id``, bottom first; none for
+        ``""`` (a container made without an image, as a build ``FROM scratch`` makes)."""
+        return self.layer_paths(self.get(image_id)) if image_id else []
+
+    def image_chain(self, image_id: str) -> tuple[str, ...]:
+        """The chain IDs of the image ``image_id``'s layers (none for ``""``)."""
+        return self.get(image_id).chain if image_id else ()
+
     def layer_chain(self, chain: str) -> list[Layer]:
         """The layer ``chain`` and all below it, bottom first (overlayfs wants them reversed)."""
         found: list[Layer] = []
@@ -736,8 +745,9 @@ class ImageStore:
             existing = self._references.get(key)
             if existing is not None and existing != image_id:
                 self._check_overwrite(key, existing, force)
-            self._references[key] = image_id
-            self._save_references()
+            if existing != image_id:  # an unchanged tag is not written again
+                self._references[key] = image_id
+                self._save_references()
             if not key.digest:
                 self._touch(image_id)
                 if emit:

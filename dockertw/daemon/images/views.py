@@ -34,11 +34,14 @@ __all__ = [
     "history_items",
     "import_config",
     "inspect",
+    "glob_regex",
     "list_images",
+    "parse_filter_time",
     "prune_candidates",
     "reference_matches",
     "rfc3339_nano",
     "shared_sizes",
+    "squashed_config",
     "summary",
 ]
 
@@ -144,9 +147,10 @@ class CommitConfig:
     comment: str = ""
 
 
-def child_config(parent: Image, commit: CommitConfig, *, diff_id: str | None,
-                 created_ns: int, docker_version: str) -> bytes:
-    """The config of an image made from ``parent`` plus one layer (``None``: empty)."""
+def child_config(parent: Image | None, commit: CommitConfig, *, diff_id: str | None,
+                 created_ns: int, docker_version: str, architecture: str = "amd64") -> bytes:
+    """The config of an image made from ``parent`` (``None``: from nothing, as a build
+    ``FROM scratch``) plus one layer (``None``: empty)."""
     created = rfc3339_nano(created_ns)
     step: dict[str, Any] = {"created": created, "created_by": " ".join(
         str(word) for word in commit.container_config.get("Cmd") or [])}
@@ -154,21 +158,40 @@ def child_config(parent: Image, commit: CommitConfig, *, diff_id: str | None,
                                                ("comment", commit.comment)) if value})
     if diff_id is None:
         step["empty_layer"] = True
-    rootfs = parent.config.get("rootfs") or {}
+    base = parent.config if parent is not None else {}
+    rootfs = base.get("rootfs") or {}
     document: dict[str, Any] = {
-        "architecture": parent.config.get("architecture") or "amd64",
+        "architecture": base.get("architecture") or architecture,
         "author": commit.author, "comment": commit.comment,
         "config": container_config(commit.config),
         "container": commit.container_id,
         "container_config": container_config(commit.container_config),
         "created": created, "docker_version": docker_version,
-        "history": [*(parent.config.get("history") or []), step], "os": "linux",
+        "history": [*(base.get("history") or []), step], "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [
             *(rootfs.get("diff_ids") or []), *([diff_id] if diff_id else [])]},
     }
     for key in ("author", "comment"):
         if not document[key]:
             del document[key]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def squashed_config(image: Image, parent: Image | None, diff_id: str, created_ns: int) -> bytes:
+    """moby's ``SquashImage``: ``image`` with one layer (``diff_id``) above
+    ``parent``'s, its own steps kept in the history as empty, and a merge step."""
+    document = dict(image.config)
+    base = parent.config if parent is not None else {}
+    kept = len(base.get("history") or [])
+    history = [dict(entry, empty_layer=True) if index >= kept else dict(entry)
+               for index, entry in enumerate(image.config.get("history") or [])]
+    created = rfc3339_nano(created_ns)
+    comment = (f"merge {image.id} to {parent.id}" if parent is not None
+               else f"create new from {image.id}")
+    document.update(created=created, history=[*history, {"created": created,
+                                                         "comment": comment}])
+    diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
+    document["rootfs"] = {"type": "layers", "diff_ids": [*diff_ids, diff_id]}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -319,7 +342,7 @@ def _glob_class(pattern: str, index: int) -> tuple[str, int]:
     return (f"[{body}]" if body else "(?!)"), index + 1
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
     """Go's ``path.Match`` pattern as a regular expression (``*`` stops at ``/``)."""
     parts: list[str] = []
     index = 0
@@ -350,7 +373,7 @@ def _familiar_name(reference: str) -> str:
 
 def reference_matches(pattern: str, reference: str) -> bool:
     """Docker's ``FamiliarMatch``: ``pattern`` matches the familiar string or its name."""
-    regex = _glob_regex(pattern)
+    regex = glob_regex(pattern)
     return bool(regex.fullmatch(reference) or regex.fullmatch(_familiar_name(reference)))
 
 
@@ -390,7 +413,7 @@ def check_list_filters(filters: Filters) -> None:
     _dangling_only(filters)
     _list_until(filters, time.time())
     for pattern in filters.get("reference"):
-        _glob_regex(pattern)
+        glob_regex(pattern)
 
 
 def _matching(references: Sequence[str], patterns: frozenset[str]) -> list[str]:

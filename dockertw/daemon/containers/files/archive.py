@@ -18,7 +18,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import attrs
 
@@ -27,9 +27,9 @@ from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source
 from dockertw.errdefs import InvalidParameter, NotFound, System
 
 __all__ = ["abs_path", "path_stat", "write_archive", "write_tree", "archive_name",
-           "ExtractOptions",
-           "extract", "destination", "stat_json", "not_found", "as_docker_errors",
-           "Encoder"]
+           "ExtractOptions", "Contents", "entry_header", "extract_entry", "set_entry_times",
+           "open_regular", "extract", "destination", "stat_json", "not_found",
+           "as_docker_errors", "Encoder"]
 
 # Go's os.FileMode type bits, as the CLI reads the stat header
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE = 1 << 31, 1 << 27, 1 << 26, 1 << 25
@@ -165,9 +165,9 @@ class _TarWriter:
         info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         if stat.S_ISSOCK(info.st_mode):
             return  # skipped, as moby's archive does
-        header = self._header(parent, name, arcname, info)
+        header = self._linked(info, arcname) or entry_header(parent, name, arcname, info)
         if header.isreg():
-            with _open_regular(parent, name, info) as content:
+            with open_regular(parent, name, info) as content:
                 header.size = os.fstat(content).st_size
                 self._tar.add(header, content)
             return
@@ -184,32 +184,46 @@ class _TarWriter:
         finally:
             os.close(fd)
 
-    def _header(self, parent: int, name: str, arcname: str,
-                info: os.stat_result) -> tarfile.TarInfo:
-        header = tarfile.TarInfo(arcname)
-        header.mode = stat.S_IMODE(info.st_mode)
-        header.uid, header.gid = info.st_uid, info.st_gid
-        header.mtime = info.st_mtime
-        kind = stat.S_IFMT(info.st_mode)
-        if kind == stat.S_IFREG and info.st_nlink > 1:
-            first = self._links.setdefault((info.st_dev, info.st_ino), arcname)
-            if first != arcname:
-                header.type, header.linkname = tarfile.LNKTYPE, first
-                return header
-        if kind == stat.S_IFDIR:
-            header.type = tarfile.DIRTYPE
-        elif kind == stat.S_IFLNK:
-            header.type, header.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=parent)
-        elif kind in (stat.S_IFCHR, stat.S_IFBLK):
-            header.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
-            header.devmajor, header.devminor = os.major(info.st_rdev), os.minor(info.st_rdev)
-        elif kind == stat.S_IFIFO:
-            header.type = tarfile.FIFOTYPE
+    def _linked(self, info: os.stat_result, arcname: str) -> tarfile.TarInfo | None:
+        """A hard link to the entry already archived as the same file, if any."""
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+            return None
+        first = self._links.setdefault((info.st_dev, info.st_ino), arcname)
+        if first == arcname:
+            return None
+        header = _basic_header(arcname, info)
+        header.type, header.linkname = tarfile.LNKTYPE, first
         return header
 
 
+def _basic_header(arcname: str, info: os.stat_result) -> tarfile.TarInfo:
+    header = tarfile.TarInfo(arcname)
+    header.mode = stat.S_IMODE(info.st_mode)
+    header.uid, header.gid = info.st_uid, info.st_gid
+    header.mtime = info.st_mtime
+    return header
+
+
+def entry_header(parent: int, name: str, arcname: str,
+                 info: os.stat_result) -> tarfile.TarInfo:
+    """The tar header of the entry ``name`` in the directory ``parent`` (its status
+    ``info``), named ``arcname``; a regular file's size is left for its reader."""
+    header = _basic_header(arcname, info)
+    kind = stat.S_IFMT(info.st_mode)
+    if kind == stat.S_IFDIR:
+        header.type = tarfile.DIRTYPE
+    elif kind == stat.S_IFLNK:
+        header.type, header.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=parent)
+    elif kind in (stat.S_IFCHR, stat.S_IFBLK):
+        header.type = tarfile.CHRTYPE if kind == stat.S_IFCHR else tarfile.BLKTYPE
+        header.devmajor, header.devminor = os.major(info.st_rdev), os.minor(info.st_rdev)
+    elif kind == stat.S_IFIFO:
+        header.type = tarfile.FIFOTYPE
+    return header
+
+
 @contextmanager
-def _open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[int]:
+def open_regular(parent: int, name: str, seen: os.stat_result) -> Iterator[int]:
     """The regular file ``seen`` open for reading.  Opened by ``O_PATH`` first and
     checked, so an entry swapped meanwhile (a device node, a FIFO) is never opened."""
     path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
@@ -324,10 +338,26 @@ class ExtractOptions:
     no_overwrite_dir_non_dir: bool = False
     #: the owner of every entry (``copyUIDGID``); ``None`` keeps the archive's
     owner: tuple[int, int] | None = None
+    #: refuse relative links leading out of the destination (``docker cp``, as
+    #: moby's untar); a build's COPY keeps them, as moby's untar in a chroot does
+    #: (links are resolved inside the root whatever they say)
+    confine_links: bool = True
+
+
+class Contents(Protocol):
+    """Where a regular file's contents come from (a :class:`TarReader` at its
+    member, or a file being copied)."""
+
+    def write_contents(self, fd: int) -> None: ...
+
+
+#: What a member's contents are written through, given its path under the destination
+#: and the reader (a build's context hashes them on the way); asked for every member.
+ContentsOf = Callable[[str, TarReader], Contents]
 
 
 def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
-            options: ExtractOptions) -> None:
+            options: ExtractOptions, contents_of: ContentsOf | None = None) -> None:
     """Unpack the tar ``source`` (gzip, bzip2 or xz compressed or not) into the
     directory ``dest`` (resolved in the root, links followed there).  Members named
     outside ``dest`` (``..``) and links whose target leaves it are refused; everything
@@ -340,11 +370,12 @@ def extract(view: inroot.RootView, dest: str, source: ChunkSource | IO[bytes],
         if relative is None:
             continue  # the destination itself
         target = posixpath.join(dest, relative)
-        _extract_member(view, dest, target, member, tar, options)
+        contents = contents_of(relative, tar) if contents_of else tar
+        extract_entry(view, dest, target, member, contents, options)
         if member.isdir():
             directories.append((target, member))
     for target, member in reversed(directories):  # children first changed their mtime
-        _set_times(view, target, member)
+        set_entry_times(view, target, member)
 
 
 def _member_path(name: str) -> str | None:
@@ -377,10 +408,14 @@ def _check_link(dest: str, target: str, member: tarfile.TarInfo) -> None:
             "destination directory")
 
 
-def _extract_member(view: inroot.RootView, dest: str, target: str,
-                    member: tarfile.TarInfo, tar: TarReader, options: ExtractOptions
-                    ) -> None:
-    _check_link(dest, target, member)
+def extract_entry(view: inroot.RootView, dest: str, target: str, member: tarfile.TarInfo,
+                  tar: Contents, options: ExtractOptions) -> None:
+    """Create the entry ``member`` describes at ``target`` (resolved in the root, under
+    the extraction directory ``dest``), replacing what is in the way; a regular file's
+    contents come from ``tar``.  A directory's times are left to
+    :func:`set_entry_times`, once its children are in."""
+    if options.confine_links:
+        _check_link(dest, target, member)
     place = view.resolve(target, must_exist=False, make_dirs=True)
     try:
         if not place.name:
@@ -418,7 +453,7 @@ def _make_room(place: inroot.Resolved, member: tarfile.TarInfo,
 
 
 def _create(view: inroot.RootView, dest: str, place: inroot.Resolved,
-            member: tarfile.TarInfo, tar: TarReader) -> None:
+            member: tarfile.TarInfo, tar: Contents) -> None:
     name, parent = place.name, place.parent
     if member.isreg():
         _write_file(place, tar)
@@ -442,7 +477,7 @@ def _create(view: inroot.RootView, dest: str, place: inroot.Resolved,
         raise InvalidParameter(f"{member.name!r}: unsupported tar entry type")
 
 
-def _write_file(place: inroot.Resolved, tar: TarReader) -> None:
+def _write_file(place: inroot.Resolved, tar: Contents) -> None:
     fd = os.open(place.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                  | os.O_CLOEXEC, 0o600, dir_fd=place.parent)
     try:
@@ -469,7 +504,7 @@ def _set_times_at(place: inroot.Resolved, member: tarfile.TarInfo) -> None:
     os.utime(place.name, ns=(mtime, mtime), dir_fd=place.parent, follow_symlinks=False)
 
 
-def _set_times(view: inroot.RootView, target: str, member: tarfile.TarInfo) -> None:
+def set_entry_times(view: inroot.RootView, target: str, member: tarfile.TarInfo) -> None:
     place = view.resolve(target)
     try:
         _set_times_at(place, member)

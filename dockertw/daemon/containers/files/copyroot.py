@@ -60,9 +60,10 @@ def _opened(target: Path) -> Iterator[MergedRoot]:
 
 
 def _lowers(lowers: Sequence[Path], scratch: Path) -> list[Path]:
-    """The image's layers, or one empty directory for an image without any."""
+    """The image's layers (given bottom first, as the image store lists them) topmost
+    first, as overlayfs stacks them; one empty directory for an image without any."""
     if lowers:
-        return list(lowers)
+        return list(reversed(lowers))
     empty = scratch / "empty"
     empty.mkdir(parents=True, exist_ok=True)
     return [empty]

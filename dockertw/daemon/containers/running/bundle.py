@@ -21,7 +21,7 @@ from dockertw.runtime import mounts
 from dockertw.runtime.spec import ContainerRuntimeConfig, Mount, ProcessUser, build_spec
 
 __all__ = ["rootfs_of", "bundle_of", "prepare_bundle", "release_rootfs", "resolve_user",
-           "read_root_file", "runtime_config", "cgroup_path"]
+           "read_root_file", "account_entries", "runtime_config", "cgroup_path"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
 
@@ -58,7 +58,8 @@ def read_root_file(rootfs: Path, relative: str) -> bytes | None:
             os.close(fd)
 
 
-def _entries(data: bytes | None) -> list[list[str]]:
+def account_entries(data: bytes | None) -> list[list[str]]:
+    """The fields of each line of an ``/etc/passwd`` or ``/etc/group`` file."""
     if not data:
         return []
     return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()
@@ -71,7 +72,7 @@ def resolve_user(rootfs: Path, user: str, groups: Sequence[str] = ()) -> Process
     if not user:
         user = "0"
     name, _, group = user.partition(":")
-    passwd = _entries(read_root_file(rootfs, "/etc/passwd"))
+    passwd = account_entries(read_root_file(rootfs, "/etc/passwd"))
     uid, gid, home = -1, 0, "/"
     for entry in passwd:
         if len(entry) >= 6 and (entry[0] == name or (name.isdigit() and entry[2] == name)):
@@ -87,7 +88,7 @@ def resolve_user(rootfs: Path, user: str, groups: Sequence[str] = ()) -> Process
         if group.isdigit():
             gid = int(group)
         else:
-            for entry in _entries(read_root_file(rootfs, "/etc/group")):
+            for entry in account_entries(read_root_file(rootfs, "/etc/group")):
                 if len(entry) >= 3 and entry[0] == group:
                     gid = int(entry[2])
                     break
@@ -103,7 +104,7 @@ def _group_ids(rootfs: Path, groups: Sequence[str]) -> tuple[int, ...]:
     if not groups:
         return ()
     known = {entry[0]: int(entry[2]) for entry in
-             _entries(read_root_file(rootfs, "/etc/group")) if len(entry) >= 3}
+             account_entries(read_root_file(rootfs, "/etc/group")) if len(entry) >= 3}
     found = []
     for group in groups:
         if str(group).isdigit():

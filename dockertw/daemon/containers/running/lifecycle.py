@@ -245,7 +245,7 @@ class Lifecycle:
 
     def _prepare(self, container: Container) -> Path:
         """Mount the root filesystem and write the bundle (preparer thread)."""
-        layers = self._images.layer_paths(self._images.get(container.image_id))
+        layers = self._images.image_layers(container.image_id)
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
