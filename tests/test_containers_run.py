@@ -355,3 +355,19 @@ def test_privileged_gets_every_capability_the_daemon_holds(running_daemon: Daemo
     added = ok(daemon, "run", "--rm", "--cap-add", "ALL", "bb:1", "grep", "CapEff",
                "/proc/self/status").split()[1]
     assert int(added, 16) == int(held, 16)
+
+
+def test_sigkill_answers_after_the_exit(running_daemon: Daemon):
+    """As moby: ``kill`` (SIGKILL) returns once the container is down, so an inspect or
+    a plain ``rm`` right after sees it stopped; ``stop`` too."""
+    daemon = running_daemon
+    for round_ in range(3):
+        ok(daemon, "run", "-d", "--name", f"k{round_}", "bb:1", "sleep", "100")
+        ok(daemon, "kill", f"k{round_}")
+        state = inspect(daemon, f"k{round_}")["State"]
+        assert (state["Running"], state["Status"], state["ExitCode"]) == \
+            (False, "exited", 137)
+        ok(daemon, "rm", f"k{round_}")
+    ok(daemon, "run", "-d", "--name", "s9", "bb:1", "sleep", "100")
+    ok(daemon, "stop", "-t", "0", "s9")
+    ok(daemon, "rm", "s9")

@@ -46,6 +46,7 @@ __all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
 
 _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
+_KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit before answering (moby)
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _Waiter = tuple[str, Deferred[dict[str, Any]]]
 
@@ -472,7 +473,8 @@ class Lifecycle:
     # -- kill, stop, restart -----------------------------------------------------------
 
     def kill(self, name: str, raw_signal: str = "") -> Deferred[None]:
-        """``POST /containers/{name}/kill?signal=`` (default ``KILL``)."""
+        """``POST /containers/{name}/kill?signal=`` (default ``KILL``); with ``KILL``
+        it answers once the container is down (or after 10 s), as moby does."""
         signum = parse_signal(raw_signal) if raw_signal else int(signal.SIGKILL)
         return ensureDeferred(self._kill(name, signum))
 
@@ -492,6 +494,8 @@ class Lifecycle:
             else:
                 self._signal(running, signum)
         self._emit(container, "kill", signal=str(signum))
+        if running is not None and signum == signal.SIGKILL:  # moby: SIGKILL and wait
+            await self._exited_within(running, _KILL_WAIT)
 
     async def _stopped_by_user(self, container: Container, running: Running | None
                                ) -> None:
@@ -529,19 +533,24 @@ class Lifecycle:
         self._thaw(container.id)
         self._emit(container, "kill", signal=str(signum))
         if timeout >= 0:
-            finished = chained(running.finished)
-            timer = self._reactor.callLater(timeout, finished.cancel)
-            try:
-                await finished
+            if await self._exited_within(running, timeout):
                 return
-            except CancelledError:
-                pass
-            finally:
-                if timer.active():
-                    timer.cancel()
             self._signal(running, signal.SIGKILL)
             self._emit(container, "kill", signal=str(int(signal.SIGKILL)))
         await chained(running.finished)
+
+    async def _exited_within(self, running: Running, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the run to end (its exit recorded)."""
+        finished = chained(running.finished)
+        timer = self._reactor.callLater(timeout, finished.cancel)
+        try:
+            await finished
+            return True
+        except CancelledError:
+            return False
+        finally:
+            if timer.active():
+                timer.cancel()
 
     def restart(self, name: str, timeout: int | None = None) -> Deferred[None]:
         """``POST /containers/{name}/restart?t=``: stop when running, then start."""
