@@ -294,7 +294,7 @@ def test_process_and_resource_settings_reach_the_container(running_daemon: Daemo
         (("--cpus", "1", "--cpu-quota", "5000"),
          "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
         (("--memory-reservation", "1m"), "Minimum memory reservation allowed is 6MB"),
-        (("--security-opt", "apparmor=mine"), "security option 'apparmor=mine' is not"),
+        (("--security-opt", "bogus=1"), 'invalid --security-opt 2: "bogus=1"'),
         (("--oom-score-adj", "2000"), "range for oom score adj is [-1000, 1000]"),
     ]:
         refused = cli(daemon, "create", *args, "bb:1", "true")

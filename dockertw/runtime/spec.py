@@ -2,7 +2,8 @@
 
 Pure: values in, a JSON-able dict out.  What Docker adds on its own is here too: the
 default capabilities, masked and read-only paths, ``/dev`` and ``/sys`` mounts, the
-``PATH``/``HOSTNAME``/``HOME`` environment, CPU quota from ``NanoCpus``.
+``PATH``/``HOSTNAME``/``HOME`` environment, CPU quota from ``NanoCpus``, the seccomp
+filter of the container's profile for its capabilities.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 
 from dockertw.errdefs import InvalidParameter
+from dockertw.runtime.seccomp import Profile, oci_seccomp
 
 __all__ = [
     "Mount", "ProcessUser", "ContainerRuntimeConfig", "DEFAULT_CAPABILITIES",
@@ -89,6 +91,8 @@ class Tuning:
     oom_kill_disable: bool = False
     blkio_weight: int = 0
     init_path: str = ""  # a static init (tini) run as PID 1, as ``docker run --init``
+    seccomp: Profile | None = None  # None: no seccomp filter
+    writable_cgroups: bool = False  # /sys/fs/cgroup mounted read-write
 
 
 @attrs.frozen
@@ -203,8 +207,10 @@ def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
     return process
 
 
-def _system_mounts(privileged: bool, shm_size: int = 0) -> list[dict[str, Any]]:
+def _system_mounts(privileged: bool, tuning: Tuning) -> list[dict[str, Any]]:
     sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
+    cgroup_options = ["nosuid", "noexec", "nodev", "relatime"] + (
+        [] if tuning.writable_cgroups else ["ro"])
     return [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
@@ -215,18 +221,18 @@ def _system_mounts(privileged: bool, shm_size: int = 0) -> list[dict[str, Any]]:
                      "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+         "options": cgroup_options},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={shm_size or 64 << 20}"]},
+                     f"size={tuning.shm_size or 64 << 20}"]},
     ]
 
 
 def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
     taken = {mount.destination for mount in config.mounts}
-    system = [m for m in _system_mounts(config.privileged, config.tuning.shm_size)
+    system = [m for m in _system_mounts(config.privileged, config.tuning)
               if m["destination"] not in taken]
     init = [Mount(INIT_DESTINATION, config.tuning.init_path, options=("bind", "ro"))
             .to_json()] if config.tuning.init_path else []
@@ -302,6 +308,10 @@ def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:
     if not config.privileged:
         linux["maskedPaths"] = list(_MASKED_PATHS)
         linux["readonlyPaths"] = list(_READONLY_PATHS)
+    if config.tuning.seccomp is not None:
+        seccomp = oci_seccomp(config.tuning.seccomp, _capabilities(config))
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
     return linux
 
 

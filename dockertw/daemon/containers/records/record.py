@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.records.config import network_name
+from dockertw.daemon.containers.records.security import apparmor_profile
 from dockertw.daemon.images.views import rfc3339_nano
 from dockertw.daemon.mountpoint import MountPoint
 
@@ -210,7 +211,8 @@ class Container:
             "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.log_path,
             "Name": self.name, "RestartCount": self.state.restart_count, "Driver": "overlay2",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-            "AppArmorProfile": "", "ExecIDs": None, "HostConfig": self.host_config,
+            "AppArmorProfile": apparmor_profile(self.host_config), "ExecIDs": None,
+            "HostConfig": self.host_config,
             "GraphDriver": {"Data": None, "Name": "overlay2"},
         }
         if sizes is not None:
