@@ -25,6 +25,7 @@ from dockertw.daemon.containers.monitoring import ContainerMonitor
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.records import config as configs
 from dockertw.daemon.containers.records import listing
+from dockertw.daemon.containers.records.modes import adapt_shared_modes
 from dockertw.daemon.containers.records.mounts import collect as collect_mounts
 from dockertw.daemon.containers.records.mounts import parse_volumes_from
 from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
@@ -130,6 +131,7 @@ class ContainerService:
         self.monitor = ContainerMonitor(parts, reactor=reactor, cgroup_version=cgroup_version,
                                         cgroup_parent=cgroup_parent,
                                         machine_memory=machine_memory)
+        self.runs.oom_killed = self.monitor.oom_killed
         images.image_users = self.image_users
         images.pinned_layers = self.pinned_layers
         if volumes is not None:
@@ -253,7 +255,9 @@ class ContainerService:
         config = configs.fill_config(config, container_id)
         host = configs.fill_host_config(request.host_config, request.networking,
                                         runtime=self._runtime,
-                                        cgroup_version=self._cgroup_version)
+                                        cgroup_version=self._cgroup_version,
+                                        hostname=str(request.config.get("Hostname") or ""))
+        adapt_shared_modes(host, self._id_of)
         path, args = configs.entrypoint_and_args(config)
         points = self._mount_points(request.host_config, config)
         log_path = self._store.root / container_id / f"{container_id}-json.log"
@@ -269,6 +273,13 @@ class ContainerService:
             raise
         self._emit(container, "create")
         return {"Id": container_id, "Warnings": []}
+
+    def _id_of(self, name: str) -> str | None:
+        """The ID of the container ``name`` names (``None``: none does)."""
+        try:
+            return self._store.get(name).id
+        except DockerError:
+            return None
 
     def _mount_points(self, host: dict[str, Any], config: dict[str, Any]
                       ) -> list[MountPoint]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.records.modes import check_modes
 from dockertw.daemon.containers.records.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
@@ -72,11 +73,7 @@ _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
     ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
-    ("Links", "links (--link)"), ("Devices", "devices (--device)"),
-    ("DeviceRequests", "device requests (--gpus)"),
-    ("DeviceCgroupRules", "device cgroup rules"),
-    ("VolumeDriver", "volume drivers"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
-    ("UsernsMode", "--userns"), ("Isolation", "--isolation"), ("Dns", "--dns"),
+    ("Links", "links (--link)"), ("VolumeDriver", "volume drivers"), ("Dns", "--dns"),
     ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
     ("ExtraHosts", "--add-host"), ("StorageOpt", "--storage-opt"),
     ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
@@ -248,9 +245,6 @@ def _check_unsupported(host: Mapping[str, Any]) -> None:
     if mode not in _NETWORK_MODES:
         raise InvalidParameter(f"network mode {mode!r} is not supported by dockertw yet "
                                f"(use default, bridge, none or host)")
-    if (host.get("IpcMode") or "private") not in ("private", "shareable"):
-        raise InvalidParameter("--ipc modes other than private are not supported by "
-                               "dockertw yet")
     try:
         log_settings(_object(host.get("LogConfig"), "LogConfig"))
     except LogConfigError as error:
@@ -290,9 +284,11 @@ def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
 
 
 def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
-                     runtime: str, cgroup_version: str) -> dict[str, Any]:
-    """Validate the HostConfig and fill Docker's defaults, in Docker's key order."""
+                     runtime: str, cgroup_version: str, hostname: str = "") -> dict[str, Any]:
+    """Validate the HostConfig and fill Docker's defaults, in Docker's key order
+    (``hostname``: the one the create body asks for)."""
     _check_unsupported(host)
+    check_modes(host, hostname)
     _check_networking(networking, host.get("NetworkMode") or "default")
     check_tuning(host, str(host.get("NetworkMode") or "default"))
     memory = host.get("Memory") or 0

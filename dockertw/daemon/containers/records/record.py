@@ -67,13 +67,15 @@ class State:
     restart_count: int = 0
     manually_stopped: bool = False  # stopped or killed by the user
     paused: bool = False
+    oom_killed: bool = False  # the kernel killed a process of the last run for memory
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "Error": self.error, "StartedNano": self.started_ns,
                 "FinishedNano": self.finished_ns, "Restarting": self.restarting,
                 "RestartCount": self.restart_count,
-                "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused}
+                "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused,
+                "OOMKilled": self.oom_killed}
 
     @classmethod
     def from_json(cls, value: Any) -> State:
@@ -87,12 +89,13 @@ class State:
                    restarting=bool(value.get("Restarting")),
                    restart_count=int(value.get("RestartCount") or 0),
                    manually_stopped=bool(value.get("HasBeenManuallyStopped")),
-                   paused=bool(value.get("Paused")))
+                   paused=bool(value.get("Paused")),
+                   oom_killed=bool(value.get("OOMKilled")))
 
-    def stopped(self, exit_code: int, now_ns: int) -> State:
+    def stopped(self, exit_code: int, now_ns: int, oom_killed: bool = False) -> State:
         """This state after the run ended with ``exit_code``."""
         return attrs.evolve(self, running=False, restarting=False, paused=False, pid=0,
-                            exit_code=exit_code, finished_ns=now_ns)
+                            exit_code=exit_code, finished_ns=now_ns, oom_killed=oom_killed)
 
 
 def _time(nanoseconds: int) -> str:
@@ -193,8 +196,8 @@ class Container:
     def _state(self) -> dict[str, Any]:
         state = self.state
         return {"Status": self.state_string, "Running": state.running, "Paused": state.paused,
-                "Restarting": state.restarting, "OOMKilled": False, "Dead": False, "Pid": state.pid,
-                "ExitCode": state.exit_code, "Error": state.error,
+                "Restarting": state.restarting, "OOMKilled": state.oom_killed, "Dead": False,
+                "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
                 "StartedAt": _time(state.started_ns),
                 "FinishedAt": _time(state.finished_ns)}
 

@@ -158,5 +158,5 @@ def tuning_of(host: Mapping[str, Any]) -> Tuning:
                            else int(host["MemorySwappiness"])),
         oom_kill_disable=bool(host.get("OomKillDisable")),
         blkio_weight=_int(host, "BlkioWeight"),
-        init_path=find_init() if host.get("Init") else "",
+        init_path=find_init() if host.get("Init") and not host.get("PidMode") else "",
     )

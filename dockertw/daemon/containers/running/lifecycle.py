@@ -24,6 +24,7 @@ from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
+from dockertw.daemon.containers.running.namespaces import namespaces_of
 from dockertw.daemon.containers.running.restarts import (
     RestartPolicy,
     RestartSchedule,
@@ -67,9 +68,10 @@ def _exit_code_for(message: str) -> int:
     return 128
 
 
-def _ended_state(container: Container, code: int, by_user: bool) -> State:
+def _ended_state(container: Container, code: int, by_user: bool,
+                 oom_killed: bool = False) -> State:
     """The state after a run ended with ``code``: stopped, or waiting for a restart."""
-    state = container.state.stopped(code, time.time_ns())
+    state = container.state.stopped(code, time.time_ns(), oom_killed)
     policy = RestartPolicy.of(container.host_config)
     if by_user or not should_restart(policy, code, state.manually_stopped,
                                      state.restart_count):
@@ -112,6 +114,8 @@ class Lifecycle:
         self._offline_copies: dict[str, int] = {}
         self._copy_waiters: dict[str, list[Deferred[None]]] = {}
         self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
+        # whether the kernel killed a process of the container for memory (blocking)
+        self.oom_killed: Callable[[Container], bool] = lambda container: False
 
     def is_active(self, container_id: str) -> bool:
         """Whether the container runs, is being started or waits to be restarted."""
@@ -250,7 +254,8 @@ class Lifecycle:
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
-                                      lambda rootfs: prepare_mounts(points, rootfs))
+                                      lambda rootfs: prepare_mounts(points, rootfs),
+                                      namespaces_of(container, self._store))
 
     async def _launch(self, container: Container, **state: Any) -> None:
         """Prepare, then create and start one run (``runc run --detach``); ``state``
@@ -264,7 +269,7 @@ class Lifecycle:
         try:
             saved = await self._writer(lambda: self._update_state(
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
-                error="", started_ns=time.time_ns(), **state))
+                error="", started_ns=time.time_ns(), oom_killed=False, **state))
             self._emit(saved, "start")
         finally:
             if not started.called:
@@ -349,11 +354,12 @@ class Lifecycle:
         running.close()
         container_id = container.id
         by_user = running.stopping or running.removing
+        oom = await self._reader(lambda: self.oom_killed(container))  # before runc delete
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container_id)
             return self._store.save_state(container_id, _ended_state(
-                self._store.get(container_id), code, by_user))
+                self._store.get(container_id), code, by_user, oom))
 
         deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
         try:  # the record is written while runc deletes its state
@@ -366,6 +372,8 @@ class Lifecycle:
         self._paused.discard(container_id)
         for attachment in running.attachments:
             attachment.end()
+        if oom:
+            self._emit(saved, "oom")
         self._emit(saved, "die", exitCode=str(code))
         for _condition, waiter in self._take_waiters(container_id, ("not-running",
                                                                    "next-exit")):
