@@ -270,6 +270,13 @@ def _start_archive(request: IRequest, encoding: str) -> StartArchive:
     return start
 
 
+def _without_health(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The list before API 1.52: no ``Health`` summaries."""
+    for item in items:
+        item.pop("Health", None)
+    return items
+
+
 def _created(result: dict[str, Any]) -> Json:
     return Json(result, 201)
 
@@ -320,12 +327,19 @@ class ContainerRouter:
     def create(self, call: ApiCall) -> Deferred[Json]:
         platform = "" if versions.is_less(call.version, "1.41") else call.query("platform")
         options = CreateOptions(name=call.query("name"), platform=platform)
-        return self._containers.create(call.json_body(), options).addCallback(_created)
+        body = call.json_body()
+        healthcheck = body.get("Healthcheck") if isinstance(body, dict) else None
+        if isinstance(healthcheck, dict) and versions.is_less(call.version, "1.44"):
+            healthcheck.pop("StartInterval", None)  # a 1.44 field
+        return self._containers.create(body, options).addCallback(_created)
 
     def list_containers(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
         options = ListOptions(all=call.bool("all"), limit=_limit(call.query("limit")),
                               size=call.bool("size"), filters=call.filters(LIST_FILTERS))
-        return self._containers.list_containers(options)
+        listed = self._containers.list_containers(options)
+        if versions.is_less(call.version, "1.52"):
+            listed.addCallback(_without_health)
+        return listed
 
     def inspect(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         return self._containers.inspect(call.params["name"], size=call.bool("size"))

@@ -33,6 +33,7 @@ from dockertw.daemon.containers.records.record import Container, Sizes
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.execs import ExecService
+from dockertw.daemon.containers.running.health import HealthMonitor
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
@@ -123,6 +124,8 @@ class ContainerService:
                                cgroup_parent=cgroup_parent, preparer=preparer)
         self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
+        self.runs.watcher = HealthMonitor(store, self.execs, emit=self._emit, writer=writer,
+                                          reader=reader, reactor=reactor)
         self._parts = parts = ServiceParts(store, images, self.runs, self._emit,
                                            call_from_thread, reader,
                                            _exporter(reader, reactor))
@@ -187,7 +190,7 @@ class ContainerService:
         """The containers of ``/system/df``, with their sizes."""
         def usage() -> list[dict[str, Any]]:
             now = time.time_ns()
-            return [c.summary(self._shown_image(c), self._sizes(c), now)
+            return [c.summary(self._shown_image(c), self._sizes(c), now, health=False)
                     for c in self._store.all()]
 
         return self._reader(usage)

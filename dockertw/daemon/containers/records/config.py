@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.records.health import check_healthcheck
 from dockertw.daemon.containers.records.modes import check_modes
 from dockertw.daemon.containers.records.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
@@ -180,10 +181,21 @@ def merge_image_config(user: dict[str, Any], image: Mapping[str, Any]) -> None:
     for key in ("WorkingDir", "StopSignal"):
         if not user.get(key):
             user[key] = image.get(key) or ""
-    if user.get("Healthcheck") is None:
-        user["Healthcheck"] = image.get("Healthcheck")
+    user["Healthcheck"] = _merge_healthcheck(user.get("Healthcheck"),
+                                             image.get("Healthcheck"))
     volumes = {**(image.get("Volumes") or {}), **(user.get("Volumes") or {})}
     user["Volumes"] = volumes or None
+
+
+def _merge_healthcheck(user: Any, image: Any) -> Any:
+    """moby's merge: what the container's Healthcheck leaves empty is the image's."""
+    if user is None or not isinstance(image, dict) or not isinstance(user, dict):
+        return image if user is None else user
+    merged = dict(user)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+        if not merged.get(key) and image.get(key):
+            merged[key] = image[key]
+    return merged
 
 
 def _merge_env(user: list[str] | None, image: Sequence[str] | None) -> list[str] | None:
@@ -207,6 +219,7 @@ def fill_config(config: Mapping[str, Any], container_id: str) -> dict[str, Any]:
                                f"to be an absolute path")
     if config.get("StopSignal"):
         parse_signal(str(config["StopSignal"]))
+    check_healthcheck(config.get("Healthcheck"))
     filled = {**config, "Hostname": config.get("Hostname") or container_id[:12]}
     result: dict[str, Any] = {}
     for key in _CONFIG_KEYS:

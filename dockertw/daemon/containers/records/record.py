@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.records.config import network_name
+from dockertw.daemon.containers.records.health import NO_HEALTHCHECK, Health
 from dockertw.daemon.containers.records.security import apparmor_profile
 from dockertw.daemon.images.views import rfc3339_nano
 from dockertw.daemon.mountpoint import MountPoint
@@ -68,6 +69,7 @@ class State:
     manually_stopped: bool = False  # stopped or killed by the user
     paused: bool = False
     oom_killed: bool = False  # the kernel killed a process of the last run for memory
+    health: Health | None = None  # None: no health check ran yet
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
@@ -75,7 +77,8 @@ class State:
                 "FinishedNano": self.finished_ns, "Restarting": self.restarting,
                 "RestartCount": self.restart_count,
                 "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused,
-                "OOMKilled": self.oom_killed}
+                "OOMKilled": self.oom_killed,
+                "Health": None if self.health is None else self.health.to_json()}
 
     @classmethod
     def from_json(cls, value: Any) -> State:
@@ -90,7 +93,8 @@ class State:
                    restart_count=int(value.get("RestartCount") or 0),
                    manually_stopped=bool(value.get("HasBeenManuallyStopped")),
                    paused=bool(value.get("Paused")),
-                   oom_killed=bool(value.get("OOMKilled")))
+                   oom_killed=bool(value.get("OOMKilled")),
+                   health=Health.from_json(value.get("Health")))
 
     def stopped(self, exit_code: int, now_ns: int, oom_killed: bool = False) -> State:
         """This state after the run ended with ``exit_code``."""
@@ -147,13 +151,27 @@ class Container:
             return f"Restarting ({self.state.exit_code}) {ago} ago"
         if self.state.running:
             up = "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
-            return up + " (Paused)" if self.state.paused else up
+            if self.state.paused:
+                return up + " (Paused)"
+            health = self.state.health
+            return up if health is None else f"{up} ({health.shown()})"
         if not self.state.started_ns:
             return "Created"
         if not self.state.finished_ns:
             return ""
         ago = human_duration((now_ns - self.state.finished_ns) / 1e9)
         return f"Exited ({self.state.exit_code}) {ago} ago"
+
+    @property
+    def health_status(self) -> str:
+        """The health the list filters on (``none`` without a health check)."""
+        return NO_HEALTHCHECK if self.state.health is None else self.state.health.status
+
+    def health_summary(self) -> dict[str, Any]:
+        """The list's ``Health`` (API 1.52)."""
+        health = self.state.health
+        return {"Status": self.health_status,
+                "FailingStreak": 0 if health is None else health.failing_streak}
 
     def event_attributes(self) -> dict[str, str]:
         """Attributes of a container event: labels, ``image`` and ``name``."""
@@ -199,7 +217,8 @@ class Container:
                 "Restarting": state.restarting, "OOMKilled": state.oom_killed, "Dead": False,
                 "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
                 "StartedAt": _time(state.started_ns),
-                "FinishedAt": _time(state.finished_ns)}
+                "FinishedAt": _time(state.finished_ns),
+                **({} if state.health is None else {"Health": state.health.to_json()})}
 
     def _networks(self) -> dict[str, Any]:
         mode = str(self.host_config.get("NetworkMode") or "default")
@@ -242,9 +261,10 @@ class Container:
                 "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
                 "Networks": self._networks()}
 
-    def summary(self, image: str, sizes: Sizes | None = None,
-                now_ns: int = 0) -> dict[str, Any]:
-        """An item of ``GET /containers/json``; ``image`` is the name to show."""
+    def summary(self, image: str, sizes: Sizes | None = None, now_ns: int = 0,
+                health: bool = True) -> dict[str, Any]:
+        """An item of ``GET /containers/json``; ``image`` is the name to show;
+        ``health``: with the ``Health`` summary (API 1.52)."""
         item: dict[str, Any] = {
             "Id": self.id, "Names": [self.name], "Image": image, "ImageID": self.image_id,
             "Command": command_line(self.path, self.args),
@@ -259,5 +279,7 @@ class Container:
                                 or "default"},
                     NetworkSettings={"Networks": self._networks()},
                     Mounts=self.mounts_view())
+        if health:
+            item["Health"] = self.health_summary()
         return item
 

@@ -43,7 +43,7 @@ from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
+__all__ = ["Lifecycle", "RunWatcher", "wait_result", "WAIT_CONDITIONS"]
 
 _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
@@ -56,6 +56,26 @@ class Emit(Protocol):
     """Publishes a container event (``action`` with extra attributes)."""
 
     def __call__(self, container: Container, action: str, **extra: str) -> None: ...
+
+
+class RunWatcher(Protocol):
+    """Follows runs: started (recorded), ended (before the exit is recorded), paused
+    or resumed (the health monitor)."""
+
+    def started(self, container: Container) -> None: ...
+    def ended(self, container_id: str) -> None: ...
+    def paused(self, container: Container, paused: bool) -> None: ...
+
+
+class _NoWatcher:
+    def started(self, container: Container) -> None:
+        pass
+
+    def ended(self, container_id: str) -> None:
+        pass
+
+    def paused(self, container: Container, paused: bool) -> None:
+        pass
 
 
 def _exit_code_for(message: str) -> int:
@@ -116,6 +136,7 @@ class Lifecycle:
         self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
         # whether the kernel killed a process of the container for memory (blocking)
         self.oom_killed: Callable[[Container], bool] = lambda container: False
+        self.watcher: RunWatcher = _NoWatcher()
 
     def is_active(self, container_id: str) -> bool:
         """Whether the container runs, is being started or waits to be restarted."""
@@ -271,6 +292,7 @@ class Lifecycle:
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
                 error="", started_ns=time.time_ns(), oom_killed=False, **state))
             self._emit(saved, "start")
+            self.watcher.started(saved)
         finally:
             if not started.called:
                 started.callback(None)
@@ -354,6 +376,7 @@ class Lifecycle:
         running.close()
         container_id = container.id
         by_user = running.stopping or running.removing
+        self.watcher.ended(container_id)
         oom = await self._reader(lambda: self.oom_killed(container))  # before runc delete
 
         def record() -> Container:
@@ -602,6 +625,7 @@ class Lifecycle:
         (self._paused.add if pause else self._paused.discard)(container_id)
         saved = await self._writer(lambda: self._update_state(container_id, paused=pause))
         self._emit(saved, "pause" if pause else "unpause")
+        self.watcher.paused(saved, pause)
 
     async def pause_for_commit(self, container_id: str) -> bool:
         """Pause a running, unpaused container; answers whether it did."""
