@@ -343,9 +343,13 @@ def test_prune_and_image_users(service: ContainerService, images: ImageService,
     gone = _create(service, "gone")
     with pytest.raises(Conflict, match="container .* is using its referenced image"):
         _result(images.delete("img:1"))
+    upper = service._store.root / gone / "upper"  # what the container wrote
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "data").write_bytes(b"x" * 1234)
     answer = _result(service.prune(Filters({"label!": frozenset({"keep"})})))
-    assert answer == {"ContainersDeleted": [gone], "SpaceReclaimed": 0}
-    assert bus.recent(Filters(), 0, None)[-1].action == "prune"
+    assert answer == {"ContainersDeleted": [gone], "SpaceReclaimed": 1234}
+    event = bus.recent(Filters(), 0, None)[-1]
+    assert (event.action, event.attributes["reclaimed"]) == ("prune", "1234")
     assert _list(service) == ["/kept"]
     _result(service.remove(kept))
     assert _result(service.prune(Filters())) == {"ContainersDeleted": None,

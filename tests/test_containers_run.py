@@ -371,3 +371,20 @@ def test_sigkill_answers_after_the_exit(running_daemon: Daemon):
     ok(daemon, "run", "-d", "--name", "s9", "bb:1", "sleep", "100")
     ok(daemon, "stop", "-t", "0", "s9")
     ok(daemon, "rm", "s9")
+
+
+def test_commit_of_a_container_that_just_ended(running_daemon: Daemon):
+    """docker-py commits (pause=true) right after starting ``touch /test``: whether the
+    container still runs, is ending or is down, the commit is made."""
+    daemon = running_daemon
+    for _ in range(10):
+        status, body = _post_json(daemon, "/v1.41/containers/create",
+                                  {"Image": "bb:1", "Cmd": ["touch", "/test"]})
+        container_id = json.loads(body)["Id"]
+        assert _post_json(daemon, f"/v1.41/containers/{container_id}/start", None)[0] == 204
+        status, body = _post_json(daemon, f"/v1.41/commit?container={container_id}"
+                                  "&pause=True", None)
+        assert status == 201, body
+        ok(daemon, "wait", container_id)
+        ok(daemon, "rm", container_id)
+        ok(daemon, "rmi", json.loads(body)["Id"])

@@ -490,11 +490,14 @@ class ContainerService:
         return self._prune_guard.run(lambda: self._writer(lambda: self._prune(filters)))
 
     def _prune(self, filters: Filters) -> dict[str, Any]:
+        """Remove the chosen stopped containers; the space of their writable layers is
+        what is reclaimed (moby's ``SpaceReclaimed``)."""
         chosen = listing.prune_matches(filters)
-        deleted = []
+        deleted, reclaimed = [], 0
         for container in self._store.all():
             if chosen(container) and not container.running \
                     and not self.runs.is_active(container.id):
+                size = tree_size(self._parts.upper(container))
                 try:
                     self._remove(container.id)
                 except NotFound:
@@ -502,8 +505,9 @@ class ContainerService:
                 self._call(self.runs.removed, container.id, container.state)
                 self._call(self.execs.forget, container.id)
                 deleted.append(container.id)
-        self._call(self._events.emit, "container", "prune", "", reclaimed="0")
-        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
+                reclaimed += size
+        self._call(self._events.emit, "container", "prune", "", reclaimed=str(reclaimed))
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""

@@ -628,10 +628,16 @@ class Lifecycle:
         self.watcher.paused(saved, pause)
 
     async def pause_for_commit(self, container_id: str) -> bool:
-        """Pause a running, unpaused container; answers whether it did."""
+        """Pause a running, unpaused container; answers whether it did.  One that ends
+        meanwhile (runc finds no process to freeze) is committed as it is."""
         if container_id not in self._running or container_id in self._paused:
             return False
-        await self._freeze(container_id, True)
+        try:
+            await self._freeze(container_id, True)
+        except (Conflict, System) as error:
+            _log.info("commit {id} without pausing: {error}", id=container_id,
+                      error=str(error))
+            return False
         return True
 
     async def unpause_after_commit(self, container_id: str) -> None:
