@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,19 @@ def within_seconds(coroutine: Coroutine[Any, Any, Any], seconds: float) -> Defer
     from twisted.internet import reactor
 
     return Deferred.fromCoroutine(coroutine).addTimeout(seconds, reactor)
+
+
+def post_json(path: str, url: str, document: object) -> tuple[int, bytes]:
+    """``POST`` a JSON body over a UNIX socket; returns status and body."""
+    connection = _UnixConnection(path)
+    try:
+        connection.request("POST", url, body=json.dumps(document).encode(),
+                           headers={"Host": "api.moby.localhost",
+                                    "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:

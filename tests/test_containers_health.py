@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.cli import cli, import_image, inspect, ok
-from tests.support import Daemon
+from tests.support import Daemon, post_json
 
 pytestmark = pytest.mark.integration
 
@@ -135,13 +135,12 @@ def test_image_healthcheck_flags_and_idle_cost(running_daemon: Daemon, busybox_t
 
 
 def test_healthcheck_reaches_the_api_as_docker_takes_it(running_daemon: Daemon):
-    from tests.test_containers_namespaces import _post_json
-
     daemon = running_daemon
+    socket = str(daemon.socket)
     body = {"Image": "bb:1", "Cmd": ["true"],
             "Healthcheck": {"Test": ["CMD-SHELL", "true"], "StartInterval": 2_000_000_000,
                             "Interval": 1_000_000_000}}
-    status, answer = _post_json(daemon, "/v1.41/containers/create", body)
+    status, answer = post_json(socket, "/v1.41/containers/create", body)
     assert status == 201, answer
     created = inspect(daemon, json.loads(answer)["Id"])["Config"]["Healthcheck"]
     assert "StartInterval" not in created  # a 1.44 field, dropped for older clients
@@ -150,7 +149,7 @@ def test_healthcheck_reaches_the_api_as_docker_takes_it(running_daemon: Daemon):
             ("Timeout", 10, "Timeout in Healthcheck cannot be less than 1ms"),
             ("StartPeriod", 5, "StartPeriod in Healthcheck cannot be less than 1ms"),
             ("Retries", -1, "Retries in Healthcheck cannot be negative")]:
-        status, answer = _post_json(daemon, "/v1.41/containers/create", {
+        status, answer = post_json(socket, "/v1.41/containers/create", {
             "Image": "bb:1", "Cmd": ["true"],
             "Healthcheck": {"Test": ["CMD", "true"], field: value}})
         assert (status, json.loads(answer)["message"]) == (400, message)

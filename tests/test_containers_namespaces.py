@@ -17,20 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli import cli, inspect, ok
-from tests.support import Daemon, _UnixConnection
+from tests.support import Daemon, post_json
 
 pytestmark = pytest.mark.integration
 
 
 def _post_json(daemon: Daemon, url: str, document: object) -> tuple[int, bytes]:
-    connection = _UnixConnection(str(daemon.socket))
-    try:
-        connection.request("POST", url, body=json.dumps(document).encode(),
-                           headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return post_json(str(daemon.socket), url, document)
 
 
 def _run(daemon: Daemon, *args: str) -> str:

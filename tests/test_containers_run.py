@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import cli, inspect, ok
-from tests.support import Daemon, _UnixConnection, docker, unix_get
+from tests.support import Daemon, _UnixConnection, docker, post_json, unix_get
 
 pytestmark = pytest.mark.integration
 
@@ -311,15 +311,7 @@ def test_process_and_resource_settings_reach_the_container(running_daemon: Daemo
 
 
 def _post_json(daemon: Daemon, url: str, document: object) -> tuple[int, bytes]:
-    connection = _UnixConnection(str(daemon.socket))
-    try:
-        connection.request("POST", url, body=json.dumps(document).encode(),
-                           headers={"Host": "api.moby.localhost",
-                                    "Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return post_json(str(daemon.socket), url, document)
 
 
 def test_export_streams_the_root_filesystem(running_daemon: Daemon, workdir: Path):
