@@ -50,10 +50,10 @@ def test_passing_and_failing_checks_at_dockers_times(running_daemon: Daemon):
                    "--health-retries", "1")
     assert _health(daemon, "good") == {"Status": "starting", "FailingStreak": 0, "Log": []}
     assert "(health: starting)" in ok(daemon, "ps", "--format", "{{.Status}}")
-    assert 0.8 < _seconds_until(daemon, "good", "healthy", started) < 3.5
+    assert 0.6 < _seconds_until(daemon, "good", "healthy", started) < 3.5
     started = _run(daemon, "bad", "--health-cmd", "exit 3", "--health-interval", "1s",
                    "--health-retries", "3")
-    assert 2.8 < _seconds_until(daemon, "bad", "unhealthy", started) < 7
+    assert 2.5 < _seconds_until(daemon, "bad", "unhealthy", started) < 7
     bad = _health(daemon, "bad")
     assert bad is not None and bad["FailingStreak"] == 3
     assert [entry["ExitCode"] for entry in bad["Log"]] == [3, 3, 3]
@@ -63,7 +63,7 @@ def test_passing_and_failing_checks_at_dockers_times(running_daemon: Daemon):
     # within the start period failures do not count, and probes come every 5 s
     started = _run(daemon, "slow", "--health-cmd", "false", "--health-interval", "1s",
                    "--health-retries", "1", "--health-start-period", "2s")
-    assert 4.8 < _seconds_until(daemon, "slow", "unhealthy", started, 12) < 9
+    assert 4.5 < _seconds_until(daemon, "slow", "unhealthy", started, 12) < 9
     shown = ok(daemon, "ps", "--format", "{{.Names}} {{.Status}}").splitlines()
     assert any(line.startswith("good Up") and line.endswith("(healthy)") for line in shown)
     assert any(line.startswith("bad Up") and line.endswith("(unhealthy)") for line in shown)
