@@ -14,7 +14,7 @@ set -eu
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
 DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git"
-TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose"
+TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose gcc libc6-dev"
 
 need_packages() {
     for package in $DEBIAN_PACKAGES; do
@@ -53,7 +53,8 @@ install_test_packages() {
     # The tests drive the real docker CLI (Debian 12 ships it only inside docker.io),
     # real proxies and real registries (docker-registry, whose service is kept from
     # starting; skopeo pushes OCI indexes; htpasswd makes bcrypt password files) on
-    # loopback.
+    # loopback; gcc and libc6-dev build the static program the seccomp tests make
+    # syscalls with.
     missing=""
     command -v docker >/dev/null 2>&1 || missing="docker.io"
     for package in $TEST_PACKAGES; do

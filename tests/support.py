@@ -83,6 +83,13 @@ def api_request(socket_path: str, version: str, method: str, path: str, body: An
     return unix_get(socket_path, url, method, data, {**extra, **(headers or {})})
 
 
+def post_json(path: str, url: str, document: object) -> tuple[int, bytes]:
+    """``POST`` a JSON body over a UNIX socket; returns status and body."""
+    status, _, body = unix_get(path, url, "POST", json.dumps(document).encode(),
+                               {"Content-Type": "application/json"})
+    return status, body
+
+
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
     """The mounts still under ``path`` once they had ``timeout`` seconds to go."""
     deadline = time.monotonic() + timeout

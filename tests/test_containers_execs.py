@@ -142,3 +142,11 @@ def test_create_refused_unless_running(state: State, message: str) -> None:
         _created(service, {"Cmd": ["true"]})
     with pytest.raises(InvalidParameter, match=r"^Invalid escape keys \(ctrl-1\) provided$"):
         _created(service, {"Cmd": ["true"], "DetachKeys": "ctrl-1"})
+
+
+def test_exec_body_keys_match_whatever_their_case():
+    """Go's decoder matches fields case-insensitively; docker-py sends ``detachKeys``."""
+    request = parse_exec_body({"cmd": ["cat"], "detachKeys": "ctrl-p", "attachstdin": True,
+                               "TTY": True})
+    assert (request.cmd, request.detach_keys, request.attach_stdin, request.tty) == \
+        (("cat",), "ctrl-p", True, True)

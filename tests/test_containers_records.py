@@ -204,7 +204,13 @@ def test_host_config_keeps_what_will_be_honoured():
 @pytest.mark.parametrize("host, message", [
     ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, "port publishing"),
     ({"Links": ["a:b"]}, "links"),
-    ({"Devices": [{"PathOnHost": "/dev/null"}]}, "devices"),
+    ({"Devices": [{"PathOnHost": "/dev/null", "CgroupPermissions": "rwx"}]},
+     "invalid device mode: rwx"),
+    ({"Devices": [{"PathInContainer": "/dev/x"}]}, "PathOnHost is empty"),
+    ({"DeviceRequests": [{"Driver": "nvidia", "Capabilities": [["gpu", "utility"]]}]},
+     'could not select device driver "nvidia" with capabilities: [[gpu utility]]'),
+    ({"Isolation": "process"}, "invalid isolation (process): linux only supports 'default'"),
+    ({"IpcMode": "sometimes"}, "invalid IPC mode: sometimes"),
     ({"NetworkMode": "container:x"}, "network mode"),
     ({"RestartPolicy": {"Name": "sometimes"}}, "invalid restart policy 'sometimes'"),
     ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 1}}, "maximum retry"),
@@ -337,9 +343,13 @@ def test_prune_and_image_users(service: ContainerService, images: ImageService,
     gone = _create(service, "gone")
     with pytest.raises(Conflict, match="container .* is using its referenced image"):
         _result(images.delete("img:1"))
+    upper = service._store.root / gone / "upper"  # what the container wrote
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "data").write_bytes(b"x" * 1234)
     answer = _result(service.prune(Filters({"label!": frozenset({"keep"})})))
-    assert answer == {"ContainersDeleted": [gone], "SpaceReclaimed": 0}
-    assert bus.recent(Filters(), 0, None)[-1].action == "prune"
+    assert answer == {"ContainersDeleted": [gone], "SpaceReclaimed": 1234}
+    event = bus.recent(Filters(), 0, None)[-1]
+    assert (event.action, event.attributes["reclaimed"]) == ("prune", "1234")
     assert _list(service) == ["/kept"]
     _result(service.remove(kept))
     assert _result(service.prune(Filters())) == {"ContainersDeleted": None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import cli, inspect, ok
-from tests.support import Daemon, _UnixConnection, docker, unix_get
+from tests.support import Daemon, _UnixConnection, docker, post_json, unix_get
 
 pytestmark = pytest.mark.integration
 
@@ -296,7 +296,7 @@ def test_process_and_resource_settings_reach_the_container(running_daemon: Daemo
         (("--cpus", "1", "--cpu-quota", "5000"),
          "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
         (("--memory-reservation", "1m"), "Minimum memory reservation allowed is 6MB"),
-        (("--security-opt", "apparmor=mine"), "security option 'apparmor=mine' is not"),
+        (("--security-opt", "bogus=1"), 'invalid --security-opt 2: "bogus=1"'),
         (("--oom-score-adj", "2000"), "range for oom score adj is [-1000, 1000]"),
     ]:
         refused = cli(daemon, "create", *args, "bb:1", "true")
@@ -313,15 +313,7 @@ def test_process_and_resource_settings_reach_the_container(running_daemon: Daemo
 
 
 def _post_json(daemon: Daemon, url: str, document: object) -> tuple[int, bytes]:
-    connection = _UnixConnection(str(daemon.socket))
-    try:
-        connection.request("POST", url, body=json.dumps(document).encode(),
-                           headers={"Host": "api.moby.localhost",
-                                    "Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return post_json(str(daemon.socket), url, document)
 
 
 def test_export_streams_the_root_filesystem(running_daemon: Daemon, workdir: Path):
@@ -357,3 +349,36 @@ def test_privileged_gets_every_capability_the_daemon_holds(running_daemon: Daemo
     added = ok(daemon, "run", "--rm", "--cap-add", "ALL", "bb:1", "grep", "CapEff",
                "/proc/self/status").split()[1]
     assert int(added, 16) == int(held, 16)
+
+
+def test_sigkill_answers_after_the_exit(running_daemon: Daemon):
+    """As moby: ``kill`` (SIGKILL) returns once the container is down, so an inspect or
+    a plain ``rm`` right after sees it stopped; ``stop`` too."""
+    daemon = running_daemon
+    for round_ in range(3):
+        ok(daemon, "run", "-d", "--name", f"k{round_}", "bb:1", "sleep", "100")
+        ok(daemon, "kill", f"k{round_}")
+        state = inspect(daemon, f"k{round_}")["State"]
+        assert (state["Running"], state["Status"], state["ExitCode"]) == \
+            (False, "exited", 137)
+        ok(daemon, "rm", f"k{round_}")
+    ok(daemon, "run", "-d", "--name", "s9", "bb:1", "sleep", "100")
+    ok(daemon, "stop", "-t", "0", "s9")
+    ok(daemon, "rm", "s9")
+
+
+def test_commit_of_a_container_that_just_ended(running_daemon: Daemon):
+    """docker-py commits (pause=true) right after starting ``touch /test``: whether the
+    container still runs, is ending or is down, the commit is made."""
+    daemon = running_daemon
+    for _ in range(10):
+        status, body = _post_json(daemon, "/v1.41/containers/create",
+                                  {"Image": "bb:1", "Cmd": ["touch", "/test"]})
+        container_id = json.loads(body)["Id"]
+        assert _post_json(daemon, f"/v1.41/containers/{container_id}/start", None)[0] == 204
+        status, body = _post_json(daemon, f"/v1.41/commit?container={container_id}"
+                                  "&pause=True", None)
+        assert status == 201, body
+        ok(daemon, "wait", container_id)
+        ok(daemon, "rm", container_id)
+        ok(daemon, "rmi", json.loads(body)["Id"])

@@ -101,3 +101,11 @@ def test_create_answers_400_and_fills_the_type():
     assert filled["LogConfig"] == {"Type": "none", "Config": {}}
     filled = fill_host_config({}, {}, **fill)
     assert filled["LogConfig"] == {"Type": "json-file", "Config": {}}
+
+
+def test_unknown_and_unsupported_drivers():
+    with pytest.raises(LogConfigError, match="^logger: no log driver named 'asdf' is "
+                                             "registered$"):
+        log_settings({"Type": "asdf"})
+    with pytest.raises(LogConfigError, match="logging driver 'syslog' is not supported"):
+        log_settings({"Type": "syslog"})

@@ -12,11 +12,15 @@ import attrs
 import pytest
 
 from dockertw.errdefs import InvalidParameter
+from dockertw.runtime.devices import Device, DeviceRule
+from dockertw.runtime.seccomp_default import DEFAULT_PROFILE
 from dockertw.runtime.spec import (
     DEFAULT_CAPABILITIES,
     ContainerRuntimeConfig,
     Mount,
+    Namespaces,
     ProcessUser,
+    Tuning,
     build_spec,
     normalize_capabilities,
 )
@@ -47,8 +51,38 @@ def test_docker_defaults():
     assert {ns["type"] for ns in spec["linux"]["namespaces"]} == {
         "pid", "ipc", "uts", "mount", "network"}
     assert "/proc/kcore" in spec["linux"]["maskedPaths"]
-    assert spec["linux"]["resources"]["devices"] == [{"allow": False, "access": "rwm"}]
+    devices = spec["linux"]["resources"]["devices"]
+    assert devices[0] == {"allow": False, "access": "rwm"}
+    assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in devices
+    assert devices[-1] == {"allow": False, "type": "c", "major": 10, "minor": 229,
+                           "access": "rwm"}
     assert [m["destination"] for m in spec["mounts"]][:2] == ["/proc", "/dev"]
+    assert "seccomp" not in spec["linux"] and "devices" not in spec["linux"]
+
+
+def test_seccomp_devices_namespaces_and_shm():
+    tuning = Tuning(seccomp=DEFAULT_PROFILE, writable_cgroups=True)
+    null = Device("/dev/n", "c", 1, 3, 0o666, 0, 0)
+    spec = build_spec(_config(
+        tuning=tuning, devices=(null,), device_rules=(DeviceRule(True, "r", "c", 1, 3),),
+        namespaces=Namespaces(pid="host", ipc="/proc/7/ns/ipc", uts="host",
+                              cgroup_private=True, shm="/srv/shm")))
+    linux = spec["linux"]
+    assert linux["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert linux["devices"] == [{"path": "/dev/n", "type": "c", "major": 1, "minor": 3,
+                                 "fileMode": 0o666, "uid": 0, "gid": 0}]
+    assert linux["resources"]["devices"][-1] == {"allow": True, "type": "c", "major": 1,
+                                                 "minor": 3, "access": "r"}
+    assert linux["namespaces"] == [{"type": "ipc", "path": "/proc/7/ns/ipc"},
+                                   {"type": "mount"}, {"type": "network"},
+                                   {"type": "cgroup"}]
+    assert spec["hostname"] == ""
+    mounts = {m["destination"]: m for m in spec["mounts"]}
+    assert mounts["/dev/shm"] == {"destination": "/dev/shm", "type": "bind",
+                                  "source": "/srv/shm", "options": ["rbind", "rprivate"]}
+    assert "ro" not in mounts["/sys/fs/cgroup"]["options"]
+    none = build_spec(_config(namespaces=Namespaces(shm="none")))
+    assert "/dev/shm" not in {m["destination"] for m in none["mounts"]}
 
 
 def test_capabilities_add_drop_and_all():

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import attrs
 
+from dockertw.runtime.seccomp import seccomp_supported
+
 __all__ = ["HostFacts", "read_host_facts", "go_arch"]
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
@@ -31,6 +33,7 @@ class HostFacts:
     mem_total: int
     cgroup_version: str
     ipv4_forwarding: bool
+    seccomp: bool = False  # the kernel filters syscalls (containers get Docker's profile)
 
 
 def _os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
@@ -81,4 +84,5 @@ def read_host_facts() -> HostFacts:
         mem_total=_mem_total(),
         cgroup_version=_cgroup_version(),
         ipv4_forwarding=_ipv4_forwarding(),
+        seccomp=seccomp_supported(),
     )

@@ -29,6 +29,9 @@ _UNITS = "kmgtp"
 _ATTRIBUTES = frozenset({"labels", "labels-regex", "env", "env-regex", "tag"})
 _JSON_FILE_KEYS = frozenset({"max-size", "max-file", "compress"}) | _ATTRIBUTES
 _BUILT_IN = frozenset({"mode", "max-buffer-size"})
+# Docker's own drivers (others would be plugins, which dockertw has none of)
+_DOCKER_DRIVERS = frozenset({"json-file", "local", "journald", "syslog", "gelf", "fluentd",
+                             "awslogs", "splunk", "etwlogs", "gcplogs", "logentries", "none"})
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
@@ -67,6 +70,8 @@ def log_settings(log_config: Mapping[str, Any] | None) -> LogSettings:
     options = _options(log_config.get("Config"))
     if driver == "none":
         return LogSettings(driver="none")
+    if driver not in _DOCKER_DRIVERS:
+        raise LogConfigError(f"logger: no log driver named '{driver}' is registered")
     if driver != "json-file":
         raise LogConfigError(f"logging driver {driver!r} is not supported by dockertw "
                              f"(only json-file and none)")

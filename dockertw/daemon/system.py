@@ -23,6 +23,12 @@ __all__ = ["SystemConfig", "SystemService", "ImageFigures", "ContainerFigures",
            "load_engine_id"]
 
 
+def _security_options(host: HostFacts) -> list[str]:
+    """``SecurityOptions`` of ``/info``, in moby's order (no AppArmor or SELinux)."""
+    options = ["name=seccomp,profile=default"] if host.seccomp else []
+    return options + (["name=cgroupns"] if host.cgroup_version == "2" else [])
+
+
 class ImageFigures(Protocol):
     """What ``/info`` and ``/system/df`` ask the image service (cheap, no I/O)."""
 
@@ -209,7 +215,7 @@ class SystemService:
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": runtime.commit, "Expected": runtime.commit},
             "InitCommit": {"ID": "", "Expected": ""},
-            "SecurityOptions": ["name=cgroupns"] if host.cgroup_version == "2" else [],
+            "SecurityOptions": _security_options(host),
             "Warnings": self._warnings(),
         }
         return info

@@ -2,7 +2,8 @@
 
 Pure: values in, a JSON-able dict out.  What Docker adds on its own is here too: the
 default capabilities, masked and read-only paths, ``/dev`` and ``/sys`` mounts, the
-``PATH``/``HOSTNAME``/``HOME`` environment, CPU quota from ``NanoCpus``.
+``PATH``/``HOSTNAME``/``HOME`` environment, CPU quota from ``NanoCpus``, the seccomp
+filter of the container's profile for its capabilities.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any
 import attrs
 
 from dockertw.errdefs import InvalidParameter
+from dockertw.runtime.devices import DEFAULT_DEVICE_RULES, Device, DeviceRule
+from dockertw.runtime.seccomp import Profile, oci_seccomp
 
 __all__ = [
-    "Mount", "ProcessUser", "ContainerRuntimeConfig", "DEFAULT_CAPABILITIES",
+    "Mount", "ProcessUser", "Namespaces", "Tuning", "ContainerRuntimeConfig",
+    "DEFAULT_CAPABILITIES",
     "ALL_CAPABILITIES", "normalize_capabilities", "build_spec", "process_env", "DEFAULT_PATH",
 ]
 
@@ -71,6 +75,18 @@ class ProcessUser:
 
 
 @attrs.frozen
+class Namespaces:
+    """Where the pid, ipc and uts namespaces come from: ``""`` the container's own,
+    ``"host"`` the host's, or a ``/proc/<pid>/ns/<kind>`` path to join."""
+
+    pid: str = ""
+    ipc: str = ""
+    uts: str = ""
+    cgroup_private: bool = False  # a cgroup namespace of its own
+    shm: str = ""  # /dev/shm: "" a tmpfs of its own, "none" none, else a path to bind
+
+
+@attrs.frozen
 class Tuning:
     """HostConfig settings the runtime applies as they are (zero or empty: unset)."""
 
@@ -89,6 +105,8 @@ class Tuning:
     oom_kill_disable: bool = False
     blkio_weight: int = 0
     init_path: str = ""  # a static init (tini) run as PID 1, as ``docker run --init``
+    seccomp: Profile | None = None  # None: no seccomp filter
+    writable_cgroups: bool = False  # /sys/fs/cgroup mounted read-write
 
 
 @attrs.frozen
@@ -115,6 +133,9 @@ class ContainerRuntimeConfig:
     pids_limit: int = 0
     cgroups_path: str = ""
     tuning: Tuning = Tuning()
+    namespaces: Namespaces = Namespaces()
+    devices: tuple[Device, ...] = ()  # nodes made in the container
+    device_rules: tuple[DeviceRule, ...] = ()  # device-cgroup rules after Docker's
 
 
 def _capability_name(name: str) -> str:
@@ -203,8 +224,10 @@ def _process(config: ContainerRuntimeConfig) -> dict[str, Any]:
     return process
 
 
-def _system_mounts(privileged: bool, shm_size: int = 0) -> list[dict[str, Any]]:
+def _system_mounts(privileged: bool, tuning: Tuning) -> list[dict[str, Any]]:
     sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
+    cgroup_options = ["nosuid", "noexec", "nodev", "relatime"] + (
+        [] if tuning.writable_cgroups else ["ro"])
     return [
         {"destination": "/proc", "type": "proc", "source": "proc",
          "options": ["nosuid", "noexec", "nodev"]},
@@ -215,18 +238,28 @@ def _system_mounts(privileged: bool, shm_size: int = 0) -> list[dict[str, Any]]:
                      "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+         "options": cgroup_options},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={shm_size or 64 << 20}"]},
     ]
+
+
+def _shm_mount(shm: str, size: int) -> list[dict[str, Any]]:
+    """``/dev/shm``: a tmpfs of the container's own, another's (or the host's) bound,
+    or none (``--ipc none``)."""
+    if shm == "none":
+        return []
+    if shm:
+        return [Mount("/dev/shm", shm, options=("rbind", "rprivate")).to_json()]
+    return [{"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                         f"size={size or 64 << 20}"]}]
 
 
 def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
     taken = {mount.destination for mount in config.mounts}
-    system = [m for m in _system_mounts(config.privileged, config.tuning.shm_size)
+    system = [m for m in _system_mounts(config.privileged, config.tuning)
+              + _shm_mount(config.namespaces.shm, config.tuning.shm_size)
               if m["destination"] not in taken]
     init = [Mount(INIT_DESTINATION, config.tuning.init_path, options=("bind", "ro"))
             .to_json()] if config.tuning.init_path else []
@@ -234,7 +267,9 @@ def _mounts(config: ContainerRuntimeConfig) -> list[dict[str, Any]]:
 
 
 def _resources(config: ContainerRuntimeConfig) -> dict[str, Any]:
-    devices: list[dict[str, Any]] = [{"allow": config.privileged, "access": "rwm"}]
+    rules = (DeviceRule(True),) if config.privileged else \
+        DEFAULT_DEVICE_RULES + config.device_rules
+    devices = [rule.to_json() for rule in rules]
     resources = {"devices": devices, **limits(config.memory, config.nano_cpus,
                                               config.cpu_shares, config.pids_limit)}
     _tune_resources(resources, config.tuning)
@@ -283,18 +318,28 @@ def limits(memory: int = 0, nano_cpus: int = 0, cpu_shares: int = 0,
     return resources
 
 
-def _namespaces(network: str) -> list[dict[str, str]]:
-    kinds: Sequence[str] = ("pid", "ipc", "uts", "mount")
-    if network != "host":
+def _namespaces(config: ContainerRuntimeConfig) -> list[dict[str, str]]:
+    """The namespaces runc makes (``{"type"}``) or joins (with a ``path``)."""
+    shared = config.namespaces
+    found: list[dict[str, str]] = []
+    for kind, mode in (("pid", shared.pid), ("ipc", shared.ipc), ("uts", shared.uts)):
+        if mode != "host":
+            found.append({"type": kind, "path": mode} if mode else {"type": kind})
+    kinds: Sequence[str] = ("mount",)
+    if config.network != "host":
         kinds = (*kinds, "network")
-    return [{"type": kind} for kind in kinds]
+    if shared.cgroup_private:
+        kinds = (*kinds, "cgroup")
+    return found + [{"type": kind} for kind in kinds]
 
 
 def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:
     linux: dict[str, Any] = {
         "resources": _resources(config),
-        "namespaces": _namespaces(config.network),
+        "namespaces": _namespaces(config),
     }
+    if config.devices:
+        linux["devices"] = [device.to_json() for device in config.devices]
     if config.cgroups_path:
         linux["cgroupsPath"] = config.cgroups_path
     if config.tuning.sysctls:
@@ -302,6 +347,10 @@ def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:
     if not config.privileged:
         linux["maskedPaths"] = list(_MASKED_PATHS)
         linux["readonlyPaths"] = list(_READONLY_PATHS)
+    if config.tuning.seccomp is not None:
+        seccomp = oci_seccomp(config.tuning.seccomp, _capabilities(config))
+        if seccomp is not None:
+            linux["seccomp"] = seccomp
     return linux
 
 
@@ -312,7 +361,7 @@ def build_spec(config: ContainerRuntimeConfig,
         "ociVersion": "1.0.2",
         "process": _process(config),
         "root": {"path": config.rootfs, "readonly": config.readonly_rootfs},
-        "hostname": config.hostname,
+        "hostname": "" if config.namespaces.uts == "host" else config.hostname,
         "mounts": _mounts(config),
         "linux": _linux(config),
     }

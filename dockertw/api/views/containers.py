@@ -198,7 +198,10 @@ def inspect_view(document: dict[str, Any], version: str) -> dict[str, Any]:
 
 
 def summary_view(item: dict[str, Any], version: str) -> dict[str, Any]:
-    """An item of ``GET /containers/json``: ``HostConfig.Annotations`` from API 1.46."""
+    """An item of ``GET /containers/json``: ``HostConfig.Annotations`` from API 1.46,
+    the ``Health`` summary from 1.52."""
+    if before(version, "1.52"):
+        item.pop("Health", None)
     host = item.get("HostConfig")
     if isinstance(host, dict) and before(version, "1.46") and "Annotations" in host:
         item["HostConfig"] = {key: value for key, value in host.items()

@@ -54,6 +54,12 @@ class ContainerMonitor:
         self._parts.emit(container, "top")
         return listed
 
+    def oom_killed(self, container: Container) -> bool:
+        """Whether the kernel killed a process of the container's cgroup for memory
+        (blocking: the cgroup must still be there, before ``runc delete``)."""
+        path = bundles.cgroup_path(container, self._cgroup_parent)
+        return cgroups.oom_kills(self._cgroup_version, path) > 0
+
     async def _running_container(self, name: str) -> Container:
         """The container named ``name``; 409 unless it runs."""
         container = await self._parts.reader(lambda: self._store.get(name))

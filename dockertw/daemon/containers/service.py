@@ -25,6 +25,7 @@ from dockertw.daemon.containers.monitoring import ContainerMonitor
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.records import config as configs
 from dockertw.daemon.containers.records import listing
+from dockertw.daemon.containers.records.modes import adapt_shared_modes
 from dockertw.daemon.containers.records.mounts import collect as collect_mounts
 from dockertw.daemon.containers.records.mounts import parse_volumes_from
 from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
@@ -32,6 +33,7 @@ from dockertw.daemon.containers.records.record import Container, Sizes
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.execs import ExecService
+from dockertw.daemon.containers.running.health import HealthMonitor
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
@@ -122,6 +124,8 @@ class ContainerService:
                                cgroup_parent=cgroup_parent, preparer=preparer)
         self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
+        self.runs.watcher = HealthMonitor(store, self.execs, emit=self._emit, writer=writer,
+                                          reader=reader, reactor=reactor)
         self._parts = parts = ServiceParts(store, images, self.runs, self._emit,
                                            call_from_thread, reader,
                                            _exporter(reader, reactor))
@@ -130,6 +134,7 @@ class ContainerService:
         self.monitor = ContainerMonitor(parts, reactor=reactor, cgroup_version=cgroup_version,
                                         cgroup_parent=cgroup_parent,
                                         machine_memory=machine_memory)
+        self.runs.oom_killed = self.monitor.oom_killed
         images.image_users = self.image_users
         images.pinned_layers = self.pinned_layers
         if volumes is not None:
@@ -253,7 +258,9 @@ class ContainerService:
         config = configs.fill_config(config, container_id)
         host = configs.fill_host_config(request.host_config, request.networking,
                                         runtime=self._runtime,
-                                        cgroup_version=self._cgroup_version)
+                                        cgroup_version=self._cgroup_version,
+                                        hostname=str(request.config.get("Hostname") or ""))
+        adapt_shared_modes(host, self._id_of)
         path, args = configs.entrypoint_and_args(config)
         points = self._mount_points(request.host_config, config)
         log_path = self._store.root / container_id / f"{container_id}-json.log"
@@ -270,6 +277,13 @@ class ContainerService:
             raise
         self._emit(container, "create")
         return {"Id": container_id, "Warnings": []}
+
+    def _id_of(self, name: str) -> str | None:
+        """The ID of the container ``name`` names (``None``: none does)."""
+        try:
+            return self._store.get(name).id
+        except DockerError:
+            return None
 
     def _mount_points(self, host: dict[str, Any], config: dict[str, Any]
                       ) -> list[MountPoint]:
@@ -477,11 +491,14 @@ class ContainerService:
         return self._prune_guard.run(lambda: self._writer(lambda: self._prune(filters)))
 
     def _prune(self, filters: Filters) -> dict[str, Any]:
+        """Remove the chosen stopped containers; the space of their writable layers is
+        what is reclaimed (moby's ``SpaceReclaimed``)."""
         chosen = listing.prune_matches(filters)
-        deleted = []
+        deleted, reclaimed = [], 0
         for container in self._store.all():
             if chosen(container) and not container.running \
                     and not self.runs.is_active(container.id):
+                size = tree_size(self._parts.upper(container))
                 try:
                     self._remove(container.id)
                 except NotFound:
@@ -489,8 +506,9 @@ class ContainerService:
                 self._call(self.runs.removed, container.id, container.state)
                 self._call(self.execs.forget, container.id)
                 deleted.append(container.id)
-        self._call(self._events.emit, "container", "prune", "", reclaimed="0")
-        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
+                reclaimed += size
+        self._call(self._events.emit, "container", "prune", "", reclaimed=str(reclaimed))
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown)."""

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.records.health import check_healthcheck
+from dockertw.daemon.containers.records.modes import check_modes
 from dockertw.daemon.containers.records.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
@@ -72,11 +74,7 @@ _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
     ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
-    ("Links", "links (--link)"), ("Devices", "devices (--device)"),
-    ("DeviceRequests", "device requests (--gpus)"),
-    ("DeviceCgroupRules", "device cgroup rules"),
-    ("VolumeDriver", "volume drivers"), ("PidMode", "--pid"), ("UTSMode", "--uts"),
-    ("UsernsMode", "--userns"), ("Isolation", "--isolation"), ("Dns", "--dns"),
+    ("Links", "links (--link)"), ("VolumeDriver", "volume drivers"), ("Dns", "--dns"),
     ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
     ("ExtraHosts", "--add-host"), ("StorageOpt", "--storage-opt"),
     ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
@@ -183,10 +181,21 @@ def merge_image_config(user: dict[str, Any], image: Mapping[str, Any]) -> None:
     for key in ("WorkingDir", "StopSignal"):
         if not user.get(key):
             user[key] = image.get(key) or ""
-    if user.get("Healthcheck") is None:
-        user["Healthcheck"] = image.get("Healthcheck")
+    user["Healthcheck"] = _merge_healthcheck(user.get("Healthcheck"),
+                                             image.get("Healthcheck"))
     volumes = {**(image.get("Volumes") or {}), **(user.get("Volumes") or {})}
     user["Volumes"] = volumes or None
+
+
+def _merge_healthcheck(user: Any, image: Any) -> Any:
+    """moby's merge: what the container's Healthcheck leaves empty is the image's."""
+    if user is None or not isinstance(image, dict) or not isinstance(user, dict):
+        return image if user is None else user
+    merged = dict(user)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+        if not merged.get(key) and image.get(key):
+            merged[key] = image[key]
+    return merged
 
 
 def _merge_env(user: list[str] | None, image: Sequence[str] | None) -> list[str] | None:
@@ -210,6 +219,7 @@ def fill_config(config: Mapping[str, Any], container_id: str) -> dict[str, Any]:
                                f"to be an absolute path")
     if config.get("StopSignal"):
         parse_signal(str(config["StopSignal"]))
+    check_healthcheck(config.get("Healthcheck"))
     filled = {**config, "Hostname": config.get("Hostname") or container_id[:12]}
     result: dict[str, Any] = {}
     for key in _CONFIG_KEYS:
@@ -248,9 +258,6 @@ def _check_unsupported(host: Mapping[str, Any]) -> None:
     if mode not in _NETWORK_MODES:
         raise InvalidParameter(f"network mode {mode!r} is not supported by dockertw yet "
                                f"(use default, bridge, none or host)")
-    if (host.get("IpcMode") or "private") not in ("private", "shareable"):
-        raise InvalidParameter("--ipc modes other than private are not supported by "
-                               "dockertw yet")
     try:
         log_settings(_object(host.get("LogConfig"), "LogConfig"))
     except LogConfigError as error:
@@ -290,9 +297,11 @@ def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
 
 
 def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
-                     runtime: str, cgroup_version: str) -> dict[str, Any]:
-    """Validate the HostConfig and fill Docker's defaults, in Docker's key order."""
+                     runtime: str, cgroup_version: str, hostname: str = "") -> dict[str, Any]:
+    """Validate the HostConfig and fill Docker's defaults, in Docker's key order
+    (``hostname``: the one the create body asks for)."""
     _check_unsupported(host)
+    check_modes(host, hostname)
     _check_networking(networking, host.get("NetworkMode") or "default")
     check_tuning(host, str(host.get("NetworkMode") or "default"))
     memory = host.get("Memory") or 0

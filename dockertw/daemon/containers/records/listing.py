@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Callable
 
+from dockertw.daemon.containers.records.health import HEALTH_STATUSES
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.images.views import parse_filter_time
 from dockertw.errdefs import InvalidParameter
@@ -14,8 +15,8 @@ from dockertw.filters import Filters
 __all__ = ["LIST_FILTERS", "PRUNE_FILTERS", "STATUSES", "check_list_filters",
            "matches", "prune_matches", "check_prune_filters"]
 
-LIST_FILTERS = frozenset({"ancestor", "before", "exited", "id", "label", "name", "since",
-                          "status", "volume"})
+LIST_FILTERS = frozenset({"ancestor", "before", "exited", "health", "id", "label", "name",
+                          "since", "status", "volume"})
 PRUNE_FILTERS = frozenset({"until", "label", "label!"})
 STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
                       "dead"})
@@ -27,6 +28,11 @@ def check_list_filters(filters: Filters) -> None:
     for value in sorted(filters.get("status")):
         if value not in STATUSES:
             raise InvalidParameter(f"Invalid filter 'status={value}'")
+    for value in sorted(filters.get("health")):
+        if value not in HEALTH_STATUSES:
+            raise InvalidParameter(f"invalid filter 'health={value}': invalid value for "
+                                   f"health ({value}): must be one of "
+                                   f"{', '.join(HEALTH_STATUSES)}")
     for value in sorted(filters.get("exited")):
         if not re.fullmatch(r"-?[0-9]+", value):
             raise InvalidParameter(f"Invalid filter 'exited={value}'")
@@ -49,6 +55,7 @@ def matches(filters: Filters, container: Container, *,
             since: Container | None) -> bool:
     """Whether ``container`` passes every list filter (``ancestors``: image IDs)."""
     if not (filters.exact_match("status", container.state_string)
+            and filters.exact_match("health", container.health_status)
             and _match(filters, "name", container.name)
             and _match(filters, "id", container.id)
             and filters.match_labels("label", container.labels)):

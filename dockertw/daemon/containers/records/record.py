@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.records.config import network_name
+from dockertw.daemon.containers.records.health import NO_HEALTHCHECK, Health
+from dockertw.daemon.containers.records.security import apparmor_profile
 from dockertw.daemon.images.views import rfc3339_nano
 from dockertw.daemon.mountpoint import MountPoint
 
@@ -66,13 +68,17 @@ class State:
     restart_count: int = 0
     manually_stopped: bool = False  # stopped or killed by the user
     paused: bool = False
+    oom_killed: bool = False  # the kernel killed a process of the last run for memory
+    health: Health | None = None  # None: no health check ran yet
 
     def to_json(self) -> dict[str, Any]:
         return {"Running": self.running, "Pid": self.pid, "ExitCode": self.exit_code,
                 "Error": self.error, "StartedNano": self.started_ns,
                 "FinishedNano": self.finished_ns, "Restarting": self.restarting,
                 "RestartCount": self.restart_count,
-                "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused}
+                "HasBeenManuallyStopped": self.manually_stopped, "Paused": self.paused,
+                "OOMKilled": self.oom_killed,
+                "Health": None if self.health is None else self.health.to_json()}
 
     @classmethod
     def from_json(cls, value: Any) -> State:
@@ -86,12 +92,14 @@ class State:
                    restarting=bool(value.get("Restarting")),
                    restart_count=int(value.get("RestartCount") or 0),
                    manually_stopped=bool(value.get("HasBeenManuallyStopped")),
-                   paused=bool(value.get("Paused")))
+                   paused=bool(value.get("Paused")),
+                   oom_killed=bool(value.get("OOMKilled")),
+                   health=Health.from_json(value.get("Health")))
 
-    def stopped(self, exit_code: int, now_ns: int) -> State:
+    def stopped(self, exit_code: int, now_ns: int, oom_killed: bool = False) -> State:
         """This state after the run ended with ``exit_code``."""
         return attrs.evolve(self, running=False, restarting=False, paused=False, pid=0,
-                            exit_code=exit_code, finished_ns=now_ns)
+                            exit_code=exit_code, finished_ns=now_ns, oom_killed=oom_killed)
 
 
 def _time(nanoseconds: int) -> str:
@@ -143,13 +151,27 @@ class Container:
             return f"Restarting ({self.state.exit_code}) {ago} ago"
         if self.state.running:
             up = "Up " + human_duration((now_ns - self.state.started_ns) / 1e9)
-            return up + " (Paused)" if self.state.paused else up
+            if self.state.paused:
+                return up + " (Paused)"
+            health = self.state.health
+            return up if health is None else f"{up} ({health.shown()})"
         if not self.state.started_ns:
             return "Created"
         if not self.state.finished_ns:
             return ""
         ago = human_duration((now_ns - self.state.finished_ns) / 1e9)
         return f"Exited ({self.state.exit_code}) {ago} ago"
+
+    @property
+    def health_status(self) -> str:
+        """The health the list filters on (``none`` without a health check)."""
+        return NO_HEALTHCHECK if self.state.health is None else self.state.health.status
+
+    def health_summary(self) -> dict[str, Any]:
+        """The list's ``Health`` (API 1.52)."""
+        health = self.state.health
+        return {"Status": self.health_status,
+                "FailingStreak": 0 if health is None else health.failing_streak}
 
     def event_attributes(self) -> dict[str, str]:
         """Attributes of a container event: labels, ``image`` and ``name``."""
@@ -192,10 +214,11 @@ class Container:
     def _state(self) -> dict[str, Any]:
         state = self.state
         return {"Status": self.state_string, "Running": state.running, "Paused": state.paused,
-                "Restarting": state.restarting, "OOMKilled": False, "Dead": False, "Pid": state.pid,
-                "ExitCode": state.exit_code, "Error": state.error,
+                "Restarting": state.restarting, "OOMKilled": state.oom_killed, "Dead": False,
+                "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
                 "StartedAt": _time(state.started_ns),
-                "FinishedAt": _time(state.finished_ns)}
+                "FinishedAt": _time(state.finished_ns),
+                **({} if state.health is None else {"Health": state.health.to_json()})}
 
     def _networks(self) -> dict[str, Any]:
         mode = str(self.host_config.get("NetworkMode") or "default")
@@ -210,7 +233,8 @@ class Container:
             "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.log_path,
             "Name": self.name, "RestartCount": self.state.restart_count, "Driver": "overlay2",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-            "AppArmorProfile": "", "ExecIDs": None, "HostConfig": self.host_config,
+            "AppArmorProfile": apparmor_profile(self.host_config), "ExecIDs": None,
+            "HostConfig": self.host_config,
             "GraphDriver": {"Data": None, "Name": "overlay2"},
         }
         if sizes is not None:
@@ -259,6 +283,6 @@ class Container:
                     Status=self.status_text(now_ns),
                     HostConfig=self._summary_host_config(),
                     NetworkSettings={"Networks": self._networks()},
-                    Mounts=self.mounts_view())
+                    Mounts=self.mounts_view(), Health=self.health_summary())
         return item
 

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
+from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
@@ -139,6 +140,17 @@ class ContainerStore:
         with self._lock:
             new = attrs.evolve(self._containers[container_id], state=state)
             self._write(new, host_config=False)
+            self._containers[container_id] = new
+            return new
+
+    def keep_health(self, container_id: str, health: Health) -> Container | None:
+        """Change the record's ``State.Health`` in memory only: it is written with the
+        next state saved (as moby commits probe results); ``None`` once removed."""
+        with self._lock:
+            current = self._containers.get(container_id)
+            if current is None:
+                return None
+            new = attrs.evolve(current, state=attrs.evolve(current.state, health=health))
             self._containers[container_id] = new
             return new
 

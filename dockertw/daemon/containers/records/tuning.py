@@ -1,7 +1,7 @@
 """HostConfig settings handed to the runtime as they are: checked at create with
 Docker's messages, turned into :class:`~dockertw.runtime.spec.Tuning` at start.
 
-Covers ``--ulimit``, ``--sysctl``, ``--security-opt no-new-privileges``, ``--shm-size``,
+Covers ``--ulimit``, ``--sysctl``, ``--security-opt`` (see :mod:`.security`), ``--shm-size``,
 ``--oom-score-adj``, ``--cpu-quota``/``--cpu-period``, ``--cpuset-*``,
 ``--memory-swap``/``--memory-reservation``/``--memory-swappiness``,
 ``--oom-kill-disable``, ``--blkio-weight`` and ``--init``.
@@ -14,6 +14,10 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+from dockertw.daemon.containers.records.security import (
+    parse_security_options,
+    seccomp_profile,
+)
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime.spec import Tuning
 
@@ -25,10 +29,6 @@ _ULIMITS = frozenset({"as", "core", "cpu", "data", "fsize", "locks", "memlock",
 _IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                           "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
                           "kernel.shm_rmid_forced"})
-# Security options accepted because they ask for what dockertw does anyway.
-_NO_OP_SECURITY = frozenset({"seccomp=unconfined", "seccomp:unconfined",
-                             "apparmor=unconfined", "apparmor:unconfined", "label=disable",
-                             "label:disable"})
 _CPUSET = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
 _MIN_MEMORY = 6 * 1024 * 1024
 
@@ -46,7 +46,8 @@ def check_tuning(host: Mapping[str, Any], network_mode: str) -> None:
     _check_memory(host)
     _check_ulimits(host.get("Ulimits") or [])
     _check_sysctls(host.get("Sysctls") or {}, network_mode)
-    no_new_privileges(host.get("SecurityOpt") or [])
+    seccomp_profile(parse_security_options(host.get("SecurityOpt")),
+                    bool(host.get("Privileged")))
     if _int(host, "ShmSize") < 0:
         raise InvalidParameter("SHM size can not be less than 0")
     if not -1000 <= _int(host, "OomScoreAdj") <= 1000:
@@ -131,21 +132,6 @@ def _check_sysctls(sysctls: Any, network_mode: str) -> None:
         raise InvalidParameter(f"sysctl '{name}' is not whitelisted")
 
 
-def no_new_privileges(options: Any) -> bool:
-    """Whether ``SecurityOpt`` asks for no-new-privileges; 400 for what dockertw lacks."""
-    if not isinstance(options, list):
-        raise InvalidParameter("invalid JSON: SecurityOpt must be a list")
-    wanted = False
-    for option in options:
-        key, _, value = str(option).replace(":", "=", 1).partition("=")
-        if key == "no-new-privileges" and value in ("", "true", "false"):
-            wanted = value != "false"
-        elif str(option) not in _NO_OP_SECURITY:
-            raise InvalidParameter(f"security option {option!r} is not supported by "
-                                   "dockertw yet")
-    return wanted
-
-
 def find_init() -> str:
     """The static init binary ``--init`` mounts into containers ("" when missing)."""
     return shutil.which("docker-init") or shutil.which("tini-static") or ""
@@ -153,12 +139,17 @@ def find_init() -> str:
 
 def tuning_of(host: Mapping[str, Any]) -> Tuning:
     """The runtime settings of a HostConfig checked by :func:`check_tuning`."""
+    security = parse_security_options(host.get("SecurityOpt"))
+    privileged = bool(host.get("Privileged"))
     return Tuning(
         oom_score_adj=_int(host, "OomScoreAdj"),
         sysctls=tuple(sorted((str(k), str(v)) for k, v in
                              (host.get("Sysctls") or {}).items())),
         rlimits=tuple((u["Name"], u["Soft"], u["Hard"]) for u in host.get("Ulimits") or []),
-        no_new_privileges=no_new_privileges(host.get("SecurityOpt") or []),
+        no_new_privileges=security.no_new_privileges,
+        seccomp=seccomp_profile(security, privileged),
+        writable_cgroups=privileged if security.writable_cgroups is None
+        else security.writable_cgroups,
         shm_size=_int(host, "ShmSize"), cpu_quota=_int(host, "CpuQuota"),
         cpu_period=_int(host, "CpuPeriod"), cpuset_cpus=host.get("CpusetCpus") or "",
         cpuset_mems=host.get("CpusetMems") or "", memory_swap=_int(host, "MemorySwap"),
@@ -167,5 +158,5 @@ def tuning_of(host: Mapping[str, Any]) -> Tuning:
                            else int(host["MemorySwappiness"])),
         oom_kill_disable=bool(host.get("OomKillDisable")),
         blkio_weight=_int(host, "BlkioWeight"),
-        init_path=find_init() if host.get("Init") else "",
+        init_path=find_init() if host.get("Init") and not host.get("PidMode") else "",
     )

@@ -18,12 +18,27 @@ from dockertw.daemon.containers.records.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime import mounts
-from dockertw.runtime.spec import ContainerRuntimeConfig, Mount, ProcessUser, build_spec
+from dockertw.runtime.devices import (
+    Device,
+    DeviceRule,
+    cgroup_rule,
+    devices_from_path,
+    host_devices,
+)
+from dockertw.runtime.spec import (
+    ContainerRuntimeConfig,
+    Mount,
+    Namespaces,
+    ProcessUser,
+    build_spec,
+)
 
-__all__ = ["rootfs_of", "bundle_of", "prepare_bundle", "release_rootfs", "resolve_user",
-           "read_root_file", "account_entries", "runtime_config", "cgroup_path"]
+__all__ = ["rootfs_of", "bundle_of", "shm_of", "prepare_bundle", "release_rootfs",
+           "resolve_user", "read_root_file", "account_entries", "runtime_config",
+           "cgroup_path"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
+_OWN_NAMESPACES = Namespaces()  # every namespace the container's own
 
 
 def bundle_of(container_dir: Path) -> Path:
@@ -32,6 +47,23 @@ def bundle_of(container_dir: Path) -> Path:
 
 def rootfs_of(container_dir: Path) -> Path:
     return container_dir / "rootfs"
+
+
+def shm_of(container_dir: Path) -> Path:
+    """The ``/dev/shm`` tmpfs of a ``shareable`` IPC container, mounted on the host so
+    that the containers joining its IPC namespace bind it too (as moby)."""
+    return container_dir / "shm"
+
+
+def _mount_shm(container: Container, container_dir: Path) -> None:
+    if container.host_config.get("IpcMode") != "shareable":
+        return
+    target = shm_of(container_dir)
+    target.mkdir(mode=0o700, exist_ok=True)
+    if not mounts.is_mounted(target):
+        size = int(container.host_config.get("ShmSize") or 64 << 20)
+        mounts.mount_filesystem("shm", target, "tmpfs",
+                                f"nosuid,nodev,noexec,mode=1777,size={size}")
 
 
 def read_root_file(rootfs: Path, relative: str) -> bytes | None:
@@ -136,12 +168,35 @@ def cgroup_path(container: Container, cgroup_parent: str = "dockertw") -> str:
     return f"/{parent}/{container.id}" if parent else f"/{container.id}"
 
 
+def _devices(host: dict[str, Any]) -> tuple[list[Device], list[DeviceRule]]:
+    """``--device`` nodes with their cgroup rules and ``--device-cgroup-rule``s, as
+    moby's ``WithDevices`` (a privileged container: every host device)."""
+    privileged = bool(host.get("Privileged"))
+    devices: list[Device] = host_devices() if privileged else []
+    rules: list[DeviceRule] = []
+    for mapping in host.get("Devices") or ():
+        on_host = str(mapping.get("PathOnHost") or "")
+        in_container = str(mapping.get("PathInContainer") or on_host)
+        if privileged and on_host == in_container:
+            continue  # already there
+        found, allowed = devices_from_path(
+            on_host, in_container,
+            "rwm" if privileged else str(mapping.get("CgroupPermissions") or "rwm"))
+        devices += found
+        rules += allowed
+    if not privileged:
+        rules += [cgroup_rule(rule) for rule in host.get("DeviceCgroupRules") or ()]
+    return devices, rules
+
+
 def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "dockertw",
-                   mounts: tuple[Mount, ...] = ()) -> ContainerRuntimeConfig:
+                   mounts: tuple[Mount, ...] = (),
+                   namespaces: Namespaces = _OWN_NAMESPACES) -> ContainerRuntimeConfig:
     """The runtime settings of ``container`` (its root filesystem must be mounted);
     its cgroup is ``<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
     config: dict[str, Any] = container.config
     host: dict[str, Any] = container.host_config
+    devices, device_rules = _devices(host)
     return ContainerRuntimeConfig(
         args=(container.path, *container.args),
         rootfs=str(rootfs),
@@ -164,12 +219,16 @@ def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "doc
         cgroups_path=cgroup_path(container, cgroup_parent),
         tuning=tuning_of(host),
         mounts=mounts,
+        namespaces=namespaces,
+        devices=tuple(devices),
+        device_rules=tuple(device_rules),
     )
 
 
 def prepare_bundle(container: Container, container_dir: Path,
                    layers: Sequence[Path], cgroup_parent: str = "dockertw",
-                   setup_mounts: Callable[[Path], tuple[Mount, ...]] | None = None) -> Path:
+                   setup_mounts: Callable[[Path], tuple[Mount, ...]] | None = None,
+                   namespaces: Namespaces = _OWN_NAMESPACES) -> Path:
     """Mount the root filesystem (``layers`` bottom first) and write ``config.json``;
     ``setup_mounts`` readies the container's mounts once the root is there."""
     rootfs = rootfs_of(container_dir)
@@ -181,8 +240,10 @@ def prepare_bundle(container: Container, container_dir: Path,
     if not mounts.is_mounted(rootfs):
         mounts.mount_overlay(lowers, container_dir / "upper", container_dir / "work", rootfs)
     try:
+        _mount_shm(container, container_dir)
         extra = setup_mounts(rootfs) if setup_mounts is not None else ()
-        spec = build_spec(runtime_config(container, rootfs, cgroup_parent, extra))
+        spec = build_spec(runtime_config(container, rootfs, cgroup_parent, extra,
+                                         namespaces))
         bundle = bundle_of(container_dir)
         atomic_write(bundle / "config.json", json.dumps(spec).encode(), durable=False)
     except BaseException:
@@ -192,7 +253,7 @@ def prepare_bundle(container: Container, container_dir: Path,
 
 
 def release_rootfs(container_dir: Path) -> None:
-    """Unmount the root filesystem if it is mounted."""
-    rootfs = rootfs_of(container_dir)
-    if mounts.is_mounted(rootfs):
-        mounts.unmount(rootfs)
+    """Unmount the root filesystem (and a shareable ``/dev/shm``) if mounted."""
+    for target in (rootfs_of(container_dir), shm_of(container_dir)):
+        if mounts.is_mounted(target):
+            mounts.unmount(target)

@@ -18,18 +18,20 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Awaitable, Sequence
+import signal
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.names import generate_id
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.health import ProbeRun
 from dockertw.daemon.containers.running.lifecycle import Emit, Lifecycle
 from dockertw.daemon.containers.running.running import Attachment, Running, chained
 from dockertw.daemon.containers.running.stdio import start_process
@@ -78,6 +80,11 @@ def console_size(value: Any) -> tuple[int, int] | None:
     return (value[0], value[1]) if any(value) else None
 
 
+_EXEC_KEYS = {key.lower(): key for key in (
+    "Cmd", "User", "Privileged", "Tty", "AttachStdin", "AttachStdout", "AttachStderr",
+    "DetachKeys", "Env", "WorkingDir")}
+
+
 def _strings(value: Any, field: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -87,11 +94,13 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
 
 
 def parse_exec_body(body: Any) -> ExecRequest:
-    """Check the exec config: 400 ``No exec command specified`` without ``Cmd``."""
+    """Check the exec config: 400 ``No exec command specified`` without ``Cmd``.  Keys
+    match whatever their case, as Go's decoder does (docker-py sends ``detachKeys``)."""
     if body is None:
         body = {}
     if not isinstance(body, dict):
         raise InvalidParameter("json: cannot unmarshal the exec config: expected an object")
+    body = {_EXEC_KEYS.get(str(key).lower(), key): value for key, value in body.items()}
     cmd = body.get("Cmd")
     if isinstance(cmd, str):
         cmd = [cmd]
@@ -299,21 +308,45 @@ class ExecService:
 
         def create(container: Container) -> dict[str, Any]:
             _check_active(container, self._runs.run_of(container.id))
-            config = container.config
-            hostname = str(config.get("Hostname") or container.id[:12])
-            record = ExecRecord(
-                id=generate_id(), container_id=container.id, request=request,
-                user=request.user or str(config.get("User") or ""),
-                working_dir=request.working_dir or str(config.get("WorkingDir") or ""),
-                env=exec_env(config.get("Env") or (), hostname, request.tty, request.env),
-                detach_keys=keys, container=container)
-            self._collect()
-            self._records[record.id] = record
-            self._emit(container, "exec_create: " + record.command_line(),
-                       execID=record.id)
-            return {"Id": record.id}
+            return {"Id": self._new_record(container, request, keys).id}
 
         return found.addCallback(create)
+
+    def _new_record(self, container: Container, request: ExecRequest,
+                    keys: bytes) -> ExecRecord:
+        """Keep a new exec of ``container`` (an ``exec_create`` event)."""
+        config = container.config
+        hostname = str(config.get("Hostname") or container.id[:12])
+        record = ExecRecord(
+            id=generate_id(), container_id=container.id, request=request,
+            user=request.user or str(config.get("User") or ""),
+            working_dir=request.working_dir or str(config.get("WorkingDir") or ""),
+            env=exec_env(config.get("Env") or (), hostname, request.tty, request.env),
+            detach_keys=keys, container=container)
+        self._collect()
+        self._records[record.id] = record
+        self._emit(container, "exec_create: " + record.command_line(), execID=record.id)
+        return record
+
+    async def probe(self, container: Container, command: Sequence[str],
+                    output: Callable[[bytes], None]) -> ProbeRun:
+        """Start a health probe, as moby's ``cmdProbe``: ``command`` as an exec with
+        the container's user, directory and environment, without TTY or stdin, both
+        outputs to ``output``; answers once its process runs."""
+        request = ExecRequest(cmd=tuple(command), attach_stdout=True, attach_stderr=True)
+        record = self._new_record(container, request, b"")
+        attachment = Attachment({"stdout", "stderr"}, stdin=False, stdin_once=False)
+        attachment.output = lambda entry: output(entry.data)
+        await self._start(record.id, attachment, None)
+        run = record.run
+        if run is None:  # it ended at once
+            return ProbeRun(succeed(record.exit_code or 0), lambda: None)
+
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                run.watcher.signal(signal.SIGKILL)
+
+        return ProbeRun(chained(run.finished), kill)
 
     # -- start -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
+from dockertw.daemon.containers.running.namespaces import namespaces_of
 from dockertw.daemon.containers.running.restarts import (
     RestartPolicy,
     RestartSchedule,
@@ -42,10 +43,11 @@ from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 
-__all__ = ["Lifecycle", "wait_result", "WAIT_CONDITIONS"]
+__all__ = ["Lifecycle", "RunWatcher", "wait_result", "WAIT_CONDITIONS"]
 
 _log = Logger()
 _OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
+_KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit before answering (moby)
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _Waiter = tuple[str, Deferred[dict[str, Any]]]
 
@@ -54,6 +56,26 @@ class Emit(Protocol):
     """Publishes a container event (``action`` with extra attributes)."""
 
     def __call__(self, container: Container, action: str, **extra: str) -> None: ...
+
+
+class RunWatcher(Protocol):
+    """Follows runs: started (recorded), ended (before the exit is recorded), paused
+    or resumed (the health monitor)."""
+
+    def started(self, container: Container) -> None: ...
+    def ended(self, container_id: str) -> None: ...
+    def paused(self, container: Container, paused: bool) -> None: ...
+
+
+class _NoWatcher:
+    def started(self, container: Container) -> None:
+        pass
+
+    def ended(self, container_id: str) -> None:
+        pass
+
+    def paused(self, container: Container, paused: bool) -> None:
+        pass
 
 
 def _exit_code_for(message: str) -> int:
@@ -66,9 +88,10 @@ def _exit_code_for(message: str) -> int:
     return 128
 
 
-def _ended_state(container: Container, code: int, by_user: bool) -> State:
+def _ended_state(container: Container, code: int, by_user: bool,
+                 oom_killed: bool = False) -> State:
     """The state after a run ended with ``code``: stopped, or waiting for a restart."""
-    state = container.state.stopped(code, time.time_ns())
+    state = container.state.stopped(code, time.time_ns(), oom_killed)
     policy = RestartPolicy.of(container.host_config)
     if by_user or not should_restart(policy, code, state.manually_stopped,
                                      state.restart_count):
@@ -111,6 +134,9 @@ class Lifecycle:
         self._offline_copies: dict[str, int] = {}
         self._copy_waiters: dict[str, list[Deferred[None]]] = {}
         self._restarts = RestartSchedule(reactor.callLater if reactor else _no_timer)
+        # whether the kernel killed a process of the container for memory (blocking)
+        self.oom_killed: Callable[[Container], bool] = lambda container: False
+        self.watcher: RunWatcher = _NoWatcher()
 
     def is_active(self, container_id: str) -> bool:
         """Whether the container runs, is being started or waits to be restarted."""
@@ -249,7 +275,8 @@ class Lifecycle:
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
-                                      lambda rootfs: prepare_mounts(points, rootfs))
+                                      lambda rootfs: prepare_mounts(points, rootfs),
+                                      namespaces_of(container, self._store))
 
     async def _launch(self, container: Container, **state: Any) -> None:
         """Prepare, then create and start one run (``runc run --detach``); ``state``
@@ -263,8 +290,9 @@ class Lifecycle:
         try:
             saved = await self._writer(lambda: self._update_state(
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
-                error="", started_ns=time.time_ns(), **state))
+                error="", started_ns=time.time_ns(), oom_killed=False, **state))
             self._emit(saved, "start")
+            self.watcher.started(saved)
         finally:
             if not started.called:
                 started.callback(None)
@@ -348,11 +376,13 @@ class Lifecycle:
         running.close()
         container_id = container.id
         by_user = running.stopping or running.removing
+        self.watcher.ended(container_id)
+        oom = await self._reader(lambda: self.oom_killed(container))  # before runc delete
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container_id)
             return self._store.save_state(container_id, _ended_state(
-                self._store.get(container_id), code, by_user))
+                self._store.get(container_id), code, by_user, oom))
 
         deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
         try:  # the record is written while runc deletes its state
@@ -365,6 +395,8 @@ class Lifecycle:
         self._paused.discard(container_id)
         for attachment in running.attachments:
             attachment.end()
+        if oom:
+            self._emit(saved, "oom")
         self._emit(saved, "die", exitCode=str(code))
         for _condition, waiter in self._take_waiters(container_id, ("not-running",
                                                                    "next-exit")):
@@ -472,7 +504,8 @@ class Lifecycle:
     # -- kill, stop, restart -----------------------------------------------------------
 
     def kill(self, name: str, raw_signal: str = "") -> Deferred[None]:
-        """``POST /containers/{name}/kill?signal=`` (default ``KILL``)."""
+        """``POST /containers/{name}/kill?signal=`` (default ``KILL``); with ``KILL``
+        it answers once the container is down (or after 10 s), as moby does."""
         signum = parse_signal(raw_signal) if raw_signal else int(signal.SIGKILL)
         return ensureDeferred(self._kill(name, signum))
 
@@ -492,6 +525,8 @@ class Lifecycle:
             else:
                 self._signal(running, signum)
         self._emit(container, "kill", signal=str(signum))
+        if running is not None and signum == signal.SIGKILL:  # moby: SIGKILL and wait
+            await self._exited_within(running, _KILL_WAIT)
 
     async def _stopped_by_user(self, container: Container, running: Running | None
                                ) -> None:
@@ -533,19 +568,24 @@ class Lifecycle:
         self._thaw(container.id)
         self._emit(container, "kill", signal=str(signum))
         if timeout >= 0:
-            finished = chained(running.finished)
-            timer = self._reactor.callLater(timeout, finished.cancel)
-            try:
-                await finished
+            if await self._exited_within(running, timeout):
                 return
-            except CancelledError:
-                pass
-            finally:
-                if timer.active():
-                    timer.cancel()
             self._signal(running, signal.SIGKILL)
             self._emit(container, "kill", signal=str(int(signal.SIGKILL)))
         await chained(running.finished)
+
+    async def _exited_within(self, running: Running, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the run to end (its exit recorded)."""
+        finished = chained(running.finished)
+        timer = self._reactor.callLater(timeout, finished.cancel)
+        try:
+            await finished
+            return True
+        except CancelledError:
+            return False
+        finally:
+            if timer.active():
+                timer.cancel()
 
     def restart(self, name: str, timeout: int | None = None,
                 raw_signal: str = "") -> Deferred[None]:
@@ -591,12 +631,19 @@ class Lifecycle:
         (self._paused.add if pause else self._paused.discard)(container_id)
         saved = await self._writer(lambda: self._update_state(container_id, paused=pause))
         self._emit(saved, "pause" if pause else "unpause")
+        self.watcher.paused(saved, pause)
 
     async def pause_for_commit(self, container_id: str) -> bool:
-        """Pause a running, unpaused container; answers whether it did."""
+        """Pause a running, unpaused container; answers whether it did.  One that ends
+        meanwhile (runc finds no process to freeze) is committed as it is."""
         if container_id not in self._running or container_id in self._paused:
             return False
-        await self._freeze(container_id, True)
+        try:
+            await self._freeze(container_id, True)
+        except (Conflict, System) as error:
+            _log.info("commit {id} without pausing: {error}", id=container_id,
+                      error=str(error))
+            return False
         return True
 
     async def unpause_after_commit(self, container_id: str) -> None:

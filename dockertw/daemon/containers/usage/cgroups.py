@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 
 __all__ = ["CGROUP_ROOT", "StatsFiles", "cgroup_dir", "read_pids", "read_files",
-           "read_stats_files"]
+           "read_stats_files", "oom_kills"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -67,3 +67,18 @@ def read_stats_files(version: str, path: str, wanted: Iterable[tuple[str, str]],
     found = read_files([("stat", proc / "stat")] +
                        ([("net", proc / str(pid) / "net" / "dev")] if pid else []))
     return StatsFiles(cgroup, found.get("stat", ""), found.get("net"))
+
+
+def oom_kills(version: str, path: str, root: Path = CGROUP_ROOT) -> int:
+    """How many processes of the cgroup the kernel killed for memory (``oom_kill`` of
+    ``memory.events``, or of v1's ``memory.oom_control``); 0 when unknown."""
+    name = "memory.events" if version == "2" else "memory.oom_control"
+    try:
+        text = (cgroup_dir(version, "memory", path, root) / name).read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0

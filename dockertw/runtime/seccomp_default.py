@@ -1,0 +1,172 @@
+"""Docker's default seccomp profile, as data.
+
+The same allow-list and conditions as moby's default profile (``moby/profiles``
+``seccomp/default_linux.go``, kernel 6.13 / libseccomp 2.6 syscall names): anything
+not listed fails with ``EPERM``; syscalls that need a capability are allowed only to
+containers whose bounding set holds it; ``clone`` may not make namespaces and
+``clone3`` answers ``ENOSYS`` (so that libcs fall back to ``clone``) without
+``CAP_SYS_ADMIN``; ``socket`` refuses ``AF_ALG`` and ``AF_VSOCK``; ``personality``
+takes only the usual personas.  Names a kernel or libseccomp does not know are
+skipped by the runtime.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from dockertw.runtime.seccomp import Arg, Filter, Profile, Rule
+
+__all__ = ["DEFAULT_PROFILE"]
+
+# Allowed to every container, whatever its capabilities.
+_EVERYONE = """
+accept accept4 access adjtimex alarm bind brk cachestat capget capset chdir chmod chown
+chown32 clock_adjtime clock_adjtime64 clock_getres clock_getres_time64 clock_gettime
+clock_gettime64 clock_nanosleep clock_nanosleep_time64 close close_range connect
+copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old
+epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit
+exit_group faccessat faccessat2 fadvise64 fadvise64_64 fallocate fanotify_mark fchdir
+fchmod fchmodat fchmodat2 fchown fchown32 fchownat fcntl fcntl64 fdatasync fgetxattr
+flistxattr flock fork fremovexattr fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64
+fsync ftruncate ftruncate64 futex futex_requeue futex_time64 futex_wait futex_waitv
+futex_wake futimesat getcpu getcwd getdents getdents64 getegid getegid32 geteuid
+geteuid32 getgid getgid32 getgroups getgroups32 getitimer getpeername getpgid getpgrp
+getpid getppid getpriority getrandom getresgid getresgid32 getresuid getresuid32
+getrlimit get_robust_list getrusage getsid getsockname getsockopt get_thread_area gettid
+gettimeofday getuid getuid32 getxattr getxattrat inotify_add_watch inotify_init
+inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy io_getevents io_pgetevents
+io_pgetevents_time64 ioprio_get ioprio_set io_setup io_submit ipc kill landlock_add_rule
+landlock_create_ruleset landlock_restrict_self lchown lchown32 lgetxattr link linkat
+listen listmount listxattr listxattrat llistxattr _llseek lremovexattr lseek lsetxattr
+lstat lstat64 madvise map_shadow_stack membarrier memfd_create memfd_secret mincore
+mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap mmap2 mprotect mq_getsetattr
+mq_notify mq_open mq_timedreceive mq_timedreceive_time64 mq_timedsend
+mq_timedsend_time64 mq_unlink mremap mseal msgctl msgget msgrcv msgsnd msync munlock
+munlockall munmap name_to_handle_at nanosleep newfstatat _newselect open openat openat2
+pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc pkey_free pkey_mprotect poll
+ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64 process_mrelease pselect6
+pselect6_time64 pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recv
+recvfrom recvmmsg recvmmsg_time64 recvmsg remap_file_pages removexattr removexattrat
+rename renameat renameat2 restart_syscall riscv_hwprobe rmdir rseq rt_sigaction
+rt_sigpending rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait
+rt_sigtimedwait_time64 rt_tgsigqueueinfo sched_getaffinity sched_getattr sched_getparam
+sched_get_priority_max sched_get_priority_min sched_getscheduler sched_rr_get_interval
+sched_rr_get_interval_time64 sched_setaffinity sched_setattr sched_setparam
+sched_setscheduler sched_yield seccomp select semctl semget semop semtimedop
+semtimedop_time64 send sendfile sendfile64 sendmmsg sendmsg sendto setfsgid setfsgid32
+setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer setpgid setpriority
+setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid setreuid32
+setrlimit set_robust_list setsid setsockopt set_thread_area set_tid_address setuid
+setuid32 setxattr setxattrat shmat shmctl shmdt shmget shutdown sigaltstack signalfd
+signalfd4 sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64
+statmount statx symlink symlinkat sync sync_file_range syncfs sysinfo tee tgkill time
+timer_create timer_delete timer_getoverrun timer_gettime timer_gettime64 timer_settime
+timer_settime64 timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime
+timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat
+uretprobe utime utimensat utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid
+write writev
+"""
+
+# Architecture-specific syscalls, allowed on those architectures only.
+_BY_ARCH = (
+    (("ppc64le",), "sync_file_range2 swapcontext"),
+    (("arm", "arm64"), "arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint "
+                       "cacheflush set_tls"),
+    (("amd64", "x32"), "arch_prctl"),
+    (("amd64", "x32", "x86"), "modify_ldt"),
+    (("s390", "s390x"), "s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr"),
+    (("riscv64",), "riscv_flush_icache"),
+)
+
+_SYS_ADMIN = "CAP_SYS_ADMIN"
+# Syscalls a capability in the container's bounding set allows (in moby's order: the
+# CAP_SYS_ADMIN group comes before the clone rules, the others after).
+_FIRST_BY_CAPABILITY = (
+    ("CAP_DAC_READ_SEARCH", "open_by_handle_at"),
+    (_SYS_ADMIN, "bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick "
+                 "lookup_dcookie lsm_get_self_attr lsm_list_modules lsm_set_self_attr mount "
+                 "mount_setattr move_mount open_tree perf_event_open quotactl quotactl_fd "
+                 "setdomainname sethostname setns syslog umount umount2 unshare"),
+)
+_THEN_BY_CAPABILITY = (
+    ("CAP_SYS_BOOT", "reboot"),
+    ("CAP_SYS_CHROOT", "chroot"),
+    ("CAP_SYS_MODULE", "delete_module init_module finit_module"),
+    ("CAP_SYS_PACCT", "acct"),
+    ("CAP_SYS_PTRACE", "kcmp pidfd_getfd process_madvise process_vm_readv process_vm_writev "
+                       "ptrace"),
+    ("CAP_SYS_RAWIO", "iopl ioperm"),
+    ("CAP_SYS_TIME", "settimeofday stime clock_settime clock_settime64"),
+    ("CAP_SYS_TTY_CONFIG", "vhangup"),
+    ("CAP_SYS_NICE", "get_mempolicy mbind set_mempolicy set_mempolicy_home_node"),
+    ("CAP_SYSLOG", "syslog"),
+    ("CAP_BPF", "bpf"),
+    ("CAP_PERFMON", "perf_event_open"),
+)
+
+# personality(2) personas allowed: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32,
+# and 0xffffffff (the query).
+_PERSONAS = (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)
+_AF_ALG = getattr(socket, "AF_ALG", 38)
+_AF_VSOCK = getattr(socket, "AF_VSOCK", 40)
+# clone(2) flags that make namespaces: NEWNS|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWCGROUP
+_NAMESPACE_FLAGS = 0x00020000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 \
+    | 0x40000000 | 0x02000000
+_S390 = ("s390", "s390x")
+
+
+_ALWAYS = Filter()  # no condition
+
+
+def _allow(names: str, includes: Filter = _ALWAYS, excludes: Filter = _ALWAYS) -> Rule:
+    return Rule(names=tuple(names.split()), includes=includes, excludes=excludes)
+
+
+def _argument(name: str, index: int, op: str, value: int, includes: Filter = _ALWAYS,
+              excludes: Filter = _ALWAYS) -> Rule:
+    return Rule(names=(name,), args=(Arg(index=index, value=value, op=op),),
+                includes=includes, excludes=excludes)
+
+
+def _rules() -> tuple[Rule, ...]:
+    rules = [_allow(_EVERYONE),
+             _allow("process_vm_readv process_vm_writev ptrace",
+                    includes=Filter(min_kernel=(4, 8))),
+             _argument("socket", 0, "SCMP_CMP_LT", _AF_ALG),
+             _argument("socket", 0, "SCMP_CMP_EQ", _AF_ALG + 1),
+             _argument("socket", 0, "SCMP_CMP_GT", _AF_VSOCK)]
+    rules += [_argument("personality", 0, "SCMP_CMP_EQ", persona) for persona in _PERSONAS]
+    rules += [_allow(names, includes=Filter(arches=arches)) for arches, names in _BY_ARCH]
+    rules += [_allow(names, includes=Filter(caps=(cap,)))
+              for cap, names in _FIRST_BY_CAPABILITY]
+    rules += [
+        _argument("clone", 0, "SCMP_CMP_MASKED_EQ", _NAMESPACE_FLAGS,
+                  excludes=Filter(caps=(_SYS_ADMIN,), arches=_S390)),
+        # s390 orders clone's parameters differently
+        _argument("clone", 1, "SCMP_CMP_MASKED_EQ", _NAMESPACE_FLAGS,
+                  includes=Filter(arches=_S390), excludes=Filter(caps=(_SYS_ADMIN,))),
+        Rule(names=("clone3",), action="SCMP_ACT_ERRNO", errno=errno.ENOSYS,
+             excludes=Filter(caps=(_SYS_ADMIN,))),
+    ]
+    rules += [_allow(names, includes=Filter(caps=(cap,)))
+              for cap, names in _THEN_BY_CAPABILITY]
+    return tuple(rules)
+
+
+DEFAULT_PROFILE = Profile(
+    default_action="SCMP_ACT_ERRNO",
+    default_errno=errno.EPERM,
+    arch_map=(
+        ("SCMP_ARCH_X86_64", ("SCMP_ARCH_X86", "SCMP_ARCH_X32")),
+        ("SCMP_ARCH_AARCH64", ("SCMP_ARCH_ARM",)),
+        ("SCMP_ARCH_MIPS64", ("SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32")),
+        ("SCMP_ARCH_MIPS64N32", ("SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64")),
+        ("SCMP_ARCH_MIPSEL64", ("SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32")),
+        ("SCMP_ARCH_MIPSEL64N32", ("SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64")),
+        ("SCMP_ARCH_S390X", ("SCMP_ARCH_S390",)),
+        ("SCMP_ARCH_RISCV64", ()),
+        ("SCMP_ARCH_LOONGARCH64", ()),
+    ),
+    rules=_rules(),
+)
