@@ -42,8 +42,9 @@ def drop_since(document: dict[str, Any], version: str, gate: str, *keys: str) ->
 
 def health_config(healthcheck: Any, version: str) -> Any:
     """A create request's ``Healthcheck`` as moby reads it at ``version``:
-    ``StartInterval`` (API 1.44) is zeroed for older requests."""
+    ``StartInterval`` (API 1.44) is zeroed for older requests, which Go's
+    ``omitempty`` then leaves out of inspect: here it is dropped."""
     if isinstance(healthcheck, dict) and before(version, "1.44") \
             and "StartInterval" in healthcheck:
-        return {**healthcheck, "StartInterval": 0}
+        return {key: value for key, value in healthcheck.items() if key != "StartInterval"}
     return healthcheck
