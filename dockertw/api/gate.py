@@ -87,11 +87,7 @@ class Gate:
         decision = plan.settled
         if decision is None:
             return self._decide_by_request(plan, policy, identity, route, call)
-        if not decision.allowed:
-            self._refused(policy, facts, identity, decision)
-        elif self._metered:
-            meters.count(meters.POLICY_DECISIONS, (self._listener, facts.name, "allow"))
-        return route.handler(call)
+        return self._apply(decision, policy, identity, route, call)
 
     def _learn(self, route: Route) -> RouteFacts:
         facts = self._facts[id(route)] = route_facts(route)
@@ -108,19 +104,21 @@ class Gate:
     def _decide_by_request(self, plan: Plan, policy: Policy, identity: Identity,
                            route: Route, call: ApiCall) -> Any:
         body = _read_body(call) if plan.needs_body else None
-        if plan.needs_labels or (plan.needs_image and isinstance(body, Mapping)):
-            return ensureDeferred(self._looked_up(plan, policy, identity, route, call, body))
-        return self._apply(plan.decide(RequestFacts(body=body)), policy, identity, route,
-                           call)
+        if not plan.needs_labels and not (plan.needs_image and isinstance(body, Mapping)):
+            return self._apply(plan.decide(RequestFacts(body=body)), policy, identity,
+                               route, call)
+        facts = ensureDeferred(self._looked_up(plan, route, call, body))
+        return facts.addCallback(lambda found: self._apply(plan.decide(found), policy,
+                                                           identity, route, call))
 
-    async def _looked_up(self, plan: Plan, policy: Policy, identity: Identity,
-                         route: Route, call: ApiCall, body: Any) -> Any:
+    async def _looked_up(self, plan: Plan, route: Route, call: ApiCall,
+                         body: Any) -> RequestFacts:
+        """The facts that take a look-up: the container's labels, the image's names."""
         labels = await self._labels(route, call) if plan.needs_labels else None
         images: tuple[str, ...] = ()
         if plan.needs_image and isinstance(body, Mapping):
             images = await self._image_names(body.get("Image"))
-        facts = RequestFacts(labels=labels, body=body, image_names=images)
-        return self._apply(plan.decide(facts), policy, identity, route, call)
+        return RequestFacts(labels=labels, body=body, image_names=images)
 
     def _apply(self, decision: Decision, policy: Policy, identity: Identity,
                route: Route, call: ApiCall) -> Any:
