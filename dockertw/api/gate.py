@@ -87,7 +87,7 @@ class Gate:
         decision = plan.settled
         if decision is None:
             return self._decide_by_request(plan, policy, identity, route, call)
-        return self._apply(decision, policy, identity, route, call)
+        return self._apply(decision, policy, identity, route, call, facts)
 
     def _learn(self, route: Route) -> RouteFacts:
         facts = self._facts[id(route)] = route_facts(route)
@@ -121,8 +121,8 @@ class Gate:
         return RequestFacts(labels=labels, body=body, image_names=images)
 
     def _apply(self, decision: Decision, policy: Policy, identity: Identity,
-               route: Route, call: ApiCall) -> Any:
-        facts = self._facts[id(route)]
+               route: Route, call: ApiCall, facts: RouteFacts | None = None) -> Any:
+        facts = facts or self._facts[id(route)]
         if not decision.allowed:
             self._refused(policy, facts, identity, decision)
         else:

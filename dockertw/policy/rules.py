@@ -40,10 +40,11 @@ class Target(enum.Enum):
     CREATE = "create"  # a new container: its body's labels
 
 
-@attrs.frozen(cache_hash=True)
+@attrs.frozen(eq=False)
 class RouteFacts:
     """A route as the policy sees it: name, method, what it is about, which body
-    limits apply (``create``, ``exec`` or none)."""
+    limits apply (``create``, ``exec`` or none).  Made once per route and kept (plans
+    are kept by this object)."""
 
     name: str
     method: str
@@ -126,6 +127,12 @@ class Plan:
     route: RouteFacts
     steps: tuple[tuple[Labels, Decision], ...]
     final: Decision
+    #: The decision when the request changes nothing (the fast path), else ``None``.
+    settled: Decision | None = attrs.field(init=False)
+
+    @settled.default
+    def _settled(self) -> Decision | None:
+        return None if self.steps or self.final.limits is not None else self.final
 
     @property
     def needs_labels(self) -> bool:
@@ -140,11 +147,6 @@ class Plan:
     def needs_image(self) -> bool:
         return any(isinstance(d.limits, CreateLimits) and d.limits.checks_images
                    for d in self._decisions())
-
-    @property
-    def settled(self) -> Decision | None:
-        """The decision when the request changes nothing (the fast path)."""
-        return None if self.steps or self.final.limits is not None else self.final
 
     def _decisions(self) -> Iterable[Decision]:
         yield from (decision for _, decision in self.steps)
@@ -191,11 +193,12 @@ class Policy:
     default_allow: bool = False
     message: str = ""
     log_only: bool = False
-    _plans: dict[tuple[RouteFacts, Identity], Plan] = attrs.field(factory=dict, init=False)
+    _plans: dict[tuple[RouteFacts, frozenset[str]], Plan] = attrs.field(factory=dict,
+                                                                        init=False)
 
     def plan(self, route: RouteFacts, identity: Identity) -> Plan:
         """The plan for ``route`` and ``identity`` (worked out once, then kept)."""
-        key = (route, identity)
+        key = (route, identity.principals)
         found = self._plans.get(key)
         if found is None:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
