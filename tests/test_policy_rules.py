@@ -1,12 +1,19 @@
 """The policy engine on its own: presets, rule order, identities, label scopes, body
-limits and the policy file's checks (no daemon, no I/O)."""
+limits and the policy file's checks (no daemon, no I/O); route names and what the
+gate tells the policy about each route; the policies of docs/security.md."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+from dockertw.api.gate import route_facts
+from dockertw.api.router import Route, route_name
+from dockertw.api.routers import all_routers
 from dockertw.policy import (
     ANONYMOUS,
     Policy,
@@ -359,3 +366,53 @@ def test_policy_file_errors(text: str, error: str) -> None:
                        .replace("[", r"\[").replace("*", r"\*")) as raised:
         policy(text)
     assert str(raised.value).startswith("test.toml: ")
+
+
+# -- the daemon's route names, and the documented policies ---------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "security.md"
+
+
+def daemon_routes() -> list[Any]:
+    return [route for router in all_routers(mock.MagicMock(), None)
+            for route in router.routes()]
+
+
+def test_route_names_come_from_router_modules_and_handlers() -> None:
+    named = {(route.method, route.path): route_name(route) for route in daemon_routes()}
+    assert named[("GET", "/containers/json")] == "containers.list"
+    assert named[("POST", "/exec/<path:name>/start")] == "exec.start"
+    assert named[("HEAD", "/_ping")] == "system.ping_head"
+    assert named[("GET", "/volumes")] == "volumes.list"
+    assert named[("POST", "/commit")] == "containers.commit"
+    assert route_name(Route("GET", "/x", lambda call: None, name="custom.x")) == "custom.x"
+
+
+def test_route_facts_say_what_a_route_is_about() -> None:
+    facts = {route_name(route): route_facts(route) for route in daemon_routes()}
+    assert facts["containers.create"].target is Target.CREATE
+    assert facts["containers.create"].body == "create"
+    assert facts["exec.create"].target is Target.CONTAINER
+    assert facts["exec.create"].body == "exec"
+    assert facts["exec.start"].target is Target.CONTAINER
+    assert facts["containers.commit"].target is Target.CONTAINER
+    for listing in ("containers.list", "containers.prune", "system.events"):
+        assert facts[listing].target is Target.LISTING
+    assert facts["images.list"].target is Target.NONE
+    assert facts["containers.attach"].method == "POST"
+
+
+def test_the_documented_names_and_policies_hold() -> None:
+    routes = daemon_routes()
+    names = {route_name(route) for route in routes}
+    text = DOCS.read_text()
+    table = text.split("## Route names", 1)[1].split("## The policy file", 1)[0]
+    for router, cell in re.findall(r"^\| `(\w+)` \| (.+) \|$", table, re.MULTILINE):
+        if router != "unsupported":
+            for action in re.findall(r"`(\w+)`", cell):
+                assert f"{router}.{action}" in names
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 4
+    for block in blocks:
+        parse_policy(block, "docs", names, {route.method for route in routes},
+                     lambda kind, name: f"gid:{len(name)}")
