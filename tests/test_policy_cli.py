@@ -264,6 +264,22 @@ def test_metrics_move_after_cli_calls(listeners: Listeners) -> None:
     assert sample(after, "dockertw_containers", state="running") == 0
 
 
+def test_an_oom_kill_is_an_event_and_a_count(listeners: Listeners) -> None:
+    before = scrape(listeners.metrics)
+    since = time.time()
+    done = cli(listeners.daemon, "run", "--rm", "--memory", "16m", "bb:1", "sh", "-c",
+               "x=$(yes | head -c 200000000); echo survived")
+    assert "survived" not in done.stdout
+    assert done.returncode == 137, done.stderr
+    after = scrape(listeners.metrics)
+    assert sample(after, "dockertw_container_oom_kills_total") == sample(
+        before, "dockertw_container_oom_kills_total") + 1
+    events = ok(listeners.daemon, "events", "--since", f"{int(since)}", "--until",
+                f"{time.time():.3f}", "--filter", "type=container", "--format",
+                "{{.Action}}").split()
+    assert events.index("oom") == events.index("die") - 1
+
+
 def test_metrics_count_open_connections_and_hijacked_streams(listeners: Listeners,
                                                               sleeper: str) -> None:
     unix = f"unix:{listeners.daemon.socket}:mode=660"

@@ -24,6 +24,7 @@ from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
+from dockertw.daemon.containers.running.oom import oom_kills
 from dockertw.daemon.containers.running.restarts import (
     RestartPolicy,
     RestartSchedule,
@@ -354,6 +355,8 @@ class Lifecycle:
             return self._store.save_state(container_id, _ended_state(
                 self._store.get(container_id), code, by_user))
 
+        cgroup = bundles.cgroup_path(container, self._cgroup_parent)
+        killed = await self._reader(lambda: oom_kills(cgroup))  # before runc removes it
         deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
         try:  # the record is written while runc deletes its state
             saved = await self._writer(record)
@@ -365,6 +368,8 @@ class Lifecycle:
         self._paused.discard(container_id)
         for attachment in running.attachments:
             attachment.end()
+        if killed:
+            self._emit(saved, "oom")
         self._emit(saved, "die", exitCode=str(code))
         for _condition, waiter in self._take_waiters(container_id, ("not-running",
                                                                    "next-exit")):
