@@ -6,6 +6,7 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dockertw.access import (
     policy_sources,
 )
 from dockertw.api import ApiConfig, build_resource
+from dockertw.api.gate import Gate
 from dockertw.api.router import Router
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
@@ -268,7 +270,8 @@ def makeService(options: Options) -> IService:
     return daemon
 
 
-def _gates(options: Options, engine: Engine, routers: list[Router]) -> Any:
+def _gates(options: Options, engine: Engine, routers: list[Router]
+           ) -> Callable[[ListenerSpec], Gate | None]:
     """Each listener's gate (its policy, read again on reload; its route names)."""
     sources = options["policy-sources"]
     try:

@@ -267,7 +267,8 @@ def test_metrics_move_after_cli_calls(listeners: Listeners) -> None:
 def test_an_oom_kill_is_an_event_and_a_count(listeners: Listeners) -> None:
     before = scrape(listeners.metrics)
     since = time.time()
-    done = cli(listeners.daemon, "run", "--rm", "--memory", "16m", "bb:1", "sh", "-c",
+    done = cli(listeners.daemon, "run", "--rm", "--name", "oomer", "--memory", "16m", "bb:1",
+               "sh", "-c",
                "x=$(yes | head -c 200000000); echo survived")
     assert "survived" not in done.stdout
     assert done.returncode == 137, done.stderr
@@ -275,7 +276,7 @@ def test_an_oom_kill_is_an_event_and_a_count(listeners: Listeners) -> None:
     assert sample(after, "dockertw_container_oom_kills_total") == sample(
         before, "dockertw_container_oom_kills_total") + 1
     events = ok(listeners.daemon, "events", "--since", f"{int(since)}", "--until",
-                f"{time.time():.3f}", "--filter", "type=container", "--format",
+                f"{time.time():.3f}", "--filter", "container=oomer", "--format",
                 "{{.Action}}").split()
     assert events.index("oom") == events.index("die") - 1
 

@@ -81,12 +81,14 @@ class Gate:
         facts = self._facts.get(id(route)) or self._learn(route)
         request: Any = call.request
         request.route_name = facts.name
-        identity = self._identity(request)
+        identity = request.channel.identity or self._identity(request)
         policy = self._policies.policy(self._key)
         plan = policy.plan(facts, identity)
         decision = plan.settled
         if decision is None:
             return self._decide_by_request(plan, policy, identity, route, call)
+        if decision.allowed and not decision.narrow and not self._metered:
+            return route.handler(call)  # the fast path: nothing to do
         return self._apply(decision, policy, identity, route, call, facts)
 
     def _learn(self, route: Route) -> RouteFacts:
@@ -95,10 +97,10 @@ class Gate:
 
     @staticmethod
     def _identity(request: Any) -> Identity:
+        """The peer's identity, worked out on the connection's first request."""
         channel = request.channel
-        identity: Identity | None = getattr(channel, "identity", None)
-        if identity is None:
-            identity = channel.identity = identity_of(channel.transport)
+        identity: Identity = identity_of(channel.transport)
+        channel.identity = identity
         return identity
 
     def _decide_by_request(self, plan: Plan, policy: Policy, identity: Identity,
