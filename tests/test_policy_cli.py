@@ -31,6 +31,7 @@ import pytest
 from dockertw.runtime.mounts import mounts_under
 from tests.certs import Authority
 from tests.cli import cli, import_image, ok
+from tests.registries import Registry, needs_registry
 from tests.support import Daemon, _UnixConnection, docker, free_port
 
 pytestmark = pytest.mark.integration
@@ -279,6 +280,26 @@ def test_an_oom_kill_is_an_event_and_a_count(listeners: Listeners) -> None:
                 f"{time.time():.3f}", "--filter", "container=oomer", "--format",
                 "{{.Action}}").split()
     assert events.index("oom") == events.index("die") - 1
+
+
+@needs_registry
+def test_metrics_count_pulls_and_their_bytes(start_daemon: Callable[..., Daemon],
+                                             start_registry: Callable[..., Registry],
+                                             busybox_tar: Path) -> None:
+    port = free_port()
+    daemon = start_daemon("--metrics-listen", f"tcp:{port}:interface=127.0.0.1")
+    registry = start_registry()
+    name = f"{registry.address}/bb:1"
+    import_image(daemon, busybox_tar, name)
+    ok(daemon, "push", name)
+    ok(daemon, "rmi", name)
+    before = scrape(port)
+    ok(daemon, "pull", name)
+    after = scrape(port)
+    assert sample(after, "dockertw_image_pulls_total") == sample(
+        before, "dockertw_image_pulls_total") + 1
+    assert sample(after, "dockertw_image_pull_bytes_total") >= sample(
+        before, "dockertw_image_pull_bytes_total") + 100_000  # the compressed busybox
 
 
 def test_metrics_count_open_connections_and_hijacked_streams(listeners: Listeners,
