@@ -11,9 +11,11 @@ from unittest import mock
 
 import pytest
 
+from dockertw.access import policy_key, policy_sources
 from dockertw.api.gate import route_facts
 from dockertw.api.router import Route, route_name
 from dockertw.api.routers import all_routers
+from dockertw.listeners import ListenerSpec
 from dockertw.policy import (
     ANONYMOUS,
     Policy,
@@ -416,3 +418,28 @@ def test_the_documented_names_and_policies_hold() -> None:
     for block in blocks:
         parse_policy(block, "docs", names, {route.method for route in routes},
                      lambda kind, name: f"gid:{len(name)}")
+
+
+# -- --policy entries ----------------------------------------------------------------
+
+
+def test_policy_entries_split_at_the_last_equals_sign() -> None:
+    listeners = ["unix:/run/d.sock:mode=660", "tcp://0.0.0.0:2376", "fd://"]
+    assert policy_sources(["unix:/run/d.sock:mode=660=readonly",
+                           "tcp://0.0.0.0:2376=/etc/p.toml"], listeners) == {
+        "unix:/run/d.sock:mode=660": "readonly", "tcp://0.0.0.0:2376": "/etc/p.toml"}
+    with pytest.raises(ValueError, match="expected LISTENER=POLICY"):
+        policy_sources(["readonly"], listeners)
+    with pytest.raises(ValueError, match="has a policy already"):
+        policy_sources(["fd://=none", "fd://=full"], listeners)
+    with pytest.raises(ValueError, match=r"no listener 'unix:/run/d.sock' \(listeners: "):
+        policy_sources(["unix:/run/d.sock=none"], listeners)
+
+
+def test_each_socket_of_an_address_takes_its_policy() -> None:
+    sources = {"fd://": "readonly", "tcp://127.0.0.1:2375": "none"}
+    assert policy_key(ListenerSpec("fd://#1", "systemd:domain=UNIX:index=1", False),
+                      sources) == "fd://"
+    assert policy_key(ListenerSpec("tcp://127.0.0.1:2375", "tcp:2375", True),
+                      sources) == "tcp://127.0.0.1:2375"
+    assert policy_key(ListenerSpec("unix:///x", "unix:/x", False), sources) == ""

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
 from dockertw import meters
@@ -153,19 +153,13 @@ class Gate:
         if route.path.startswith("/exec/<"):
             reference = self._targets.exec_container(reference) or ""
         if not reference:
-            return _nothing()
+            return succeed(None)
         return self._targets.container_labels(reference)
 
     async def _image_names(self, reference: Any) -> tuple[str, ...]:
         if not isinstance(reference, str) or not reference:
             return ()
         return (reference, *await self._targets.image_names(reference))
-
-
-def _nothing() -> Deferred[Mapping[str, str] | None]:
-    done: Deferred[Mapping[str, str] | None] = Deferred()
-    done.callback(None)
-    return done
 
 
 def _container_reference(route: Route, call: ApiCall) -> str:
