@@ -86,14 +86,15 @@ def request(connection: http.client.HTTPConnection, method: str, path: str,
 
 
 def scrape(port: int) -> dict[str, float]:
-    """The metrics listener's samples, by their full name with labels."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("GET", "/metrics")
-    response = connection.getresponse()
-    assert response.status == 200
-    assert response.getheader("Content-Type", "").startswith("text/plain")
+    """The metrics listener's samples (``curl``), by their full name with labels."""
+    done = subprocess.run(["curl", "-sS", "--fail", "-D", "-",
+                           f"http://127.0.0.1:{port}/metrics"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    head, _, text = done.stdout.partition("\n\n")  # text mode: CRLF read as LF
+    assert "content-type: text/plain" in head.lower()
     samples = {}
-    for line in response.read().decode().splitlines():
+    for line in text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
