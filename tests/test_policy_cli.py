@@ -410,6 +410,9 @@ def teams(busybox_tar: Path) -> Iterator[Teams]:
 
 
 def test_a_team_execs_into_its_containers_and_no_others(teams: Teams) -> None:
+    done = teams.docker_as("team-a", "exec", "a1", "echo", "in a1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "in a1\n"
     done = teams.docker_as("team-a", "exec", "-d", "a1", "sh", "-c", "echo in-a1 > /tmp/mark")
     assert done.returncode == 0, done.stderr
     wait_for(lambda: ok(teams.daemon, "exec", "a1", "cat", "/tmp/mark") == "in-a1\n",
@@ -425,8 +428,7 @@ def test_a_team_execs_into_its_containers_and_no_others(teams: Teams) -> None:
 
 
 def test_a_team_attaches_to_its_exec_over_tls(teams: Teams) -> None:
-    """The hijacked exec start, read to its end (the client never half-closes: the
-    CLI's half-close over TLS is another matter)."""
+    """The hijacked exec start by hand, read to its end."""
     connection = teams.connection("team-a")
     status, created = request(connection, "POST", "/containers/a1/exec",
                               {"Cmd": ["echo", "hello a1"], "AttachStdout": True,
