@@ -355,6 +355,7 @@ routes = ["containers.create", "containers.remove"]
 labels = { ci = "yes" }
 [rules.create]
 bind_prefixes = ["{allowed}"]
+images = ["bb:*"]
 """
 
 
@@ -400,6 +401,7 @@ def teams(busybox_tar: Path) -> Iterator[Teams]:
 
     since = time.time()
     with daemon_in(busybox_tar, prepare=prepare) as daemon:
+        import_image(daemon, busybox_tar, "evil:1")
         for name, team in (("a1", "a"), ("a2", "a"), ("b1", "b")):
             ok(daemon, "run", "-d", "--name", name, "--label", f"team={team}",
                "bb:1", "sleep", "600")
@@ -506,6 +508,12 @@ def test_ci_creates_only_what_its_limits_allow(teams: Teams) -> None:
     assert done.returncode == 0, done.stderr
     done = teams.docker_as("ci", "rm", "ci1")
     assert done.returncode == 0, done.stderr
+    refused(teams.docker_as("ci", "create", *label, "evil:1", "true"),
+            "the image evil:1 is not allowed: images must match bb:*")
+    image_id = ok(teams.daemon, "image", "inspect", "--format", "{{.Id}}", "bb:1").strip()
+    done = teams.docker_as("ci", "create", *label, "--name", "ci2", image_id, "true")
+    assert done.returncode == 0, done.stderr  # the image is bb:1 by another name
+    assert teams.docker_as("ci", "rm", "ci2").returncode == 0
 
 
 def test_a_client_without_a_rule_is_refused(teams: Teams) -> None:
