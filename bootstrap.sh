@@ -14,7 +14,7 @@ set -eu
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
 DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git"
-TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose gcc libc6-dev"
+TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose gcc libc6-dev curl"
 
 need_packages() {
     for package in $DEBIAN_PACKAGES; do

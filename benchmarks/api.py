@@ -5,9 +5,12 @@ Measures ``GET /_ping``, ``GET /v1.41/version`` and ``GET /v1.41/info`` with 1 a
 keep-alive connections, over the UNIX socket and over TCP on 127.0.0.1, and prints a
 table of req/s and p50/p90/p99 latencies.  It starts its own daemon on a temporary root
 and always stops it; ``--docker`` starts a private ``dockerd`` too and measures it the
-same way.  Figures only, no verdict::
+same way; ``--policy`` starts a second dockertw whose listeners have a 20-rule access
+policy (the rule that allows these routes comes last) and measures both, case by case
+in turn (best of ``--rounds``), then prints the slowdown.  Figures only, no verdict::
 
     .venv/bin/python benchmarks/api.py [--duration 5] [--warmup 1] [--docker] [--no-wrk]
+    .venv/bin/python benchmarks/api.py --policy [--rounds 2] [--no-wrk]
 
 The load generator is a small epoll client in a forked process (so that it shares no
 GIL with this script): each connection has one request in flight and sends the next one
@@ -32,10 +35,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -72,6 +76,8 @@ class Summary:
     p90: float
     p99: float
     errors: int
+    requests: int = 0  # answered during the whole run, warm-up included
+    cpu_us: float = math.nan  # the daemon's CPU time per request, when measured
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,7 @@ class LoadLoop:
             self._open()
         self.latencies: list[float] = []
         self.errors = 0
+        self.answered = 0
         self._record_from = math.inf
 
     def _open(self) -> _Conn:
@@ -175,7 +182,8 @@ class LoadLoop:
         while (left := stop_at - time.perf_counter()) > 0:
             for fd, _ in self._poller.poll(left):
                 self._readable(self._conns[fd])
-        return summarize(self.latencies, self.errors, duration)
+        return replace(summarize(self.latencies, self.errors, duration),
+                       requests=self.answered)
 
     def _readable(self, conn: _Conn) -> None:
         """Read what ``conn`` has; on a complete response, record it and send the next."""
@@ -192,6 +200,7 @@ class LoadLoop:
 
     def _complete(self, conn: _Conn, now: float) -> None:
         """Record a response completed at ``now`` (after warm-up) and send the next request."""
+        self.answered += 1
         if now >= self._record_from:
             if conn.status() == 200:
                 self.latencies.append(now - conn.sent_at)
@@ -297,19 +306,47 @@ def parse_wrk(text: str) -> Summary:
 # --------------------------------------------------------------------------- targets
 
 
-def start_dockertw(workdir: Path) -> tuple[Daemon, Target]:
-    """Start ``twistd dockertw`` on ``workdir``; the caller stops the daemon."""
+def twenty_rule_policy() -> str:
+    """A policy file of 20 rules; none of the first 19 matches what is measured (other
+    identities, routes, methods), the last allows it."""
+    rules = []
+    for team in range(8):
+        rules.append(f'action = "deny"\nroutes = ["containers.create", "exec.*"]\n'
+                     f'identities = ["cn:team-{team}", "cn:ci-{team}-*"]')
+    for team in range(6):
+        rules.append(f'action = "allow"\nroutes = ["containers.*", "system.events"]\n'
+                     f'identities = ["cn:team-{team}"]\nlabels = {{ team = "{team}" }}')
+    for uid in range(4):
+        rules.append(f'action = "deny"\nroutes = ["images.*", "volumes.*"]\n'
+                     f'methods = ["POST", "DELETE"]\nidentities = ["uid:{1000 + uid}"]')
+    rules.append('action = "deny"\nroutes = ["exec.*"]\nidentities = ["gid:1000"]')
+    rules.append('action = "allow"\nroutes = ["system.*", "containers.list"]')
+    return 'message = "benchmark policy"\n' + "".join(
+        f"\n[[rules]]\n{rule}\n" for rule in rules)
+
+
+def start_dockertw(workdir: Path, name: str = "dockertw",
+                   policy: str | None = None) -> tuple[Daemon, Target]:
+    """Start ``twistd dockertw`` on ``workdir`` (with ``policy``, a policy file's text,
+    on both listeners); the caller stops the daemon."""
     workdir.mkdir(parents=True)
     port = free_port()
-    daemon = Daemon(workdir, ["--listen", f"tcp:{port}:interface=127.0.0.1"])
+    tcp = f"tcp:{port}:interface=127.0.0.1"
+    args = ["--listen", tcp]
+    if policy is not None:
+        (workdir / "policy.toml").write_text(policy)
+        unix = f"unix:{workdir / 'd.sock'}:mode=660"
+        args += [f"--policy={listener}={workdir / 'policy.toml'}" for listener in (tcp, unix)]
+    daemon = Daemon(workdir, args)
     try:
         daemon.start()
     except BaseException:
         daemon.stop()
         raise
     assert daemon.socket is not None
-    return daemon, Target("dockertw", Address("unix", path=daemon.socket),
-                          Address("tcp", port=port))
+    assert daemon.process is not None
+    return daemon, Target(name, Address("unix", path=daemon.socket),
+                          Address("tcp", port=port), daemon.process.pid)
 
 
 # --------------------------------------------------------------------------- runs
@@ -334,6 +371,145 @@ def bench_target(target: Target, options: argparse.Namespace, use_wrk: bool) -> 
             results += _run_one(target.name, address, path, count, "wrk", partial(
                 run_wrk, target.tcp.port, path, count, options.duration))
     return results
+
+
+def bench_pair(plain: Target, policed: Target, options: argparse.Namespace,
+               use_wrk: bool) -> list[Result]:
+    """Every case against both targets in turn (each goes first every other round),
+    ``options.rounds`` times; per target and case the best rate and the least CPU
+    per request of its rounds (the machine's noise only ever makes them worse)."""
+    results: list[Result] = []
+    for transport, path, count in cases(options.connections):
+        clients = ["python", "wrk"] if use_wrk and transport == "tcp" else ["python"]
+        for client in clients:
+            rounds: dict[str, list[Result]] = {plain.name: [], policed.name: []}
+            for turn in range(options.rounds):
+                for target in (plain, policed) if turn % 2 == 0 else (policed, plain):
+                    rounds[target.name] += _case(target, transport, path, count, client,
+                                                 options)
+            results += [_best(found) for found in rounds.values() if found]
+    return results
+
+
+def _best(found: list[Result]) -> Result:
+    fastest = max(found, key=lambda r: r.summary.rps)
+    cpu = min((r.summary.cpu_us for r in found), default=math.nan)
+    return replace(fastest, summary=replace(fastest.summary, cpu_us=cpu))
+
+
+def _case(target: Target, transport: str, path: str, count: int, client: str,
+          options: argparse.Namespace) -> list[Result]:
+    address = target.unix if transport == "unix" else target.tcp
+    if client == "wrk":
+        return _run_one(target.name, address, path, count, "wrk", partial(
+            run_wrk, target.tcp.port, path, count, options.duration))
+    return _run_one(target.name, address, path, count, "python", partial(
+        with_cpu, target.pid, partial(measure, address, path, count, options.warmup,
+                                      options.duration)))
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user and system) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, run: Callable[[], Summary]) -> Summary:
+    """``run``'s summary with the daemon's CPU time per request answered (a figure
+    that other load on the machine disturbs far less than the rate)."""
+    before = process_cpu(pid)
+    summary = run()
+    used = process_cpu(pid) - before
+    return replace(summary, cpu_us=used / summary.requests * 1e6 if summary.requests
+                   else math.nan)
+
+
+_NO_TARGETS: Any = None  # the benchmark's policy looks nothing up
+
+
+def _in_process_site(policy: str | None) -> tuple[Any, Any]:
+    """The system routes served in this process by a real ``ApiSite`` (with a gate
+    and ``policy`` when given) on a memory transport: a channel and its transport."""
+    from types import SimpleNamespace
+
+    from twisted.internet.testing import StringTransport
+
+    from dockertw.api import ApiConfig, build_resource
+    from dockertw.api.gate import Gate, route_facts
+    from dockertw.api.routers.system import SystemRouter
+    from dockertw.api.site import ApiSite
+    from dockertw.policy import parse_policy
+
+    system = SimpleNamespace(version=lambda: {"Version": "bench", "ApiVersion": "1.41"},
+                             info=lambda: {"ID": "bench", "Containers": 0, "Images": 0})
+    router = SystemRouter(system, SimpleNamespace(), None)  # type: ignore[arg-type]
+    gate = None
+    if policy is not None:
+        facts = [route_facts(route) for route in router.routes()]
+        names = {fact.name for fact in facts} | {"containers.list", "containers.create",
+                                                 "exec.create", "images.list",
+                                                 "volumes.create"}
+        parsed = parse_policy(policy, "bench", names, {"GET", "HEAD", "OPTIONS", "POST",
+                                                      "DELETE"})
+        gate = Gate("bench", "bench", SimpleNamespace(policy=lambda key: parsed),
+                    _NO_TARGETS)
+    site = ApiSite(build_resource([router], ApiConfig()), "bench", gate=gate)
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def gate_cost(rounds: int = 10, count: int = 50000) -> float:
+    """Microseconds the gate with the 20-rule policy adds to a request (in this
+    process, the handler called directly and through the gate, best of ``rounds``)."""
+    from types import SimpleNamespace
+
+    from dockertw.api.gate import Gate
+    from dockertw.api.router import ApiCall, Route
+    from dockertw.policy import parse_policy, peer_identity
+
+    def ping(call: ApiCall) -> bytes:
+        return b"OK"
+
+    route = Route("GET", "/_ping", ping, name="system.ping")
+    policy = parse_policy(twenty_rule_policy(), "bench", {
+        "system.ping", "system.events", "containers.list", "containers.create",
+        "exec.create", "images.list", "volumes.create"}, {"GET", "POST", "DELETE"})
+    gate = Gate("bench", "bench", SimpleNamespace(policy=lambda key: policy), _NO_TARGETS)
+    request: Any = SimpleNamespace(channel=SimpleNamespace(identity=peer_identity(0, 0)))
+    call = ApiCall(request=request, params={}, version="1.41")
+    best = [math.inf, math.inf]
+    for _ in range(rounds):
+        for index, through in enumerate((ping, lambda call: gate(route, call))):
+            started = time.process_time()
+            for _ in range(count):
+                through(call)
+            best[index] = min(best[index], (time.process_time() - started) / count * 1e6)
+    return best[1] - best[0]
+
+
+def request_path_costs(rounds: int = 30, count: int = 1000) -> list[tuple[str, float, float]]:
+    """Microseconds per request of the whole HTTP path in this process (parsing,
+    dispatch, the gate, the handler, the answer), without and with the 20-rule
+    policy, per path: the best of ``rounds`` runs of ``count`` requests, the two
+    taking turns to go first (no network and no client, so the policy's share shows
+    undiluted)."""
+    costs = []
+    for path in PATHS:
+        line = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        best = [math.inf, math.inf]
+        sites = [_in_process_site(None), _in_process_site(twenty_rule_policy())]
+        for turn in range(rounds):
+            for index in (0, 1) if turn % 2 else (1, 0):
+                channel, transport = sites[index]
+                started = time.process_time()
+                for _ in range(count):
+                    channel.dataReceived(line)
+                    transport.clear()
+                best[index] = min(best[index], (time.process_time() - started) / count * 1e6)
+        costs.append((path, best[0], best[1]))
+    return costs
 
 
 def _run_one(name: str, address: Address, path: str, count: int, client: str,
@@ -378,6 +554,42 @@ def print_comparison(results: Sequence[Result]) -> None:
         print(f"{ours.transport:9} {ours.path:15} {ours.connections:5d} {ours.client:6} "
               f"{mine.rps:15,.0f} {other.rps:13,.0f} {ratio:6.2f} {mine.p99:8.2f} "
               f"{other.p99:8.2f}")
+
+
+def print_policy_comparison(results: Sequence[Result]) -> None:
+    """Each case without and with the 20-rule policy, and how much slower it is."""
+    policed = {(r.transport, r.path, r.connections, r.client): r
+               for r in results if r.target == "policy"}
+    print(f"{'transport':9} {'path':15} {'conns':>5} {'client':6} {'req/s no':>9} "
+          f"{'req/s 20':>9} {'slower':>7} {'CPU us no':>9} {'CPU us 20':>9} {'more CPU':>8}")
+    slowdowns, cpu_growths = [], []
+    for plain in results:
+        other = policed.get((plain.transport, plain.path, plain.connections, plain.client))
+        if plain.target != "dockertw" or other is None or not plain.summary.rps:
+            continue
+        mine, theirs = plain.summary, other.summary
+        slower = (1.0 - theirs.rps / mine.rps) * 100.0
+        more_cpu = (theirs.cpu_us / mine.cpu_us - 1.0) * 100.0
+        slowdowns.append(slower)
+        if not math.isnan(more_cpu):
+            cpu_growths.append(more_cpu)
+        print(f"{plain.transport:9} {plain.path:15} {plain.connections:5d} {plain.client:6} "
+              f"{mine.rps:9,.0f} {theirs.rps:9,.0f} {slower:6.1f}% {mine.cpu_us:9.0f} "
+              f"{theirs.cpu_us:9.0f} {more_cpu:7.1f}%")
+    if slowdowns:
+        print(f"rate: mean {sum(slowdowns) / len(slowdowns):.1f}% slower with the policy, "
+              f"worst case {max(slowdowns):.1f}%")
+    if cpu_growths:
+        print(f"daemon CPU per request: mean {sum(cpu_growths) / len(cpu_growths):+.1f}% with "
+              f"the policy, worst case {max(cpu_growths):+.1f}% (target: at most 5% slower)")
+    added = gate_cost()
+    print(f"in process: the gate with 20 rules adds {added:.2f} us of CPU a request")
+    print("in process (the daemon's HTTP path on a memory transport, CPU us a request, "
+          "best of 30; the two differ by the machine's noise too):")
+    for path, plain_us, policed_us in request_path_costs():
+        print(f"  {path:15} no policy {plain_us:6.1f}  20 rules {policed_us:6.1f}  "
+              f"{(policed_us / plain_us - 1.0) * 100.0:+5.1f}%  (the gate's own cost: "
+              f"{added / plain_us * 100.0:.1f}%)")
 
 
 def _rate(results: Sequence[Result], target: str, transport: str, path: str, conns: int,
@@ -430,9 +642,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docker", action="store_true",
                         help="also start a private dockerd and measure it")
     parser.add_argument("--no-wrk", action="store_true", help="do not run wrk even if found")
+    parser.add_argument("--policy", action="store_true",
+                        help="compare dockertw without and with a 20-rule policy")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --policy: rounds per case, the best kept (default 2)")
     options = parser.parse_args(argv)
     if not 0 < options.duration <= 120 or not 0 <= options.warmup <= 30:
         parser.error("--duration must be in (0, 120] and --warmup in [0, 30]")
+    if not 1 <= options.rounds <= 5:
+        parser.error("--rounds must be between 1 and 5")
     return options
 
 
@@ -449,6 +667,22 @@ def _bench_docker(workdir: Path, options: argparse.Namespace, use_wrk: bool) -> 
     print("starting dockerd ...", file=sys.stderr, flush=True)
     return on_dockerd(DockerEngine(workdir / "docker"),
                       lambda engine: bench_target(engine.target, options, use_wrk)) or []
+
+
+def run_policy(workdir: Path, options: argparse.Namespace) -> list[Result]:
+    """dockertw without and with the 20-rule policy, case by case in turn."""
+    use_wrk = not options.no_wrk and shutil.which("wrk") is not None
+    print_setting(options, use_wrk)
+    runs = len(options.connections) * len(PATHS) * (2 + (1 if use_wrk else 0))
+    estimate = runs * (options.duration + options.warmup) * 2 * options.rounds
+    print(f"measuring, about {estimate:.0f}s ...", file=sys.stderr, flush=True)
+    with contextlib.ExitStack() as daemons:
+        plain_daemon, plain = start_dockertw(workdir / "plain")
+        daemons.callback(plain_daemon.stop)
+        policed_daemon, policed = start_dockertw(workdir / "policy", "policy",
+                                                 twenty_rule_policy())
+        daemons.callback(policed_daemon.stop)
+        return bench_pair(plain, policed, options, use_wrk)
 
 
 def run(workdir: Path, options: argparse.Namespace) -> list[Result]:
@@ -472,9 +706,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure in a temporary directory that is always removed, then print the tables."""
     options = parse_args(argv)
     with temporary_workdir("dtwb-") as workdir:
-        results = run(workdir, options)
+        results = run_policy(workdir, options) if options.policy else run(workdir, options)
     print()
     print_table(results)
+    if options.policy:
+        print()
+        print_policy_comparison(results)
+        return 0
     if any(r.target == "docker" for r in results):
         print()
         print_comparison(results)

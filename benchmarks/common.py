@@ -194,11 +194,12 @@ class Address:
 
 @dataclass(frozen=True)
 class Target:
-    """A daemon under test and its two listeners."""
+    """A daemon under test and its two listeners (``pid``: its process, if known)."""
 
     name: str
     unix: Address
     tcp: Address
+    pid: int = 0
 
 
 def ping(address: Address, timeout: float = 2.0) -> bool:

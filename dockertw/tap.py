@@ -6,6 +6,7 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,16 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from dockertw import versions as api_versions
+from dockertw.access import (
+    RELOAD_EVENTS,
+    EngineTargets,
+    PolicyBook,
+    make_gate,
+    policy_sources,
+)
 from dockertw.api import ApiConfig, build_resource
+from dockertw.api.gate import Gate
+from dockertw.api.router import Router
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
 from dockertw.daemon.containers.records.config import check_cgroup_parent
@@ -30,6 +40,8 @@ from dockertw.listeners import (
     parse_listener,
     wrap_tls,
 )
+from dockertw.metrics import metrics_resource, start_metrics
+from dockertw.policy import PolicyError
 from dockertw.runtime.reaper import become_subreaper
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
@@ -71,6 +83,8 @@ class Options(usage.Options):
                                                    "in HOST:PORT/ sub-directories."],
         ["hub-registry", None, "", "URL used in place of Docker Hub's registry "
                                    "(https://registry-1.docker.io), after any mirror."],
+        ["metrics-listen", None, None, "Serve Prometheus metrics on this listener (a "
+                                       "strports description or a Docker address)."],
     ]
 
     def __init__(self) -> None:
@@ -78,6 +92,7 @@ class Options(usage.Options):
         self["addresses"] = []
         self["registry-mirrors"] = []
         self["insecure-registries"] = []
+        self["policies"] = []
 
     def opt_registry_mirror(self, url: str) -> None:
         """A mirror of Docker Hub to pull from first (repeatable), e.g. http://10.0.0.2:5000"""
@@ -99,6 +114,11 @@ class Options(usage.Options):
 
     opt_H = opt_host
 
+    def opt_policy(self, entry: str) -> None:
+        """A listener's access policy, LISTENER=POLICY (repeatable): POLICY is full,
+        readonly, none or a policy file; LISTENER as given to --listen or -H"""
+        self["policies"].append(entry)
+
     def postOptions(self) -> None:
         if self["tlsverify"]:
             self["tls"] = True
@@ -114,6 +134,9 @@ class Options(usage.Options):
         try:
             self["listeners"] = [spec for address in addresses
                                  for spec in parse_listener(address, self["tls"])]
+            self["policy-sources"] = policy_sources(self["policies"], addresses)
+            metrics = self["metrics-listen"]
+            self["metrics-listeners"] = parse_listener(metrics, self["tls"]) if metrics else []
         except ValueError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -204,8 +227,9 @@ class _ReloadOnHangup(Service):
         self._reactor.callFromThread(self._engine.reload)
 
 
-def _listener_service(spec: ListenerSpec, resource: Any, tls: Any) -> ListenerService:
-    site = ApiSite(resource, spec.name)
+def _listener_service(spec: ListenerSpec, resource: Any, tls: Any,
+                      **site_options: Any) -> ListenerService:
+    site = ApiSite(resource, spec.name, **site_options)
     use_tls = tls is not None and spec.is_tcp
     service = ListenerService(spec, wrap_tls(site, tls) if use_tls else site, use_tls)
     site.on_stop = service.factory_stopped
@@ -228,12 +252,33 @@ def makeService(options: Options) -> IService:
     ), reactor)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))
-    resource = build_resource(all_routers(engine, reactor), api)
+    routers = all_routers(engine, reactor)
+    resource = build_resource(routers, api)
     tls = tls_options(options) if options["tls"] else None
     daemon = MultiService()
     _ReloadOnHangup(engine, reactor).setServiceParent(daemon)
     listeners = ListenerGroup(_FatalExit(reactor))
+    gates = _gates(options, engine, routers)
     for spec in options["listeners"]:
-        _listener_service(spec, resource, tls).setServiceParent(listeners)
+        _listener_service(spec, resource, tls, gate=gates(spec),
+                          metered=bool(options["metrics-listeners"])).setServiceParent(listeners)
+    if options["metrics-listeners"]:
+        metrics = metrics_resource(start_metrics(engine.events, engine.containers))
+        for spec in options["metrics-listeners"]:
+            _listener_service(spec, metrics, tls).setServiceParent(listeners)
     listeners.setServiceParent(daemon)
     return daemon
+
+
+def _gates(options: Options, engine: Engine, routers: list[Router]
+           ) -> Callable[[ListenerSpec], Gate | None]:
+    """Each listener's gate (its policy, read again on reload; its route names)."""
+    sources = options["policy-sources"]
+    try:
+        book = PolicyBook(sources, routers)
+    except PolicyError as error:
+        raise SystemExit(f"dockertw: {error}") from None
+    engine.events.subscribe(RELOAD_EVENTS, lambda event: book.reload())
+    targets = EngineTargets(engine.containers, engine.containers.execs, engine.images)
+    metered = bool(options["metrics-listeners"])
+    return lambda spec: make_gate(spec, sources, book, targets, metered)

@@ -20,8 +20,10 @@ _LAYERS = [
     ("dockertw", 0),  # the package's own facts (__version__)
     ("dockertw.errdefs", 0),
     ("dockertw.versions", 0),
+    ("dockertw.meters", 0),  # what is measured, through one interface (no Prometheus)
     ("dockertw.filters", 1),
     ("dockertw.streams", 1),
+    ("dockertw.policy", 1),  # access policies: pure decisions, no I/O
     ("dockertw.runtime", 2),
     ("dockertw.daemon", 3),  # the engine's shared basics: storage, workers, events, ...
     ("dockertw.daemon.images", 4),
@@ -38,6 +40,8 @@ _LAYERS = [
     ("dockertw.api", 10),
     ("dockertw.api.routers", 11),
     ("dockertw.listeners", 10),
+    ("dockertw.metrics", 10),  # Prometheus: the meters' sink, event counts, exposition
+    ("dockertw.access", 11),  # policies per listener, read from files; their gates
     ("dockertw.tap", 12),
     ("dockertw.client", 2),  # beside the engine: only streams and the basics below it
 ]

@@ -34,7 +34,7 @@ from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
 
 __all__ = ["Route", "Router", "ApiConfig", "ApiCall", "ApiResource", "build_app",
-           "build_resource"]
+           "build_resource", "route_name"]
 
 _log = Logger()
 
@@ -56,7 +56,8 @@ class Route:
     the daemon runs with ``--experimental``.  A ``streams_body`` handler is called
     once the headers are in and reads ``request.content`` (a
     :class:`~dockertw.daemon.bodypipe.BodyPipe`, from a worker thread) while the body
-    still arrives; it must read it sequentially.
+    still arrives; it must read it sequentially.  ``name`` is how policies and
+    metrics call the route (see :func:`route_name`; empty: derived).
     """
 
     method: str
@@ -65,6 +66,21 @@ class Route:
     min_version: str | None = None
     experimental: bool = False
     streams_body: bool = False
+    name: str = ""
+
+
+def route_name(route: Route) -> str:
+    """The route's name: ``route.name``, or ``<router module>.<handler>`` with a
+    ``_<module>`` suffix dropped (``ContainerRouter.list_containers`` in
+    ``routers/containers.py`` is ``containers.list``, ``ExecRouter.start`` is
+    ``exec.start``)."""
+    if route.name:
+        return route.name
+    handler = route.handler
+    owner = getattr(handler, "__self__", None)
+    module = (type(owner) if owner is not None else handler).__module__.rsplit(".", 1)[-1]
+    action = getattr(handler, "__name__", "handler").removesuffix(f"_{module}")
+    return f"{module}.{action}"
 
 
 class Router(Protocol):
@@ -288,7 +304,7 @@ class _Dispatcher:
         if route.experimental and not self._config.experimental:
             return self._write_error(request, _ExperimentalDisabled(), self._json_errors(call))
         try:
-            result = route.handler(call)
+            result = _handle(route, call)
         except Exception:
             return self._render_failure(Failure(), call)
         if not isinstance(result, Deferred):
@@ -372,6 +388,12 @@ class _TooOld(errdefs.InvalidParameter):
         path = _VARIABLE.sub(r"{\1:.*}", route.path)
         super().__init__(f"{route.method} {path} requires minimum API version "
                          f"{route.min_version}")
+
+
+def _handle(route: Route, call: ApiCall) -> Any:
+    """The route's handler, through its listener's gate (policy, metrics) if any."""
+    gate = getattr(call.request, "gate", None)
+    return route.handler(call) if gate is None else gate(route, call)
 
 
 class _ExperimentalDisabled(errdefs.NotImplemented):

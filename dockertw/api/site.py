@@ -1,5 +1,6 @@
 """The Twisted ``Site`` each listener serves: one log line per request, request
-bodies streamed to the routes that ask for it."""
+bodies streamed to the routes that ask for it, the listener's gate (policy, route
+names for metrics) and its connection and request metrics."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
+from dockertw import meters
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 
 __all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
@@ -38,6 +41,12 @@ class ApiRequest(server.Request):
         self._finish_waiting = False
         self._read_size: int | None = None
         self.request_line = b""  # set by ApiChannel as the line arrives
+        self.route_name = ""  # set by the gate, for metrics
+
+    @property
+    def gate(self) -> Any:
+        """The gate of the listener this request came in on (``None``: none)."""
+        return getattr(getattr(self.channel, "site", None), "gate", None)
 
     def gotLength(self, length: int | None) -> None:
         head = self._streamed_head(length)
@@ -97,6 +106,8 @@ class ApiRequest(server.Request):
         if self._streaming and self.content is not None:
             self.content.fail(BodyLost("the connection closed before the request body "
                                        "was complete"))
+        if self.hijacked and self.channel is not None:  # the stream's end: the channel
+            _count_stream(self.channel, -1)               # has not seen it
         super().connectionLost(reason)
 
     def mark_hijacked(self, code: int) -> None:
@@ -106,6 +117,7 @@ class ApiRequest(server.Request):
         self.startedWriting = True
         if self.channel is not None and self.channel.factory is not None:
             self.channel.factory.log(self)
+            _count_stream(self.channel, 1)
 
     def write(self, data: bytes) -> None:
         if not self.hijacked:
@@ -129,14 +141,42 @@ def _split_request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
+def _metered_listener(channel: Any) -> str | None:
+    """The listener of ``channel`` when its site counts connections."""
+    site: Any = getattr(channel, "site", None)
+    return site.listener if getattr(site, "metered", False) else None
+
+
+def _count_stream(channel: Any, delta: int) -> None:
+    """A hijacked stream begins (1) or ends (-1); the connection ends with it."""
+    listener = _metered_listener(channel)
+    if listener is not None:
+        labels = (listener,)
+        meters.adjust(meters.HIJACKED_STREAMS, delta, labels)
+        if delta < 0:
+            meters.adjust(meters.OPEN_CONNECTIONS, delta, labels)
+
+
 class ApiChannel(http.HTTPChannel):
     """An HTTP/1.1 channel that hands each request its request line at once.
 
     Twisted keeps the line to itself until the body is in; a request whose route
     streams its body needs it when the headers are.  Only public names are used: the
     line that makes the channel append a request to ``requests`` is that request's
-    first line.
+    first line.  ``identity`` is the peer's, once the gate has worked it out.
     """
+
+    identity: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if (listener := _metered_listener(self)) is not None:
+            meters.adjust(meters.OPEN_CONNECTIONS, 1, (listener,))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        if (listener := _metered_listener(self)) is not None:
+            meters.adjust(meters.OPEN_CONNECTIONS, -1, (listener,))
 
     def lineReceived(self, line: bytes) -> None:
         count = len(self.requests)
@@ -146,7 +186,11 @@ class ApiChannel(http.HTTPChannel):
 
 
 class ApiSite(server.Site):
-    """A site named after its listener; logs listener, method, path, status, duration."""
+    """A site named after its listener; logs listener, method, path, status, duration.
+
+    ``gate`` (if any) sees every routed request first (:mod:`dockertw.api.gate`);
+    ``metered`` sites count connections, hijacked streams and requests.
+    """
 
     protocol = ApiChannel  # type: ignore[assignment]
     requestFactory = ApiRequest
@@ -154,10 +198,13 @@ class ApiSite(server.Site):
     _log = Logger()
 
     def __init__(self, resource: IResource, listener: str,
-                 on_stop: Callable[[], None] | None = None) -> None:
+                 on_stop: Callable[[], None] | None = None, gate: Any = None,
+                 metered: bool = False) -> None:
         super().__init__(resource)
         self.listener = listener
         self.on_stop = on_stop
+        self.gate = gate
+        self.metered = metered
 
     def streams_body(self, method: bytes, path: bytes) -> bool:
         """Whether the route of ``method`` ``path`` reads its body while it arrives."""
@@ -177,3 +224,10 @@ class ApiSite(server.Site):
         path = request.uri.decode("utf-8", "replace")
         self._log.info("{line}", line=f"{self.listener} {method} {path} {request.code} "
                                        f"{elapsed_ms:.1f}ms")
+        if self.metered:
+            self._measure(request, method, elapsed_ms / 1000.0)
+
+    def _measure(self, request: ApiRequest, method: str, seconds: float) -> None:
+        route = request.route_name or "none"
+        meters.count(meters.HTTP_REQUESTS, (self.listener, route, method, str(request.code)))
+        meters.observe(meters.HTTP_SECONDS, seconds, (self.listener, route))

@@ -24,6 +24,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from dockertw import errdefs
+from dockertw.runtime.timed import timed_commands
 
 __all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
 
@@ -79,6 +80,8 @@ def _last_error(log: Path, fallback: bytes) -> str:
     return message or fallback.decode("utf-8", "replace").strip() or "runc failed"
 
 
+@timed_commands("create", "exec", "start", "kill", "delete", "update", "pause", "resume",
+                "state")
 class Runc:
     """One runc binary and one state directory (``runc --root``)."""
 

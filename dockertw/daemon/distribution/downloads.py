@@ -21,6 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
+from dockertw import meters
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 from dockertw.daemon.distribution.client import RegistryError, Session
 from dockertw.daemon.distribution.progress import LayerProgress, ProgressOutput
@@ -64,6 +65,7 @@ class _ToPipe(Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - Twisted's interface
         self.pipe.write(data)
         self._progress.advance(len(data))
+        meters.count(meters.PULL_BYTES, amount=len(data))
 
     def connectionLost(self, reason: Failure = _DONE) -> None:  # noqa: N802
         if reason.check(ResponseDone):
