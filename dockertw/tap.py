@@ -16,11 +16,13 @@ from twisted.python import usage
 
 from dockertw import versions as api_versions
 from dockertw.api import ApiConfig, build_resource
+from dockertw.api.limits import ConnectionLimits
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
 from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
+from dockertw.daemon.logconfig import parse_size
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
@@ -30,6 +32,7 @@ from dockertw.listeners import (
     parse_listener,
     wrap_tls,
 )
+from dockertw.runtime.openfiles import raise_open_files_limit
 from dockertw.runtime.reaper import become_subreaper
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
@@ -71,6 +74,14 @@ class Options(usage.Options):
                                                    "in HOST:PORT/ sub-directories."],
         ["hub-registry", None, "", "URL used in place of Docker Hub's registry "
                                    "(https://registry-1.docker.io), after any mirror."],
+        ["header-timeout", None, 300.0, "Seconds a client has to send a request's headers, "
+                                        "from its first byte (0: no limit).", float],
+        ["body-timeout", None, 300.0, "Seconds a client has to send a request body the "
+                                      "daemon buffers (JSON) (0: no limit).", float],
+        ["idle-timeout", None, 0.0, "Seconds a keep-alive connection may wait between "
+                                    "requests (0: no limit).", float],
+        ["max-json-body", None, "4MiB", "Largest request body the daemon buffers (JSON); "
+                                        "larger ones are refused with 413."],
     ]
 
     def __init__(self) -> None:
@@ -110,6 +121,7 @@ class Options(usage.Options):
         if self["tls"]:
             self._check_tls_files()
         self._check_registry_options()
+        self._check_connection_limits()
         addresses = self["addresses"] or [f"unix://{DEFAULT_SOCKET}"]
         try:
             self["listeners"] = [spec for address in addresses
@@ -127,6 +139,22 @@ class Options(usage.Options):
                 Path(self["certs-dir"]), self["hub-registry"])
         except InvalidParameter as error:
             raise usage.UsageError(str(error)) from None
+
+    def _check_connection_limits(self) -> None:
+        for option in ("header-timeout", "body-timeout", "idle-timeout"):
+            if self[option] < 0:
+                raise usage.UsageError(f"--{option} must be 0 (no limit) or more seconds")
+        try:
+            max_body = parse_size(self["max-json-body"], binary=True)
+        except ValueError:
+            raise usage.UsageError(f"--max-json-body: invalid size {self['max-json-body']!r}"
+                                   ) from None
+        if max_body < 1:
+            raise usage.UsageError("--max-json-body must be at least 1 byte")
+        self["limits"] = ConnectionLimits(header_timeout=self["header-timeout"] or None,
+                                          body_timeout=self["body-timeout"] or None,
+                                          idle_timeout=self["idle-timeout"] or None,
+                                          max_body=max_body)
 
     def _check_api_version(self) -> None:
         wanted = self["min-api-version"]
@@ -204,12 +232,22 @@ class _ReloadOnHangup(Service):
         self._reactor.callFromThread(self._engine.reload)
 
 
-def _listener_service(spec: ListenerSpec, resource: Any, tls: Any) -> ListenerService:
+def _listener_service(spec: ListenerSpec, resource: Any, tls: Any,
+                      limits: ConnectionLimits) -> ListenerService:
     site = ApiSite(resource, spec.name)
+    site.limits = limits
     use_tls = tls is not None and spec.is_tcp
     service = ListenerService(spec, wrap_tls(site, tls) if use_tls else site, use_tls)
     site.on_stop = service.factory_stopped
     return service
+
+
+def _raise_open_files_limit() -> None:
+    """One descriptor per connection: allow as many as the hard limit does."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        _log.info("Open files limit raised from {before} to {after}", before=before,
+                  after=after)
 
 
 def makeService(options: Options) -> IService:
@@ -217,6 +255,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
+    _raise_open_files_limit()
     engine = Engine.open(EngineConfig(
         root=Path(options["root"]), runtime=options["runtime"],
         cgroup_parent=options["cgroup-parent"],
@@ -234,6 +273,6 @@ def makeService(options: Options) -> IService:
     _ReloadOnHangup(engine, reactor).setServiceParent(daemon)
     listeners = ListenerGroup(_FatalExit(reactor))
     for spec in options["listeners"]:
-        _listener_service(spec, resource, tls).setServiceParent(listeners)
+        _listener_service(spec, resource, tls, options["limits"]).setServiceParent(listeners)
     listeners.setServiceParent(daemon)
     return daemon
