@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
-from dockertw.tlshalfclose import HalfClosingTLSFactory
+from dockertw.tlslisten import RefusalLoggingTLSFactory
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -222,6 +222,7 @@ class ListenerGroup(MultiService):
 def wrap_tls(factory: IProtocolFactory,
              options: IOpenSSLServerConnectionCreator) -> IProtocolFactory:
     """Serve ``factory`` over TLS with the given ``IOpenSSLServerConnectionCreator``
-    (connections half-close, for hijacked streams: see :mod:`dockertw.tlshalfclose`)."""
-    return HalfClosingTLSFactory(options, False, factory)
+    (connections half-close, for hijacked streams: see :mod:`dockertw.tlshalfclose`;
+    refused handshakes are logged: see :mod:`dockertw.tlslisten`)."""
+    return RefusalLoggingTLSFactory(options, factory)
 

@@ -34,6 +34,7 @@ from dockertw.listeners import (
 )
 from dockertw.runtime.openfiles import raise_open_files_limit
 from dockertw.runtime.reaper import become_subreaper
+from dockertw.tlslisten import server_options
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
 
@@ -180,11 +181,8 @@ class Options(usage.Options):
 def tls_options(options: Options) -> ssl.CertificateOptions:
     """Server TLS settings; with --tlsverify, clients must present a certificate of the CA."""
     key_and_cert = Path(options["tlskey"]).read_bytes() + Path(options["tlscert"]).read_bytes()
-    server = ssl.PrivateCertificate.loadPEM(key_and_cert)
-    if not options["tlsverify"]:
-        return server.options()
-    authority = ssl.Certificate.loadPEM(Path(options["tlscacert"]).read_bytes())
-    return server.options(authority)
+    authority = Path(options["tlscacert"]).read_bytes() if options["tlsverify"] else None
+    return server_options(key_and_cert, authority)
 
 
 class _FatalExit:
