@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import Authority
 from tests.cli import cli, import_image, ok
 from tests.support import Daemon, RawHttp, docker, free_port
 
@@ -231,6 +232,23 @@ def test_json_bodies_over_the_limit_are_refused_by_the_cli_with_413(
     labels.write_text("".join(f"label{n}={'x' * 100}\n" for n in range(500)))  # ~55 kB
     ok(daemon, "create", "--label-file", str(labels), "bb:1", "true")
     daemon.stop_and_check_clean()
+
+
+def test_the_413_reaches_the_cli_over_tls_too(start_daemon: StartDaemon, workdir: Path):
+    authority = Authority(workdir)
+    server = authority.issue("server", "localhost", server=True, hosts=("127.0.0.1",))
+    client = authority.issue("client", "client", server=False)
+    port = free_port()
+    start_daemon("-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--max-json-body", "64KiB",
+                 "--tlscacert", str(authority.files.cert), "--tlscert", str(server.cert),
+                 "--tlskey", str(server.key))
+    tls = ["--tlsverify", "--tlscacert", str(authority.files.cert), "--tlscert",
+           str(client.cert), "--tlskey", str(client.key), "-H", f"tcp://127.0.0.1:{port}"]
+    labels = workdir / "labels"
+    labels.write_text("".join(f"label{n}={'x' * 100}\n" for n in range(1000)))
+    done = docker(*tls, "create", "--label-file", str(labels), "no-such-image", "true")
+    assert "request body too large: the limit is 65536 bytes" in done.stderr, done.stderr
+    assert docker(*tls, "version").returncode == 0
 
 
 def test_the_default_limit_is_4_mib_of_json(daemon: Daemon, busybox_tar: Path,

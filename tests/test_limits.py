@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from dockertw.api.limits import ConnectionLimits
 from dockertw.api.site import ApiSite
+from dockertw.tap import Options
 
 _HEAD = b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 _PING = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -212,3 +214,26 @@ def test_requests_in_a_row_keep_one_timer_at_most() -> None:
         conn.send(_HEAD + b"Content-Length: 2\r\n\r\n{}")
         assert len(conn.clock.getDelayedCalls()) <= 1
     assert conn.answered().count(b"HTTP/1.1 200 ") == 200
+
+
+def test_the_daemon_options_default_to_dockerds_timeouts_and_4_mib() -> None:
+    options = Options()
+    options.parseOptions([])
+    assert options["limits"] == ConnectionLimits(header_timeout=300, body_timeout=300,
+                                                 idle_timeout=None, max_body=4 << 20)
+    options = Options()
+    options.parseOptions(["--header-timeout", "0", "--body-timeout", "2.5",
+                          "--idle-timeout", "60", "--max-json-body", "64KiB"])
+    assert options["limits"] == ConnectionLimits(header_timeout=None, body_timeout=2.5,
+                                                 idle_timeout=60, max_body=65536)
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["--header-timeout", "-1"], "--header-timeout must be 0"),
+    (["--idle-timeout", "-5"], "--idle-timeout must be 0"),
+    (["--max-json-body", "lots"], "--max-json-body: invalid size 'lots'"),
+    (["--max-json-body", "0"], "--max-json-body must be at least 1 byte"),
+])
+def test_bad_limits_are_refused_with_the_option_named(args: list[str], complaint: str) -> None:
+    with pytest.raises(Exception, match=complaint):
+        Options().parseOptions(args)
