@@ -234,20 +234,37 @@ def test_json_bodies_over_the_limit_are_refused_by_the_cli_with_413(
     daemon.stop_and_check_clean()
 
 
-def test_the_413_reaches_the_cli_over_tls_too(start_daemon: StartDaemon, workdir: Path):
+def _tls_daemon(start_daemon: StartDaemon, workdir: Path, *extra: str) -> tuple[int, list[str]]:
+    """A ``--tlsverify`` daemon's port, and the CLI's arguments to reach it."""
     authority = Authority(workdir)
     server = authority.issue("server", "localhost", server=True, hosts=("127.0.0.1",))
     client = authority.issue("client", "client", server=False)
     port = free_port()
-    start_daemon("-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--max-json-body", "64KiB",
+    start_daemon("-H", f"tcp://127.0.0.1:{port}", "--tlsverify", *extra,
                  "--tlscacert", str(authority.files.cert), "--tlscert", str(server.cert),
                  "--tlskey", str(server.key))
-    tls = ["--tlsverify", "--tlscacert", str(authority.files.cert), "--tlscert",
-           str(client.cert), "--tlskey", str(client.key), "-H", f"tcp://127.0.0.1:{port}"]
+    return port, ["--tlsverify", "--tlscacert", str(authority.files.cert), "--tlscert",
+                  str(client.cert), "--tlskey", str(client.key),
+                  "-H", f"tcp://127.0.0.1:{port}"]
+
+
+def test_the_413_reaches_the_cli_over_tls_too(start_daemon: StartDaemon, workdir: Path):
+    _, tls = _tls_daemon(start_daemon, workdir, "--max-json-body", "64KiB")
     labels = workdir / "labels"
     labels.write_text("".join(f"label{n}={'x' * 100}\n" for n in range(1000)))
     done = docker(*tls, "create", "--label-file", str(labels), "no-such-image", "true")
     assert "request body too large: the limit is 65536 bytes" in done.stderr, done.stderr
+    assert docker(*tls, "version").returncode == 0
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_at_the_header_timeout(
+        start_daemon: StartDaemon, workdir: Path):
+    port, tls = _tls_daemon(start_daemon, workdir, "--header-timeout", "1")
+    with _connections() as held:
+        held.append(_tcp(port))
+        held[-1].sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, no more
+        time.sleep(2)
+        assert _closed_by_peer(held[-1])
     assert docker(*tls, "version").returncode == 0
 
 
