@@ -23,6 +23,7 @@ import attrs
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from dockertw.versions import MAX_API_VERSION
 from tests.certs import Authority, Issued
 from tests.support import Daemon, docker, free_port
 
@@ -82,7 +83,7 @@ def listener(start_daemon: Callable[..., Daemon], workdir: Path) -> Listener:
 
 def test_a_certificate_of_the_ca_with_client_auth_is_let_in(listener: Listener):
     done = listener.docker("good", "version", "--format", "{{.Server.APIVersion}}")
-    assert (done.returncode, done.stdout.strip()) == (0, "1.41"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (0, MAX_API_VERSION), done.stderr
     assert listener.requests()
 
 
@@ -167,4 +168,4 @@ def test_the_cli_with_the_right_certificates_in_docker_cert_path(listener: Liste
     done = docker("version", "--format", "{{.Server.APIVersion}}", env_extra={
         "DOCKER_HOST": f"tcp://127.0.0.1:{listener.port}", "DOCKER_TLS_VERIFY": "1",
         "DOCKER_CERT_PATH": str(certs)})
-    assert (done.returncode, done.stdout.strip()) == (0, "1.41"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (0, MAX_API_VERSION), done.stderr
