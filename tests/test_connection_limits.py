@@ -90,6 +90,20 @@ def _closed_by_peer(sock: socket.socket) -> bool:
         sock.setblocking(True)
 
 
+def _closed_soon(sock: socket.socket, timeout: float = 8.0) -> bool:
+    """Whether the daemon closes ``sock`` within ``timeout`` seconds (far less than the
+    60 s of Twisted's own idle timeout; a busy machine may delay the daemon a little)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset
+
+
 def _ping_ms(port: int) -> float:
     """Milliseconds of one ``GET /_ping`` on a new connection."""
     started = time.perf_counter()
@@ -136,8 +150,7 @@ def test_trickled_headers_are_cut_at_the_timeout_while_others_are_served(
         done = docker("-H", f"tcp://127.0.0.1:{port}", "version", "--format",
                       "{{.Server.APIVersion}}")
         assert (done.returncode, done.stdout.strip()) == (0, MAX_API_VERSION), done.stderr
-        time.sleep(1.5)  # ... buys no more than 2 s
-        assert all(_closed_by_peer(sock) for sock in slow)
+        assert all(_closed_soon(sock) for sock in slow)  # ... buys no more than 2 s
         peer = slow[0].getsockname()[1]
     line = _wait_for_log(daemon, f"no request headers from 127.0.0.1:{peer} in 2s")
     assert f"tcp:{port}" in line
@@ -147,8 +160,9 @@ def test_a_connection_that_never_sends_is_cut_at_the_header_timeout(daemon_1s: D
     sock = socket.socket(socket.AF_UNIX)
     with contextlib.closing(sock):
         sock.connect(str(daemon_1s.socket))
-        time.sleep(2)
-        assert _closed_by_peer(sock)
+        time.sleep(0.5)
+        assert not _closed_by_peer(sock)
+        assert _closed_soon(sock)
     _wait_for_log(daemon_1s, "no request headers from a local client in 1s")
 
 
@@ -168,8 +182,7 @@ def test_a_trickled_json_body_is_cut_at_the_body_timeout(daemon_1s: Daemon):
             time.sleep(0.25)
             connection.sock.sendall(b" ")
         assert not _closed_by_peer(connection.sock)
-        time.sleep(1)  # ... buys no more than 1 s
-        assert _closed_by_peer(connection.sock)
+        assert _closed_soon(connection.sock)  # ... buys no more than 1 s
     finally:
         connection.close()
     _wait_for_log(daemon_1s, "no request body from a local client in 1s")
@@ -264,8 +277,9 @@ def test_a_tls_handshake_that_never_ends_is_cut_at_the_header_timeout(
     with _connections() as held:
         held.append(_tcp(port))
         held[-1].sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, no more
-        time.sleep(2)
-        assert _closed_by_peer(held[-1])
+        time.sleep(0.5)
+        assert not _closed_by_peer(held[-1])
+        assert _closed_soon(held[-1])
     assert docker(*tls, "version").returncode == 0
 
 
