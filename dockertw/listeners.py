@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import attrs
@@ -26,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
-from dockertw.tlshalfclose import HalfClosingTLSFactory
+from dockertw.tlslisten import RefusalLoggingTLSFactory
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -35,6 +36,7 @@ __all__ = [
     "ListenerGroup",
     "ListenerService",
     "wrap_tls",
+    "with_backlog",
 ]
 
 DEFAULT_SOCKET = "/run/dockertw.sock"
@@ -128,6 +130,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def with_backlog(description: str) -> str:
+    """A TCP or UNIX ``description`` with the kernel's ``somaxconn`` as its listen
+    backlog unless it names one, as Go's listeners have: with Twisted's default of
+    50, connections that come in a burst (thousands of clients) wait for SYN retries."""
+    kind = description.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6", "unix") or "backlog=" in description:
+        return description
+    try:
+        backlog = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        backlog = 4096
+    return f"{description}:backlog={min(backlog, 65535)}"
+
+
 class ListenerService(Service):
     """One listener: opens its endpoint and reports to its group when it fails."""
 
@@ -145,7 +161,8 @@ class ListenerService(Service):
         from twisted.internet import reactor
 
         opening = maybeDeferred(
-            lambda: serverFromString(reactor, self.spec.description).listen(self._factory)
+            lambda: serverFromString(reactor, with_backlog(self.spec.description))
+            .listen(self._factory)
         )
         opening.addCallbacks(self._listening, self._failed)
 
@@ -205,6 +222,7 @@ class ListenerGroup(MultiService):
 def wrap_tls(factory: IProtocolFactory,
              options: IOpenSSLServerConnectionCreator) -> IProtocolFactory:
     """Serve ``factory`` over TLS with the given ``IOpenSSLServerConnectionCreator``
-    (connections half-close, for hijacked streams: see :mod:`dockertw.tlshalfclose`)."""
-    return HalfClosingTLSFactory(options, False, factory)
+    (connections half-close, for hijacked streams: see :mod:`dockertw.tlshalfclose`;
+    refused handshakes are logged: see :mod:`dockertw.tlslisten`)."""
+    return RefusalLoggingTLSFactory(options, factory)
 

@@ -25,12 +25,14 @@ from dockertw.access import (
 )
 from dockertw.api import ApiConfig, build_resource
 from dockertw.api.gate import Gate
+from dockertw.api.limits import ConnectionLimits
 from dockertw.api.router import Router
 from dockertw.api.routers import all_routers
 from dockertw.api.site import ApiSite
 from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
+from dockertw.daemon.logconfig import parse_size
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
@@ -42,7 +44,9 @@ from dockertw.listeners import (
 )
 from dockertw.metrics import metrics_resource, start_metrics
 from dockertw.policy import PolicyError
+from dockertw.runtime.openfiles import raise_open_files_limit
 from dockertw.runtime.reaper import become_subreaper
+from dockertw.tlslisten import server_options
 
 __all__ = ["Options", "makeService", "MAX_API_VERSION", "LOWEST_API_VERSION"]
 
@@ -85,6 +89,14 @@ class Options(usage.Options):
                                    "(https://registry-1.docker.io), after any mirror."],
         ["metrics-listen", None, None, "Serve Prometheus metrics on this listener (a "
                                        "strports description or a Docker address)."],
+        ["header-timeout", None, 300.0, "Seconds a client has to send a request's headers, "
+                                        "from its first byte (0: no limit).", float],
+        ["body-timeout", None, 300.0, "Seconds a client has to send a request body the "
+                                      "daemon buffers (JSON) (0: no limit).", float],
+        ["idle-timeout", None, 0.0, "Seconds a keep-alive connection may wait between "
+                                    "requests (0: no limit).", float],
+        ["max-json-body", None, "4MiB", "Largest request body the daemon buffers (JSON); "
+                                        "larger ones are refused with 413."],
     ]
 
     def __init__(self) -> None:
@@ -130,6 +142,7 @@ class Options(usage.Options):
         if self["tls"]:
             self._check_tls_files()
         self._check_registry_options()
+        self._check_connection_limits()
         addresses = self["addresses"] or [f"unix://{DEFAULT_SOCKET}"]
         try:
             self["listeners"] = [spec for address in addresses
@@ -150,6 +163,22 @@ class Options(usage.Options):
                 Path(self["certs-dir"]), self["hub-registry"])
         except InvalidParameter as error:
             raise usage.UsageError(str(error)) from None
+
+    def _check_connection_limits(self) -> None:
+        for option in ("header-timeout", "body-timeout", "idle-timeout"):
+            if self[option] < 0:
+                raise usage.UsageError(f"--{option} must be 0 (no limit) or more seconds")
+        try:
+            max_body = parse_size(self["max-json-body"], binary=True)
+        except ValueError:
+            raise usage.UsageError(f"--max-json-body: invalid size {self['max-json-body']!r}"
+                                   ) from None
+        if max_body < 1:
+            raise usage.UsageError("--max-json-body must be at least 1 byte")
+        self["limits"] = ConnectionLimits(header_timeout=self["header-timeout"] or None,
+                                          body_timeout=self["body-timeout"] or None,
+                                          idle_timeout=self["idle-timeout"] or None,
+                                          max_body=max_body)
 
     def _check_api_version(self) -> None:
         wanted = self["min-api-version"]
@@ -175,11 +204,8 @@ class Options(usage.Options):
 def tls_options(options: Options) -> ssl.CertificateOptions:
     """Server TLS settings; with --tlsverify, clients must present a certificate of the CA."""
     key_and_cert = Path(options["tlskey"]).read_bytes() + Path(options["tlscert"]).read_bytes()
-    server = ssl.PrivateCertificate.loadPEM(key_and_cert)
-    if not options["tlsverify"]:
-        return server.options()
-    authority = ssl.Certificate.loadPEM(Path(options["tlscacert"]).read_bytes())
-    return server.options(authority)
+    authority = Path(options["tlscacert"]).read_bytes() if options["tlsverify"] else None
+    return server_options(key_and_cert, authority)
 
 
 class _FatalExit:
@@ -228,12 +254,21 @@ class _ReloadOnHangup(Service):
 
 
 def _listener_service(spec: ListenerSpec, resource: Any, tls: Any,
-                      **site_options: Any) -> ListenerService:
+                      limits: ConnectionLimits, **site_options: Any) -> ListenerService:
     site = ApiSite(resource, spec.name, **site_options)
+    site.limits = limits
     use_tls = tls is not None and spec.is_tcp
     service = ListenerService(spec, wrap_tls(site, tls) if use_tls else site, use_tls)
     site.on_stop = service.factory_stopped
     return service
+
+
+def _raise_open_files_limit() -> None:
+    """One descriptor per connection: allow as many as the hard limit does."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        _log.info("Open files limit raised from {before} to {after}", before=before,
+                  after=after)
 
 
 def makeService(options: Options) -> IService:
@@ -241,6 +276,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
+    _raise_open_files_limit()
     engine = Engine.open(EngineConfig(
         root=Path(options["root"]), runtime=options["runtime"],
         cgroup_parent=options["cgroup-parent"],
@@ -260,12 +296,12 @@ def makeService(options: Options) -> IService:
     listeners = ListenerGroup(_FatalExit(reactor))
     gates = _gates(options, engine, routers)
     for spec in options["listeners"]:
-        _listener_service(spec, resource, tls, gate=gates(spec),
+        _listener_service(spec, resource, tls, options["limits"], gate=gates(spec),
                           metered=bool(options["metrics-listeners"])).setServiceParent(listeners)
     if options["metrics-listeners"]:
         metrics = metrics_resource(start_metrics(engine.events, engine.containers))
         for spec in options["metrics-listeners"]:
-            _listener_service(spec, metrics, tls).setServiceParent(listeners)
+            _listener_service(spec, metrics, tls, options["limits"]).setServiceParent(listeners)
     listeners.setServiceParent(daemon)
     return daemon
 

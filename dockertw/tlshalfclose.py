@@ -91,14 +91,28 @@ class HalfClosingTLS(BufferingTLSTransport):
         else:
             super().loseConnection()
 
+    def handshake_failed(self, error: SSL.Error) -> None:
+        """The handshake failed with ``error``, and the connection closes.  Nothing is
+        done here; a subclass may say so (the daemon logs refused clients)."""
+
 
 class _HalfClosingConnection:
     """An OpenSSL connection that hides the peer's close_notify from Twisted when the
-    protocol takes it as a half-close (Twisted then only waits for more bytes)."""
+    protocol takes it as a half-close (Twisted then only waits for more bytes), and
+    tells the protocol when its handshake fails."""
 
     def __init__(self, connection: SSL.Connection, protocol: HalfClosingTLS) -> None:
         self._connection = connection
         self._protocol = protocol
+
+    def do_handshake(self) -> None:
+        try:
+            self._connection.do_handshake()
+        except SSL.WantReadError:
+            raise
+        except SSL.Error as error:
+            self._protocol.handshake_failed(error)
+            raise
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
         try:

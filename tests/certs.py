@@ -55,18 +55,25 @@ class Authority:
         self.files = _write(directory, stem, self.certificate, self.key)
 
     def issue(self, stem: str, common_name: str, *, server: bool,
-              hosts: tuple[str, ...] = ()) -> Issued:
+              hosts: tuple[str, ...] = (), expired: bool = False,
+              usages: tuple[x509.ObjectIdentifier, ...] | None = None) -> Issued:
+        """A certificate for a server or a client (its extended key usage: serverAuth or
+        clientAuth, unless ``usages`` says others); ``expired`` ended an hour ago."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        if usages is None:
+            usages = (ExtendedKeyUsageOID.SERVER_AUTH if server
+                      else ExtendedKeyUsageOID.CLIENT_AUTH,)
+        ends = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(days=1)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name)).issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .not_valid_before(now - datetime.timedelta(days=2) if expired
+                              else now - datetime.timedelta(minutes=5))
+            .not_valid_after(ends)
+            .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         )
         if hosts:
             builder = builder.add_extension(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from twisted.internet.defer import fail
@@ -10,7 +11,13 @@ from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
 from dockertw.api.site import ApiSite
-from dockertw.listeners import ListenerGroup, ListenerService, ListenerSpec, parse_listener
+from dockertw.listeners import (
+    ListenerGroup,
+    ListenerService,
+    ListenerSpec,
+    parse_listener,
+    with_backlog,
+)
 from dockertw.tap import Options
 
 
@@ -137,3 +144,16 @@ def test_group_reports_only_the_first_failure():
     group.listener_failed(service, Failure(OSError("one")))
     group.listener_failed(service, Failure(OSError("two")))
     assert fatal == ["listener 'a' failed: one"]
+
+
+@pytest.mark.parametrize("description", ["tcp:2375:interface=127.0.0.1",
+                                         "unix:/run/d.sock:mode=660",
+                                         r"tcp6:2375:interface=\:\:1"])
+def test_listeners_get_the_kernels_backlog_as_gos_do(description):
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert with_backlog(description) == f"{description}:backlog={min(somaxconn, 65535)}"
+
+
+@pytest.mark.parametrize("description", ["tcp:2375:backlog=10", "systemd:domain=UNIX:index=0"])
+def test_a_named_backlog_or_an_inherited_socket_is_left_alone(description):
+    assert with_backlog(description) == description

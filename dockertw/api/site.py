@@ -15,6 +15,7 @@ from twisted.web import http, server
 from twisted.web.resource import IResource
 
 from dockertw import meters
+from dockertw.api.limits import DEFAULT_LIMITS, ConnectionLimits, LimitedChannel
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 
 __all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
@@ -59,9 +60,18 @@ class ApiRequest(server.Request):
         # Dispatched on the next turn, so "100 Continue" goes out before any answer.
         channel.site.reactor.callLater(0, self._dispatch, *head)
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the route reads the body while it arrives (known once its length is)."""
+        return self._streaming
+
+    def streams_body(self) -> bool:
+        """Whether the route reads the body while it arrives (from the request line
+        :class:`ApiChannel` kept)."""
+        return self._streamed_head(None) is not None
+
     def _streamed_head(self, length: int | None) -> tuple[bytes, bytes, bytes] | None:
-        """Method, URI and version of a request whose route streams its body (from
-        the request line :class:`ApiChannel` kept)."""
+        """Method, URI and version of a request whose route streams its body."""
         head = _split_request_line(self.request_line)
         site = getattr(self.channel, "site", None)
         if (length == 0 or head is None or not isinstance(site, ApiSite)
@@ -157,8 +167,9 @@ def _count_stream(channel: Any, delta: int) -> None:
             meters.adjust(meters.OPEN_CONNECTIONS, delta, labels)
 
 
-class ApiChannel(http.HTTPChannel):
-    """An HTTP/1.1 channel that hands each request its request line at once.
+class ApiChannel(LimitedChannel):
+    """An HTTP/1.1 channel that hands each request its request line at once, and
+    keeps to its site's limits (:mod:`dockertw.api.limits`).
 
     Twisted keeps the line to itself until the body is in; a request whose route
     streams its body needs it when the headers are.  Only public names are used: the
@@ -194,6 +205,7 @@ class ApiSite(server.Site):
 
     protocol = ApiChannel  # type: ignore[assignment]
     requestFactory = ApiRequest
+    limits: ConnectionLimits = DEFAULT_LIMITS
     noisy = False
     _log = Logger()
 
