@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,7 +90,7 @@ class Runc:
                  binary: str = "runc") -> None:
         self._reactor = reactor
         self._state_root = state_root
-        self._binary = binary
+        self._binary = shutil.which(binary) or binary  # no PATH search per command
 
     async def _run(self, args: Sequence[str], log: Path,
                    child_fds: Mapping[int, int | str] | None = None,
@@ -119,16 +120,23 @@ class Runc:
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
         return int(pid_file.read_text().strip())
 
-    async def exec(self, container_id: str, process: Path, stdio: Stdio, *,
+    async def exec(self, container_id: str, process: bytes, stdio: Stdio, *,
                    pid_file: Path, log: Path, console_socket: Path | None = None) -> int:
-        """``runc exec --detach``: start ``process`` (a ``config.json`` process object)
-        in the running container; answers its pid.  runc exits at once, and the
-        process is re-parented to the daemon (a subreaper), like a container's init."""
-        args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(process)]
+        """``runc exec --detach``: start ``process`` (a ``config.json`` process object,
+        JSON) in the running container; answers its pid.  runc reads the object from a
+        memory file it inherits (nothing is written to disk for it).  runc exits at
+        once, and the process is re-parented to the daemon (a subreaper), like a
+        container's init."""
+        memory = _memory_file(process)
+        args = ["exec", "--detach", "--pid-file", str(pid_file),
+                "--process", f"/proc/self/fd/{_PROCESS_FD}"]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
-        await self._run([*args, container_id], log,
-                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+        try:
+            await self._run([*args, container_id], log, {
+                0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr, _PROCESS_FD: memory})
+        finally:
+            os.close(memory)
         return int(pid_file.read_text().strip())
 
     async def start(self, container_id: str, bundle: Path) -> None:
@@ -159,6 +167,23 @@ class Runc:
         output = await self._run(["state", container_id], bundle / "runc.log")
         result: dict[str, Any] = json.loads(output)
         return result
+
+
+_PROCESS_FD = 3  # where runc exec finds its process object
+
+
+def _memory_file(data: bytes) -> int:
+    """A memory file holding ``data``, read from the start (closed by the caller)."""
+    fd = os.memfd_create("runc-process", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def delete_leftovers(binary: str, state_root: Path) -> set[str]:
