@@ -111,17 +111,28 @@ class Subscription:
 
 
 class EventBus:
-    """Publish events; replay recent ones; deliver new ones to subscribers."""
+    """Publish events; replay recent ones; deliver new ones to subscribers.
+
+    Watchers (:meth:`watch`) are parts of the engine that see every event first, such
+    as caches that an event may make stale; they are not counted as listeners.
+    """
 
     def __init__(self, history: int = 256) -> None:
         self._recent: deque[Event] = deque(maxlen=history)
         self._subscriptions: set[Subscription] = set()
+        self._watchers: list[Callable[[Event], None]] = []
+
+    def watch(self, watcher: Callable[[Event], None]) -> None:
+        """Call ``watcher`` with every event published from now on, before subscribers."""
+        self._watchers.append(watcher)
 
     @property
     def listener_count(self) -> int:
         return len(self._subscriptions)
 
     def publish(self, event: Event) -> None:
+        for watcher in self._watchers:
+            watcher(event)
         self._recent.append(event)
         for subscription in list(self._subscriptions):
             subscription.offer(event)

@@ -36,6 +36,7 @@ from dockertw.daemon.containers.running.execs import ExecService
 from dockertw.daemon.containers.running.health import HealthMonitor
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
+from dockertw.daemon.containers.shown import ShownCache
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
@@ -118,6 +119,8 @@ class ContainerService:
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
+        self._shown = ShownCache()
+        events.watch(self._shown.watch)
         self.runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
@@ -341,13 +344,28 @@ class ContainerService:
     # -- reads -------------------------------------------------------------------------
 
     def inspect(self, name: str, size: bool = False) -> Deferred[dict[str, Any]]:
-        """``GET /containers/{name}/json``."""
-        return self._reader(lambda: self._inspect(name, size))
+        """``GET /containers/{name}/json``; without ``size`` from memory, the document
+        shared until the container changes (see :mod:`~.shown`): do not change it."""
+        if size:  # the sizes are measured on disk
+            return self._reader(lambda: self._inspect_sized(name))
+        return maybeDeferred(self._inspect_shared, name)
 
-    def _inspect(self, name: str, size: bool) -> dict[str, Any]:
+    def _inspect_shared(self, name: str) -> dict[str, Any]:
         container = self._store.get(name)
-        shown = container.inspect(self._sizes(container) if size else None)
-        shown["ExecIDs"] = self.execs.running_ids(container.id) or None
+        execs = tuple(self.execs.running_ids(container.id))
+        return self._shown.document(container, execs,
+                                    lambda: self._document(container, execs))
+
+    def _inspect_sized(self, name: str) -> dict[str, Any]:
+        container = self._store.get(name)
+        return self._document(container, tuple(self.execs.running_ids(container.id)),
+                              self._sizes(container))
+
+    @staticmethod
+    def _document(container: Container, execs: tuple[str, ...],
+                  sizes: Sizes | None = None) -> dict[str, Any]:
+        shown = container.inspect(sizes)
+        shown["ExecIDs"] = list(execs) or None
         return shown
 
     def _sizes(self, container: Container) -> Sizes:
@@ -362,7 +380,8 @@ class ContainerService:
             return 0
 
     def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]:
-        """``GET /containers/json``: summaries, newest first."""
+        """``GET /containers/json``: summaries, newest first; without ``size`` each
+        shared until its container changes (see :mod:`~.shown`): do not change them."""
         listing.check_list_filters(options.filters)
         if not options.size:  # records and references are in memory: no thread hop
             return maybeDeferred(self._list, options)
@@ -380,9 +399,15 @@ class ContainerService:
             chosen = chosen[:options.limit]
         now = time.time_ns()
         shown: dict[tuple[str, str], str] = {}
-        return [c.summary(self._shown_image(c, shown),
-                          self._sizes(c) if options.size else None, now)
-                for c in chosen]
+        if options.size:
+            return [c.summary(self._shown_image(c, shown), self._sizes(c), now)
+                    for c in chosen]
+        return [self._item(c, self._shown_image(c, shown), now) for c in chosen]
+
+    def _item(self, container: Container, image: str, now: int) -> dict[str, Any]:
+        """The list item of ``container``, made again when what it shows changed."""
+        return self._shown.item(container, (image, container.status_text(now)),
+                                lambda: container.summary(image, None, now))
 
     def _window(self, filters: Filters, key: str) -> Container | None:
         found = None
