@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,12 @@ from twisted.internet.task import Clock
 
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.usage.cgroups import read_pids, read_stats_files
-from dockertw.daemon.containers.usage.sampler import SharedSampler, Target, read_samples
+from dockertw.daemon.containers.usage.sampler import (
+    KeptFiles,
+    SharedSampler,
+    Target,
+    read_samples,
+)
 from dockertw.daemon.containers.usage.stats import (
     Sample,
     cgroup_files,
@@ -299,6 +305,42 @@ def test_a_pass_reads_proc_stat_once_and_each_cgroup(tmp_path: Path):
     expected = parse_sample("2", V2, PROC_STAT, NET_DEV, 0, GIB)
     assert samples["a"].cgroup == expected.cgroup and samples["a"].networks
     assert samples["b"].system_cpu == expected.system_cpu and samples["b"].networks is None
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_kept_files_are_read_again_from_the_start_and_closed_when_not_followed(
+        tmp_path: Path):
+    (tmp_path / "cpu.stat").write_text("usage_usec 1\n")
+    before, files = _open_fds(), KeptFiles()
+    paths = {"cpu.stat": str(tmp_path / "cpu.stat"), "io.stat": str(tmp_path / "io.stat")}
+    with files.pass_of({"a/7"}):
+        assert files.read("a/7", paths) == {"cpu.stat": "usage_usec 1\n"}
+    (tmp_path / "cpu.stat").write_text("usage_usec 22\n")  # the same file, new text
+    (tmp_path / "io.stat").write_text("8:0 rbytes=1\n")  # missing at first: not tried again
+    with files.pass_of({"a/7"}):
+        assert files.read("a/7", paths) == {"cpu.stat": "usage_usec 22\n"}
+    assert _open_fds() == before + 1
+    with files.pass_of({"a/8"}):  # restarted (another pid): opened afresh
+        assert len(files.read("a/8", paths)) == 2
+    assert _open_fds() == before + 2
+    files.close()
+    assert _open_fds() == before
+
+
+def test_the_sampler_says_when_no_one_waits_any_more():
+    engine = _Engine()
+    idle: list[bool] = []
+    engine.sampler = SharedSampler(engine.clock, INTERVAL, engine._read_all,
+                                   lambda: idle.append(True))
+    stream = engine.serve(stream=True)
+    engine.clock.advance(1)
+    assert idle == []
+    stream.addErrback(lambda failure: None)
+    stream.cancel()
+    assert idle == [True]
 
 
 def test_once_after_a_second_sample_at_once_with_one_shot_or_zeroed():

@@ -17,7 +17,12 @@ from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.running import Running
 from dockertw.daemon.containers.usage import cgroups, top
-from dockertw.daemon.containers.usage.sampler import SharedSampler, Target, read_samples
+from dockertw.daemon.containers.usage.sampler import (
+    KeptFiles,
+    SharedSampler,
+    Target,
+    read_samples,
+)
 from dockertw.daemon.containers.usage.stats import Sample
 from dockertw.daemon.containers.usage.statsstream import (
     INTERVAL,
@@ -43,7 +48,8 @@ class ContainerMonitor:
         self._cgroup_version = cgroup_version
         self._cgroup_parent = cgroup_parent
         self._machine_memory = machine_memory
-        self._sampler = SharedSampler(reactor, INTERVAL, self._read_samples)
+        self._sampler = SharedSampler(reactor, INTERVAL, self._read_samples, self._idle)
+        self._files = KeptFiles()
 
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
         """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
@@ -125,7 +131,12 @@ class ContainerMonitor:
                 if (run := self._parts.runs.run_of(c.id)) is not None}
         targets = [self._target(c, runs[c.id]) for c in containers if c.id in runs]
         read = self._parts.reader(lambda: read_samples(
-            self._cgroup_version, targets, self._machine_memory, _CLK_TCK))
+            self._cgroup_version, targets, self._machine_memory, _CLK_TCK,
+            files=self._files))
         return read.addCallback(lambda samples: {
             key: sample for key, sample in samples.items()
             if self._parts.runs.run_of(key) is runs[key]})
+
+    def _idle(self) -> None:
+        """No stream follows any container: close the files the passes kept open."""
+        self._parts.reader(self._files.close)

@@ -10,8 +10,11 @@ does) and hands each stream its container's sample.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,15 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from dockertw.daemon.containers.usage.cgroups import CGROUP_ROOT, cgroup_dir, read_files
-from dockertw.daemon.containers.usage.stats import Sample, cgroup_files, parse_sample
+from dockertw.daemon.containers.usage.cgroups import CGROUP_ROOT, cgroup_dir
+from dockertw.daemon.containers.usage.stats import (
+    Sample,
+    cgroup_files,
+    parse_sample,
+    system_cpu,
+)
 
-__all__ = ["SharedSampler", "Target", "read_samples"]
+__all__ = ["SharedSampler", "Target", "KeptFiles", "read_samples"]
 
 
 @attrs.frozen
@@ -36,20 +44,116 @@ class Target:
 
 
 def read_samples(version: str, targets: Sequence[Target], machine_memory: int,
-                 clk_tck: int, root: Path = CGROUP_ROOT,
-                 proc: Path = Path("/proc")) -> dict[str, Sample]:
-    """Every target's sample, ``/proc/stat`` read once (blocking)."""
-    proc_stat = read_files([("stat", proc / "stat")]).get("stat", "")
+                 clk_tck: int, root: Path = CGROUP_ROOT, proc: Path = Path("/proc"),
+                 files: KeptFiles | None = None) -> dict[str, Sample]:
+    """Every target's sample, ``/proc/stat`` read once (blocking).  With ``files``,
+    the descriptors of the targets' files are kept for the next pass and those of
+    containers no longer read are closed."""
+    if files is None:
+        files = KeptFiles()
+        try:
+            return read_samples(version, targets, machine_memory, clk_tck, root, proc, files)
+        finally:
+            files.close()
+    host_cpu = system_cpu(_read_once(f"{proc}/stat") or "", clk_tck)
     wanted = cgroup_files(version)
     samples = {}
-    for target in targets:
-        files = read_files((name, cgroup_dir(version, controller, target.cgroup_path, root)
-                            / name) for controller, name in wanted)
-        net = read_files([("net", proc / str(target.pid) / "net" / "dev")]).get("net") \
-            if target.pid else None
-        samples[target.key] = parse_sample(version, files, proc_stat, net, time.time_ns(),
-                                           machine_memory, clk_tck)
+    with files.pass_of({f"{target.key}/{target.pid}" for target in targets}):
+        for target in targets:
+            paths = {name: f"{cgroup_dir(version, controller, target.cgroup_path, root)}/"
+                           f"{name}" for controller, name in wanted}
+            if target.pid:
+                paths[_NET] = f"{proc}/{target.pid}/net/dev"
+            texts = files.read(f"{target.key}/{target.pid}", paths)
+            net = texts.pop(_NET, None)
+            samples[target.key] = parse_sample(version, texts, host_cpu, net,
+                                               time.time_ns(), machine_memory, clk_tck)
     return samples
+
+
+_NET = "/net/dev"  # the key of the network counters among a target's files
+_UNOPENED = -2
+
+
+class KeptFiles:
+    """Open descriptors of the files samples are read from, kept between passes.
+
+    cgroup and ``/proc`` files make their text anew at every read from the start, and
+    opening one costs more than reading it: ``docker stats`` of a hundred containers
+    reads over a thousand files a second.  A file that could not be opened is
+    remembered as missing (blkio files of another scheduler); a descriptor that fails
+    (the cgroup is gone) is closed.  Keys hold the container's run (its pid), so a
+    restarted container's files are opened afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, dict[str, int]] = {}  # key -> name -> fd, or -1 missing
+
+    @contextlib.contextmanager
+    def pass_of(self, keys: set[str]) -> Iterator[None]:
+        """A pass reading ``keys``: the files of other keys are closed."""
+        with self._lock:
+            for key in [key for key in self._kept if key not in keys]:
+                self._close(key)
+            yield
+
+    def close(self) -> None:
+        """Close every descriptor (no one follows any container)."""
+        with self.pass_of(set()):
+            pass
+
+    def read(self, key: str, paths: dict[str, str]) -> dict[str, str]:
+        """The texts of ``paths`` (by name) that could be read."""
+        kept = self._kept.setdefault(key, {})
+        texts = {}
+        for name, path in paths.items():
+            fd = kept.get(name, _UNOPENED)
+            if fd == _UNOPENED:
+                fd = kept[name] = _open(path)
+            if fd < 0:
+                continue
+            text = _read_from_start(fd)
+            if text is None:
+                os.close(fd)
+                kept[name] = -1
+                continue
+            texts[name] = text
+        return texts
+
+    def _close(self, key: str) -> None:
+        for fd in self._kept.pop(key).values():
+            if fd >= 0:
+                os.close(fd)
+
+
+def _open(path: str) -> int:
+    """A descriptor of ``path``, or -1 if it cannot be opened."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+def _read_from_start(fd: int) -> str | None:
+    """The whole text of ``fd`` read from offset 0 (``None`` on an error)."""
+    try:
+        chunks = [os.pread(fd, 65536, 0)]
+        while len(chunks[-1]) == 65536:
+            chunks.append(os.pread(fd, 65536, 65536 * len(chunks)))
+    except OSError:
+        return None
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _read_once(path: str) -> str | None:
+    fd = _open(path)
+    if fd < 0:
+        return None
+    try:
+        return _read_from_start(fd)
+    finally:
+        os.close(fd)
 
 
 ReadAll = Callable[[list[Any]], Deferred[dict[str, Any]]]
@@ -59,10 +163,12 @@ ReadAll = Callable[[list[Any]], Deferred[dict[str, Any]]]
 class SharedSampler:
     """Waiters for the next sample of a container, served by one pass per interval."""
 
-    def __init__(self, clock: Any, interval: float, read_all: ReadAll) -> None:
+    def __init__(self, clock: Any, interval: float, read_all: ReadAll,
+                 idle: Callable[[], None] = lambda: None) -> None:
         self._clock = clock
         self._interval = interval
         self._read_all = read_all
+        self._idle = idle  # called when the last waiter has gone
         self._waiting: dict[str, tuple[Any, list[Deferred[Any]]]] = {}
         self._timer: Any = None
 
@@ -93,6 +199,7 @@ class SharedSampler:
         if not self._waiting and self._timer is not None and self._timer.active():
             self._timer.cancel()
             self._timer = None
+            self._idle()
 
     def _pass(self) -> None:
         self._timer = None
@@ -101,8 +208,7 @@ class SharedSampler:
             read = self._read_all([container for container, _ in waiting.values()])
             read.addBoth(self._deliver, waiting)
 
-    @staticmethod
-    def _deliver(samples: dict[str, Any] | Failure,
+    def _deliver(self, samples: dict[str, Any] | Failure,
                  waiting: dict[str, tuple[Any, list[Deferred[Any]]]]) -> None:
         for key, (_, waiters) in waiting.items():
             for waiter in waiters:
@@ -112,3 +218,5 @@ class SharedSampler:
                     waiter.errback(samples)
                 else:
                     waiter.callback(samples.get(key))
+        if not self._waiting:  # every stream has ended meanwhile
+            self._idle()
