@@ -317,14 +317,14 @@ def test_kept_files_are_read_again_from_the_start_and_closed_when_not_followed(
     before, files = _open_fds(), KeptFiles()
     paths = {"cpu.stat": str(tmp_path / "cpu.stat"), "io.stat": str(tmp_path / "io.stat")}
     with files.pass_of({"a/7"}):
-        assert files.read("a/7", paths) == {"cpu.stat": "usage_usec 1\n"}
+        assert files.read("a/7", lambda: paths) == {"cpu.stat": "usage_usec 1\n"}
     (tmp_path / "cpu.stat").write_text("usage_usec 22\n")  # the same file, new text
     (tmp_path / "io.stat").write_text("8:0 rbytes=1\n")  # missing at first: not tried again
     with files.pass_of({"a/7"}):
-        assert files.read("a/7", paths) == {"cpu.stat": "usage_usec 22\n"}
+        assert files.read("a/7", lambda: paths) == {"cpu.stat": "usage_usec 22\n"}
     assert _open_fds() == before + 1
     with files.pass_of({"a/8"}):  # restarted (another pid): opened afresh
-        assert len(files.read("a/8", paths)) == 2
+        assert len(files.read("a/8", lambda: paths)) == 2
     assert _open_fds() == before + 2
     files.close()
     assert _open_fds() == before

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +61,25 @@ def read_samples(version: str, targets: Sequence[Target], machine_memory: int,
     samples = {}
     with files.pass_of({f"{target.key}/{target.pid}" for target in targets}):
         for target in targets:
-            paths = {name: f"{cgroup_dir(version, controller, target.cgroup_path, root)}/"
-                           f"{name}" for controller, name in wanted}
-            if target.pid:
-                paths[_NET] = f"{proc}/{target.pid}/net/dev"
-            texts = files.read(f"{target.key}/{target.pid}", paths)
+            texts = files.read(f"{target.key}/{target.pid}",
+                               partial(_paths, version, wanted, target, root, proc))
             net = texts.pop(_NET, None)
             samples[target.key] = parse_sample(version, texts, host_cpu, net,
                                                time.time_ns(), machine_memory, clk_tck)
     return samples
 
 
+def _paths(version: str, wanted: Sequence[tuple[str, str]], target: Target, root: Path,
+           proc: Path) -> dict[str, str]:
+    """The files of ``target`` by name (the network counters as :data:`_NET`)."""
+    paths = {name: f"{cgroup_dir(version, controller, target.cgroup_path, root)}/{name}"
+             for controller, name in wanted}
+    if target.pid:
+        paths[_NET] = f"{proc}/{target.pid}/net/dev"
+    return paths
+
+
 _NET = "/net/dev"  # the key of the network counters among a target's files
-_UNOPENED = -2
 
 
 class KeptFiles:
@@ -103,14 +110,14 @@ class KeptFiles:
         with self.pass_of(set()):
             pass
 
-    def read(self, key: str, paths: dict[str, str]) -> dict[str, str]:
-        """The texts of ``paths`` (by name) that could be read."""
-        kept = self._kept.setdefault(key, {})
+    def read(self, key: str, paths: Callable[[], dict[str, str]]) -> dict[str, str]:
+        """The texts of the files (by name) that could be read; ``paths`` names them
+        when ``key`` is new."""
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = {name: _open(path) for name, path in paths().items()}
         texts = {}
-        for name, path in paths.items():
-            fd = kept.get(name, _UNOPENED)
-            if fd == _UNOPENED:
-                fd = kept[name] = _open(path)
+        for name, fd in kept.items():
             if fd < 0:
                 continue
             text = _read_from_start(fd)
