@@ -295,6 +295,9 @@ class _Dispatcher:
     def __init__(self, config: ApiConfig) -> None:
         self._config = config
         self._experimental = b"true" if config.experimental else b"false"
+        self._common = ((b"server", config.server.encode()),  # encoded once
+                        (b"api-version", config.max_version.encode()),
+                        (b"ostype", config.os_type.encode()))
 
     def endpoint_for(self, table: dict[str, Route]) -> Callable[..., Any]:
         def endpoint(request: IRequest, version: str | None = None, **params: str) -> Any:
@@ -308,9 +311,8 @@ class _Dispatcher:
     def _dispatch(
         self, route: Route, request: IRequest, version: str | None, params: dict[str, str]
     ) -> Any:
-        request.setHeader(b"server", self._config.server.encode())
-        request.setHeader(b"api-version", self._config.max_version.encode())
-        request.setHeader(b"ostype", self._config.os_type.encode())
+        for name, value in self._common:
+            request.setHeader(name, value)
         try:
             api_version = self._check_version(version)
         except DockerError as error:  # plain text for a client older than 1.24, as moby
