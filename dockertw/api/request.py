@@ -1,13 +1,12 @@
 """The request object of the daemon's HTTP/1.1 channel, lean where every request pays.
 
-Twisted's ``HTTPChannel`` parses requests (keep-alive, pipelining, chunked bodies,
-``100 Continue``, header limits) and hands each to a request object.  twisted.web's
-``server.Request`` then costs more than the rest of an API call: a resource traversal,
-response headers kept through the sanitising ``Headers`` API, a header block built
-anew for each answer.  :class:`LeanRequest` keeps ``twisted.web.http.Request``'s
-contract with the channel and with handlers (``setHeader``, ``write``, ``finish``,
-``notifyFinish``, producers, ``HEAD`` and chunked answers, ``defaultContentType``) and
-does the per-request work cheaply:
+The channel (:mod:`dockertw.api.channel`) parses requests and hands each to a
+request object.  twisted.web's ``server.Request`` would then cost more than the rest
+of an API call: a resource traversal, response headers kept through the sanitising
+``Headers`` API, a header block built anew for each answer.  :class:`LeanRequest`
+keeps ``twisted.web.http.Request``'s contract with the channel and with handlers
+(``setHeader``, ``write``, ``finish``, ``notifyFinish``, producers, ``HEAD`` and
+chunked answers, ``defaultContentType``) and does the per-request work cheaply:
 
 * the site's resource is rendered directly (the daemon's resource is a leaf);
 * response headers are a small dictionary (:class:`ResponseHeaders`), written as one
