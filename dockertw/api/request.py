@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -155,15 +156,41 @@ class LeanRequest(http.Request):
         self.responseHeaders._values[key] = [
             value if isinstance(value, bytes) else value.encode("latin-1")]
 
+    @property
+    def prepath(self) -> list[bytes]:
+        """The path segments traversed (twisted.web's; set only when traversing)."""
+        return self.__dict__.setdefault("_prepath", [])
+
+    @prepath.setter
+    def prepath(self, segments: list[bytes]) -> None:
+        self.__dict__["_prepath"] = segments
+
+    @property
+    def postpath(self) -> list[bytes]:
+        """The path segments left to traverse, made from the path when first asked."""
+        found = self.__dict__.get("_postpath")
+        if found is None:
+            found = self.__dict__["_postpath"] = [unquote_to_bytes(segment)
+                                                  for segment in self.path[1:].split(b"/")]
+        return found
+
+    @postpath.setter
+    def postpath(self, segments: list[bytes]) -> None:
+        self.__dict__["_postpath"] = segments
+
     def process(self) -> None:
-        """Render the site's resource: bytes are the whole answer, ``NOT_DONE_YET``
-        means the resource finishes the request itself."""
+        """Render the site's resource (found by twisted.web's traversal unless it is a
+        leaf): bytes are the whole answer, ``NOT_DONE_YET`` means the resource finishes
+        the request itself."""
         self.site = site = self.channel.site  # type: ignore[attr-defined]
         headers = self.responseHeaders
         headers.set(b"server", site.server_header)
         headers.set(b"date", _DATE.now())
         try:
-            body = site.resource.render(self)
+            resource = site.resource
+            if not getattr(resource, "isLeaf", False):
+                resource = site.getResourceFor(self)
+            body = resource.render(self)
         except Exception:
             self.processingFailed(Failure())
             return
