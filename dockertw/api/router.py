@@ -242,7 +242,9 @@ class ApiResource(Resource):
                 return _werkzeug_answer(request, error)
             result = self._endpoints[name](request, **params)
         if isinstance(result, Deferred):
-            return _finish_later(request, result)
+            if not _fired(result):
+                return _finish_later(request, result)
+            result = result.result  # answered from memory: no need to wait
         if result is None:  # the handler wrote a complete stream itself
             request.finish()
             return NOT_DONE_YET
@@ -255,6 +257,13 @@ def _werkzeug_answer(request: IRequest, error: HTTPException) -> bytes:
     for header, value in answer.headers:
         request.setHeader(header.encode("latin-1"), value.encode("latin-1"))
     return b"".join(answer.iter_encoded())
+
+
+def _fired(result: Deferred[Any]) -> bool:
+    """Whether ``result`` holds its final value already (neither a failure, which the
+    error table turned into an answer anyway, nor a Deferred it waits on)."""
+    return bool(result.called and not result.paused
+                and isinstance(getattr(result, "result", None), bytes | type(None)))
 
 
 def _finish_later(request: IRequest, result: Deferred[Any]) -> Any:
