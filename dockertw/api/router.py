@@ -252,6 +252,8 @@ class ApiResource(Resource):
 
 
 def _werkzeug_answer(request: IRequest, error: HTTPException) -> bytes:
+    """werkzeug's own answer to ``error`` (a redirect to the path with slashes merged),
+    as Klein writes it."""
     answer = error.get_response({})
     request.setResponseCode(error.code or 500)
     for header, value in answer.headers:

@@ -188,7 +188,6 @@ class ApiChannel(LimitedChannel):
             meters.adjust(meters.OPEN_CONNECTIONS, -1, (listener,))
 
 
-
 class ApiSite(server.Site):
     """A site named after its listener; logs listener, method, path, status, duration.
 
