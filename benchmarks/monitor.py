@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import DockerEngine, run_benchmark  # noqa: E402
+from benchmarks.common import DockerEngine, on_dockerd, run_benchmark  # noqa: E402
 from benchmarks.lifecycle import IMAGE, Cli, force_delete_containers, launch  # noqa: E402
 from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon  # noqa: E402
@@ -345,19 +345,15 @@ def on_dockertw(workdir: Path, tar: Path, options: argparse.Namespace) -> Outcom
 
 
 def on_docker(workdir: Path, tar: Path, options: argparse.Namespace) -> Outcome | None:
-    engine = DockerEngine(workdir / "docker")
-    try:
+    def bench(engine: DockerEngine) -> Outcome:
         try:
-            engine.start()
-        except RuntimeError as error:
-            print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
-            return None
-        cli = Cli(str(engine.socket), workdir / "cli-docker")
-        meter = CpuMeter(lambda: docker_side(engine.workdir))
-        return measure("docker", cli, meter, tar, options)
-    finally:
-        _remove_all(str(engine.socket), workdir / "cli-clean-docker")
-        engine.stop()
+            cli = Cli(str(engine.socket), workdir / "cli-docker")
+            meter = CpuMeter(lambda: docker_side(engine.workdir))
+            return measure("docker", cli, meter, tar, options)
+        finally:
+            _remove_all(str(engine.socket), workdir / "cli-clean-docker")
+
+    return on_dockerd(DockerEngine(workdir / "docker"), bench)
 
 
 def _remove_all(socket_path: str | None, config: Path) -> None:
