@@ -188,6 +188,24 @@ def _line(buffer: bytearray) -> bytes | None:
     return line
 
 
+def _send_now(transport: Any, data: bytes) -> bytes:
+    """Send what a socket takes of ``data`` at once, when the transport holds nothing
+    to send before it (an answer then leaves without the reactor's round to find the
+    socket writable); what is left is for the transport to send.  TLS and other
+    transports without a socket of their own send it all themselves."""
+    sock = getattr(transport, "socket", None)
+    if (sock is None or not data or getattr(transport, "_tempDataBuffer", True)
+            or getattr(transport, "dataBuffer", True) or getattr(transport, "_sendmsgQueue", None)
+            or not transport.connected or transport.disconnecting
+            or getattr(transport, "_writeDisconnected", True)):
+        return data
+    try:
+        sent = sock.send(data)
+    except OSError:  # full, or broken: the transport finds out in its own time
+        return data
+    return data[sent:]
+
+
 @implementer(IPushProducer)
 class HttpChannel(Protocol):
     """One HTTP/1.1 connection; see the module's documentation."""
@@ -351,10 +369,12 @@ class HttpChannel(Protocol):
     # -- what requests call ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        rest = _send_now(self.transport, data)
+        if rest:
+            self.transport.write(rest)  # type: ignore[union-attr]
 
     def writeSequence(self, data: list[bytes]) -> None:  # noqa: N802
-        self.transport.writeSequence(data)  # type: ignore[union-attr]
+        self.write(b"".join(data))
 
     def requestDone(self, request: Any) -> None:  # noqa: N802
         """``request`` has answered: close, or read the next request."""

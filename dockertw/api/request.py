@@ -23,8 +23,9 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET
+
+from dockertw.api.channel import RequestHeaders
 
 __all__ = ["LeanRequest", "ResponseHeaders"]
 
@@ -82,8 +83,8 @@ class ResponseHeaders:
         return ((_canonical(name), values) for name, values in self._values.items())
 
     def set(self, name: bytes, value: bytes) -> None:
-        """One value for a lower-case ``name`` (the fast path of ``setHeader``)."""
-        self._values[name] = [_safe(value)]
+        """One value for a lower-case ``name`` (:meth:`block` sanitises it)."""
+        self._values[name] = [value]
 
     def block(self) -> bytes:
         """The header lines, each ended by CRLF; values with a line break or a NUL
@@ -127,7 +128,7 @@ class LeanRequest(http.Request):
         # transport (a system call) only when wanted.
         self.notifications = []
         self.channel = channel
-        self.requestHeaders = Headers()
+        self.requestHeaders: Any = RequestHeaders()  # the channel's, once parsed
         self.received_cookies = {}
         self.responseHeaders: Any = ResponseHeaders()
         self.cookies = []
