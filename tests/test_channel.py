@@ -185,3 +185,21 @@ def test_a_lost_connection_errbacks_the_request_being_answered():
     resource.later[0].notifyFinish().addErrback(failures.append)
     channel.connectionLost(Exception("gone"))  # type: ignore[arg-type]
     assert len(failures) == 1
+
+
+def test_a_wrapping_transport_sends_everything_itself():
+    """A TLS transport answers for its socket's attributes: writing to that socket
+    would send plain text past it."""
+    channel, transport, resource = _channel()
+    sent: list[bytes] = []
+
+    class _Socket:
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return len(data)
+
+    transport.socket = _Socket()  # type: ignore[attr-defined]
+    transport._tempDataBuffer = []  # type: ignore[attr-defined]
+    transport.dataBuffer = b""  # type: ignore[attr-defined]
+    channel.dataReceived(b"GET /x HTTP/1.1\r\n\r\n")
+    assert sent == [] and _answers(transport.value())[0][2] == b"got "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -192,7 +193,9 @@ def _send_now(transport: Any, data: bytes) -> bytes:
     """Send what a socket takes of ``data`` at once, when the transport holds nothing
     to send before it (an answer then leaves without the reactor's round to find the
     socket writable); what is left is for the transport to send.  TLS and other
-    transports without a socket of their own send it all themselves."""
+    wrappers (whose attributes may be their socket's) send it all themselves."""
+    if not isinstance(transport, FileDescriptor):  # TLS, or another wrapper
+        return data
     sock = getattr(transport, "socket", None)
     if (sock is None or not data or getattr(transport, "_tempDataBuffer", True)
             or getattr(transport, "dataBuffer", True) or getattr(transport, "_sendmsgQueue", None)
