@@ -39,6 +39,21 @@ def twistd_command() -> list[str]:
     return [found]
 
 
+_RESET_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+                  signal.SIGPIPE)
+
+
+def default_signals() -> None:
+    """For ``preexec_fn``: the child gets default signal dispositions and an empty mask.
+
+    A test runner started with SIGINT ignored (a background job, some CI runners) would
+    otherwise pass that on through exec to the daemons it starts.
+    """
+    for number in _RESET_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -204,7 +219,7 @@ class Daemon:
             self.process = subprocess.Popen(
                 twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env=env,
+                cwd=self.workdir, env=env, preexec_fn=default_signals,
             )
         if wait:
             self.wait_ready()
