@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import IO, Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -35,6 +34,7 @@ from dockertw.streams.jsonmessage import (
     format_progress,
     format_status,
 )
+from dockertw.loglevel import Logger
 
 __all__ = ["ImageRouter", "ImageBackend"]
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 
 __all__ = ["ContainerStore"]
 

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.containers.records.store import ContainerStore
@@ -38,6 +37,7 @@ from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
+from dockertw.loglevel import Logger
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
