@@ -9,6 +9,7 @@ into a description here.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import attrs
 from twisted.application.service import MultiService, Service
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import (
@@ -23,10 +25,10 @@ from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
+from dockertw.loglevel import Logger
 from dockertw.tlslisten import RefusalLoggingTLSFactory
 
 __all__ = [
@@ -147,8 +149,10 @@ def with_backlog(description: str) -> str:
 class ListenerService(Service):
     """One listener: opens its endpoint and reports to its group when it fails."""
 
-    def __init__(self, spec: ListenerSpec, factory: IProtocolFactory, tls: bool) -> None:
+    def __init__(self, spec: ListenerSpec, factory: IProtocolFactory, tls: bool,
+                 socket_gid: int | None = None) -> None:
         self.spec = spec
+        self._socket_gid = socket_gid
         self.name = spec.name
         self.tls = tls
         self._factory = factory
@@ -184,6 +188,8 @@ class ListenerService(Service):
         self._port = port
         address = port.getHost()
         _log.info("Listening on {name} ({address})", name=self.name, address=address)
+        if isinstance(address, UNIXAddress) and self.spec.description.startswith("unix:"):
+            self._give_to_group(address)
         host = getattr(address, "host", None)
         if isinstance(host, str) and not self.tls and not _is_loopback(host):
             _log.warn(
@@ -191,6 +197,16 @@ class ListenerService(Service):
                 "address gets root access on this machine. Use --tlsverify.",
                 name=self.name,
             )
+
+    def _give_to_group(self, address: UNIXAddress) -> None:
+        """The socket file goes to the daemon's group (``-G``), as dockerd's does."""
+        if self._socket_gid is None or address.name is None:
+            return
+        path = os.fsdecode(address.name)
+        try:
+            os.chown(path, -1, self._socket_gid)
+        except OSError as error:
+            self._report(Failure(error))
 
     def _failed(self, failure: Failure) -> None:
         if not self._stopping:

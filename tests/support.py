@@ -184,16 +184,22 @@ class Daemon:
     """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
 
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (),
-                 unix: bool = True) -> None:
+                 unix: bool = True, config: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.root = workdir / "root"
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
+        self.pidfile = workdir / "dockertw.pid"
+        self.config_file = workdir / "daemon.json"
+        self.config_file.write_text(json.dumps(config or {}))
         self.cgroup_parent = f"dockertw-test-{uuid.uuid4().hex[:12]}"
-        # Docker Hub is never reached from a test: a closed loopback port stands for it
-        # (a test that needs an upstream gives another --hub-registry, which wins).
-        args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent,
-                "--hub-registry", NO_HUB]
+        # Everything of its own: the host's /etc/dockertw/daemon.json, /run/dockertw
+        # and /run/dockertw.pid are never this daemon's.  Docker Hub is never reached
+        # from a test: a closed loopback port stands for it (a test that needs an
+        # upstream gives another --hub-registry, which wins).
+        args = ["--data-root", str(self.root), "--exec-root", str(workdir / "exec"),
+                "--pidfile", str(self.pidfile), "--config-file", str(self.config_file),
+                "--cgroup-parent", self.cgroup_parent, "--hub-registry", NO_HUB]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)

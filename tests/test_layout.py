@@ -42,6 +42,7 @@ _LAYERS = [
     ("dockertw.listeners", 10),
     ("dockertw.metrics", 10),  # Prometheus: the meters' sink, event counts, exposition
     ("dockertw.access", 11),  # policies per listener, read from files; their gates
+    ("dockertw.settings", 1),  # daemon.json: a table of keys and options, no engine
     ("dockertw.tap", 12),
     ("dockertw.client", 2),  # beside the engine: only streams and the basics below it
 ]

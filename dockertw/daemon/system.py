@@ -6,6 +6,7 @@ import os
 import platform
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,8 +114,10 @@ class SystemService:
                  events: EventBus, engine_id: str, images: ImageFigures | None = None,
                  containers: ContainerFigures | None = None,
                  volumes: VolumeFigures | None = None,
-                 build_cache: BuildCacheFigures | None = None) -> None:
+                 build_cache: BuildCacheFigures | None = None,
+                 live: Callable[[], dict[str, Any]] | None = None) -> None:
         self._config = config
+        self._live = live or dict
         self._volumes = volumes
         self._build_cache = build_cache
         self._containers: ContainerFigures = (containers if containers is not None
@@ -224,6 +227,7 @@ class SystemService:
         """``GET /info``: the host, the daemon's settings and live counters."""
         return {
             **self._static_info,
+            **self._live(),
             "Images": self._images.image_count(),
             **self._container_counts(),
             "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),

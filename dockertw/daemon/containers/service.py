@@ -11,13 +11,12 @@ kill, stop, restart, logs) belong to :mod:`~.running.lifecycle`; ``docker cp`` t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.logger import Logger
 
 from dockertw.daemon.containers import copying, snapshots
 from dockertw.daemon.containers.copying import ContainerCopies
@@ -45,11 +44,26 @@ from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 from dockertw.runtime.runc import Runc, delete_leftovers
+from dockertw.runtime.runtimes import OciRuntime, RuntimeTable
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
 _log = Logger()
+
+
+def _runtime_picker(store: ContainerStore,
+                    runtimes: RuntimeTable) -> Callable[[str], OciRuntime]:
+    """The runtime a container was created for (``HostConfig.Runtime``); the stock
+    one for a container the store does not know (a leftover)."""
+    def pick(container_id: str) -> OciRuntime:
+        try:
+            name = store.get(container_id).host_config.get("Runtime")
+        except NotFound:
+            return runtimes.stock
+        return runtimes.find(name)
+    return pick
 
 
 def _reconcile(store: ContainerStore, killed: set[str]) -> None:
@@ -102,7 +116,9 @@ class ContainerService:
 
     def __init__(self, store: ContainerStore, images: ImageStore, *,
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
-                 reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
+                 reader: Runner, runtimes: RuntimeTable | None = None,
+                 cgroup_version: str = "2", default_ulimits: Sequence[Mapping[str, Any]] = (),
+                 default_log: Mapping[str, Any] | None = None,
                  reactor: Any = None, runc: Runc | None = None,
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
                  machine_memory: int = 0,
@@ -114,7 +130,9 @@ class ContainerService:
         self._events = events
         self._writer = writer
         self._reader = reader
-        self._runtime = runtime
+        self.runtimes = runtimes or RuntimeTable()
+        self._default_ulimits = list(default_ulimits)
+        self._default_log = default_log
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
@@ -142,21 +160,28 @@ class ContainerService:
 
     @classmethod
     def open(cls, state_root: Path, images: ImageStore, events: EventBus,
-             reactor: WorkerReactor, *, runtime: str = "runc",
-             cgroup_version: str = "2", cgroup_parent: str = "dockertw",
-             machine_memory: int = 0,
+             reactor: WorkerReactor, *, runtimes: RuntimeTable | None = None,
+             exec_root: Path | None = None, cgroup_version: str = "2",
+             cgroup_parent: str = "dockertw", machine_memory: int = 0,
+             default_ulimits: Sequence[Mapping[str, Any]] = (),
+             default_log: Mapping[str, Any] | None = None,
              volumes: VolumeService | None = None) -> ContainerService:
-        """Load the records under ``state_root`` (blocking: call it at start-up)."""
+        """Load the records under ``state_root`` (blocking: call it at start-up); the
+        runtime keeps its state under ``exec_root`` (default: ``state_root``)."""
         store = ContainerStore.open(state_root)
-        _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
+        runtimes = runtimes or RuntimeTable()
+        runtime_state = (exec_root or state_root) / "runc"
+        pick = _runtime_picker(store, runtimes)
+        _reconcile(store, delete_leftovers(pick, runtime_state))
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
-                      runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
-                      runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
+                      runtimes=runtimes, cgroup_version=cgroup_version, reactor=reactor,
+                      runc=Runc(cast(Any, reactor), runtime_state, pick=pick),
+                      default_ulimits=default_ulimits, default_log=default_log,
                       cgroup_parent=cgroup_parent,
                       preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
                       machine_memory=machine_memory, volumes=volumes)
@@ -256,10 +281,13 @@ class ContainerService:
             configs.merge_image_config(config, image.config.get("config") or {})
         container_id = generate_id()
         config = configs.fill_config(config, container_id)
+        runtime = self.runtimes.resolve(request.host_config.get("Runtime"))
         host = configs.fill_host_config(request.host_config, request.networking,
-                                        runtime=self._runtime,
+                                        runtime=runtime.name,
                                         cgroup_version=self._cgroup_version,
-                                        hostname=str(request.config.get("Hostname") or ""))
+                                        hostname=str(request.config.get("Hostname") or ""),
+                                        default_ulimits=self._default_ulimits,
+                                        default_log=self._default_log)
         adapt_shared_modes(host, self._id_of)
         path, args = configs.entrypoint_and_args(config)
         points = self._mount_points(request.host_config, config)

@@ -297,9 +297,13 @@ def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
 
 
 def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
-                     runtime: str, cgroup_version: str, hostname: str = "") -> dict[str, Any]:
+                     runtime: str, cgroup_version: str, hostname: str = "",
+                     default_ulimits: Sequence[Mapping[str, Any]] = (),
+                     default_log: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate the HostConfig and fill Docker's defaults, in Docker's key order
-    (``hostname``: the one the create body asks for)."""
+    (``hostname``: the one the create body asks for); the daemon's ``default_ulimits``
+    join the container's own (which win, by name), its ``default_log`` (``{"Type",
+    "Config"}``) fills a LogConfig without a type."""
     _check_unsupported(host)
     check_modes(host, hostname)
     _check_networking(networking, host.get("NetworkMode") or "default")
@@ -314,16 +318,33 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
         names = _strings(host.get(key), key)
         if names is not None:
             normalize_capabilities(names, key)
-    log = _object(host.get("LogConfig"), "LogConfig")
-    filled["LogConfig"] = {"Type": log.get("Type") or "json-file",
-                           "Config": log.get("Config") or {}}
+    filled["LogConfig"] = _log_config(_object(host.get("LogConfig"), "LogConfig"),
+                                      default_log or {"Type": "json-file", "Config": {}})
     filled["CgroupnsMode"] = host.get("CgroupnsMode") or (
         "private" if cgroup_version == "2" else "host")
     filled["Runtime"] = host.get("Runtime") or runtime
+    if default_ulimits:
+        filled["Ulimits"] = _with_default_ulimits(host.get("Ulimits"), default_ulimits)
     if not isinstance(host.get("PidsLimit") or 0, int) or (host.get("PidsLimit") or 0) <= 0:
         filled["PidsLimit"] = None
     _fill_paths(filled)
     return _ordered_host_config(filled)
+
+
+def _log_config(own: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """As moby: no type takes the daemon's; the daemon's type adds its options."""
+    kind = own.get("Type") or default["Type"]
+    options = dict(own.get("Config") or {})
+    if kind == default["Type"]:
+        options = {**default["Config"], **options}
+    return {"Type": kind, "Config": options}
+
+
+def _with_default_ulimits(own: Any, defaults: Sequence[Mapping[str, Any]]
+                          ) -> list[dict[str, Any]]:
+    mine = [dict(limit) for limit in own or ()]
+    names = {limit.get("Name") for limit in mine}
+    return mine + [dict(limit) for limit in defaults if limit["Name"] not in names]
 
 
 def _fill_paths(filled: dict[str, Any]) -> None:
