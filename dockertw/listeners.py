@@ -19,7 +19,11 @@ import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.endpoints import (
+    _SystemdParser,
+    quoteStringArgument,
+    serverFromString,
+)
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLServerConnectionCreator,
@@ -108,6 +112,18 @@ def _strports(text: str) -> ListenerSpec:
     return ListenerSpec(text, text, is_tcp)
 
 
+def _passed_sockets() -> ListenFDs:
+    """The sockets systemd passed, as the ``systemd:`` endpoints index them.
+
+    Reading the environment again finds nothing: importing Twisted's endpoints module
+    reads LISTEN_FDS and LISTEN_PID into its parser and removes them (so a second
+    reader cannot take the same sockets); the index given to ``systemd:`` is into that
+    parser's list, so it is the one to ask.
+    """
+    parsed = getattr(_SystemdParser, "_sddaemon", None)
+    return parsed if isinstance(parsed, ListenFDs) else ListenFDs.fromEnvironment()
+
+
 def parse_listener(text: str, tls: bool = False,
                    fds: ListenFDs | None = None) -> list[ListenerSpec]:
     """The listeners ``text`` names: one, or several for ``fd://`` with many sockets."""
@@ -121,7 +137,7 @@ def parse_listener(text: str, tls: bool = False,
     if scheme == "tcp":
         return [_tcp(text, text, tls)]
     if scheme == "fd":
-        return _systemd(text, address, fds or ListenFDs.fromEnvironment())
+        return _systemd(text, address, fds or _passed_sockets())
     raise ValueError(f"invalid listener {text!r}: unsupported scheme {scheme!r}")
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -185,25 +185,30 @@ class Daemon:
 
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (),
                  unix: bool = True, config: dict[str, Any] | None = None) -> None:
+        config = dict(config or {})
         self.workdir = workdir
-        self.root = workdir / "root"
+        self.root = Path(config.get("data-root") or workdir / "root")
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
-        self.pidfile = workdir / "dockertw.pid"
+        self.pidfile = Path(config.get("pidfile") or workdir / "dockertw.pid")
         self.config_file = workdir / "daemon.json"
-        self.config_file.write_text(json.dumps(config or {}))
-        self.cgroup_parent = f"dockertw-test-{uuid.uuid4().hex[:12]}"
+        self.config_file.write_text(json.dumps(config))
+        self.cgroup_parent = config.get("cgroup-parent") or \
+            f"dockertw-test-{uuid.uuid4().hex[:12]}"
         # Everything of its own: the host's /etc/dockertw/daemon.json, /run/dockertw
-        # and /run/dockertw.pid are never this daemon's.  Docker Hub is never reached
-        # from a test: a closed loopback port stands for it (a test that needs an
-        # upstream gives another --hub-registry, which wins).
-        args = ["--data-root", str(self.root), "--exec-root", str(workdir / "exec"),
-                "--pidfile", str(self.pidfile), "--config-file", str(self.config_file),
-                "--cgroup-parent", self.cgroup_parent, "--hub-registry", NO_HUB]
+        # and /run/dockertw.pid are never this daemon's.  What the file sets is no flag.
+        # Docker Hub is never reached from a test: a closed loopback port stands for it
+        # (a test that needs an upstream gives another --hub-registry, which wins).
+        own = {"data-root": self.root, "exec-root": workdir / "exec",
+               "pidfile": self.pidfile, "cgroup-parent": self.cgroup_parent}
+        args = ["--config-file", str(self.config_file), "--hub-registry", NO_HUB]
+        for key, value in own.items():
+            args += [] if key in config else [f"--{key}", str(value)]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self.command_prefix: list[str] = []  # e.g. systemd-socket-activate and its options
 
     @property
     def api_version(self) -> str | None:
@@ -219,13 +224,15 @@ class Daemon:
         elif self.socket:
             _PINNED.pop(self.socket, None)
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True,
+              preexec_fn: Callable[[], None] = default_signals) -> Daemon:
         env = dict(os.environ, PYTHONPATH=str(REPO))
+        command = twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args],
+                self.command_prefix + command,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env=env, preexec_fn=default_signals,
+                cwd=self.workdir, env=env, preexec_fn=preexec_fn,
             )
         if wait:
             self.wait_ready()

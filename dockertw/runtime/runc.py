@@ -24,10 +24,13 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from dockertw import errdefs
+from dockertw.loglevel import Logger
 from dockertw.runtime.timed import timed_commands
 from dockertw.runtime.runtimes import OciRuntime
 
 __all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
+
+_log = Logger()
 
 
 class RuncError(errdefs.System):
@@ -106,6 +109,7 @@ class Runc:
         runtime = self._runtime(container_id)
         argv = [runtime.path, *runtime.args, "--root", str(self._state_root), "--log",
                 str(log), "--log-format", "json", *args, container_id, *after]
+        _log.debug("runtime: {argv}", argv=" ".join(argv))
         collect = _Collect(stdin)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
