@@ -162,6 +162,18 @@ def with_backlog(description: str) -> str:
     return f"{description}:backlog={min(backlog, 65535)}"
 
 
+def _client_hint(address: object, tls: bool) -> str:
+    """The docker command that reaches this listener (none for unnamed sockets)."""
+    if isinstance(address, UNIXAddress) and address.name:
+        return f"docker -H unix://{os.fsdecode(address.name)} version"
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or port is None:
+        return ""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = f"[{host}]" if ":" in host else host
+    return f"docker {'--tlsverify ' if tls else ''}-H tcp://{host}:{port} version"
+
+
 class ListenerService(Service):
     """One listener: opens its endpoint and reports to its group when it fails."""
 
@@ -206,6 +218,9 @@ class ListenerService(Service):
         _log.info("Listening on {name} ({address})", name=self.name, address=address)
         if isinstance(address, UNIXAddress) and self.spec.description.startswith("unix:"):
             self._give_to_group(address)
+        hint = _client_hint(address, self.tls)
+        if hint:
+            _log.info("API listen on {name}; try: {hint}", name=self.name, hint=hint)
         host = getattr(address, "host", None)
         if isinstance(host, str) and not self.tls and not _is_loopback(host):
             _log.warn(
