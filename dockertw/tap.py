@@ -155,6 +155,7 @@ class Options(usage.Options):
         self["labels"] = []
         self["log-opts"] = {}
         self.given: dict[str, Any] = {}  # flags on the command line, by long name
+        self._flag_runtimes: dict[str, Any] = {}
         self._dispatch = {name: self._recording(name, handler)
                           for name, handler in self._dispatch.items()}
 
