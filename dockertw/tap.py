@@ -474,6 +474,8 @@ def makeService(options: Options) -> IService:
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
     _raise_open_files_limit()
     engine = Engine.open(_engine_config(options), reactor)
+    for warning in engine.system.info()["Warnings"]:
+        _log.warn("{warning}", warning=warning)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))
     routers = all_routers(engine, reactor)

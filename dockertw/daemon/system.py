@@ -19,6 +19,7 @@ from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import HostFacts, go_arch
 from dockertw.daemon.storage import atomic_write
 from dockertw.runtime.probe import RuntimeInfo
+from dockertw.runtime.rootcheck import CHROOT_WARNING
 
 __all__ = ["SystemConfig", "SystemService", "ImageFigures", "ContainerFigures",
            "load_engine_id"]
@@ -241,10 +242,11 @@ class SystemService:
                 "ContainersPaused": paused, "ContainersStopped": stopped}
 
     def _warnings(self) -> list[str]:
+        found = [CHROOT_WARNING] if self._host.chrooted else []
         if self._runtime.found:
-            return []
-        return [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
-                "containers cannot start"]
+            return found
+        return found + [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
+                        "containers cannot start"]
 
     def disk_usage(self) -> Deferred[dict[str, Any]]:
         """``GET /system/df``: layers, images, containers, volumes and build cache."""
