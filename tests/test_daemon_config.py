@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dockertw.versions import MAX_API_VERSION
 from tests.cli import cli, import_image, inspect, ok
 from tests.support import REPO, Daemon, default_signals
 
@@ -78,19 +79,23 @@ def test_sighup_reloads_what_docker_reloads(start_daemon: StartDaemon, workdir: 
     since = str(int(time.time()) - 1)
     daemon.config_file.write_text(json.dumps({
         "labels": ["v=2"], "debug": True, "cgroup-parent": "dtw-reload-test",
-        "runtimes": {"other": {"path": "runc"}}, "default-runtime": "other"}))
+        "runtimes": {"other": {"path": "runc"}}, "default-runtime": "other",
+        "registry-mirrors": ["http://127.0.0.1:9"], "insecure-registries": ["10.9.0.0/16"]}))
     daemon.process.send_signal(signal.SIGHUP)
     assert _wait_for(lambda: _info(daemon)["Labels"] == ["v=2"])
     info = _info(daemon)
     assert info["Debug"] is True
     assert info["DefaultRuntime"] == "other"
     assert set(info["Runtimes"]) == {"runc", "other"}
+    assert info["RegistryConfig"]["Mirrors"] == ["http://127.0.0.1:9/"]
+    assert "10.9.0.0/16" in info["RegistryConfig"]["InsecureRegistryCIDRs"]
     events = ok(daemon, "events", "--since", since, "--until", str(int(time.time()) + 1),
                 "--filter", "type=daemon", "--format", "{{json .Actor.Attributes}}")
     attributes = json.loads(events.splitlines()[-1])
     assert attributes["labels"] == '["v=2"]'
     assert attributes["debug"] == "true"
     assert attributes["default-runtime"] == "other"
+    assert attributes["registry-mirrors"] == '["http://127.0.0.1:9/"]'
 
 
 def test_a_bad_file_on_reload_changes_nothing(start_daemon: StartDaemon):
@@ -192,7 +197,8 @@ def test_socket_activation_through_fd(workdir: Path):
                              "--fdname=dockertw", "-E", f"PYTHONPATH={REPO}"]
     daemon.start()
     try:
-        assert ok(daemon, "version", "--format", "{{.Server.APIVersion}}").strip() == "1.41"
+        assert ok(daemon, "version", "--format", "{{.Server.APIVersion}}").strip() == \
+            MAX_API_VERSION
         assert "Listening on fd://" in daemon.output()
     finally:
         daemon.stop()

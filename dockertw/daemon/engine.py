@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ class Engine:
             containers=containers,
             volumes=volumes,
             build_cache=builder,
-            live=live.info,
+            live=lambda: {**live.info(), "RegistryConfig": distribution.config.view()},
         )
         return cls(config=config, events=events, system=system, images=images,
                    containers=containers, volumes=volumes, distribution=distribution,
@@ -125,6 +126,19 @@ class Engine:
     def reload(self, values: Mapping[str, Any] | None = None) -> None:
         """Apply reloaded settings (by daemon.json key, read again on SIGHUP) and
         report it as Docker does; a bad value raises and changes nothing."""
-        self.live.apply(values or {})
+        values = values or {}
+        registry = self._reloaded_registry(values)
+        self.live.apply(values)
+        self.distribution.reconfigure(registry)
+        attributes = {**self.live.event_attributes(),
+                      "registry-mirrors": json.dumps(list(registry.mirrors)),
+                      "insecure-registries": json.dumps(list(registry.insecure))}
         self.events.emit("daemon", "reload", self.system.engine_id,
-                         name=self.system.host.hostname, **self.live.event_attributes())
+                         name=self.system.host.hostname, **attributes)
+
+    def _reloaded_registry(self, values: Mapping[str, Any]) -> RegistryConfig:
+        """The registry options with the reloaded mirrors and insecure registries."""
+        current = self.distribution.config
+        return RegistryConfig.build(values.get("registry-mirrors", current.mirrors),
+                                    values.get("insecure-registries", current.insecure),
+                                    current.certs_dir, current.hub_url)

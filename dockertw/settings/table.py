@@ -12,6 +12,7 @@ import attrs
 
 from dockertw.settings.kinds import (
     BOOL,
+    INT,
     RUNTIMES,
     STRING,
     STRING_MAP,
@@ -69,6 +70,13 @@ SETTINGS = (
     Setting("default-ulimits", "default-ulimit", ULIMITS, target="default-ulimits"),
     Setting("log-driver", "log-driver", STRING),
     Setting("log-opts", "log-opt", STRING_MAP, target="log-opts"),
+    Setting("registry-mirrors", "registry-mirror", STRINGS, reloads=True,
+            target="registry-mirrors"),
+    Setting("insecure-registries", "insecure-registry", STRINGS, reloads=True,
+            target="insecure-registries"),
+    # dockerd reloads these two; dockertw sizes its pools at start.
+    Setting("max-concurrent-downloads", "max-concurrent-downloads", INT),
+    Setting("max-concurrent-uploads", "max-concurrent-uploads", INT),
 )
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 

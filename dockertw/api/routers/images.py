@@ -28,13 +28,13 @@ from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 from dockertw.streams.jsonmessage import (
     encode_message,
     format_error,
     format_progress,
     format_status,
 )
-from dockertw.loglevel import Logger
 
 __all__ = ["ImageRouter", "ImageBackend"]
 
