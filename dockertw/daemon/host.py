@@ -9,8 +9,8 @@ from pathlib import Path
 
 import attrs
 
-from dockertw.runtime.seccomp import seccomp_supported
 from dockertw.runtime.rootcheck import chrooted
+from dockertw.runtime.seccomp import seccomp_supported
 
 __all__ = ["HostFacts", "read_host_facts", "go_arch"]
 
