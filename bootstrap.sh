@@ -80,9 +80,8 @@ install_test_packages() {
     # The tests also drive real proxies and real registries on loopback
     # (docker-registry, whose service is kept from starting; skopeo pushes OCI indexes;
     # htpasswd makes bcrypt password files), docker-compose, gcc and libc6-dev (to
-    # build the static program the seccomp tests make syscalls with), curl (scrapes the
-    # metrics) and systemd's
-    # tools.
+    # build the static program the seccomp tests make syscalls with), curl (it scrapes
+    # the metrics) and systemd's tools.
     # shellcheck disable=SC2086
     missing=$(missing_packages $TEST_PACKAGES)
     # shellcheck disable=SC2086

@@ -25,8 +25,8 @@ from twisted.python.failure import Failure
 
 from dockertw import errdefs
 from dockertw.loglevel import Logger
-from dockertw.runtime.timed import timed_commands
 from dockertw.runtime.runtimes import OciRuntime
+from dockertw.runtime.timed import timed_commands
 
 __all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
 
