@@ -314,7 +314,7 @@ def _gates(options: Options, engine: Engine, routers: list[Router]
         book = PolicyBook(sources, routers)
     except PolicyError as error:
         raise SystemExit(f"dockertw: {error}") from None
-    engine.events.subscribe(RELOAD_EVENTS, lambda event: book.reload())
+    engine.events.subscribe(RELOAD_EVENTS, lambda event: book.reload(), counted=False)
     targets = EngineTargets(engine.containers, engine.containers.execs, engine.images)
     metered = bool(options["metrics-listeners"])
     return lambda spec: make_gate(spec, sources, book, targets, metered)
