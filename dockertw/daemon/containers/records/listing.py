@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from dockertw.daemon.containers.records.health import HEALTH_STATUSES
 from dockertw.daemon.containers.records.record import Container
-from dockertw.daemon.images.views import parse_filter_time
+from dockertw.daemon.timestamps import parse_filter_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 

@@ -10,8 +10,8 @@ import attrs
 from dockertw.daemon.containers.records.config import network_name
 from dockertw.daemon.containers.records.health import NO_HEALTHCHECK, Health
 from dockertw.daemon.containers.records.security import apparmor_profile
-from dockertw.daemon.images.views import rfc3339_nano
 from dockertw.daemon.mountpoint import MountPoint
+from dockertw.daemon.timestamps import rfc3339_nano
 
 __all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
 
