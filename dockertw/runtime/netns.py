@@ -1,0 +1,99 @@
+"""Network namespaces made and pinned by the daemon, as ``ip netns add`` makes them.
+
+A namespace is created by the calling thread (``unshare(CLONE_NEWNET)`` affects that
+thread only), bind-mounted on a file so that it outlives every process in it, and the
+thread goes back to its own namespace before it returns.  Work that must happen inside
+(opening sockets there) runs in the same thread meanwhile.  Everything blocks: call it
+from a worker thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from dockertw.runtime import mounts
+
+__all__ = ["create", "enter", "remove", "pinned_under", "is_pinned"]
+
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_THREAD_NETNS = b"/proc/thread-self/ns/net"
+_T = TypeVar("_T")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def _back_to(original: int) -> None:
+    """Return this thread to the namespace ``original`` (a descriptor) and close it."""
+    try:
+        _check(_libc().setns(original, _CLONE_NEWNET), "setns back")
+    finally:
+        os.close(original)
+
+
+def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
+    """A new network namespace pinned at ``path`` (its ``lo`` is down); ``inside``
+    runs in it and its answer is returned.  Nothing is left behind on failure."""
+    original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    pinned = False
+    try:
+        _check(_libc().unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+        _check(_libc().mount(_THREAD_NETNS, os.fsencode(path), None, _MS_BIND, None),
+               f"pin network namespace at {path}")
+        pinned = True
+        return inside() if inside is not None else None
+    except BaseException:
+        if pinned:
+            mounts.unmount(path)
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        _back_to(original)
+
+
+def enter(path: Path, inside: Callable[[], _T]) -> _T:
+    """Run ``inside`` in the namespace pinned at ``path`` (this thread only)."""
+    original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc().setns(target, _CLONE_NEWNET), f"setns {path}")
+        finally:
+            os.close(target)
+        return inside()
+    finally:
+        _back_to(original)
+
+
+def remove(path: Path) -> None:
+    """Unpin the namespace at ``path`` and delete the file (missing: nothing to do).
+    The namespace goes once no process is left in it."""
+    if is_pinned(path):
+        mounts.unmount(path)
+    path.unlink(missing_ok=True)
+
+
+def is_pinned(path: Path) -> bool:
+    return mounts.is_mounted(path)
+
+
+def pinned_under(directory: Path) -> list[Path]:
+    """The files in ``directory`` (pinned or not): what a crashed daemon left."""
+    try:
+        return sorted(entry for entry in directory.iterdir() if not entry.is_dir())
+    except FileNotFoundError:
+        return []
