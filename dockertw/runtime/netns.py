@@ -10,7 +10,10 @@ from a worker thread.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +25,9 @@ __all__ = ["create", "enter", "remove", "pinned_under", "is_pinned"]
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
 _THREAD_NETNS = b"/proc/thread-self/ns/net"
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 1
 _T = TypeVar("_T")
 
 
@@ -43,9 +49,19 @@ def _back_to(original: int) -> None:
         os.close(original)
 
 
+def _loopback_up() -> None:
+    """``ip link set lo up`` in this thread's namespace (``SIOCSIFFLAGS``): its
+    127.0.0.0/8 addresses exist from then on, so sockets bound to them send from
+    them."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
 def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
-    """A new network namespace pinned at ``path`` (its ``lo`` is down); ``inside``
-    runs in it and its answer is returned.  Nothing is left behind on failure."""
+    """A new network namespace pinned at ``path``, its ``lo`` up; ``inside`` runs in
+    it and its answer is returned.  Nothing is left behind on failure."""
     original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     pinned = False
     try:
@@ -55,6 +71,7 @@ def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
         _check(_libc().mount(_THREAD_NETNS, os.fsencode(path), None, _MS_BIND, None),
                f"pin network namespace at {path}")
         pinned = True
+        _loopback_up()
         return inside() if inside is not None else None
     except BaseException:
         if pinned:

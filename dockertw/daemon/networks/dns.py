@@ -25,7 +25,6 @@ __all__ = ["NameLookup", "EmbeddedDns", "DnsServer", "open_sockets", "ADDRESS", 
 
 ADDRESS = "127.0.0.11"
 TTL = 600
-_IP_FREEBIND = 15
 _FORWARD_TIMEOUT = (1, 3)  # seconds per try: a dead upstream fails in 4 s
 
 
@@ -41,13 +40,12 @@ class NameLookup(Protocol):
 
 def open_sockets() -> tuple[socket.socket, socket.socket]:
     """UDP and listening TCP sockets on ``127.0.0.11:53``, non-blocking (call inside
-    the container's namespace; ``IP_FREEBIND`` as its ``lo`` may still be down)."""
+    the container's namespace, once its ``lo`` is up)."""
     opened: list[socket.socket] = []
     try:
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             sock = socket.socket(socket.AF_INET, kind)
             opened.append(sock)
-            sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
             sock.bind((ADDRESS, 53))
             sock.setblocking(False)
         opened[1].listen(16)

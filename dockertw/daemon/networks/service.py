@@ -90,8 +90,6 @@ class ContainerAttachments(Protocol):
     def disconnect(self, container: str, network: Network | None, name: str,
                    force: bool) -> Deferred[None]: ...
 
-    def names(self) -> Mapping[str, str]: ...
-
 
 def _object(value: Any, what: str) -> dict[str, Any]:
     if value is None:

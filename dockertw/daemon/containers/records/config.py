@@ -14,10 +14,11 @@ import attrs
 
 from dockertw.daemon.containers.records.health import check_healthcheck
 from dockertw.daemon.containers.records.modes import check_modes
+from dockertw.daemon.containers.records.netoptions import check_network_options
 from dockertw.daemon.containers.records.tuning import check_tuning
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
-from dockertw.errdefs import InvalidParameter, NotFound
+from dockertw.errdefs import InvalidParameter
 from dockertw.runtime.spec import normalize_capabilities
 
 __all__ = ["CreateRequest", "parse_create_body", "merge_image_config", "fill_config",
@@ -69,14 +70,10 @@ _CONFIG_DEFAULTS: Mapping[str, Any] = {
     "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
     "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": {},
 }
-_NETWORK_MODES = frozenset({"default", "bridge", "none", "host"})
 _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped"})
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
-    ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
-    ("Links", "links (--link)"), ("VolumeDriver", "volume drivers"), ("Dns", "--dns"),
-    ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
-    ("ExtraHosts", "--add-host"), ("StorageOpt", "--storage-opt"),
+    ("VolumeDriver", "volume drivers"), ("StorageOpt", "--storage-opt"),
     ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
     ("BlkioWeightDevice", "--blkio-weight-device"),
     ("BlkioDeviceReadBps", "--device-read-bps"),
@@ -254,10 +251,6 @@ def _check_unsupported(host: Mapping[str, Any]) -> None:
     for key, feature in _UNSUPPORTED:
         if host.get(key) and not (key == "VolumeDriver" and host[key] == "local"):
             raise InvalidParameter(f"{feature} is not supported by dockertw yet")
-    mode = host.get("NetworkMode") or "default"
-    if mode not in _NETWORK_MODES:
-        raise InvalidParameter(f"network mode {mode!r} is not supported by dockertw yet "
-                               f"(use default, bridge, none or host)")
     try:
         log_settings(_object(host.get("LogConfig"), "LogConfig"))
     except LogConfigError as error:
@@ -289,11 +282,10 @@ def check_cgroup_parent(value: Any) -> str:
     return text
 
 
-def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
+def _check_networking(networking: Mapping[str, Any]) -> None:
     endpoints = _object(networking.get("EndpointsConfig"), "EndpointsConfig")
-    for name in endpoints:
-        if name not in (mode, network_name(mode)):
-            raise NotFound(f"network {name} not found")
+    for settings in endpoints.values():
+        _object(settings, "an endpoint config")
 
 
 def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
@@ -302,7 +294,8 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
     (``hostname``: the one the create body asks for)."""
     _check_unsupported(host)
     check_modes(host, hostname)
-    _check_networking(networking, host.get("NetworkMode") or "default")
+    _check_networking(networking)
+    check_network_options(host)
     check_tuning(host, str(host.get("NetworkMode") or "default"))
     memory = host.get("Memory") or 0
     if not isinstance(memory, int) or (memory and memory < 6 * 1024 * 1024):
