@@ -80,11 +80,12 @@ class BridgeDevices:
 
 
 def cni_config(network: Network, data_dir: Path, *, default_gateway: bool,
-               mac: str = "") -> NetworkConfigList:
+               mac: str = "", static: bool = False) -> NetworkConfigList:
     """The CNI list attaching a container to ``network``: ``bridge`` with
-    ``host-local`` addresses, then ``tuning`` when a MAC address is asked for."""
+    ``host-local`` addresses (``static``: an address is asked for), then ``tuning``
+    when a MAC address is."""
     ipam: dict[str, Any] = {"type": "host-local", "dataDir": str(data_dir),
-                            "ranges": cni_ranges(network)}
+                            "ranges": cni_ranges(network, static)}
     bridge: dict[str, Any] = {
         "type": "bridge", "bridge": network.bridge, "isGateway": True,
         "isDefaultGateway": default_gateway and not network.internal,

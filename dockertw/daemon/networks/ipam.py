@@ -241,11 +241,12 @@ def check_no_overlap(pools: Iterable[IpamPool], networks: Iterable[Network]) -> 
 # -- host-local ranges -------------------------------------------------------------------
 
 
-def _bounds(pool: IpamPool) -> tuple[int, int]:
+def _bounds(pool: IpamPool, whole_subnet: bool = False) -> tuple[int, int]:
     """The first and last address a container may get, as integers: the range (or the
     subnet) without its network and broadcast addresses."""
     subnet = pool.network
-    block = ipaddress.ip_network(pool.ip_range) if pool.ip_range else subnet
+    block = ipaddress.ip_network(pool.ip_range) if pool.ip_range and not whole_subnet \
+        else subnet
     first = max(int(block.network_address), int(subnet.network_address)) + 1
     last = min(int(block.broadcast_address),
                int(subnet.broadcast_address) - (1 if subnet.version == 4 else 0))
@@ -266,12 +267,13 @@ def _segments(first: int, last: int, holes: Sequence[int]) -> list[tuple[int, in
     return segments
 
 
-def cni_ranges(network: Network) -> list[list[dict[str, str]]]:
+def cni_ranges(network: Network, static: bool = False) -> list[list[dict[str, str]]]:
     """``host-local``'s ``ranges``: one range set per pool, split around the auxiliary
-    addresses (which it must never hand out)."""
+    addresses (which it must never hand out); ``static`` (an address is asked for):
+    the whole subnet, as Docker takes static addresses outside ``IPRange``."""
     sets = []
     for pool in network.pools:
-        first, last = _bounds(pool)
+        first, last = _bounds(pool, static)
         holes = [int(ipaddress.ip_address(a)) for a in pool.aux.values()]
         address = type(pool.network.network_address)
         sets.append([{"subnet": str(pool.network), "rangeStart": str(address(start)),

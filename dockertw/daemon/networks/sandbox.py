@@ -193,7 +193,7 @@ class Sandboxes:
         runtime = RuntimeConf(container_id=sandbox.container_id, netns=str(sandbox.netns),
                               ifname=ifname, runtime={"ips": ips} if ips else {})
         config = cni_config(network, self._ipam_dir, default_gateway=gateway,
-                            mac=request.mac)
+                            mac=request.mac, static=bool(ips))
         return Attachment(network.id, network.name, request.endpoint_id, config, runtime)
 
     async def start(self, request: SandboxRequest) -> Sandbox:
