@@ -25,7 +25,8 @@ from dockertw.runtime.mounts import mounts_under
 from tests.cli import import_image, inspect, ok
 from tests.support import Daemon
 
-__all__ = ["network_args", "network_leftovers", "net_daemon", "host_address",
+__all__ = ["network_args", "network_leftovers", "net_daemon", "start_net_daemon",
+           "check_clean", "pool_of", "host_address",
            "in_namespace", "container_pid", "ip_of", "run_ok"]
 
 
@@ -37,12 +38,17 @@ def _free_pool() -> ipaddress.IPv4Network:
             return pool
 
 
-def network_args(*extra: str) -> list[str]:
+def network_args(*extra: str, dns: str = "127.0.0.1") -> list[str]:
     """A bridge named ``dtwt<hex>``, a /16 of 10.0.0.0/8 no route uses (subnets /24),
     DNS only to loopback, no global ``ip_forward`` change."""
     return ["--bridge", f"dtwt{secrets.token_hex(4)}", "--default-address-pool",
-            f"base={_free_pool()},size=24", "--dns", "127.0.0.1", "--ip-forward", "false",
-            *extra]
+            f"base={_free_pool()},size=24", "--dns", dns, "--ip-forward", "false", *extra]
+
+
+def pool_of(daemon: Daemon) -> ipaddress.IPv4Network:
+    """The daemon's address pool (``--default-address-pool``)."""
+    value = daemon.args[daemon.args.index("--default-address-pool") + 1]
+    return ipaddress.IPv4Network(value.split(",")[0].removeprefix("base="))
 
 
 def _bridges_of(daemon: Daemon) -> list[str]:
@@ -82,20 +88,39 @@ def network_leftovers(daemon: Daemon, bridges: list[str]) -> list[str]:
     return left
 
 
+def check_clean(daemon: Daemon) -> None:
+    """After a daemon stopped: nothing of its networking left, nor a mount, cgroup or
+    traceback."""
+    daemon.stop()
+    assert network_leftovers(daemon, _bridges_of(daemon)) == []
+    assert daemon.container_cgroups() == []
+    assert "Traceback" not in daemon.output(), daemon.output()
+
+
 @pytest.fixture
-def net_daemon(start_daemon: Callable[..., Daemon], busybox_tar: Path) -> Iterator[Daemon]:
-    """A daemon with a default bridge (``bb:1`` imported); afterwards nothing of its
-    networking may be left, nor a mount, cgroup or traceback."""
-    daemon = start_daemon(*network_args())
-    import_image(daemon, busybox_tar, "bb:1")
+def start_net_daemon(start_daemon: Callable[..., Daemon], busybox_tar: Path
+                     ) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons with networking (:func:`network_args`, ``bb:1`` imported); each
+    is checked by :func:`check_clean` afterwards."""
+    started: list[Daemon] = []
+
+    def start(*extra: str, dns: str = "127.0.0.1") -> Daemon:
+        daemon = start_daemon(*network_args(*extra, dns=dns))
+        started.append(daemon)
+        import_image(daemon, busybox_tar, "bb:1")
+        return daemon
+
     try:
-        yield daemon
+        yield start
     finally:
-        daemon.stop()
-        bridges = _bridges_of(daemon)
-        assert network_leftovers(daemon, bridges) == []
-        assert daemon.container_cgroups() == []
-        assert "Traceback" not in daemon.output(), daemon.output()
+        for daemon in started:
+            check_clean(daemon)
+
+
+@pytest.fixture
+def net_daemon(start_net_daemon: Callable[..., Daemon]) -> Daemon:
+    """A daemon with a default bridge of its own (see :func:`start_net_daemon`)."""
+    return start_net_daemon()
 
 
 @contextlib.contextmanager

@@ -399,9 +399,22 @@ class ContainerService:
             chosen = chosen[:options.limit]
         now = time.time_ns()
         shown: dict[tuple[str, str], str] = {}
-        return [c.summary(self._shown_image(c, shown),
-                          self._sizes(c) if options.size else None, now)
-                for c in chosen]
+        link_names = self._link_names()
+        items = [c.summary(self._shown_image(c, shown),
+                           self._sizes(c) if options.size else None, now)
+                 for c in chosen]
+        for item in items:
+            item["Names"] += link_names.get(item["Names"][0], [])
+        return items
+
+    def _link_names(self) -> dict[str, list[str]]:
+        """Legacy links name their targets too: ``/parent/alias`` by target name."""
+        names: dict[str, list[str]] = {}
+        for container in self._store.all():
+            for link in container.host_config.get("Links") or ():
+                target, _, path = str(link).partition(":")
+                names.setdefault(target, []).append(path)
+        return names
 
     def _window(self, filters: Filters, key: str) -> Container | None:
         found = None
@@ -442,10 +455,24 @@ class ContainerService:
 
     def remove(self, name: str, force: bool = False, volumes: bool = False,
                link: bool = False) -> Deferred[None]:
-        """``DELETE /containers/{name}``; ``force`` kills a running container first."""
+        """``DELETE /containers/{name}``; ``force`` kills a running container first;
+        ``link`` removes the legacy link ``parent/alias`` instead."""
         if link:
-            raise InvalidParameter("links are not supported by dockertw")
+            return self._writer(lambda: self._remove_link(name))
         return ensureDeferred(self._remove_async(name, force, volumes))
+
+    def _remove_link(self, name: str) -> None:
+        parent_name, _, alias = name.strip("/").rpartition("/")
+        if not parent_name:
+            raise InvalidParameter("Conflict, cannot remove the default link name of the "
+                                   "container")
+        parent = self._store.get(parent_name)
+        links = [link for link in parent.host_config.get("Links") or ()
+                 if not str(link).endswith(f"{parent.name}/{alias}")]
+        if len(links) == len(parent.host_config.get("Links") or ()):
+            raise NotFound(f"Could not find link {name}")
+        self._store.save_host_config(parent.id, {**parent.host_config,
+                                                 "Links": links or None})
 
     async def _remove_async(self, name: str, force: bool, volumes: bool = False) -> None:
         container = await self._reader(lambda: self._store.get(name))

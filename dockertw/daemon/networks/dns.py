@@ -121,6 +121,29 @@ class _Refuse(common.ResolverBase):
         return fail(error.DomainError(name))
 
 
+class _Forwarder(client.Resolver):
+    """The host's resolvers, asked from the daemon's namespace (quietly)."""
+
+    def _connectedProtocol(self, interface: str = "") -> dns.DNSDatagramProtocol:
+        protocol = super()._connectedProtocol(interface)
+        protocol.noisy = False
+        return protocol
+
+
+class _Server(server.DNSServerFactory):
+    """Answers SERVFAIL when an upstream fails, as any resolver: nothing to log."""
+
+    noisy = False
+
+    def gotResolverError(self, failure: Any, protocol: Any, message: dns.Message,
+                         address: Any) -> None:
+        if failure.check(dns.DomainError, dns.AuthoritativeDomainError):
+            super().gotResolverError(failure, protocol, message, address)
+            return
+        response = self._responseFromMessage(message=message, rCode=dns.ESERVER)
+        self.sendReply(protocol, response, address)
+
+
 class DnsServer:
     """One container's server: its two ports, until :meth:`stop`."""
 
@@ -145,7 +168,7 @@ class EmbeddedDns:
     def _forwarder(self, upstreams: Sequence[tuple[str, int]]) -> common.ResolverBase:
         key = tuple(upstreams)
         if key not in self._forwarders:
-            self._forwarders[key] = client.Resolver(
+            self._forwarders[key] = _Forwarder(
                 servers=list(key), reactor=self._reactor,
                 timeout=_FORWARD_TIMEOUT) if key else _Refuse()
         return self._forwarders[key]
@@ -154,10 +177,8 @@ class EmbeddedDns:
               upstreams: Sequence[tuple[str, int]]) -> DnsServer:
         """Answer on ``sockets`` (made by :func:`open_sockets`) for ``container_id``;
         the sockets are adopted (and closed here)."""
-        factory = server.DNSServerFactory(
-            authorities=[_ContainerNames(container_id, self._lookup)],
-            clients=[self._forwarder(upstreams)])
-        factory.noisy = False
+        factory = _Server(authorities=[_ContainerNames(container_id, self._lookup)],
+                          clients=[self._forwarder(upstreams)])
         protocol = dns.DNSDatagramProtocol(controller=factory)
         protocol.noisy = False
         udp, tcp = sockets

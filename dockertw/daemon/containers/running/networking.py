@@ -399,6 +399,7 @@ class ContainerNetworking:
             entry = await self._attach_running(container, network, entry)
         await self._save_networks(container.id, {network.name: entry})
         if sandbox is not None:
+            await self._refresh_hosts(container)
             self._networks.emit(network, "connect", container=container.id)
 
     async def _attach_running(self, container: Container, network: Network,
@@ -434,6 +435,21 @@ class ContainerNetworking:
             self._store.save_network(container_id, settings)
         await self._writer(save)
 
+    async def _refresh_hosts(self, container: Container) -> None:
+        """Rewrite a running container's ``/etc/hosts`` for its endpoints now (in
+        place: the container has the file bind-mounted)."""
+        assert self._networks is not None
+        sandbox = self._networks.sandboxes.get(container.id)
+        if sandbox is None or not container.hosts_path:
+            return
+        addresses = [_address(a) for info in sandbox.infos.values()
+                     for a in (info.ipv4, info.ipv6) if a]
+        text = etcfiles.hosts_file(
+            str(container.config.get("Hostname") or container.id[:12]),
+            str(container.config.get("Domainname") or ""), addresses,
+            self._extra_hosts(container))
+        await self._writer(lambda: Path(container.hosts_path).write_text(text))
+
     def disconnect(self, container: str, network: Network | None, name: str,
                    force: bool) -> Deferred[None]:
         return ensureDeferred(self._disconnect(container, network, name, force))
@@ -452,6 +468,7 @@ class ContainerNetworking:
         if network is not None and sandboxes is not None and \
                 sandboxes.get(container.id) is not None:
             await sandboxes.disconnect(container.id, network.id)
+            await self._refresh_hosts(container)
         await self._save_networks(container.id, {network_name_: None})
         if network is not None and self._networks is not None:
             self._networks.emit(network, "disconnect", container=container.id)
