@@ -9,6 +9,7 @@ from a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -59,6 +60,14 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
+def _no_duplicate_address_detection() -> None:
+    """Addresses come from the daemon's IPAM, unique by construction: IPv6 ones need not
+    wait a second or two for DAD (this thread's namespace's sysctls)."""
+    for scope in ("all", "default"):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{scope}/accept_dad").write_text("0")
+
+
 def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
     """A new network namespace pinned at ``path``, its ``lo`` up; ``inside`` runs in
     it and its answer is returned.  Nothing is left behind on failure."""
@@ -72,6 +81,7 @@ def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
                f"pin network namespace at {path}")
         pinned = True
         _loopback_up()
+        _no_duplicate_address_detection()
         return inside() if inside is not None else None
     except BaseException:
         if pinned:

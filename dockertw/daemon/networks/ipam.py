@@ -130,6 +130,12 @@ def _parse_subnet(text: str) -> Subnet | None:
         return None
 
 
+def _has_host_bits(block: Subnet, text: str) -> bool:
+    """Whether ``text`` (``address/prefix``) names an address inside ``block`` rather
+    than its first one (``10.0.0.1/24`` is not ``10.0.0.0/24``)."""
+    return ipaddress.ip_address(text.split("/", 1)[0]) != block.network_address
+
+
 def _address_error(text: str, subnet: Subnet) -> str:
     if not text:
         return ""
@@ -156,7 +162,7 @@ def _range_errors(text: str, subnet: Subnet) -> list[str]:
     if prefix.prefixlen < subnet.prefixlen:
         errors.append(f"invalid ip-range {text}: CIDR block is bigger than its parent "
                       f"subnet {subnet}")
-    if str(prefix) != text:
+    if _has_host_bits(prefix, text):
         errors.append(f"invalid ip-range {text}: it should be {prefix}")
     if not prefix.overlaps(subnet):
         errors.append(f"invalid ip-range {text}: parent subnet {subnet} doesn't contain "
@@ -169,7 +175,7 @@ def _pool_errors(pool: IpamPool) -> list[str]:
     if subnet is None:
         return [f"invalid subnet {pool.subnet}: invalid CIDR block notation"]
     errors = []
-    if str(subnet) != pool.subnet:
+    if _has_host_bits(subnet, pool.subnet):
         errors.append(f"invalid subnet {pool.subnet}: it should be {subnet}")
     errors.extend(_range_errors(pool.ip_range, subnet))
     gateway = _address_error(pool.gateway, subnet)
