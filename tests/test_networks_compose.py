@@ -3,6 +3,7 @@ client fetches a page from the web service by its service name."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,18 +16,20 @@ from tests.support import Daemon
 
 pytestmark = pytest.mark.integration
 
-_PROJECT = """\
+_WEB = ("mkdir -p /www && echo hello-from-web > /www/index.html && "
+        "httpd -f -p 8080 -h /www")
+_CLIENT = ("for i in $$(seq 20); do printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' "
+           "| nc web 8080 && break; sleep 0.25; done")
+_PROJECT = f"""\
 version: "3"
 services:
   web:
     image: bb:1
-    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && \\
-httpd -f -p 8080 -h /www"]
+    command: {json.dumps(["sh", "-c", _WEB])}
   client:
     image: bb:1
     depends_on: [web]
-    command: ["sh", "-c", "for i in $$(seq 20); do printf 'GET /index.html HTTP/1.0\\\\r\\\\n\\\\r\\\\n' \\
-| nc web 8080 && break; sleep 0.25; done"]
+    command: {json.dumps(["sh", "-c", _CLIENT])}
 """
 
 
