@@ -26,23 +26,24 @@ from tests.cli import import_image, inspect, ok
 from tests.support import Daemon
 
 __all__ = ["network_args", "network_leftovers", "net_daemon", "start_net_daemon",
-           "check_clean", "pool_of", "host_address",
+           "check_clean", "pool_of", "free_block", "host_address",
            "in_namespace", "container_pid", "ip_of", "run_ok"]
 
 
-def _free_pool() -> ipaddress.IPv4Network:
+def free_block(prefix: int = 16) -> ipaddress.IPv4Network:
+    """A random ``10.N.0.0/prefix`` no route of the host overlaps."""
     routes = [r for r in host_routes() if r.version == 4]
     while True:
-        pool = ipaddress.IPv4Network(f"10.{random.randint(64, 199)}.0.0/16")
-        if not any(pool.overlaps(route) for route in routes):  # type: ignore[arg-type]
-            return pool
+        block = ipaddress.IPv4Network(f"10.{random.randint(64, 199)}.0.0/{prefix}")
+        if not any(block.overlaps(route) for route in routes):
+            return block
 
 
 def network_args(*extra: str, dns: str = "127.0.0.1") -> list[str]:
     """A bridge named ``dtwt<hex>``, a /16 of 10.0.0.0/8 no route uses (subnets /24),
     DNS only to loopback, no global ``ip_forward`` change."""
     return ["--bridge", f"dtwt{secrets.token_hex(4)}", "--default-address-pool",
-            f"base={_free_pool()},size=24", "--dns", dns, "--ip-forward", "false", *extra]
+            f"base={free_block()},size=24", "--dns", dns, "--ip-forward", "false", *extra]
 
 
 def pool_of(daemon: Daemon) -> ipaddress.IPv4Network:
