@@ -48,6 +48,8 @@ def test_names_aliases_isolation_and_internal(net_daemon: Daemon):
         assert address in answer, (name, answer)
     assert "1 packets received" in run_ok(daemon, "--network", "n1", "bb:1", "ping", "-c1",
                                           "-W2", "alpha")
+    ok(daemon, "rename", "a1", "renamed")
+    assert address in run_ok(daemon, "--network", "n1", "bb:1", "nslookup", "renamed")
     unknown = cli(daemon, "run", "--rm", "--network", "n2", "bb:1", "nslookup", "a1")
     assert unknown.returncode != 0 and address not in unknown.stdout
     unreachable = cli(daemon, "run", "--rm", "--network", "n2", "bb:1", "ping", "-c1",
@@ -61,7 +63,7 @@ def test_names_aliases_isolation_and_internal(net_daemon: Daemon):
         assert outside.returncode != 0
         assert "1 packets received" in run_ok(daemon, "--network", "n1", "bb:1", "ping",
                                               "-c1", "-W2", host)
-    ok(daemon, "rm", "-f", "a1")
+    ok(daemon, "rm", "-f", "renamed")
 
 
 def test_connect_disconnect_ip_subnet_and_gateway(net_daemon: Daemon):

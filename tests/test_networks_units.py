@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.python import usage
 
 from dockertw.api.routers.networks import container_create_gates, shape_network_settings
 from dockertw.daemon.containers.records import networking
@@ -26,6 +27,7 @@ from dockertw.daemon.networks.table import EndpointInfo, EndpointTable
 from dockertw.errdefs import Forbidden, InvalidParameter
 from dockertw.runtime.iptables import Iptables
 from dockertw.runtime.processes import blocking_runner
+from dockertw.tap import Options
 
 
 def _network(*pools: IpamPool, **fields: Any) -> Network:
@@ -253,3 +255,31 @@ def test_create_gates_for_endpoints_and_the_container_wide_mac_address():
     with pytest.raises(InvalidParameter, match="mac-address and the network mode"):
         container_create_gates({"MacAddress": "02:42:ac:11:00:0a",
                                 "HostConfig": {"NetworkMode": "host"}}, "1.41")
+
+
+# -- daemon options ---------------------------------------------------------------------------
+
+
+def test_networking_options_reach_the_engine_config():
+    options = Options()
+    options.parseOptions(["--bridge", "br-x", "--bip", "10.7.0.1/24", "--icc=false",
+                          "--dns", "127.0.0.1", "--dns-search", "a.test",
+                          "--default-address-pool", "base=10.8.0.0/16,size=24",
+                          "--userland-proxy=true"])
+    config = options["network"]
+    assert (config.bridge, config.bip, config.icc, config.ip_masq) == (
+        "br-x", "10.7.0.1/24", False, True)
+    assert config.dns == ("127.0.0.1",) and config.dns_search == ("a.test",)
+    assert [str(pool.base) for pool in config.pools] == ["10.8.0.0/16"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bridge", "a-name-much-too-long"], "--bridge: invalid device name"),
+    (["--bip", "10.7.0.300/24"], "--bip: invalid address"),
+    (["--icc=maybe"], "--icc: expected true or false"),
+    (["--default-address-pool", "base=10.8.0.0/16"], "invalid default address pool"),
+    (["--dns", "example.com"], "--dns: invalid address"),
+])
+def test_bad_networking_options_are_usage_errors(args: list[str], message: str):
+    with pytest.raises(usage.UsageError, match=message):
+        Options().parseOptions(args)

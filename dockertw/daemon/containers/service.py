@@ -508,6 +508,7 @@ class ContainerService:
         check_name(new_name)
         previous = self._store.rename(container.id, new_name)
         renamed = self._store.get(container.id)
+        self._call(self.networking.renamed, container.id, new_name)
         self._emit(renamed, "rename", oldName=previous.name)
 
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]:

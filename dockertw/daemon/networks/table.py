@@ -68,6 +68,13 @@ class EndpointTable:
         if not members:
             self._by_network.pop(network_id, None)
 
+    def rename(self, container_id: str, name: str) -> None:
+        """A running container got a new name: its DNS name follows."""
+        for members in self._by_network.values():
+            if container_id in members:
+                members[container_id] = attrs.evolve(members[container_id],
+                                                     container_name=name)
+
     def of_network(self, network_id: str) -> list[EndpointInfo]:
         return sorted(self._by_network.get(network_id, {}).values(),
                       key=lambda info: info.container_id)

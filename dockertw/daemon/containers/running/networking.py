@@ -356,6 +356,11 @@ class ContainerNetworking:
             options=hosted.get("DnsOptions") or (config.dns_options if config else ()),
             embedded=embedded)
 
+    def renamed(self, container_id: str, name: str) -> None:
+        """The embedded DNS answers a renamed container's new name (reactor thread)."""
+        if self._networks is not None:
+            self._networks.table.rename(container_id, name.strip("/"))
+
     async def teardown(self, container_id: str) -> None:
         """Tear down the container's sandbox, if it has one."""
         if self._networks is not None:
