@@ -83,6 +83,10 @@ def test_published_ports_answer_on_loopback_the_host_address_and_hairpin(
         f"8080/tcp -> 0.0.0.0:{any_port}", f"8080/tcp -> 127.0.0.1:{local_port}"]
     summary = [c for c in ok(daemon, "ps", "--format", "{{.Ports}}").splitlines() if c]
     assert summary == [f"0.0.0.0:{any_port}->8080/tcp, 127.0.0.1:{local_port}->8080/tcp"]
+    for chosen, expected in ((f"publish={any_port}", "web"), ("publish=1/udp", ""),
+                             ("network=bridge", "web"), ("network=none", "")):
+        listed = ok(daemon, "ps", "--filter", chosen, "--format", "{{.Names}}").strip()
+        assert listed == expected, chosen
     assert len(_dnat_rules(daemon)) == 2 and not _port_is_free(any_port)
     ok(daemon, "rm", "-f", "web")
     assert _dnat_rules(daemon) == [] and _port_is_free(any_port)
@@ -110,6 +114,7 @@ def test_publish_all_exposed_and_a_udp_port(net_daemon: Daemon, busybox_tar: Pat
         echo.kill()
         echo.wait()
     ok(daemon, "run", "-d", "--name", "exposed", "bbx:1", "sleep", "100")
+    assert ok(daemon, "ps", "-q", "--filter", "expose=5353/udp").count("\n") == 2
     assert inspect(daemon, "exposed")["NetworkSettings"]["Ports"] == {
         "5353/udp": None, "8080/tcp": None}
     ok(daemon, "rm", "-f", "all", "exposed")
