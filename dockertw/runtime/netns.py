@@ -10,7 +10,6 @@ from a worker thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dockertw.runtime import mounts
+from dockertw.runtime.syscalls import check, libc
 
 __all__ = ["create", "enter", "remove", "pinned_under", "is_pinned"]
 
@@ -32,20 +32,10 @@ _IFF_UP = 1
 _T = TypeVar("_T")
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
-
-
 def _back_to(original: int) -> None:
     """Return this thread to the namespace ``original`` (a descriptor) and close it."""
     try:
-        _check(_libc().setns(original, _CLONE_NEWNET), "setns back")
+        check(libc().setns(original, _CLONE_NEWNET), "setns back")
     finally:
         os.close(original)
 
@@ -74,10 +64,10 @@ def create(path: Path, inside: Callable[[], _T] | None = None) -> _T | None:
     original = os.open(_THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     pinned = False
     try:
-        _check(_libc().unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        check(libc().unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
-        _check(_libc().mount(_THREAD_NETNS, os.fsencode(path), None, _MS_BIND, None),
+        check(libc().mount(_THREAD_NETNS, os.fsencode(path), None, _MS_BIND, None),
                f"pin network namespace at {path}")
         pinned = True
         _loopback_up()
@@ -98,7 +88,7 @@ def enter(path: Path, inside: Callable[[], _T]) -> _T:
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _check(_libc().setns(target, _CLONE_NEWNET), f"setns {path}")
+            check(libc().setns(target, _CLONE_NEWNET), f"setns {path}")
         finally:
             os.close(target)
         return inside()

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.jsonfields import json_text
 from dockertw.daemon.networks.records import IpamPool, Network, Subnet
 from dockertw.errdefs import Forbidden, InvalidParameter
 
@@ -188,12 +189,6 @@ def _pool_errors(pool: IpamPool) -> list[str]:
     return errors
 
 
-def _string(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidParameter(f"invalid JSON: {what} must be a string")
-    return value
 
 
 def _pool(entry: Any) -> IpamPool:
@@ -203,9 +198,9 @@ def _pool(entry: Any) -> IpamPool:
     if not isinstance(aux, dict) or not all(isinstance(v, str) for v in aux.values()):
         raise InvalidParameter("invalid JSON: AuxiliaryAddresses must map names to "
                                "addresses")
-    return IpamPool(subnet=_string(entry.get("Subnet"), "Subnet"),
-                    ip_range=_string(entry.get("IPRange"), "IPRange"),
-                    gateway=_string(entry.get("Gateway"), "Gateway"), aux=dict(aux))
+    return IpamPool(subnet=json_text(entry.get("Subnet"), "Subnet"),
+                    ip_range=json_text(entry.get("IPRange"), "IPRange"),
+                    gateway=json_text(entry.get("Gateway"), "Gateway"), aux=dict(aux))
 
 
 def parse_ipam(ipam: Any, enable_ipv6: bool) -> tuple[list[IpamPool], dict[str, str] | None]:

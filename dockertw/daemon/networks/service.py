@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.jsonfields import json_object, json_string_map
 from dockertw.daemon.networks import ipam
 from dockertw.daemon.networks.bridges import (
     BridgeDevices,
@@ -91,19 +92,8 @@ class ContainerAttachments(Protocol):
                    force: bool) -> Deferred[None]: ...
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidParameter(f"invalid JSON: {what} must be an object")
-    return value
 
 
-def _string_map(value: Any, what: str) -> dict[str, str]:
-    mapping = _object(value, what)
-    if not all(isinstance(v, str) for v in mapping.values()):
-        raise InvalidParameter(f"invalid JSON: {what} must map strings to strings")
-    return dict(mapping)
 
 
 def _bool_filter(filters: Filters, key: str) -> bool | None:
@@ -119,8 +109,6 @@ def _bool_filter(filters: Filters, key: str) -> bool | None:
     return value in ("1", "true")
 
 
-def _regex_match(filters: Filters, key: str, value: str) -> bool:
-    return key not in filters or filters.fuzzy_match(key, value)
 
 
 class NetworkService:
@@ -291,8 +279,8 @@ class NetworkService:
     def _matches(self, network: Network, filters: Filters, dangling: bool | None) -> bool:
         if "driver" in filters and not filters.exact_match("driver", network.driver):
             return False
-        if not (_regex_match(filters, "name", network.name)
-                and _regex_match(filters, "id", network.id)
+        if not (filters.regex_match("name", network.name)
+                and filters.regex_match("id", network.id)
                 and filters.match_labels("label", network.labels)):
             return False
         if "scope" in filters and not filters.exact_match("scope", "local"):
@@ -322,7 +310,7 @@ class NetworkService:
 
     def create(self, body: Any) -> Deferred[dict[str, Any]]:
         """``POST /networks/create``: ``{"Id": ..., "Warning": ""}``."""
-        request = _object(body, "the body")
+        request = json_object(body, "the body")
         name = request.get("Name")
         if not isinstance(name, str) or not name:
             raise InvalidParameter("network name must not be empty" if not name else
@@ -352,8 +340,8 @@ class NetworkService:
             ipam_options=ipam_options, enable_ipv6=enable_ipv6,
             internal=bool(request.get("Internal")),
             attachable=bool(request.get("Attachable")),
-            options=_string_map(request.get("Options"), "Options"),
-            labels=_string_map(request.get("Labels"), "Labels"))
+            options=json_string_map(request.get("Options"), "Options"),
+            labels=json_string_map(request.get("Labels"), "Labels"))
         self._check_bridge_name(network)
         await self._threads(lambda: self.store.save(network))
         try:
@@ -421,7 +409,7 @@ class NetworkService:
             if network.predefined or self.table.in_use(network.id) or \
                     (until is not None and network.created_ns > until) or \
                     not filters.match_labels("label", network.labels) or \
-                    _excluded(filters, network.labels):
+                    filters.excludes_labels("label!", network.labels):
                 continue
             try:
                 await self._lock.run(self._remove, network)
@@ -440,18 +428,18 @@ class NetworkService:
 
     def connect(self, term: str, body: Any) -> Deferred[None]:
         """``POST /networks/{id}/connect``."""
-        request = _object(body, "the body")
+        request = json_object(body, "the body")
         container = request.get("Container")
         if not isinstance(container, str) or not container:
             raise InvalidParameter("no container name or ID given")
-        endpoint = _object(request.get("EndpointConfig"), "EndpointConfig")
+        endpoint = json_object(request.get("EndpointConfig"), "EndpointConfig")
         network = self.store.get(term)
         return self._attachments().connect(container, network, endpoint)
 
     def disconnect(self, term: str, body: Any) -> Deferred[None]:
         """``POST /networks/{id}/disconnect`` (``Force`` also drops a network that is
         gone from a stopped container's settings)."""
-        request = _object(body, "the body")
+        request = json_object(body, "the body")
         container = request.get("Container")
         if not isinstance(container, str) or not container:
             raise InvalidParameter("no container name or ID given")
@@ -476,16 +464,6 @@ def _until_ns(filters: Filters) -> int | None:
     if len(values) > 1:
         raise InvalidParameter("more than one until filter specified")
     return int(parse_filter_time(next(iter(values)), time.time()) * 1_000_000_000)
-
-
-def _excluded(filters: Filters, labels: Mapping[str, str]) -> bool:
-    """``label!=name[=value]``: true when the network has such a label."""
-    for wanted in filters.get("label!"):
-        name, has_value, value = wanted.partition("=")
-        if name in labels and (not has_value or labels[name] == value):
-            return True
-    return False
-
 
 def _done(deferred: Deferred[Any], quiet: bool = False) -> Any:
     """The result of a Deferred that has fired (blocking runners); its failure is

@@ -44,11 +44,6 @@ def check_list_filters(filters: Filters) -> None:
                 raise InvalidParameter(f"invalid filter '{key}={value}': {error}") from None
 
 
-def _match(filters: Filters, key: str, source: str) -> bool:
-    """moby's ``Args.Match``: equal, or the value as a regular expression found in it."""
-    values = filters.get(key)
-    return not values or any(v == source or re.search(v, source) for v in values)
-
 
 def matches(filters: Filters, container: Container, *,
             ancestors: frozenset[str] | None, before: Container | None,
@@ -56,8 +51,8 @@ def matches(filters: Filters, container: Container, *,
     """Whether ``container`` passes every list filter (``ancestors``: image IDs)."""
     if not (filters.exact_match("status", container.state_string)
             and filters.exact_match("health", container.health_status)
-            and _match(filters, "name", container.name)
-            and _match(filters, "id", container.id)
+            and filters.regex_match("name", container.name)
+            and filters.regex_match("id", container.id)
             and filters.match_labels("label", container.labels)):
         return False
     if "exited" in filters and (container.state_string != "exited" or str(
