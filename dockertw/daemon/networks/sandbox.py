@@ -318,8 +318,13 @@ class Sandboxes:
     async def stop(self, container_id: str) -> None:
         """Tear down the container's stack (nothing to do if it has none)."""
         sandbox = self._sandboxes.pop(container_id, None)
-        if sandbox is not None:
+        if sandbox is None:
+            return
+        try:
             await self._teardown(sandbox)
+        except (DockerError, OSError) as error:  # logged: the exit must still be recorded
+            _log.warn("network teardown of {id}: {error}", id=container_id,
+                      error=str(error))
 
     async def _teardown(self, sandbox: Sandbox) -> None:
         for network_id in list(sandbox.infos):

@@ -247,7 +247,7 @@ class ContainerNetworking:
 
     def _endpoint_requests(self, container: Container) -> list[EndpointRequest]:
         assert self._networks is not None
-        requests = []
+        requests: list[tuple[tuple[int, bool, str], EndpointRequest]] = []
         mode = container.network_mode
         for name, settings in container.networks.items():
             try:
@@ -260,14 +260,15 @@ class ContainerNetworking:
                 links += [(t.strip("/").split(":")[0], p.rsplit("/", 1)[-1])
                           for t, _, p in (str(k).partition(":") for k in
                                           container.host_config.get("Links") or ())]
-            requests.append(EndpointRequest(
+            # the default route: highest GwPriority, then the NetworkMode's, then by name
+            order = (-int(settings.get("GwPriority") or 0),
+                     network.name not in (mode, network_name(mode)), network.name)
+            requests.append((order, EndpointRequest(
                 network, ipv4=ipam.get("IPv4Address") or "",
                 ipv6=ipam.get("IPv6Address") or "",
                 mac=settings.get("ConfiguredMacAddress") or "",
-                aliases=tuple(settings.get("Aliases") or ()), links=tuple(links)))
-        return sorted(requests, key=lambda r: (
-            -int(container.networks[r.network.name].get("GwPriority") or 0),
-            r.network.name not in (mode, network_name(mode)), r.network.name))
+                aliases=tuple(settings.get("Aliases") or ()), links=tuple(links))))
+        return [request for _, request in sorted(requests, key=lambda item: item[0])]
 
     def _upstreams(self, container: Container) -> tuple[tuple[str, int], ...]:
         assert self._networks is not None
