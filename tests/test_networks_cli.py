@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import cli, import_image, inspect, ok
-from tests.netsupport import host_address, ip_of, pool_of, run_ok
+from tests.netsupport import free_block, host_address, ip_of, pool_of, run_ok
 from tests.support import REPO, Daemon
 
 pytestmark = pytest.mark.integration
@@ -230,3 +231,18 @@ def test_sigkill_then_restart_tears_down_what_was_recorded(net_daemon: Daemon):
     ok(daemon, "start", "k1", "k2")
     assert run_ok(daemon, "--network", "kept", "bb:1", "ping", "-c1", "-W2", "k1")
     ok(daemon, "rm", "-f", "k1", "k2")
+
+
+def test_a_bridge_the_daemon_did_not_make_stays(start_net_daemon: Callable[..., Daemon]):
+    name = f"dtwu{secrets.token_hex(4)}"
+    gateway = free_block(24).network_address + 1
+    subprocess.run(["ip", "link", "add", "name", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{gateway}/24", "dev", name], check=True)
+        daemon = start_net_daemon("--bridge", name, "--bip", f"{gateway}/24")
+        assert "1 packets received" in run_ok(daemon, "bb:1", "ping", "-c1", "-W2",
+                                              str(gateway))
+        daemon.stop()
+        assert Path(f"/sys/class/net/{name}").exists()
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)

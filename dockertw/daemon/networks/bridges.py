@@ -13,6 +13,7 @@ NAT).  ``ip`` (iproute2) makes and removes the device: two processes per network
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from twisted.internet.defer import Deferred, succeed
 
 from dockertw.daemon.networks.ipam import cni_ranges
 from dockertw.daemon.networks.records import Network
+from dockertw.daemon.storage import atomic_write
 from dockertw.runtime.cni import NetworkConfigList
 from dockertw.runtime.processes import Finished, Runner
 
-__all__ = ["BridgeDevices", "cni_config", "link_exists", "read_ip_forward",
+__all__ = ["BridgeDevices", "OwnedBridges", "cni_config", "link_exists", "read_ip_forward",
            "write_ip_forward"]
 
 _SYS_NET = Path("/sys/class/net")
@@ -53,15 +55,46 @@ def _batch(network: Network) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+class OwnedBridges:
+    """The bridges the daemon made (``ROOT/network/bridges.json``): only those are
+    deleted; a bridge that was there before (``--bridge br0``) stays."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            self._names = set(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            self._names = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def _save(self) -> None:
+        atomic_write(self._path, json.dumps(sorted(self._names)).encode())
+
+    def add(self, name: str) -> None:
+        if name not in self._names:
+            self._names.add(name)
+            self._save()
+
+    def discard(self, name: str) -> None:
+        if name in self._names:
+            self._names.discard(name)
+            self._save()
+
+
 class BridgeDevices:
     """Makes and removes bridges with ``ip``, through ``run`` (reactor or blocking)."""
 
-    def __init__(self, run: Runner) -> None:
+    def __init__(self, run: Runner, owned: OwnedBridges) -> None:
         self._run = run
+        self._owned = owned
 
     def ensure(self, network: Network) -> Deferred[None]:
         """The network's bridge, up, with its gateway addresses (kept if present)."""
         script = _batch(network).encode()
+        if not link_exists(network.bridge):
+            self._owned.add(network.bridge)
 
         def tune(finished: Finished) -> None:
             if not link_exists(network.bridge):
@@ -73,9 +106,11 @@ class BridgeDevices:
         return self._run(["ip", "-force", "-batch", "-"], script, None).addCallback(tune)
 
     def remove(self, name: str) -> Deferred[None]:
-        """Delete the bridge ``name`` (already gone: nothing to do)."""
-        if not link_exists(name):
+        """Delete the bridge ``name`` if the daemon made it (gone: nothing to do)."""
+        if name not in self._owned or not link_exists(name):
+            self._owned.discard(name)
             return succeed(None)
+        self._owned.discard(name)
         return self._run(["ip", "link", "del", name], b"", None).addCallback(lambda _: None)
 
 

@@ -31,6 +31,7 @@ from dockertw.daemon.jsonfields import json_object, json_string_map
 from dockertw.daemon.networks import ipam
 from dockertw.daemon.networks.bridges import (
     BridgeDevices,
+    OwnedBridges,
     link_exists,
     read_ip_forward,
     write_ip_forward,
@@ -125,7 +126,8 @@ class NetworkService:
         self._events = events
         self._threads = threads
         self._runner = runner
-        self._bridges = BridgeDevices(runner)
+        self._owned = OwnedBridges(self.root / "bridges.json")
+        self._bridges = BridgeDevices(runner, self._owned)
         self.firewall = Firewall(chain_prefix(root), Iptables(runner),
                                  enabled=config.iptables and iptables.available())
         self._blocking_firewall = Firewall(self.firewall.prefix, Iptables(blocking_runner),
@@ -174,15 +176,15 @@ class NetworkService:
         if self.config.ip_forward and not read_ip_forward():
             write_ip_forward(True)
             self._forwarding_was_off = True
-        blocking = BridgeDevices(blocking_runner)
+        blocking = BridgeDevices(blocking_runner, self._owned)
         for network in self.store.all():
-            if network.is_bridge:
-                _done(blocking.ensure(network))
+            if network.is_bridge:  # the default bridge must come up, the others may fail
+                _done(blocking.ensure(network), quiet=network.name != "bridge")
         _done(self._blocking_firewall.start(self._bridge_rules()))
 
     def shutdown(self) -> None:
         """Remove every bridge and chain (containers are stopped by now; blocking)."""
-        blocking = BridgeDevices(blocking_runner)
+        blocking = BridgeDevices(blocking_runner, self._owned)
         for network in self.store.all():
             if network.is_bridge:
                 _done(blocking.remove(network.bridge), quiet=True)
