@@ -120,6 +120,10 @@ class Options(usage.Options):
         self["registry-mirrors"] = []
         self["insecure-registries"] = []
         self["policies"] = []
+        self["default-address-pools"] = []
+        self["dns"] = []
+        self["dns-search"] = []
+        self["dns-opts"] = []
 
     def opt_registry_mirror(self, url: str) -> None:
         """A mirror of Docker Hub to pull from first (repeatable), e.g. http://10.0.0.2:5000"""
@@ -128,10 +132,6 @@ class Options(usage.Options):
     def opt_insecure_registry(self, entry: str) -> None:
         """A registry (HOST:PORT) or CIDR reached without TLS verification (repeatable)"""
         self["insecure-registries"].append(entry)
-        self["default-address-pools"] = []
-        self["dns"] = []
-        self["dns-search"] = []
-        self["dns-opts"] = []
 
     def opt_default_address_pool(self, value: str) -> None:
         """base=CIDR,size=N: where new networks' subnets come from (repeatable)"""

@@ -4,14 +4,14 @@ port bindings, the DNS name table, and the API's version gates."""
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.python import usage
 
-from dockertw.api.routers.networks import container_create_gates, shape_network_settings
+from dockertw.api.views.containers import create_body, inspect_view
+from dockertw.api.views.networks import network_view
 from dockertw.daemon.containers.records import networking
 from dockertw.daemon.networks import etcfiles, ipam
 from dockertw.daemon.networks.firewall import BridgeRules, Firewall, PortRule
@@ -226,35 +226,57 @@ def _inspected(aliases: list[str] | None) -> dict[str, Any]:
 
 
 def test_container_network_shapes_follow_the_api_version():
-    old = shape_network_settings(_inspected(["db"]), "1.41")
+    old = inspect_view(_inspected(["db"]), "1.41")
     endpoint = old["NetworkSettings"]["Networks"]["user"]
     assert endpoint["Aliases"] == ["db", "0123456789ab"]
     assert "DNSNames" not in endpoint and "GwPriority" not in endpoint
     assert "IPAddress" in old["NetworkSettings"]
-    new = shape_network_settings(_inspected(["db"]), "1.52")
+    new = inspect_view(_inspected(["db"]), "1.52")
     endpoint = new["NetworkSettings"]["Networks"]["user"]
     assert endpoint["Aliases"] == ["db"] and endpoint["DNSNames"][0] == "web"
     assert "GwPriority" in endpoint and "IPAddress" not in new["NetworkSettings"]
-    between = shape_network_settings(_inspected(None), "1.44")
+    between = inspect_view(_inspected(None), "1.44")
     assert between["NetworkSettings"]["Networks"]["user"]["Aliases"] == ["0123456789ab"]
 
 
 def test_create_gates_for_endpoints_and_the_container_wide_mac_address():
     two = {"NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}
     with pytest.raises(InvalidParameter, match="multiple network endpoints: a, b"):
-        container_create_gates(json.loads(json.dumps(two)), "1.43")
-    assert container_create_gates(json.loads(json.dumps(two)), "1.44") == []
-    old = {"MacAddress": "02:42:ac:11:00:0a", "HostConfig": {"NetworkMode": "default"}}
-    assert container_create_gates(old, "1.41") == []
-    assert old["NetworkingConfig"]["EndpointsConfig"]["bridge"]["MacAddress"] == \
-        "02:42:ac:11:00:0a"
-    newer = {"MacAddress": "02:42:ac:11:00:0a", "HostConfig": {"NetworkMode": "n1"}}
-    assert "deprecated" in container_create_gates(newer, "1.44")[0]
+        create_body(two, "1.43")
+    assert create_body(two, "1.44")[1] == []
+    mac = "02:42:ac:11:00:0a"
+    old, warnings = create_body({"MacAddress": mac, "HostConfig": {"NetworkMode": "default"},
+                                 "NetworkingConfig": {"EndpointsConfig": {
+                                     "bridge": {"MacAddress": "02:00:00:00:00:01"}}}},
+                                "1.41")
+    assert warnings == []
+    assert old["NetworkingConfig"]["EndpointsConfig"]["bridge"]["MacAddress"] == mac
+    endpoint_only = {"NetworkingConfig": {"EndpointsConfig": {"n1": {"MacAddress": mac}}}}
+    assert "MacAddress" not in create_body(endpoint_only, "1.43")[0][
+        "NetworkingConfig"]["EndpointsConfig"]["n1"]
+    assert create_body(endpoint_only, "1.44")[0]["NetworkingConfig"]["EndpointsConfig"][
+        "n1"]["MacAddress"] == mac
+    newer, warnings = create_body({"MacAddress": mac, "HostConfig": {"NetworkMode": "n1"}},
+                                  "1.44")
+    assert "deprecated" in warnings[0]
+    assert newer["NetworkingConfig"]["EndpointsConfig"]["n1"]["MacAddress"] == mac
     with pytest.raises(InvalidParameter, match="container-wide MAC address no longer"):
-        container_create_gates({"MacAddress": "02:42:ac:11:00:0a"}, "1.52")
+        create_body({"MacAddress": mac}, "1.52")
     with pytest.raises(InvalidParameter, match="mac-address and the network mode"):
-        container_create_gates({"MacAddress": "02:42:ac:11:00:0a",
-                                "HostConfig": {"NetworkMode": "host"}}, "1.41")
+        create_body({"MacAddress": mac, "HostConfig": {"NetworkMode": "host"}}, "1.41")
+
+
+def test_network_shapes_follow_the_api_version():
+    def network() -> dict[str, Any]:
+        return {"Name": "n", "EnableIPv4": True, "Containers": {"c": {}},
+                "Status": {"IPAM": {}}}
+    assert network_view(network(), "1.27", listed=True) == {"Name": "n",
+                                                            "Containers": {"c": {}}}
+    assert network_view(network(), "1.41", listed=True)["Containers"] == {}
+    assert "Status" not in network_view(network(), "1.51", listed=False)
+    assert "EnableIPv4" not in network_view(network(), "1.47", listed=False)
+    assert network_view(network(), "1.52", listed=False) == network()
+    assert "Status" not in network_view(network(), "1.52", listed=True)
 
 
 # -- daemon options ---------------------------------------------------------------------------

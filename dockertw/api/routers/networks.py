@@ -1,19 +1,5 @@
-"""Network routes: list, inspect, create, connect, disconnect, remove, prune; and the
-version gates of the network parts of the container routes.
-
-The engine answers every field of the newest API; the shapes older versions see are
-decided here, next to the routes (moby's gates):
-
-* 1.28: ``GET /networks`` stops listing each network's ``Containers`` (``{}``);
-* 1.44: ``POST /containers/create`` takes several ``EndpointsConfig`` (before: 400)
-  and an endpoint ``MacAddress`` (the container-wide ``Config.MacAddress`` moves
-  there before 1.44, and gives a deprecation warning from 1.44); ``DNSNames`` appear
-  in endpoint settings;
-* 1.45: endpoint ``Aliases`` no longer carry the short container ID (and hostname);
-* 1.48: networks show ``EnableIPv4``, endpoints ``GwPriority`` (ignored before);
-* 1.52: ``GET /networks/{id}`` shows ``Status``; container ``NetworkSettings`` loses
-  the legacy fields of the default bridge endpoint; ``Config.MacAddress`` is refused.
-"""
+"""Network routes: list, inspect, create, connect, disconnect, remove, prune (the
+shapes of each API version: :mod:`dockertw.api.views.networks`)."""
 
 from __future__ import annotations
 
@@ -22,16 +8,14 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
-from dockertw import versions
 from dockertw.api.responses import Empty, Json
 from dockertw.api.router import ApiCall, Route
-from dockertw.daemon.containers.records.networking import LEGACY_FIELDS
+from dockertw.api.views.networks import network_view
 from dockertw.daemon.networks.service import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 
-__all__ = ["NetworkRouter", "NetworkBackend", "shape_network_settings",
-           "container_create_gates"]
+__all__ = ["NetworkRouter", "NetworkBackend"]
 
 
 class NetworkBackend(Protocol):
@@ -42,90 +26,6 @@ class NetworkBackend(Protocol):
     def prune(self, filters: Filters) -> Deferred[dict[str, Any]]: ...
     def connect(self, term: str, body: Any) -> Deferred[None]: ...
     def disconnect(self, term: str, body: Any) -> Deferred[None]: ...
-
-
-def _network_shape(network: dict[str, Any], version: str, listed: bool) -> dict[str, Any]:
-    if versions.is_less(version, "1.48"):
-        network.pop("EnableIPv4", None)
-    if listed or versions.is_less(version, "1.52"):
-        network.pop("Status", None)
-    if listed and not versions.is_less(version, "1.28"):
-        network["Containers"] = {}
-    return network
-
-
-def _endpoint_shape(name: str, endpoint: dict[str, Any], version: str) -> None:
-    dns_names = endpoint.get("DNSNames") or []
-    if versions.is_less(version, "1.45") and dns_names and name not in (
-            "bridge", "host", "none"):
-        aliases = list(endpoint.get("Aliases") or [])
-        endpoint["Aliases"] = aliases + [n for n in dns_names[1:] if n not in aliases]
-    if versions.is_less(version, "1.44"):
-        endpoint.pop("DNSNames", None)
-    if versions.is_less(version, "1.48"):
-        endpoint.pop("GwPriority", None)
-
-
-def shape_network_settings(document: dict[str, Any], version: str) -> dict[str, Any]:
-    """A container's inspect or list item as API ``version`` shows its networks."""
-    settings = document.get("NetworkSettings")
-    if not isinstance(settings, dict):
-        return document
-    for name, endpoint in (settings.get("Networks") or {}).items():
-        _endpoint_shape(name, endpoint, version)
-    if not versions.is_less(version, "1.52"):
-        for key in LEGACY_FIELDS:
-            settings.pop(key, None)
-    return document
-
-
-def _migrate_mac(body: dict[str, Any], mac: str) -> None:
-    """Before 1.44: the container-wide MAC address is the main network's endpoint's."""
-    host = body.get("HostConfig") or {}
-    mode = str(host.get("NetworkMode") or "default") if isinstance(host, dict) else "default"
-    if mode in ("host", "none") or mode.startswith("container:"):
-        raise InvalidParameter("conflicting options: mac-address and the network mode")
-    networking = body.setdefault("NetworkingConfig", {}) or {}
-    body["NetworkingConfig"] = networking
-    endpoints = networking.setdefault("EndpointsConfig", {}) or {}
-    networking["EndpointsConfig"] = endpoints
-    key = next(iter(endpoints), "bridge" if mode == "default" else mode)
-    endpoint = endpoints.get(key) or {}
-    endpoint["MacAddress"] = mac
-    endpoints[key] = endpoint
-
-
-def container_create_gates(body: Any, version: str) -> list[str]:
-    """The network gates of ``POST /containers/create``: rewrites ``body`` for older
-    versions; answers the warnings to add."""
-    if not isinstance(body, dict):
-        return []
-    networking = body.get("NetworkingConfig") or {}
-    endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
-    endpoints = endpoints if isinstance(endpoints, dict) else {}
-    mac = body.get("MacAddress") or ""
-    if versions.is_less(version, "1.44"):
-        if len(endpoints) > 1:
-            raise InvalidParameter("Container cannot be created with multiple network "
-                                   f"endpoints: {', '.join(endpoints)}")
-        for endpoint in endpoints.values():
-            if isinstance(endpoint, dict):
-                endpoint.pop("MacAddress", None)
-        if mac:
-            _migrate_mac(body, str(mac))
-        return []
-    if versions.is_less(version, "1.48"):
-        for endpoint in endpoints.values():
-            if isinstance(endpoint, dict):
-                endpoint.pop("GwPriority", None)
-    if not mac:
-        return []
-    if not versions.is_less(version, "1.52"):
-        raise InvalidParameter("container-wide MAC address no longer supported; use "
-                               "endpoint-specific MAC address instead")
-    _migrate_mac(body, str(mac))
-    return ["The container-wide MacAddress field is now deprecated. It should be "
-            "specified in EndpointsConfig instead."]
 
 
 class NetworkRouter:
@@ -148,14 +48,14 @@ class NetworkRouter:
         filters = call.filters(LIST_FILTERS)
         listed = self._networks.list_networks(filters)
         return listed.addCallback(
-            lambda items: [_network_shape(item, call.version, True) for item in items])
+            lambda items: [network_view(item, call.version, True) for item in items])
 
     def inspect(self, call: ApiCall) -> Deferred[dict[str, Any]]:
         verbose = call.query("verbose")
         if verbose and verbose.lower() not in ("1", "0", "t", "f", "true", "false"):
             raise InvalidParameter(f"invalid value for verbose: {verbose}")
         found = self._networks.inspect(call.params["name"], call.query("scope"))
-        return found.addCallback(lambda item: _network_shape(item, call.version, False))
+        return found.addCallback(lambda item: network_view(item, call.version, False))
 
     def create(self, call: ApiCall) -> Deferred[Json]:
         body = call.json_body()

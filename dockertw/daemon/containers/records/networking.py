@@ -17,7 +17,7 @@ from typing import Any
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["endpoint_settings", "with_runtime", "without_runtime", "network_settings_view",
-           "summary_networks", "empty_settings", "after_stop", "user_links", "LEGACY_FIELDS"]
+           "summary_networks", "empty_settings", "after_stop", "user_links"]
 
 # EndpointSettings in Docker's order, with their zero values.
 _ENDPOINT: tuple[tuple[str, Any], ...] = (
@@ -28,11 +28,6 @@ _ENDPOINT: tuple[tuple[str, Any], ...] = (
 _RUNTIME = ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "IPv6Gateway",
             "GlobalIPv6Address", "GlobalIPv6PrefixLen", "DNSNames")
 _CONFIGURED_MAC = "ConfiguredMacAddress"  # the user's MAC, kept while the run's shows
-# NetworkSettings fields of the default bridge endpoint (gone in API 1.52)
-LEGACY_FIELDS = ("Bridge", "HairpinMode", "LinkLocalIPv6Address", "LinkLocalIPv6PrefixLen",
-                 "SecondaryIPAddresses", "SecondaryIPv6Addresses", "EndpointID", "Gateway",
-                 "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen",
-                 "IPv6Gateway", "MacAddress")
 
 
 def _strings(value: Any, what: str) -> list[str] | None:

@@ -16,12 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredList,
-    ensureDeferred,
-)
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.networking import after_stop
