@@ -276,7 +276,7 @@ def test_network_shapes_follow_the_api_version():
     assert "Status" not in network_view(network(), "1.51", listed=False)
     assert "EnableIPv4" not in network_view(network(), "1.47", listed=False)
     assert network_view(network(), "1.52", listed=False) == network()
-    assert "Status" not in network_view(network(), "1.52", listed=True)
+    assert network_view(network(), "1.52", listed=True) == {"Name": "n", "EnableIPv4": True}
 
 
 # -- daemon options ---------------------------------------------------------------------------

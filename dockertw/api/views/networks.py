@@ -1,7 +1,8 @@
 """Networks and container endpoints as each API version has them (moby's network
 router and the network parts of its container router).
 
-* 1.28: ``GET /networks`` stops listing each network's ``Containers`` (``{}``);
+* 1.28: ``GET /networks`` stops listing each network's ``Containers`` (``{}``), and
+  from 1.52 (moby's ``network.Summary``) has no such field;
 * 1.44: an endpoint's ``MacAddress`` is read on create (before, ``Config.MacAddress``
   moves to the main network's endpoint); from 1.44 ``Config.MacAddress`` still moves
   there with a deprecation warning; endpoints show ``DNSNames``;
@@ -30,7 +31,9 @@ def network_view(network: dict[str, Any], version: str, listed: bool) -> dict[st
         network.pop("EnableIPv4", None)
     if listed or before(version, "1.52"):
         network.pop("Status", None)
-    if listed and since(version, "1.28"):
+    if listed and since(version, "1.52"):
+        network.pop("Containers", None)  # moby 29's network.Summary
+    elif listed and since(version, "1.28"):
         network["Containers"] = {}
     return network
 
