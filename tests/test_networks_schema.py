@@ -16,8 +16,8 @@ from tests.test_api_schema import VERSION, check, schemas  # noqa: F401 - fixtur
 pytestmark = pytest.mark.integration
 
 
-def test_network_routes_and_endpoints_fit_the_spec(net_daemon: Daemon,
-                                                   check: Callable[..., None]) -> None:
+def test_network_routes_and_endpoints_fit_the_spec(
+        net_daemon: Daemon, check: Callable[..., None]) -> None:  # noqa: F811 - a fixture
     def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, _, answer = api_request(str(net_daemon.socket), VERSION, method, path,
                                         body, None)
