@@ -13,7 +13,8 @@ set -eu
 
 cd "$(dirname "$0")"
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
-DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git"
+DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git
+    containernetworking-plugins iptables"
 TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose gcc libc6-dev curl"
 
 need_packages() {
@@ -54,7 +55,7 @@ install_test_packages() {
     # real proxies and real registries (docker-registry, whose service is kept from
     # starting; skopeo pushes OCI indexes; htpasswd makes bcrypt password files) on
     # loopback; gcc and libc6-dev build the static program the seccomp tests make
-    # syscalls with.
+    # syscalls with; docker-compose runs projects.
     missing=""
     command -v docker >/dev/null 2>&1 || missing="docker.io"
     for package in $TEST_PACKAGES; do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import os
 import signal
 import sys
@@ -33,6 +34,8 @@ from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.daemon.logconfig import parse_size
+from dockertw.daemon.networks import ipam
+from dockertw.daemon.networks.service import NetworkConfig
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
@@ -97,6 +100,18 @@ class Options(usage.Options):
                                     "requests (0: no limit).", float],
         ["max-json-body", None, "4MiB", "Largest request body the daemon buffers (JSON); "
                                         "larger ones are refused with 413."],
+        ["bridge", "b", "dockertw0", "Bridge device of the default bridge network, or "
+                                     "'none' for no default bridge."],
+        ["bip", None, "", "Address and prefix of the default bridge (e.g. 10.7.0.1/24)."],
+        ["fixed-cidr", None, "", "Range of the default bridge's container addresses."],
+        ["mtu", None, "0", "MTU of the default bridge's links (0: the kernel's)."],
+        ["ip", None, "0.0.0.0", "Default host address of published ports."],
+        ["ip-masq", None, "true", "Masquerade traffic leaving bridge networks."],
+        ["icc", None, "true", "Let containers on the default bridge talk to each other."],
+        ["iptables", None, "true", "Write firewall rules (in the daemon's own chains)."],
+        ["ip-forward", None, "true", "Turn on net.ipv4.ip_forward while the daemon runs."],
+        ["userland-proxy", None, "false", "Accepted for dockerd compatibility: published "
+                                          "ports are always forwarded by kernel NAT."],
     ]
 
     def __init__(self) -> None:
@@ -105,6 +120,10 @@ class Options(usage.Options):
         self["registry-mirrors"] = []
         self["insecure-registries"] = []
         self["policies"] = []
+        self["default-address-pools"] = []
+        self["dns"] = []
+        self["dns-search"] = []
+        self["dns-opts"] = []
 
     def opt_registry_mirror(self, url: str) -> None:
         """A mirror of Docker Hub to pull from first (repeatable), e.g. http://10.0.0.2:5000"""
@@ -113,6 +132,25 @@ class Options(usage.Options):
     def opt_insecure_registry(self, entry: str) -> None:
         """A registry (HOST:PORT) or CIDR reached without TLS verification (repeatable)"""
         self["insecure-registries"].append(entry)
+
+    def opt_default_address_pool(self, value: str) -> None:
+        """base=CIDR,size=N: where new networks' subnets come from (repeatable)"""
+        try:
+            self["default-address-pools"].append(ipam.parse_address_pool(value))
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
+    def opt_dns(self, value: str) -> None:
+        """A DNS server for containers (repeatable)"""
+        self["dns"].append(value)
+
+    def opt_dns_search(self, value: str) -> None:
+        """A DNS search domain for containers (repeatable)"""
+        self["dns-search"].append(value)
+
+    def opt_dns_opt(self, value: str) -> None:
+        """A resolv.conf option for containers (repeatable)"""
+        self["dns-opts"].append(value)
 
     def opt_listen(self, description: str) -> None:
         """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660"""
@@ -135,6 +173,7 @@ class Options(usage.Options):
         if self["tlsverify"]:
             self["tls"] = True
         self._check_api_version()
+        self["network"] = network_config(self)
         try:
             check_cgroup_parent(self["cgroup-parent"])
         except InvalidParameter as error:
@@ -199,6 +238,45 @@ class Options(usage.Options):
             self[option] = self[option] or _docker_cert_path(default)
             if not os.path.isfile(self[option]):
                 raise usage.UsageError(f"--{option}: cannot read {self[option]!r}")
+
+
+def _flag(options: Options, name: str) -> bool:
+    value = str(options[name]).strip().lower()
+    if value not in ("1", "0", "t", "f", "true", "false"):
+        raise usage.UsageError(f"--{name}: expected true or false, got {options[name]!r}")
+    return value in ("1", "t", "true")
+
+
+def _check_address(value: str, name: str, interface: bool = False) -> None:
+    try:
+        (ipaddress.ip_interface if interface else ipaddress.ip_network)(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name}: invalid address {value!r}") from None
+
+
+def network_config(options: Options) -> NetworkConfig:
+    """The networking options as the engine takes them."""
+    bridge = options["bridge"] or "none"
+    if len(bridge) > 15 or "/" in bridge or " " in bridge:
+        raise usage.UsageError(f"--bridge: invalid device name {bridge!r}")
+    if options["bip"]:
+        _check_address(options["bip"], "bip", interface=True)
+    if options["fixed-cidr"]:
+        _check_address(options["fixed-cidr"], "fixed-cidr")
+    for server in options["dns"]:
+        _check_address(server, "dns")
+    try:
+        mtu = int(options["mtu"])
+    except ValueError:
+        raise usage.UsageError(f"--mtu: not a number: {options['mtu']!r}") from None
+    _flag(options, "userland-proxy")
+    return NetworkConfig(
+        bridge=bridge, bip=options["bip"], fixed_cidr=options["fixed-cidr"],
+        pools=tuple(options["default-address-pools"]) or ipam.DEFAULT_POOLS, mtu=mtu,
+        ip_masq=_flag(options, "ip-masq"), icc=_flag(options, "icc"),
+        iptables=_flag(options, "iptables"), ip_forward=_flag(options, "ip-forward"),
+        host_ip=options["ip"], dns=tuple(options["dns"]),
+        dns_search=tuple(options["dns-search"]), dns_options=tuple(options["dns-opts"]))
 
 
 def tls_options(options: Options) -> ssl.CertificateOptions:
@@ -285,6 +363,7 @@ def makeService(options: Options) -> IService:
         registry=options["registry"],
         max_concurrent_downloads=options["max-concurrent-downloads"],
         max_concurrent_uploads=options["max-concurrent-uploads"],
+        network=options["network"],
     ), reactor)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))

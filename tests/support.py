@@ -165,6 +165,19 @@ class _UnixConnection(http.client.HTTPConnection):
 _CGROUPS = Path("/sys/fs/cgroup")
 
 
+_NETWORK_FLAGS = ("--bridge", "-b", "--iptables")
+
+
+def isolated_network_args(extra_args: Sequence[str]) -> list[str]:
+    """Unless a test chooses its networking, a daemon has no default bridge and writes
+    no firewall rule (nothing to leave on the shared host); networking tests pass
+    :func:`network_args`."""
+    given = {arg.split("=", 1)[0] for arg in extra_args}
+    if given & set(_NETWORK_FLAGS):
+        return []
+    return ["--bridge", "none", "--iptables", "false", "--ip-forward", "false"]
+
+
 class Daemon:
     """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
 
@@ -178,7 +191,7 @@ class Daemon:
         # Docker Hub is never reached from a test: a closed loopback port stands for it
         # (a test that needs an upstream gives another --hub-registry, which wins).
         args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent,
-                "--hub-registry", NO_HUB]
+                "--hub-registry", NO_HUB, *isolated_network_args(extra_args)]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)

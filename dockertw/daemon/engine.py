@@ -16,6 +16,7 @@ from dockertw.daemon.distribution.service import DistributionService
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
+from dockertw.daemon.networks.service import NetworkConfig, NetworkService
 from dockertw.daemon.storage import ensure_directory
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
 from dockertw.daemon.volumes.service import VolumeService
@@ -35,6 +36,7 @@ class EngineConfig:
     registry: RegistryConfig = RegistryConfig()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    network: NetworkConfig = NetworkConfig()
 
 
 @attrs.define
@@ -49,6 +51,7 @@ class Engine:
     volumes: VolumeService
     distribution: DistributionService
     builder: BuilderService
+    networks: NetworkService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -64,12 +67,14 @@ class Engine:
         images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))
         runtime = probe_runtime(config.runtime)
         volumes = VolumeService.open(root, events, reactor)
+        networks = NetworkService.open(root, config.network, events, reactor)
         containers = ContainerService.open(root, images.store, events, reactor,
                                            runtime=runtime.name,
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent,
                                            machine_memory=host.mem_total,
-                                           volumes=volumes)
+                                           volumes=volumes, networks=networks)
+        networks.start()
         containers.snapshots.commit_image = images.commit
         images.store.delete_unused_layers()  # what an interrupted pull or load left
         distribution = DistributionService.open(
@@ -94,7 +99,7 @@ class Engine:
         )
         return cls(config=config, events=events, system=system, images=images,
                    containers=containers, volumes=volumes, distribution=distribution,
-                   builder=builder)
+                   builder=builder, networks=networks)
 
     def reload(self) -> None:
         """Re-read the configuration (on SIGHUP) and report it as Docker does.
