@@ -246,3 +246,19 @@ def test_a_bridge_the_daemon_did_not_make_stays(start_net_daemon: Callable[..., 
         assert Path(f"/sys/class/net/{name}").exists()
     finally:
         subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def test_mac_address_with_the_cli_as_it_negotiates(net_daemon: Daemon):
+    daemon = net_daemon
+    negotiated = ok(daemon, "version", "--format", "{{.Client.APIVersion}}").strip()
+    mac = "02:42:0a:de:ad:01"
+    ok(daemon, "network", "create", "macs")
+    ok(daemon, "run", "-d", "--name", "m1", "--network", "macs", "--mac-address", mac,
+       "bb:1", "sleep", "100")
+    try:
+        assert mac in ok(daemon, "exec", "m1", "ip", "link", "show", "eth0"), negotiated
+        assert inspect(daemon, "m1")["NetworkSettings"]["Networks"]["macs"][
+            "MacAddress"] == mac
+    finally:
+        ok(daemon, "rm", "-f", "m1")
+        ok(daemon, "network", "rm", "macs")
