@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dockertw.runtime.syscalls import check, libc
 
-__all__ = ["mount_overlay", "mount_overlay_readonly", "mount_filesystem", "unmount",
-           "mounts_under", "is_mounted"]
+__all__ = ["mount_overlay", "mount_overlay_readonly", "mount_filesystem", "bind_mount",
+           "unmount", "mounts_under", "is_mounted"]
 
 _MNT_DETACH = 2
 _MS_RDONLY = 1
@@ -66,6 +66,12 @@ def mount_filesystem(device: str, target: Path, fstype: str, options: str = "") 
             data.append(option)
     check(libc().mount(device.encode(), os.fsencode(target), fstype.encode(), flags,
                          ",".join(data).encode()), f"mount {fstype} at {target}")
+
+
+def bind_mount(source: str, target: Path) -> None:
+    """Bind ``source`` (a path, or an fd's ``/proc/self/fd/N``) at ``target``."""
+    check(libc().mount(os.fsencode(source), os.fsencode(target), None, _FLAGS["bind"],
+                         None), f"bind {source} at {target}")
 
 
 def unmount(target: Path) -> None:

@@ -35,9 +35,9 @@ from dockertw.runtime.spec import (
     build_spec,
 )
 
-__all__ = ["rootfs_of", "bundle_of", "shm_of", "prepare_bundle", "release_rootfs",
-           "resolve_user", "read_root_file", "account_entries", "runtime_config",
-           "cgroup_path", "NetworkSetup"]
+__all__ = ["rootfs_of", "bundle_of", "shm_of", "subpaths_of", "prepare_bundle",
+           "release_rootfs", "resolve_user", "read_root_file", "account_entries",
+           "runtime_config", "cgroup_path", "NetworkSetup"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
 _OWN_NAMESPACES = Namespaces()  # every namespace the container's own
@@ -49,6 +49,11 @@ def bundle_of(container_dir: Path) -> Path:
 
 def rootfs_of(container_dir: Path) -> Path:
     return container_dir / "rootfs"
+
+
+def subpaths_of(container_dir: Path) -> Path:
+    """Where the ``Subpath`` of a container's volumes are pinned while it runs."""
+    return container_dir / "subpaths"
 
 
 def shm_of(container_dir: Path) -> Path:
@@ -277,7 +282,10 @@ def prepare_bundle(container: Container, container_dir: Path,
 
 
 def release_rootfs(container_dir: Path) -> None:
-    """Unmount the root filesystem (and a shareable ``/dev/shm``) if mounted."""
+    """Unmount the root filesystem (and a shareable ``/dev/shm``, volumes' pinned
+    subpaths) if mounted."""
     for target in (rootfs_of(container_dir), shm_of(container_dir)):
         if mounts.is_mounted(target):
             mounts.unmount(target)
+    for target in mounts.mounts_under(subpaths_of(container_dir)):
+        mounts.unmount(target)
