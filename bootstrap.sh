@@ -22,7 +22,8 @@ set -eu
 cd "$(dirname "$0")"
 REPO=$PWD
 VENV="${DOCKERTW_VENV:-$PWD/.venv}"
-DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git"
+DEBIAN_PACKAGES="python3 python3-venv runc tini busybox-static openssl ca-certificates iproute2 procps git
+    containernetworking-plugins iptables"
 TEST_PACKAGES="tinyproxy microsocks docker-registry skopeo apache2-utils docker-compose gcc libc6-dev curl systemd"
 SOCKET=/run/dockertw.sock
 

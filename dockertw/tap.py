@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import grp
+import ipaddress
 import os
 import signal
 import sys
@@ -34,6 +35,8 @@ from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.daemon.logconfig import LogConfigError, log_settings, parse_size
+from dockertw.daemon.networks import ipam
+from dockertw.daemon.networks.service import NetworkConfig
 from dockertw.errdefs import InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
@@ -142,6 +145,18 @@ class Options(usage.Options):
                                     "requests (0: no limit).", float],
         ["max-json-body", None, "4MiB", "Largest request body the daemon buffers (JSON); "
                                         "larger ones are refused with 413."],
+        ["bridge", "b", "dockertw0", "Bridge device of the default bridge network, or "
+                                     "'none' for no default bridge."],
+        ["bip", None, "", "Address and prefix of the default bridge (e.g. 10.7.0.1/24)."],
+        ["fixed-cidr", None, "", "Range of the default bridge's container addresses."],
+        ["mtu", None, "0", "MTU of the default bridge's links (0: the kernel's)."],
+        ["ip", None, "0.0.0.0", "Default host address of published ports."],
+        ["ip-masq", None, "true", "Masquerade traffic leaving bridge networks."],
+        ["icc", None, "true", "Let containers on the default bridge talk to each other."],
+        ["iptables", None, "true", "Write firewall rules (in the daemon's own chains)."],
+        ["ip-forward", None, "true", "Turn on net.ipv4.ip_forward while the daemon runs."],
+        ["userland-proxy", None, "false", "Accepted for dockerd compatibility: published "
+                                          "ports are always forwarded by kernel NAT."],
     ]
 
     def __init__(self) -> None:
@@ -154,6 +169,10 @@ class Options(usage.Options):
         self["default-ulimits"] = {}
         self["labels"] = []
         self["log-opts"] = {}
+        self["default-address-pools"] = []
+        self["dns"] = []
+        self["dns-search"] = []
+        self["dns-opts"] = []
         self.given: dict[str, Any] = {}  # flags on the command line, by long name
         self._flag_runtimes: dict[str, Any] = {}
         self._dispatch = {name: self._recording(name, handler)
@@ -177,6 +196,22 @@ class Options(usage.Options):
     def opt_insecure_registry(self, entry: str) -> None:
         """A registry (HOST:PORT) or CIDR reached without TLS verification (repeatable)"""
         self["insecure-registries"].append(entry)
+
+    def opt_default_address_pool(self, value: str) -> None:
+        """base=CIDR,size=N: where new networks' subnets come from (repeatable)"""
+        self["default-address-pools"].append(value)
+
+    def opt_dns(self, value: str) -> None:
+        """A DNS server for containers (repeatable)"""
+        self["dns"].append(value)
+
+    def opt_dns_search(self, value: str) -> None:
+        """A DNS search domain for containers (repeatable)"""
+        self["dns-search"].append(value)
+
+    def opt_dns_opt(self, value: str) -> None:
+        """A resolv.conf option for containers (repeatable)"""
+        self["dns-opts"].append(value)
 
     def opt_listen(self, description: str) -> None:
         """A strports description to listen on (repeatable), e.g. unix:/run/d.sock:mode=660"""
@@ -231,6 +266,7 @@ class Options(usage.Options):
             self["tls"] = True
         self._check_api_version()
         self._check_engine_settings()
+        self["network"] = network_config(self)
         if self["tls"]:
             self._check_tls_files()
         self._check_registry_options()
@@ -324,6 +360,49 @@ class Options(usage.Options):
             self[option] = self[option] or _docker_cert_path(default)
             if not os.path.isfile(self[option]):
                 raise usage.UsageError(f"--{option}: cannot read {self[option]!r}")
+
+
+def _flag(options: Options, name: str) -> bool:
+    value = str(options[name]).strip().lower()
+    if value not in ("1", "0", "t", "f", "true", "false"):
+        raise usage.UsageError(f"--{name}: expected true or false, got {options[name]!r}")
+    return value in ("1", "t", "true")
+
+
+def _check_address(value: str, name: str, interface: bool = False) -> None:
+    try:
+        (ipaddress.ip_interface if interface else ipaddress.ip_network)(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name}: invalid address {value!r}") from None
+
+
+def network_config(options: Options) -> NetworkConfig:
+    """The networking options as the engine takes them."""
+    bridge = options["bridge"] or "none"
+    if len(bridge) > 15 or "/" in bridge or " " in bridge:
+        raise usage.UsageError(f"--bridge: invalid device name {bridge!r}")
+    if options["bip"]:
+        _check_address(options["bip"], "bip", interface=True)
+    if options["fixed-cidr"]:
+        _check_address(options["fixed-cidr"], "fixed-cidr")
+    for server in options["dns"]:
+        _check_address(server, "dns")
+    try:
+        mtu = int(options["mtu"])
+    except ValueError:
+        raise usage.UsageError(f"--mtu: not a number: {options['mtu']!r}") from None
+    _flag(options, "userland-proxy")
+    try:
+        pools = tuple(ipam.parse_address_pool(pool) for pool in options["default-address-pools"])
+    except ValueError as error:
+        raise usage.UsageError(str(error)) from None
+    return NetworkConfig(
+        bridge=bridge, bip=options["bip"], fixed_cidr=options["fixed-cidr"],
+        pools=pools or ipam.DEFAULT_POOLS, mtu=mtu,
+        ip_masq=_flag(options, "ip-masq"), icc=_flag(options, "icc"),
+        iptables=_flag(options, "iptables"), ip_forward=_flag(options, "ip-forward"),
+        host_ip=options["ip"], dns=tuple(options["dns"]),
+        dns_search=tuple(options["dns-search"]), dns_options=tuple(options["dns-opts"]))
 
 
 def tls_options(options: Options) -> ssl.CertificateOptions:
@@ -451,6 +530,7 @@ def _engine_config(options: Options) -> EngineConfig:
         registry=options["registry"],
         max_concurrent_downloads=options["max-concurrent-downloads"],
         max_concurrent_uploads=options["max-concurrent-uploads"],
+        network=options["network"],
     )
 
 
@@ -507,7 +587,7 @@ def _gates(options: Options, engine: Engine, routers: list[Router]
         book = PolicyBook(sources, routers)
     except PolicyError as error:
         raise SystemExit(f"dockertw: {error}") from None
-    engine.events.subscribe(RELOAD_EVENTS, lambda event: book.reload())
+    engine.events.subscribe(RELOAD_EVENTS, lambda event: book.reload(), counted=False)
     targets = EngineTargets(engine.containers, engine.containers.execs, engine.images)
     metered = bool(options["metrics-listeners"])
     return lambda spec: make_gate(spec, sources, book, targets, metered)

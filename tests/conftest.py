@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 
 from tests.cli import cli, import_image
+from tests.netsupport import (  # noqa: F401 - fixtures for every test module
+    net_daemon,
+    start_net_daemon,
+)
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
     microsocks,

@@ -180,6 +180,22 @@ class _UnixConnection(http.client.HTTPConnection):
 _CGROUPS = Path("/sys/fs/cgroup")
 
 
+_NETWORK_FLAGS = ("--bridge", "-b", "--iptables")
+
+
+_NETWORK_KEYS = frozenset({"bridge", "iptables", "ip-forward"})  # daemon.json's
+
+
+def isolated_network_args(extra_args: Sequence[str]) -> list[str]:
+    """Unless a test chooses its networking, a daemon has no default bridge and writes
+    no firewall rule (nothing to leave on the shared host); networking tests pass
+    :func:`network_args`."""
+    given = {arg.split("=", 1)[0] for arg in extra_args}
+    if given & set(_NETWORK_FLAGS):
+        return []
+    return ["--bridge", "none", "--iptables", "false", "--ip-forward", "false"]
+
+
 class Daemon:
     """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
 
@@ -201,7 +217,8 @@ class Daemon:
         # (a test that needs an upstream gives another --hub-registry, which wins).
         own = {"data-root": self.root, "exec-root": workdir / "exec",
                "pidfile": self.pidfile, "cgroup-parent": self.cgroup_parent}
-        args = ["--config-file", str(self.config_file), "--hub-registry", NO_HUB]
+        args = ["--config-file", str(self.config_file), "--hub-registry", NO_HUB,
+                *([] if _NETWORK_KEYS & config.keys() else isolated_network_args(extra_args))]
         for key, value in own.items():
             args += [] if key in config else [f"--{key}", str(value)]
         if self.socket:

@@ -39,10 +39,11 @@ def host_victim() -> Iterator[Path]:
 
 
 def traps(victim: Path) -> str:
-    """Shell commands making the escape links inside a container."""
+    """Shell commands making the escape links inside a container (a file of its own in
+    /etc: /etc/hostname is the daemon's, bind-mounted, as Docker's)."""
     return (f"ln -s / /escape && ln -s ../../../.. /rel && ln -s {victim} /victimlink"
-            f" && ln -s {victim.parent} /victimdir && echo container > /etc/hostname"
-            " && ln -s ../escape/etc/hostname /hostlink")
+            f" && ln -s {victim.parent} /victimdir && echo container > /etc/issue"
+            " && ln -s ../escape/etc/issue /hostlink")
 
 
 def running(daemon: Daemon, victim: Path) -> str:
@@ -145,8 +146,8 @@ def test_stat_header(running_daemon: Daemon, container: str) -> None:
 
 def test_links_are_resolved_inside(running_daemon: Daemon, container: str,
                                    host_victim: Path, workdir: Path) -> None:
-    assert cat(running_daemon, container, "/escape/etc/hostname") == b"container\n"
-    assert cat(running_daemon, container, "/rel/etc/hostname") == b"container\n"
+    assert cat(running_daemon, container, "/escape/etc/issue") == b"container\n"
+    assert cat(running_daemon, container, "/rel/etc/issue") == b"container\n"
     done = cli(running_daemon, "cp", f"{container}:/victimdir/victim", str(workdir))
     assert done.returncode != 0
     assert says_path_missing(done.stderr, container, "/victimdir/victim"), done.stderr

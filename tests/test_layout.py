@@ -28,6 +28,7 @@ _LAYERS = [
     ("dockertw.daemon", 3),  # the engine's shared basics: storage, workers, events, ...
     ("dockertw.daemon.images", 4),
     ("dockertw.daemon.volumes", 4),
+    ("dockertw.daemon.networks", 4),
     ("dockertw.daemon.distribution", 5),  # pulls and pushes images: above the image store
     ("dockertw.daemon.containers.records", 5),
     ("dockertw.daemon.containers.running", 6),

@@ -143,6 +143,30 @@ def test_file_values_land_where_the_flags_put_theirs(tmp_path: Path):
     assert options["log-opts"] == {"max-size": "10k"}
 
 
+def test_network_keys_land_in_the_network_configuration(tmp_path: Path):
+    path = _file(tmp_path, {
+        "bridge": "dtwx0", "bip": "10.98.0.1/24", "fixed-cidr": "10.98.0.128/25",
+        "default-address-pools": [{"base": "10.99.0.0/16", "size": 24}], "mtu": 1400,
+        "ip": "127.0.0.1", "ip-masq": False, "icc": False, "iptables": False,
+        "ip-forward": False, "userland-proxy": False, "dns": ["127.0.0.53"],
+        "dns-search": ["example.test"], "dns-opts": ["ndots:2"],
+    })
+    network = _parse("--config-file", path)["network"]
+    assert (network.bridge, network.bip, network.fixed_cidr) == (
+        "dtwx0", "10.98.0.1/24", "10.98.0.128/25")
+    assert [(str(pool.base), pool.size) for pool in network.pools] == [("10.99.0.0/16", 24)]
+    assert (network.mtu, network.host_ip) == (1400, "127.0.0.1")
+    assert not (network.ip_masq or network.icc or network.iptables or network.ip_forward)
+    assert (network.dns, network.dns_search, network.dns_options) == (
+        ("127.0.0.53",), ("example.test",), ("ndots:2",))
+
+
+def test_a_bad_address_pool_in_the_file_is_refused(tmp_path: Path):
+    path = _file(tmp_path, {"default-address-pools": [{"base": "10.99.0.0/16", "size": 8}]})
+    with pytest.raises(usage.UsageError, match="size must be between 16 and 30"):
+        _parse("--config-file", path)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--log-level", "loud"], "invalid logging level: loud"),
     (["--default-runtime", "nope"], "specified default runtime 'nope' does not exist"),

@@ -19,6 +19,7 @@ from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.live import LiveSettings
+from dockertw.daemon.networks.service import NetworkConfig, NetworkService
 from dockertw.daemon.storage import ensure_directory
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
 from dockertw.daemon.volumes.service import VolumeService
@@ -56,6 +57,7 @@ class EngineConfig:
                             logging_driver=self.default_log["Type"])
         live.set_debug(self.debug)
         return live
+    network: NetworkConfig = NetworkConfig()
 
 
 @attrs.define
@@ -71,6 +73,7 @@ class Engine:
     distribution: DistributionService
     builder: BuilderService
     live: LiveSettings
+    networks: NetworkService
 
     @classmethod
     def open(cls, config: EngineConfig, reactor: Any = None) -> Engine:
@@ -87,6 +90,7 @@ class Engine:
         runtime = probe_runtime(config.runtime)
         live = config.live_settings()
         volumes = VolumeService.open(root, events, reactor)
+        networks = NetworkService.open(root, config.network, events, reactor)
         containers = ContainerService.open(root, images.store, events, reactor,
                                            runtimes=live.runtimes,
                                            exec_root=config.exec_root,
@@ -95,7 +99,8 @@ class Engine:
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent,
                                            machine_memory=host.mem_total,
-                                           volumes=volumes)
+                                           volumes=volumes, networks=networks)
+        networks.start()
         containers.snapshots.commit_image = images.commit
         images.store.delete_unused_layers()  # what an interrupted pull or load left
         distribution = DistributionService.open(
@@ -121,7 +126,7 @@ class Engine:
         )
         return cls(config=config, events=events, system=system, images=images,
                    containers=containers, volumes=volumes, distribution=distribution,
-                   builder=builder, live=live)
+                   builder=builder, live=live, networks=networks)
 
     def reload(self, values: Mapping[str, Any] | None = None) -> None:
         """Apply reloaded settings (by daemon.json key, read again on SIGHUP) and

@@ -84,6 +84,13 @@ def load_engine_id(root: Path) -> str:
     return engine_id
 
 
+def _enabled(sysctl: str) -> bool:
+    try:
+        return Path(sysctl).read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _rfc3339_nano(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
@@ -187,13 +194,15 @@ class SystemService:
             "ContainersStopped": 0, "Images": 0,
             "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
             "DockerRootDir": str(self._config.root),
-            "Plugins": {"Volume": ["local"], "Network": ["host", "null"],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
                         "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": True, "SwapLimit": False, "KernelMemory": False,
             "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
             "CPUShares": True, "CPUSet": True, "PidsLimit": True, "OomKillDisable": False,
-            "IPv4Forwarding": host.ipv4_forwarding, "BridgeNfIptables": False,
-            "BridgeNfIp6tables": False, "Debug": False,
+            "IPv4Forwarding": host.ipv4_forwarding,
+            "BridgeNfIptables": _enabled("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": _enabled("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+            "Debug": False,
             "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
             "CgroupVersion": host.cgroup_version,
             "KernelVersion": host.kernel_version, "OperatingSystem": host.operating_system,

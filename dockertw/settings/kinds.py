@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 __all__ = ["Kind", "BOOL", "STRING", "STRINGS", "INT", "STRING_MAP", "RUNTIMES",
-           "ULIMITS", "go_text", "parse_ulimit"]
+           "ULIMITS", "ADDRESS_POOLS", "go_text", "parse_ulimit"]
 
 _JSON_NAMES = {bool: "bool", str: "string", int: "number", float: "number",
                list: "array", dict: "object"}
@@ -82,6 +82,17 @@ INT = Kind("int", lambda value: isinstance(value, int) and not isinstance(value,
 STRING_MAP = Kind("map[string]string", _string_map, dict)
 RUNTIMES = Kind("map[string]system.Runtime", _runtimes, dict)
 ULIMITS = Kind("map[string]*units.Ulimit", _ulimits, _named_ulimits)
+
+
+def _pools(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(pool, dict) and isinstance(pool.get("base"), str)
+        and isinstance(pool.get("size"), int) for pool in value)
+
+
+# ``[{"base": CIDR, "size": N}]`` as the ``base=CIDR,size=N`` of --default-address-pool
+ADDRESS_POOLS = Kind("[]*ipamutils.NetworkToSplit", _pools, lambda value: [
+    f"base={pool['base']},size={pool['size']}" for pool in value])
 
 
 def go_text(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from dockertw.settings.kinds import (
+    ADDRESS_POOLS,
     BOOL,
     INT,
     RUNTIMES,
@@ -77,6 +78,21 @@ SETTINGS = (
     # dockerd reloads these two; dockertw sizes its pools at start.
     Setting("max-concurrent-downloads", "max-concurrent-downloads", INT),
     Setting("max-concurrent-uploads", "max-concurrent-uploads", INT),
+    Setting("bridge", "bridge", STRING),
+    Setting("bip", "bip", STRING),
+    Setting("fixed-cidr", "fixed-cidr", STRING),
+    Setting("default-address-pools", "default-address-pool", ADDRESS_POOLS,
+            target="default-address-pools"),
+    Setting("mtu", "mtu", INT),
+    Setting("ip", "ip", STRING),
+    Setting("ip-masq", "ip-masq", BOOL),
+    Setting("icc", "icc", BOOL),
+    Setting("iptables", "iptables", BOOL),
+    Setting("ip-forward", "ip-forward", BOOL),
+    Setting("userland-proxy", "userland-proxy", BOOL),
+    Setting("dns", "dns", STRINGS, target="dns"),
+    Setting("dns-search", "dns-search", STRINGS, target="dns-search"),
+    Setting("dns-opts", "dns-opt", STRINGS, target="dns-opts"),
 )
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 
