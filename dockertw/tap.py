@@ -80,11 +80,6 @@ _TARGETS = {flag: setting.option for setting in SETTINGS
             for flag in (setting.flag, *setting.also)}
 
 
-def _flag_target(flag: str) -> str:
-    """Where the options keep the value of ``flag``."""
-    return _TARGETS.get(flag, flag)
-
-
 def _socket_gid(group: str, explicit: bool) -> int | None:
     """The gid of ``group`` (a name or a number); none when the default ``docker``
     group does not exist, as dockerd, but a group asked for must exist."""
@@ -288,8 +283,9 @@ class Options(usage.Options):
         return dict(self._flag_runtimes)
 
     def given_values(self) -> dict[str, Any]:
-        """The flags on the command line with their values (as a conflict shows them)."""
-        return {flag: self[_flag_target(flag)] for flag in self.given}
+        """The command line's flags that daemon.json also sets, with their values (as
+        a conflict shows them); flags with no daemon.json key (``--policy``) are left out."""
+        return {flag: self[_TARGETS[flag]] for flag in self.given if flag in _TARGETS}
 
     def _read_config_file(self) -> None:
         self._flag_runtimes = dict(self["runtimes"])
