@@ -101,38 +101,32 @@ class Subscription:
     _bus: EventBus
     _filters: Filters
     _deliver: Callable[[Event], None]
+    counted: bool = True
 
     def offer(self, event: Event) -> None:
         if event_matches(self._filters, event):
             self._deliver(event)
 
     def cancel(self) -> None:
-        self._bus._subscriptions.discard(self)
+        self._bus._subscriptions.pop(self, None)
 
 
 class EventBus:
-    """Publish events; replay recent ones; deliver new ones to subscribers.
-
-    Watchers (:meth:`watch`) are parts of the engine that see every event first, such
-    as caches that an event may make stale; they are not counted as listeners.
-    """
+    """Publish events; replay recent ones; deliver new ones to subscribers, in the order
+    they subscribed (so the engine's own, made at start, such as caches that an event
+    may make stale, see each event before any client)."""
 
     def __init__(self, history: int = 256) -> None:
         self._recent: deque[Event] = deque(maxlen=history)
-        self._subscriptions: set[Subscription] = set()
-        self._watchers: list[Callable[[Event], None]] = []
-
-    def watch(self, watcher: Callable[[Event], None]) -> None:
-        """Call ``watcher`` with every event published from now on, before subscribers."""
-        self._watchers.append(watcher)
+        self._subscriptions: dict[Subscription, None] = {}  # ordered
 
     @property
     def listener_count(self) -> int:
-        return len(self._subscriptions)
+        """Clients following ``/events`` (``NEventsListener``): the daemon's own
+        watchers are not counted."""
+        return sum(1 for subscription in self._subscriptions if subscription.counted)
 
     def publish(self, event: Event) -> None:
-        for watcher in self._watchers:
-            watcher(event)
         self._recent.append(event)
         for subscription in list(self._subscriptions):
             subscription.offer(event)
@@ -152,7 +146,10 @@ class EventBus:
             and event_matches(filters, event)
         ]
 
-    def subscribe(self, filters: Filters, deliver: Callable[[Event], None]) -> Subscription:
-        subscription = Subscription(self, filters, deliver)
-        self._subscriptions.add(subscription)
+    def subscribe(self, filters: Filters, deliver: Callable[[Event], None], *,
+                  counted: bool = True) -> Subscription:
+        """Deliver new events that pass ``filters``; ``counted=False`` for the daemon's
+        own watchers, which are no events listener of ``/info``."""
+        subscription = Subscription(self, filters, deliver, counted)
+        self._subscriptions[subscription] = None
         return subscription

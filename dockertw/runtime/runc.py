@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,13 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from dockertw import errdefs
+from dockertw.loglevel import Logger
+from dockertw.runtime.runtimes import OciRuntime
 from dockertw.runtime.timed import timed_commands
 
 __all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
+
+_log = Logger()
 
 
 class RuncError(errdefs.System):
@@ -87,20 +91,31 @@ class Runc:
     """One runc binary and one state directory (``runc --root``)."""
 
     def __init__(self, reactor: IReactorProcess, state_root: Path,
-                 binary: str = "runc") -> None:
+                 binary: str = "runc",
+                 pick: Callable[[str], OciRuntime] | None = None) -> None:
         self._reactor = reactor
         self._state_root = state_root
-        self._binary = shutil.which(binary) or binary  # no PATH search per command
+        self._binary = binary
+        self._pick = pick
 
-    async def _run(self, args: Sequence[str], log: Path,
+    def _runtime(self, container_id: str) -> OciRuntime:
+        """The runtime of the container (``pick``), or the one binary given."""
+        if self._pick is not None:
+            return self._pick(container_id)
+        return OciRuntime(self._binary, self._binary)
+
+    async def _run(self, container_id: str, args: Sequence[str], log: Path,
                    child_fds: Mapping[int, int | str] | None = None,
-                   stdin: bytes | None = None) -> bytes:
-        argv = [self._binary, "--root", str(self._state_root), "--log", str(log),
-                "--log-format", "json", *args]
+                   stdin: bytes | None = None, after: Sequence[str] = ()) -> bytes:
+        runtime = self._runtime(container_id)
+        path = _located(runtime.path)
+        argv = [path, *runtime.args, "--root", str(self._state_root), "--log",
+                str(log), "--log-format", "json", *args, container_id, *after]
+        _log.debug("runtime: {argv}", argv=" ".join(argv))
         collect = _Collect(stdin)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
-        self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
+        self._reactor.spawnProcess(collect, path, argv, env=_environment(),
                                    childFDs=fds)
         code = await collect.done
         if code != 0:
@@ -116,7 +131,7 @@ class Runc:
         args = [*command, "--bundle", str(bundle), "--pid-file", str(pid_file)]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
-        await self._run([*args, container_id], bundle / "runc.log",
+        await self._run(container_id, args, bundle / "runc.log",
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
         return int(pid_file.read_text().strip())
 
@@ -133,38 +148,38 @@ class Runc:
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         try:
-            await self._run([*args, container_id], log, {
+            await self._run(container_id, args, log, {
                 0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr, _PROCESS_FD: memory})
         finally:
             os.close(memory)
         return int(pid_file.read_text().strip())
 
     async def start(self, container_id: str, bundle: Path) -> None:
-        await self._run(["start", container_id], bundle / "runc.log")
+        await self._run(container_id, ["start"], bundle / "runc.log")
 
     async def kill(self, container_id: str, bundle: Path, signal: int,
                    all_processes: bool = False) -> None:
-        args = ["kill", *(["--all"] if all_processes else []), container_id, str(signal)]
-        await self._run(args, bundle / "runc.log")
+        args = ["kill", *(["--all"] if all_processes else [])]
+        await self._run(container_id, args, bundle / "runc.log", after=[str(signal)])
 
     async def delete(self, container_id: str, bundle: Path, force: bool = False) -> None:
-        args = ["delete", *(["--force"] if force else []), container_id]
-        await self._run(args, bundle / "runc.log")
+        args = ["delete", *(["--force"] if force else [])]
+        await self._run(container_id, args, bundle / "runc.log")
 
     async def update(self, container_id: str, bundle: Path,
                      resources: Mapping[str, Any]) -> None:
         """``runc update --resources``: new cgroup limits for a running container."""
-        await self._run(["update", "--resources", "-", container_id], bundle / "runc.log",
+        await self._run(container_id, ["update", "--resources", "-"], bundle / "runc.log",
                         stdin=json.dumps(resources).encode())
 
     async def pause(self, container_id: str, bundle: Path) -> None:
-        await self._run(["pause", container_id], bundle / "runc.log")
+        await self._run(container_id, ["pause"], bundle / "runc.log")
 
     async def resume(self, container_id: str, bundle: Path) -> None:
-        await self._run(["resume", container_id], bundle / "runc.log")
+        await self._run(container_id, ["resume"], bundle / "runc.log")
 
     async def state(self, container_id: str, bundle: Path) -> dict[str, Any]:
-        output = await self._run(["state", container_id], bundle / "runc.log")
+        output = await self._run(container_id, ["state"], bundle / "runc.log")
         result: dict[str, Any] = json.loads(output)
         return result
 
@@ -186,12 +201,27 @@ def _memory_file(data: bytes) -> int:
     return fd
 
 
-def delete_leftovers(binary: str, state_root: Path) -> set[str]:
+_LOCATED: dict[str, str] = {}
+
+
+def _located(binary: str) -> str:
+    """``binary`` found on ``PATH`` once (no search per command), or as given."""
+    path = _LOCATED.get(binary)
+    if path is None:
+        path = shutil.which(binary)
+        if path is None:
+            return binary  # not there (yet): looked up again next time
+        _LOCATED[binary] = path
+    return path
+
+
+def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path) -> set[str]:
     """Force-delete every container runc still knows under ``state_root``.
 
     For daemon start only (it blocks): a daemon killed with SIGKILL leaves its
     containers running, re-parented away from the new daemon, which can neither wait
-    for them nor reach their output.  Answers the IDs whose processes were alive.
+    for them nor reach their output.  ``pick`` names each container's runtime.  Answers
+    the IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
@@ -199,7 +229,8 @@ def delete_leftovers(binary: str, state_root: Path) -> set[str]:
     for entry in sorted(state_root.iterdir()):
         if not entry.is_dir():
             continue
-        base = [binary, "--root", str(state_root)]
+        runtime = pick(entry.name)
+        base = [runtime.path, *runtime.args, "--root", str(state_root)]
         state = subprocess.run([*base, "state", entry.name], capture_output=True,
                                env=_environment(), check=False)
         with contextlib.suppress(ValueError, AttributeError):

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 
 __all__ = ["ContainerStore"]
 
@@ -134,10 +134,11 @@ class ContainerStore:
             atomic_write(directory / _HOST_CONFIG, container.host_config_json())
         atomic_write(directory / _CONFIG, container.config_json())
 
-    def save_state(self, container_id: str, state: State) -> Container:
-        """Record ``state`` (crash-safely); answers the updated record."""
+    def save_state(self, container_id: str, state: State, **fields: Any) -> Container:
+        """Record ``state`` and other changed ``fields`` of the record (network
+        settings) crash-safely; answers the updated record."""
         with self._lock:
-            new = attrs.evolve(self._containers[container_id], state=state)
+            new = attrs.evolve(self._containers[container_id], state=state, **fields)
             self._write(new, host_config=False)
             self._containers[container_id] = new
             return new
@@ -152,6 +153,11 @@ class ContainerStore:
             new = attrs.evolve(current, state=attrs.evolve(current.state, health=health))
             self._containers[container_id] = new
             return new
+    def save_network(self, container_id: str, settings: dict[str, Any]) -> Container:
+        """Record changed ``NetworkSettings`` (connect, disconnect)."""
+        with self._lock:
+            current = self._containers[container_id]
+            return self.save_state(container_id, current.state, network_settings=settings)
 
     def save_host_config(self, container_id: str, host_config: dict[str, Any]
                          ) -> Container:

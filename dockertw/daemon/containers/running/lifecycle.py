@@ -17,14 +17,15 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
-from twisted.logger import Logger
 
+from dockertw.daemon.containers.records.networking import after_stop
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.running.namespaces import namespaces_of
+from dockertw.daemon.containers.running.networking import ContainerNetworking, StartPlan
 from dockertw.daemon.containers.running.restarts import (
     RestartPolicy,
     RestartSchedule,
@@ -38,6 +39,7 @@ from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
+from dockertw.loglevel import Logger
 from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
@@ -115,7 +117,8 @@ class Lifecycle:
     def __init__(self, store: ContainerStore, images: ImageStore, *, emit: Emit,
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
                  auto_remove: Callable[[str], Awaitable[None]],
-                 cgroup_parent: str = "dockertw", preparer: Runner | None = None) -> None:
+                 cgroup_parent: str = "dockertw", preparer: Runner | None = None,
+                 networking: ContainerNetworking | None = None) -> None:
         self._store = store
         self._images = images
         self._emit = emit
@@ -126,6 +129,8 @@ class Lifecycle:
         self._auto_remove = auto_remove
         self._cgroup_parent = cgroup_parent
         self._preparer = preparer or writer  # mounts and bundles, several at once
+        self.networking = networking or ContainerNetworking(store, None, writer=writer,
+                                                            reader=reader)
         self._running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
@@ -209,10 +214,13 @@ class Lifecycle:
         for attachment in self._attachments.pop(container_id, []):
             attachment.end()
 
-    def _update_state(self, container_id: str, **changes: Any) -> Container:
-        """Record changes of the container's state (writer thread)."""
+    def _update_state(self, container_id: str, fields: dict[str, Any] | None = None,
+                      **changes: Any) -> Container:
+        """Record changes of the container's state, and ``fields`` of its record
+        (writer thread)."""
         current = self._store.get(container_id)
-        return self._store.save_state(container_id, attrs.evolve(current.state, **changes))
+        return self._store.save_state(container_id, attrs.evolve(current.state, **changes),
+                                      **(fields or {}))
 
     # -- start -------------------------------------------------------------------------
 
@@ -269,20 +277,20 @@ class Lifecycle:
                     state.manually_stopped, state.restart_count):
                 self._restart_by_policy(container.id)
 
-    def _prepare(self, container: Container) -> Path:
+    def _prepare(self, container: Container, plan: StartPlan) -> Path:
         """Mount the root filesystem and write the bundle (preparer thread)."""
         layers = self._images.image_layers(container.image_id)
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
                                       lambda rootfs: prepare_mounts(points, rootfs),
-                                      namespaces_of(container, self._store))
+                                      namespaces_of(container, self._store), plan.setup)
 
     async def _launch(self, container: Container, **state: Any) -> None:
-        """Prepare, then create and start one run (``runc run --detach``); ``state``
-        joins the recorded start."""
+        """Prepare the bundle while the network comes up, then create and start one
+        run (``runc run --detach``); ``state`` joins the recorded start."""
         container_id = container.id
-        bundle = await self._prepare_or_fail(container)
+        bundle, network_fields = await self._network_up(container)
         pid, stdio = await self._create_or_fail(container, bundle)
         running = self._track(container, pid, stdio)
         started: Deferred[None] = Deferred()
@@ -290,16 +298,46 @@ class Lifecycle:
         try:
             saved = await self._writer(lambda: self._update_state(
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
-                error="", started_ns=time.time_ns(), oom_killed=False, **state))
+                error="", started_ns=time.time_ns(), oom_killed=False,
+                fields=network_fields, **state))
+            self.networking.emit_endpoints(saved, "connect")
             self._emit(saved, "start")
             self.watcher.started(saved)
         finally:
             if not started.called:
                 started.callback(None)
 
-    async def _prepare_or_fail(self, container: Container) -> Path:
+    async def _network_up(self, container: Container) -> tuple[Path, dict[str, Any]]:
+        """The bundle and the network stack (the record fields it gives), made at the
+        same time; on failure of either, nothing of both is left and the start is
+        recorded as failed."""
         try:
-            return await self._preparer(lambda: self._prepare(container))
+            plan = self.networking.plan(container)
+        except DockerError as error:
+            await self._start_failed(container, str(error), None)
+            raise
+        bundle = ensureDeferred(self._prepare_or_fail(container, plan))
+        try:
+            fields = await self.networking.setup(container, plan)
+        except DockerError as error:
+            with contextlib.suppress(DockerError):
+                await bundle
+            await self._start_failed(container, str(error), None)
+            raise
+        except BaseException:
+            with contextlib.suppress(DockerError):
+                await bundle
+            await self._start_failed(container, "network set-up failed", None)
+            raise
+        try:
+            return await bundle, fields
+        except BaseException:
+            await self.networking.teardown(container.id)
+            raise
+
+    async def _prepare_or_fail(self, container: Container, plan: StartPlan) -> Path:
+        try:
+            return await self._preparer(lambda: self._prepare(container, plan))
         except DockerError as error:
             await self._start_failed(container, str(error), None)
             raise
@@ -340,11 +378,15 @@ class Lifecycle:
         if bundle is not None:
             with contextlib.suppress(RuncError):
                 await self._runc_or_fail().delete(container.id, bundle, force=True)
+        await self.networking.teardown(container.id)
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container.id)
-            return self._update_state(container.id, running=False, restarting=False,
-                                      pid=0, error=message, exit_code=code)
+            current = self._store.get(container.id)
+            return self._update_state(
+                container.id, running=False, restarting=False, pid=0, error=message,
+                exit_code=code,
+                fields={"network_settings": after_stop(current.network_settings)})
 
         saved = await self._writer(record)
         for attachment in self._attachments.pop(container.id, []):
@@ -381,16 +423,21 @@ class Lifecycle:
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container_id)
-            return self._store.save_state(container_id, _ended_state(
-                self._store.get(container_id), code, by_user, oom))
+            current = self._store.get(container_id)
+            return self._store.save_state(
+                container_id, _ended_state(current, code, by_user, oom),
+                network_settings=after_stop(current.network_settings))
 
         deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
-        try:  # the record is written while runc deletes its state
+        network = ensureDeferred(self.networking.teardown(container_id))
+        try:  # the record is written while runc deletes its state and CNI its endpoints
             saved = await self._writer(record)
         except NotFound:
             saved = container
         finally:
             await deleted
+            await network
+        self.networking.emit_endpoints(saved, "disconnect")
         self._running.pop(container_id, None)
         self._paused.discard(container_id)
         for attachment in running.attachments:
