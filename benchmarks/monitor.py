@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import math
 import multiprocessing
@@ -50,7 +49,7 @@ if str(REPO) not in sys.path:
 from benchmarks.common import DockerEngine, on_dockerd, run_benchmark  # noqa: E402
 from benchmarks.lifecycle import IMAGE, Cli, force_delete_containers, launch  # noqa: E402
 from tests.rootfs import make_busybox_tar  # noqa: E402
-from tests.support import Daemon  # noqa: E402
+from tests.support import Daemon, _UnixConnection  # noqa: E402
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The processes that make up Docker Engine's side of the load.
@@ -112,19 +111,6 @@ class CpuMeter:
 # --------------------------------------------------------------------------- the load
 
 
-class _UnixHttp(http.client.HTTPConnection):
-    """A keep-alive HTTP connection over a UNIX socket."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self._path)
-
-
 @dataclass
 class LoadFigures:
     """What the clients saw after the warm-up."""
@@ -147,7 +133,7 @@ class LoadPlan:
     duration: float
 
 
-def _get(connection: _UnixHttp, url: str) -> tuple[int, bytes]:
+def _get(connection: _UnixConnection, url: str) -> tuple[int, bytes]:
     connection.request("GET", url, headers={"Host": "api.moby.localhost"})
     response = connection.getresponse()
     return response.status, response.read()
@@ -156,7 +142,7 @@ def _get(connection: _UnixHttp, url: str) -> tuple[int, bytes]:
 def _poller(plan: LoadPlan, offset: int, record_from: float, stop_at: float,
             figures: LoadFigures, lock: threading.Lock) -> None:
     """List and inspect every ``plan.interval`` until ``stop_at``."""
-    connection = _UnixHttp(plan.socket)
+    connection = _UnixConnection(plan.socket, timeout=30.0)
     turn = offset
     next_poll = time.monotonic() + plan.interval * offset / max(plan.pollers, 1)
     try:
