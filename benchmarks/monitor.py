@@ -211,7 +211,8 @@ def run_load(plan: LoadPlan) -> LoadFigures:
 
 
 def _load_process(pipe: Connection, plan: LoadPlan) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop,
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and ends it quietly once it has sent
     try:
         pipe.send(run_load(plan))
     except Exception as error:  # reported by the parent
