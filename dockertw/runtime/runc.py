@@ -13,9 +13,9 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from dockertw import errdefs
 from dockertw.runtime.timed import timed_commands
 
-__all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
+__all__ = ["Runc", "RuncError", "Stdio", "Launcher", "delete_leftovers"]
 
 
 class RuncError(errdefs.System):
@@ -40,6 +40,14 @@ class Stdio:
     stdin: int
     stdout: int
     stderr: int
+
+
+class Launcher(Protocol):
+    """Spawns the runtime commands whose processes outlive them (``run --detach``,
+    ``exec --detach``) in another process: the live-restore holder, their parent."""
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str],
+            fds: Mapping[int, int]) -> Awaitable[int]: ...
 
 
 class _Collect(ProcessProtocol):
@@ -90,15 +98,22 @@ class Runc:
         self._reactor = reactor
         self._state_root = state_root
         self._binary = binary
+        self.launcher: Launcher | None = None  # spawns what outlives runc, if set
 
     async def _run(self, args: Sequence[str], log: Path,
                    child_fds: Mapping[int, int | str] | None = None,
-                   stdin: bytes | None = None) -> bytes:
+                   stdin: bytes | None = None, outlives: bool = False) -> bytes:
         argv = [self._binary, "--root", str(self._state_root), "--log", str(log),
                 "--log-format", "json", *args]
-        collect = _Collect(stdin)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
+        if outlives and self.launcher is not None:
+            given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
+            code = await self.launcher.run(argv, _environment(), given)
+            if code != 0:
+                raise RuncError(_last_error(log, b""))
+            return b""
+        collect = _Collect(stdin)
         self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
                                    childFDs=fds)
         code = await collect.done
@@ -116,7 +131,7 @@ class Runc:
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         await self._run([*args, container_id], bundle / "runc.log",
-                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
     async def exec(self, container_id: str, process: Path, stdio: Stdio, *,
@@ -128,7 +143,7 @@ class Runc:
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         await self._run([*args, container_id], log,
-                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
     async def start(self, container_id: str, bundle: Path) -> None:
