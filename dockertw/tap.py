@@ -68,6 +68,8 @@ class Options(usage.Options):
     )
     optFlags = [
         ["experimental", None, "Enable experimental routes."],
+        ["live-restore", None, "Keep containers running while the daemon is stopped, "
+                               "killed or upgraded; take them back at start."],
         ["tls", None, "Serve TCP listeners over TLS (implied by --tlsverify)."],
         ["tlsverify", None, "Serve TCP listeners over TLS and require a client "
                             "certificate signed by --tlscacert."],
@@ -285,6 +287,7 @@ def makeService(options: Options) -> IService:
         registry=options["registry"],
         max_concurrent_downloads=options["max-concurrent-downloads"],
         max_concurrent_uploads=options["max-concurrent-uploads"],
+        live_restore=bool(options["live-restore"]),
     ), reactor)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],
                     experimental=bool(options["experimental"]))

@@ -183,6 +183,7 @@ class Daemon:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self.pythonpath = str(REPO)  # where its code comes from
 
     @property
     def api_version(self) -> str | None:
@@ -199,7 +200,7 @@ class Daemon:
             _PINNED.pop(self.socket, None)
 
     def start(self, wait: bool = True) -> Daemon:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=self.pythonpath)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args],
@@ -255,6 +256,28 @@ class Daemon:
         assert self.container_cgroups() == []
         assert "Traceback" not in self.output(), self.output()
 
+    def holders(self) -> list[int]:
+        """The live-restore holder processes of this daemon's state root."""
+        return holder_pids(self.root)
+
+    def kill_leftovers(self) -> None:
+        """Stop the daemon; kill what a live-restore daemon leaves running (its
+        containers, through runc, and its holder); unmount what is left mounted."""
+        self.stop()
+        state = self.root / "runc"
+        for entry in sorted(state.iterdir()) if state.is_dir() else []:
+            subprocess.run(["runc", "--root", str(state), "delete", "--force", entry.name],
+                           capture_output=True, check=False, timeout=30)
+        for pid in self.holders():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.holders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for target in mounts_under(self.root):
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+        self._remove_cgroup_parent()
+
     def container_cgroups(self) -> list[Path]:
         """The cgroups of this daemon's containers, in every hierarchy."""
         return [child for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}")
@@ -264,6 +287,21 @@ class Daemon:
         for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}"):
             with contextlib.suppress(OSError):
                 parent.rmdir()  # only when empty: leftovers stay visible
+
+
+def holder_pids(root: Path) -> list[int]:
+    """Processes of ``python -m dockertw.daemon.holder`` for the state root ``root``."""
+    wanted = str(root / "holder").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"dockertw.daemon.holder" in command and any(
+                    arg.startswith(wanted) for arg in command):
+                found.append(int(entry.name))
+    return found
 
 
 def docker(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30.0,

@@ -17,6 +17,7 @@ import pytest
 from dockertw.daemon.holder import protocol
 from dockertw.daemon.holder.client import HolderError, HolderLink
 from dockertw.daemon.jsonlog import read_entries
+from tests.support import holder_pids
 
 
 class Conversation:
@@ -79,25 +80,13 @@ def holder_dir(workdir: Path) -> Iterator[Path]:
     try:
         yield directory
     finally:
-        for pid in _holders(directory):
+        for pid in holder_pids(directory.parent):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             started.append(pid)
         for pid in started:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-
-
-def _holders(directory: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-                if b"dockertw.daemon.holder" in command and str(directory).encode() in \
-                        b" ".join(command):
-                    found.append(int(entry.name))
-    return found
 
 
 def _wait_exit(pid: int, timeout: float = 10.0) -> int:
@@ -113,7 +102,8 @@ def _wait_exit(pid: int, timeout: float = 10.0) -> int:
 def test_a_child_left_by_a_spawned_command_is_watched_and_reaped(holder_dir: Path):
     link = HolderLink.open(holder_dir)
     talk = Conversation(link)
-    assert link.held == [] and link.holder_pid and _holders(holder_dir) == [link.holder_pid]
+    assert link.held == [] and link.holder_pid
+    assert holder_pids(holder_dir.parent) == [link.holder_pid]
     pid = talk.spawn_child("sleep 30", holder_dir)
     reply, fds = talk.watch("c1", pid)
     assert reply["alive"] is True and len(fds) == 1  # its pidfd

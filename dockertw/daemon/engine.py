@@ -35,6 +35,7 @@ class EngineConfig:
     registry: RegistryConfig = RegistryConfig()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    live_restore: bool = False  # containers outlive the daemon (the holder keeps them)
 
 
 @attrs.define
@@ -69,7 +70,8 @@ class Engine:
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent,
                                            machine_memory=host.mem_total,
-                                           volumes=volumes)
+                                           volumes=volumes,
+                                           live_restore=config.live_restore)
         containers.snapshots.commit_image = images.commit
         images.store.delete_unused_layers()  # what an interrupted pull or load left
         distribution = DistributionService.open(

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -176,18 +176,19 @@ class Runc:
         return result
 
 
-def delete_leftovers(binary: str, state_root: Path) -> set[str]:
-    """Force-delete every container runc still knows under ``state_root``.
+def delete_leftovers(binary: str, state_root: Path, keep: Collection[str] = ()) -> set[str]:
+    """Force-delete every container runc still knows under ``state_root`` but ``keep``.
 
     For daemon start only (it blocks): a daemon killed with SIGKILL leaves its
     containers running, re-parented away from the new daemon, which can neither wait
-    for them nor reach their output.  Answers the IDs whose processes were alive.
+    for them nor reach their output (unless the live-restore holder kept them: those
+    are ``keep``).  Answers the IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
     alive = set()
     for entry in sorted(state_root.iterdir()):
-        if not entry.is_dir():
+        if not entry.is_dir() or entry.name in keep:
             continue
         base = [binary, "--root", str(state_root)]
         state = subprocess.run([*base, "state", entry.name], capture_output=True,

@@ -11,7 +11,7 @@ kill, stop, restart, logs) belong to :mod:`~.running.lifecycle`; ``docker cp`` t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,8 +34,10 @@ from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.execs import ExecService
 from dockertw.daemon.containers.running.health import HealthMonitor
+from dockertw.daemon.containers.running.keeping import Keeper
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
+from dockertw.daemon.containers.running.restore import Previous, RestoreHook
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
@@ -52,20 +54,23 @@ __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 _log = Logger()
 
 
-def _reconcile(store: ContainerStore, killed: set[str]) -> None:
-    """Mark the containers of a previous daemon's life stopped (blocking, at start).
+def _reconcile(store: ContainerStore, killed: set[str], previous: Previous) -> None:
+    """Mark the containers of a previous daemon's life stopped (blocking, at start),
+    but those taken back (live restore).
 
-    Those still running were killed with SIGKILL (137); for the others the exit code
-    is unknown (255), unless they were waiting to be restarted.
+    Those that ended while no daemon ran have their exit code and time (kept by the
+    holder); those still running were killed with SIGKILL (137); for the others the
+    exit code is unknown (255), unless they were waiting to be restarted.
     """
     now = time.time_ns()
     for container in store.all():
-        if not container.running:
+        if not container.running or container.id in previous.adopted:
             continue
         bundles.release_rootfs(store.root / container.id)
-        code = 137 if container.id in killed else (
-            container.state.exit_code if container.state.restarting else 255)
-        store.save_state(container.id, container.state.stopped(code, now))
+        code, ended = previous.exit_of(container.id) or (
+            137 if container.id in killed else (
+                container.state.exit_code if container.state.restarting else 255), now)
+        store.save_state(container.id, container.state.stopped(code, ended or now))
 
 
 def _exporter(reader: Runner, reactor: Any) -> Runner:
@@ -106,7 +111,7 @@ class ContainerService:
                  reactor: Any = None, runc: Runc | None = None,
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
                  machine_memory: int = 0,
-                 volumes: VolumeService | None = None) -> None:
+                 volumes: VolumeService | None = None, keeper: Keeper | None = None) -> None:
         self._store = store
         self._volumes = volumes
         self._images = images
@@ -121,7 +126,8 @@ class ContainerService:
         self.runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
-                               cgroup_parent=cgroup_parent, preparer=preparer)
+                               cgroup_parent=cgroup_parent, preparer=preparer,
+                               keeper=keeper)
         self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
         self.runs.watcher = HealthMonitor(store, self.execs, emit=self._emit, writer=writer,
@@ -145,21 +151,33 @@ class ContainerService:
              reactor: WorkerReactor, *, runtime: str = "runc",
              cgroup_version: str = "2", cgroup_parent: str = "dockertw",
              machine_memory: int = 0,
-             volumes: VolumeService | None = None) -> ContainerService:
-        """Load the records under ``state_root`` (blocking: call it at start-up)."""
+             volumes: VolumeService | None = None, live_restore: bool = False,
+             restore_hooks: Sequence[RestoreHook] = ()) -> ContainerService:
+        """Load the records under ``state_root`` (blocking: call it at start-up); with
+        ``live_restore``, take back the containers that kept running (each given to
+        ``restore_hooks`` first) and keep the new ones running past the daemon."""
         store = ContainerStore.open(state_root)
-        _reconcile(store, delete_leftovers(runtime, state_root / "runc"))
+        holder_dir = state_root / "holder"
+        previous = Previous.find(store, holder_dir, live_restore)
+        previous.run_hooks(store, restore_hooks)
+        _reconcile(store, delete_leftovers(runtime, state_root / "runc",
+                                           keep=previous.adopted), previous)
+        previous.release_ended()
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)
+        runc = Runc(cast(Any, reactor), state_root / "runc", runtime)
+        keeper = previous.keeper(reactor, holder_dir) if live_restore else None
+        runc.launcher = keeper
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
                       runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
-                      runc=Runc(cast(Any, reactor), state_root / "runc", runtime),
-                      cgroup_parent=cgroup_parent,
+                      runc=runc, cgroup_parent=cgroup_parent,
                       preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
-                      machine_memory=machine_memory, volumes=volumes)
+                      machine_memory=machine_memory, volumes=volumes, keeper=keeper)
+        if keeper is not None:
+            previous.adopt_into(service.runs, store, keeper.client)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
         return service

@@ -137,9 +137,11 @@ class HolderLink:
 
     def __init__(self, connection: socket.socket, holder_pid: int | None = None) -> None:
         self.connection = connection
-        self.holder_pid = holder_pid  # when this daemon started it
+        self.holder_pid = holder_pid
+        self.started = holder_pid is not None  # by this daemon: it is our child
         self.held: list[Message] = []
         self.pending: list[Received] = []  # exits that came meanwhile
+        self.compatible = True  # it speaks this daemon's protocol version
         self._ids = itertools.count(1)
 
     @classmethod
@@ -161,25 +163,26 @@ class HolderLink:
 
     @classmethod
     def open(cls, directory: Path, log_limit: int | None = None) -> HolderLink:
-        """The holder of ``directory``, started if none runs; greeted."""
+        """The holder of ``directory``, started if none runs; greeted.  One of another
+        protocol version is stopped, its processes killed, and a new one started."""
         found = cls.find(directory)
-        if found is not None:
+        if found is not None and found.compatible:
             return found
+        if found is not None:
+            _log.warn("stopping a holder of another version, with its containers")
+            found.stop()
+            found.connection.close()
         connection, pid = start_holder(directory, log_limit)
         link = cls(connection, pid)
         link.hello()
         return link
 
-    @property
-    def version(self) -> int:
-        return self._version
-
     def hello(self) -> None:
+        """Greet the holder: what it holds; whether it speaks this protocol (``stop``
+        is understood whatever the version)."""
         reply, _ = self._exchange({"op": "hello", "version": protocol.VERSION}, "hello")
-        self._version = int(reply.get("version") or 0)
         self.holder_pid = self.holder_pid or int(reply.get("pid") or 0) or None
-        if "error" in reply:
-            raise HolderError(str(reply["error"]))
+        self.compatible = reply.get("version") == protocol.VERSION and "error" not in reply
         self.held = list(reply.get("held") or [])
 
     def adopt(self, key: str) -> Adopted:
@@ -277,6 +280,8 @@ class HolderClient:
         self._writing = False
         self.on_lost: list[Any] = []
         self._holder_watch: ExitWatcher | None = None
+        if link.started and link.holder_pid is not None:  # our child: reap it when it ends
+            self._holder_watch = ExitWatcher(reactor, link.holder_pid)
         for message, fds in link.pending:
             self._dispatch(message, fds)
         reactor.addReader(self)
@@ -284,12 +289,6 @@ class HolderClient:
     @property
     def connected(self) -> bool:
         return self._socket is not None
-
-    def reap_holder(self) -> None:
-        """Reap the holder when it ends (this daemon started it: it is a child)."""
-        if self.holder_pid is not None:
-            with contextlib.suppress(OSError):
-                self._holder_watch = ExitWatcher(self._reactor, self.holder_pid)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Everything here lives on the reactor thread; mounts and record writes go to the
 container writer thread, record reads to the reader pool.  The container's init is a
-child of the daemon (a subreaper), its stdio pipes are held by the daemon: no helper
-process runs per container (see :mod:`dockertw.daemon.containers.running.running`).
+child of the daemon (a subreaper), or with ``--live-restore`` of the one holder
+process, and its stdio pipes are held by the daemon: no helper process runs per
+container (see :mod:`~.running.running` and :mod:`~.running.keeping`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from twisted.logger import Logger
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.keeping import (
+    DaemonKeeper,
+    Keeper,
+    container_key,
+    log_target,
+)
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.running.namespaces import namespaces_of
@@ -30,7 +37,7 @@ from dockertw.daemon.containers.running.restarts import (
     RestartSchedule,
     should_restart,
 )
-from dockertw.daemon.containers.running.running import Attachment, Running, chained
+from dockertw.daemon.containers.running.running import Attachment, ExitWatch, Running, chained
 from dockertw.daemon.containers.running.stdio import ContainerIO, create_container
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.jsonlog import LogEntry
@@ -38,7 +45,6 @@ from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
-from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -115,7 +121,8 @@ class Lifecycle:
     def __init__(self, store: ContainerStore, images: ImageStore, *, emit: Emit,
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
                  auto_remove: Callable[[str], Awaitable[None]],
-                 cgroup_parent: str = "dockertw", preparer: Runner | None = None) -> None:
+                 cgroup_parent: str = "dockertw", preparer: Runner | None = None,
+                 keeper: Keeper | None = None) -> None:
         self._store = store
         self._images = images
         self._emit = emit
@@ -126,6 +133,7 @@ class Lifecycle:
         self._auto_remove = auto_remove
         self._cgroup_parent = cgroup_parent
         self._preparer = preparer or writer  # mounts and bundles, several at once
+        self.keeper: Keeper = keeper or DaemonKeeper(reactor)
         self._running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
@@ -284,7 +292,8 @@ class Lifecycle:
         container_id = container.id
         bundle = await self._prepare_or_fail(container)
         pid, stdio = await self._create_or_fail(container, bundle)
-        running = self._track(container, pid, stdio)
+        watch = await self._keep_or_fail(container, bundle, pid, stdio)
+        running = self._track(container, watch, stdio)
         started: Deferred[None] = Deferred()
         ensureDeferred(self._watch(container, bundle, running, started))
         try:
@@ -322,12 +331,30 @@ class Lifecycle:
                 raise InvalidParameter(message) from None
             raise System(message) from None
 
-    def _track(self, container: Container, pid: int, stdio: ContainerIO) -> Running:
+    async def _keep_or_fail(self, container: Container, bundle: Path, pid: int,
+                            stdio: ContainerIO) -> ExitWatch:
+        """Hand the new run's process to the keeper (the daemon, or the holder)."""
+        try:
+            return await self.keeper.keep(
+                container_key(container.id), pid, stdio,
+                tty=bool(container.config.get("Tty")),
+                log=log_target(container, self._log_path(container)))
+        except DockerError as error:
+            stdio.close()
+            await self._start_failed(container, str(error), bundle)
+            raise
+
+    def _log_path(self, container: Container) -> Path:
+        return Path(container.log_path or
+                    self._store.root / container.id / f"{container.id}-json.log")
+
+    def _track(self, container: Container, watch: ExitWatch, stdio: ContainerIO) -> Running:
         """Hold the new run's process, stdio and log; join the waiting attachments."""
-        path = container.log_path or self._store.root / container.id / \
-            f"{container.id}-json.log"
-        log = open_log(Path(path), container.host_config.get("LogConfig"))
-        running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdio, log)
+        log = open_log(self._log_path(container), container.host_config.get("LogConfig"))
+        running = Running(self._reactor, watch, stdio, log)
+        if running.stdin is not None:
+            key = container_key(container.id)
+            running.stdin.on_closed = lambda: self.keeper.input_closed(key)
         self._running[container.id] = running
         for attachment in self._attachments.pop(container.id, []):
             if not attachment.detached:
@@ -391,6 +418,7 @@ class Lifecycle:
             saved = container
         finally:
             await deleted
+            self.keeper.release(container_key(container_id))
         self._running.pop(container_id, None)
         self._paused.discard(container_id)
         for attachment in running.attachments:
@@ -699,9 +727,33 @@ class Lifecycle:
 
     # -- shutdown ----------------------------------------------------------------------
 
+    def adopt(self, container: Container, watch: ExitWatch, stdio: ContainerIO) -> None:
+        """Take back a container that kept running while the daemon was away (live
+        restore): its output, attachments, waiters and health checks go on as for a
+        run this daemon started."""
+        running = self._track(container, watch, stdio)
+        if container.state.paused:
+            self._paused.add(container.id)
+        started: Deferred[None] = Deferred()
+        started.callback(None)
+        bundle = bundles.bundle_of(self._store.root / container.id)
+        ensureDeferred(self._watch(container, bundle, running, started))
+        if container.state.paused:
+            self.watcher.paused(container, True)
+        elif container.state.health is not None:
+            self.watcher.paused(container, False)
+        else:
+            self.watcher.started(container)
+
     def shutdown(self) -> Deferred[Any] | None:
-        """Kill every running container and wait for its clean-up (daemon shutdown)."""
+        """Kill every running container and wait for its clean-up (daemon shutdown);
+        with live restore, leave them running, their unfinished lines logged."""
         self._restarts.cancel_all()
+        if self.keeper.live:
+            for running in self._running.values():
+                running.flush()
+            self.keeper.leave()
+            return None
         if not self._running:
             return None
         waits = []

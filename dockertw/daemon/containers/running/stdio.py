@@ -143,6 +143,7 @@ class StdinWriter:
         self._writing = False
         self._closing = False
         self._drained: list[Callable[[], None]] = []
+        self.on_closed: Callable[[], None] = lambda: None  # the descriptor was closed
         os.set_blocking(fd, False)
 
     @property
@@ -219,6 +220,7 @@ class StdinWriter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+            self.on_closed()
 
     def _notify(self) -> None:
         waiting, self._drained = self._drained, []
