@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 from collections.abc import Awaitable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,8 @@ from dockertw import errdefs
 from dockertw.runtime.timed import timed_commands
 
 __all__ = ["Runc", "RuncError", "Stdio", "Launcher", "delete_leftovers"]
+
+_LEFTOVER_WORKERS = 8  # runc deletes at once at start
 
 
 class RuncError(errdefs.System):
@@ -179,26 +182,31 @@ class Runc:
 def delete_leftovers(binary: str, state_root: Path, keep: Collection[str] = ()) -> set[str]:
     """Force-delete every container runc still knows under ``state_root`` but ``keep``.
 
-    For daemon start only (it blocks): a daemon killed with SIGKILL leaves its
-    containers running, re-parented away from the new daemon, which can neither wait
-    for them nor reach their output (unless the live-restore holder kept them: those
-    are ``keep``).  Answers the IDs whose processes were alive.
+    For daemon start only (it blocks; a few at once): a daemon killed with SIGKILL
+    leaves its containers running, re-parented away from the new daemon, which can
+    neither wait for them nor reach their output (unless the live-restore holder kept
+    them: those are ``keep``).  Answers the IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
-    alive = set()
-    for entry in sorted(state_root.iterdir()):
-        if not entry.is_dir() or entry.name in keep:
-            continue
-        base = [binary, "--root", str(state_root)]
-        state = subprocess.run([*base, "state", entry.name], capture_output=True,
-                               env=_environment(), check=False)
-        with contextlib.suppress(ValueError, AttributeError):
-            if state.returncode == 0 and json.loads(state.stdout).get("status") in (
-                    "created", "running", "paused"):
-                alive.add(entry.name)
-        subprocess.run([*base, "delete", "--force", entry.name], capture_output=True,
-                       env=_environment(), check=False)
+    names = [entry.name for entry in sorted(state_root.iterdir())
+             if entry.is_dir() and entry.name not in keep]
+    base = [binary, "--root", str(state_root)]
+    with ThreadPoolExecutor(_LEFTOVER_WORKERS) as pool:
+        found = list(pool.map(lambda name: _delete_leftover(base, name), names))
+    return {name for name, alive in zip(names, found, strict=True) if alive}
+
+
+def _delete_leftover(base: Sequence[str], name: str) -> bool:
+    """``runc delete --force`` one container; whether its process was alive."""
+    state = subprocess.run([*base, "state", name], capture_output=True,
+                           env=_environment(), check=False)
+    alive = False
+    with contextlib.suppress(ValueError, AttributeError):
+        alive = state.returncode == 0 and json.loads(state.stdout).get("status") in (
+            "created", "running", "paused")
+    subprocess.run([*base, "delete", "--force", name], capture_output=True,
+                   env=_environment(), check=False)
     return alive
 
 

@@ -162,6 +162,7 @@ class ContainerService:
         previous.run_hooks(store, restore_hooks)
         _reconcile(store, delete_leftovers(runtime, state_root / "runc",
                                            keep=previous.adopted), previous)
+        bundles.release_unowned(store.root, previous.adopted)
         previous.release_ended()
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)

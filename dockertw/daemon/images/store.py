@@ -50,7 +50,12 @@ from dockertw.daemon.images.reference import (
     validate_digest,
 )
 from dockertw.daemon.images.tarsplit import replay, stream_size
-from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
+from dockertw.daemon.storage import (
+    atomic_write,
+    ensure_directory,
+    fsync_directory,
+    remove_temporaries,
+)
 from dockertw.daemon.tarreader import ChunkSource
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
@@ -333,6 +338,8 @@ class ImageStore:
             ensure_directory(directory, mode=0o700)
         shutil.rmtree(self._staging_dir, ignore_errors=True)
         ensure_directory(self._staging_dir, mode=0o700)
+        for directory in (self.root, self._config_dir):
+            remove_temporaries(directory)
 
     # -- loading -------------------------------------------------------------------
 
@@ -348,6 +355,8 @@ class ImageStore:
         for directory in self._metadata_dir.iterdir():
             if "sha256:" + directory.name not in self._images:
                 shutil.rmtree(directory, ignore_errors=True)
+            else:
+                remove_temporaries(directory)
 
     def _load_layers(self) -> None:
         for directory in self._layer_dir.iterdir():

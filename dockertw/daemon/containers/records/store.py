@@ -19,7 +19,12 @@ from twisted.logger import Logger
 from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
 from dockertw.daemon.containers.records.record import Container, State
-from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
+from dockertw.daemon.storage import (
+    atomic_write,
+    ensure_directory,
+    fsync_directory,
+    remove_temporaries,
+)
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 
 __all__ = ["ContainerStore"]
@@ -55,6 +60,7 @@ class ContainerStore:
                 self._names[container.name] = container.id
 
     def _read(self, directory: Path) -> Container | None:
+        remove_temporaries(directory)
         try:
             config = (directory / _CONFIG).read_bytes()
         except FileNotFoundError:
