@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dockertw.daemon.images.layers import chain_ids
 from dockertw.runtime.mounts import mounts_under
 from tests.support import Daemon, docker, unix_get
 
@@ -273,14 +274,23 @@ def _images(daemon: Daemon) -> list[str]:
     status, images = call(daemon, "GET", "/images/json?all=1")
     assert status == 200, images
     known = {image["Id"].split(":", 1)[1] for image in images}
+    layers: set[str] = set()
     for image in images:
         status, shown = call(daemon, "GET", f"/images/{image['Id']}/json")
         if status != 200:
             found.append(f"image {image['Id']}: inspect {status}")
-    configs = daemon.root / "image" / "imagedb" / "sha256"
+            continue
+        layers.update(chain.split(":", 1)[1]
+                      for chain in chain_ids(shown["RootFS"].get("Layers") or []))
+    store = daemon.root / "image"
+    configs = store / "imagedb" / "sha256"
     found += [f"image config {path.name} without an image"
               for path in (configs.iterdir() if configs.is_dir() else [])
               if path.name not in known]
+    on_disk = store / "layers" / "sha256"
+    found += [f"layer {path.name} without an image"
+              for path in (on_disk.iterdir() if on_disk.is_dir() else [])
+              if path.name not in layers]
     return found
 
 

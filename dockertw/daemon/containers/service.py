@@ -38,6 +38,7 @@ from dockertw.daemon.containers.running.keeping import Keeper
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
 from dockertw.daemon.containers.running.restore import Previous, RestoreHook
+from dockertw.daemon.containers.running.stdio import release_consoles
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
@@ -166,6 +167,7 @@ class ContainerService:
         previous.release_ended()
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)
+        release_consoles(store.root)
         runc = Runc(cast(Any, reactor), state_root / "runc", runtime)
         keeper = previous.keeper(reactor, holder_dir) if live_restore else None
         runc.launcher = keeper

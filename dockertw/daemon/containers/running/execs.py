@@ -35,7 +35,7 @@ from dockertw.daemon.containers.running.health import ProbeRun
 from dockertw.daemon.containers.running.keeping import exec_key
 from dockertw.daemon.containers.running.lifecycle import Emit, Lifecycle
 from dockertw.daemon.containers.running.running import Attachment, Running, chained
-from dockertw.daemon.containers.running.stdio import start_process
+from dockertw.daemon.containers.running.stdio import console_directory, start_process
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 from dockertw.runtime.runc import Runc, RuncError, Stdio
@@ -410,7 +410,8 @@ class ExecService:
         try:
             pid, stdio = await start_process(launch, self._reactor, tty=record.request.tty,
                                              open_stdin=record.request.attach_stdin
-                                             and attachment is not None)
+                                             and attachment is not None,
+                                             console_dir=console_directory(self._store.root))
         except RuncError as error:
             raise _start_error(str(error)) from None
         finally:

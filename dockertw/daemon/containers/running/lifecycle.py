@@ -38,7 +38,11 @@ from dockertw.daemon.containers.running.restarts import (
     should_restart,
 )
 from dockertw.daemon.containers.running.running import Attachment, ExitWatch, Running, chained
-from dockertw.daemon.containers.running.stdio import ContainerIO, create_container
+from dockertw.daemon.containers.running.stdio import (
+    ContainerIO,
+    console_directory,
+    create_container,
+)
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.jsonlog import LogEntry
 from dockertw.daemon.logconfig import check_readable, open_log
@@ -322,7 +326,8 @@ class Lifecycle:
             return await create_container(
                 self._runc_or_fail(), self._reactor, container.id, bundle,
                 tty=bool(container.config.get("Tty")),
-                open_stdin=bool(container.config.get("OpenStdin")), start=True)
+                open_stdin=bool(container.config.get("OpenStdin")), start=True,
+                console_dir=console_directory(self._store.root))
         except RuncError as error:
             message = f"OCI runtime create failed: {error}: unknown"
             code = _exit_code_for(str(error))
