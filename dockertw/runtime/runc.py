@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,23 +73,34 @@ class _Collect(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         code = getattr(reason.value, "exitCode", None)
-        self.done.callback(255 if code is None else code)
+        killed = getattr(reason.value, "signal", None)
+        self.done.callback(code if code is not None else 128 + killed if killed else 255)
 
 
-def _last_error(log: Path, fallback: bytes) -> str:
-    """runc's last error from its JSON log, or its raw output."""
+def _log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _last_error(log: Path, offset: int, fallback: bytes) -> str:
+    """runc's last error in its JSON log past ``offset`` (what this command wrote),
+    or its raw output."""
     message = ""
     try:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("level") in ("error", "fatal"):
-                message = str(entry.get("msg", ""))
+        with log.open("rb") as lines:
+            lines.seek(offset)
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") in ("error", "fatal"):
+                    message = str(entry.get("msg", ""))
     except FileNotFoundError:
         pass
-    return message or fallback.decode("utf-8", "replace").strip() or "runc failed"
+    return message or fallback.decode("utf-8", "replace").strip()
 
 
 @timed_commands("create", "exec", "start", "kill", "delete", "update", "pause", "resume",
@@ -110,19 +122,37 @@ class Runc:
                 "--log-format", "json", *args]
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
+        offset = _log_size(log)
         if outlives and self.launcher is not None:
             given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
-            code = await self.launcher.run(argv, _environment(), given)
+            try:
+                code = await self.launcher.run(argv, _environment(), given)
+            except errdefs.DockerError as error:
+                raise RuncError(self._missing() or str(error)) from None
             if code != 0:
-                raise RuncError(_last_error(log, b""))
+                raise self._failed(log, offset, b"", code)
             return b""
         collect = _Collect(stdin)
-        self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
-                                   childFDs=fds)
+        try:
+            self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
+                                       childFDs=fds)
+        except OSError as error:
+            raise RuncError(self._missing() or f"{self._binary}: {error.strerror}") from None
         code = await collect.done
         if code != 0:
-            raise RuncError(_last_error(log, bytes(collect.output)))
+            raise self._failed(log, offset, bytes(collect.output), code)
         return bytes(collect.output)
+
+    def _failed(self, log: Path, offset: int, output: bytes, code: int) -> RuncError:
+        """What went wrong: a missing binary, runc's own error, or its exit status."""
+        return RuncError(self._missing() or _last_error(log, offset, output)
+                         or f"{self._binary} exited with status {code}")
+
+    def _missing(self) -> str | None:
+        """Go's words for a runtime binary that is not there (after a failure)."""
+        if shutil.which(self._binary, path=_environment()["PATH"]) is not None:
+            return None
+        return f'exec: "{self._binary}": executable file not found in $PATH'
 
     async def create(self, container_id: str, bundle: Path, stdio: Stdio,
                      console_socket: Path | None = None, start: bool = False) -> int:
@@ -198,15 +228,19 @@ def delete_leftovers(binary: str, state_root: Path, keep: Collection[str] = ()) 
 
 
 def _delete_leftover(base: Sequence[str], name: str) -> bool:
-    """``runc delete --force`` one container; whether its process was alive."""
-    state = subprocess.run([*base, "state", name], capture_output=True,
-                           env=_environment(), check=False)
-    alive = False
-    with contextlib.suppress(ValueError, AttributeError):
-        alive = state.returncode == 0 and json.loads(state.stdout).get("status") in (
-            "created", "running", "paused")
-    subprocess.run([*base, "delete", "--force", name], capture_output=True,
-                   env=_environment(), check=False)
+    """``runc delete --force`` one container; whether its process was alive (a
+    runtime that is not there deletes nothing)."""
+    try:
+        state = subprocess.run([*base, "state", name], capture_output=True,
+                               env=_environment(), check=False)
+        alive = False
+        with contextlib.suppress(ValueError, AttributeError):
+            alive = state.returncode == 0 and json.loads(state.stdout).get("status") in (
+                "created", "running", "paused")
+        subprocess.run([*base, "delete", "--force", name], capture_output=True,
+                       env=_environment(), check=False)
+    except OSError:
+        return False
     return alive
 
 

@@ -430,7 +430,8 @@ class Holder:
         try:
             if held.log is None:
                 held.log = JSONLogFile(Path(target["path"]), int(target.get("max_size", 0)),
-                                       int(target.get("max_files", 1)))
+                                       int(target.get("max_files", 1)),
+                                       lambda error: _say(f"{held.key}: the log: {error}"))
             held.log.write_lines(_STREAMS[name], time.time_ns(), messages)
         except OSError as error:
             _say(f"{held.key}: output dropped, the log cannot be written: {error}")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
+from twisted.logger import Logger
 
 from dockertw.daemon.images.layers import chain_id, chain_ids, extract_layer
 from dockertw.daemon.images.reference import (
@@ -63,6 +64,7 @@ __all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEve
            "decode_config"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
+_log = Logger()
 _TAR_SPLIT = "tar-split.gz"
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -393,7 +395,9 @@ class ImageStore:
                 continue
             raw = path.read_bytes()
             if hashlib.sha256(raw).hexdigest() != path.name:
-                continue  # not what its name promises: never trust it
+                _log.error("image config {file} is not what its name promises: skipped",
+                           file=str(path))
+                continue  # never trust it
             try:
                 config, chain = _parse_config(raw)
             except InvalidParameter:
@@ -408,9 +412,17 @@ class ImageStore:
     def _load_references(self) -> None:
         try:
             document = json.loads(self._repositories_file.read_bytes())
+            repositories = dict(document.get("Repositories") or {})
         except FileNotFoundError:
             return
-        repositories = document.get("Repositories") or {}
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            aside = self._repositories_file.with_name("repositories.json.unreadable")
+            with contextlib.suppress(OSError):
+                os.replace(self._repositories_file, aside)
+            _log.error("{file} cannot be read, images have no tags (the file is kept as "
+                       "{aside}): {error}", file=str(self._repositories_file),
+                       aside=aside.name, error=str(error))
+            return
         for tags in repositories.values():
             for text, image_id in tags.items():
                 with contextlib.suppress(InvalidParameter):

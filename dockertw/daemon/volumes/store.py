@@ -133,7 +133,8 @@ class VolumeStore:
             _remove_unfinished(directory)
             return None
         except OSError as error:
-            _log.error("volume {dir}: {error}", dir=str(directory), error=str(error))
+            _log.error("volume record {file} cannot be read, the volume is skipped: {error}",
+                       file=str(directory / _METADATA), error=str(error))
             return None
         try:
             record = json.loads(raw)
@@ -143,8 +144,9 @@ class VolumeStore:
                           options=dict(record.get("Options") or {}),
                           anonymous=bool(record.get("Anonymous")))
         except (ValueError, AttributeError, TypeError) as error:
-            _log.error("volume {dir}: unreadable {file}, left alone: {error}",
-                       dir=str(directory), file=_METADATA, error=str(error))
+            _log.error("volume record {file} cannot be read, the volume is skipped (its "
+                       "directory is kept): {error}", file=str(directory / _METADATA),
+                       error=str(error))
             return None
 
     def all(self) -> list[Volume]:

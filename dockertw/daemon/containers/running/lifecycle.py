@@ -44,11 +44,19 @@ from dockertw.daemon.containers.running.stdio import (
     create_container,
 )
 from dockertw.daemon.images.store import ImageStore
-from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.jsonlog import DiscardLog, JSONLogFile, LogEntry
 from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
-from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
+from dockertw.errdefs import (
+    Conflict,
+    DockerError,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    System,
+    from_os_error,
+)
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -295,9 +303,14 @@ class Lifecycle:
         joins the recorded start."""
         container_id = container.id
         bundle = await self._prepare_or_fail(container)
-        pid, stdio = await self._create_or_fail(container, bundle)
-        watch = await self._keep_or_fail(container, bundle, pid, stdio)
-        running = self._track(container, watch, stdio)
+        log = await self._open_log_or_fail(container, bundle)
+        try:
+            pid, stdio = await self._create_or_fail(container, bundle)
+            watch = await self._keep_or_fail(container, bundle, pid, stdio)
+        except BaseException:
+            log.close()
+            raise
+        running = self._track(container, watch, stdio, log)
         started: Deferred[None] = Deferred()
         ensureDeferred(self._watch(container, bundle, running, started))
         try:
@@ -317,8 +330,9 @@ class Lifecycle:
             await self._start_failed(container, str(error), None)
             raise
         except OSError as error:
-            await self._start_failed(container, str(error), None)
-            raise System(str(error)) from None
+            failure = from_os_error(error)
+            await self._start_failed(container, str(failure), None)
+            raise failure from None
 
     async def _create_or_fail(self, container: Container, bundle: Path
                               ) -> tuple[int, ContainerIO]:
@@ -353,9 +367,28 @@ class Lifecycle:
         return Path(container.log_path or
                     self._store.root / container.id / f"{container.id}-json.log")
 
-    def _track(self, container: Container, watch: ExitWatch, stdio: ContainerIO) -> Running:
+    def _open_log(self, container: Container) -> JSONLogFile:
+        def failed(error: OSError | None) -> None:
+            if error is not None:
+                _log.error("the log of {id} cannot be written, its output is dropped: "
+                           "{error}", id=container.id, error=str(from_os_error(error)))
+            else:
+                _log.info("the log of {id} is written again", id=container.id)
+
+        return open_log(self._log_path(container), container.host_config.get("LogConfig"),
+                        failed)
+
+    async def _open_log_or_fail(self, container: Container, bundle: Path) -> JSONLogFile:
+        try:
+            return self._open_log(container)
+        except OSError as error:
+            failure = from_os_error(error)
+            await self._start_failed(container, str(failure), bundle)
+            raise failure from None
+
+    def _track(self, container: Container, watch: ExitWatch, stdio: ContainerIO,
+               log: JSONLogFile) -> Running:
         """Hold the new run's process, stdio and log; join the waiting attachments."""
-        log = open_log(self._log_path(container), container.host_config.get("LogConfig"))
         running = Running(self._reactor, watch, stdio, log)
         if running.stdin is not None:
             key = container_key(container.id)
@@ -736,7 +769,13 @@ class Lifecycle:
         """Take back a container that kept running while the daemon was away (live
         restore): its output, attachments, waiters and health checks go on as for a
         run this daemon started."""
-        running = self._track(container, watch, stdio)
+        try:
+            log = self._open_log(container)
+        except OSError as error:
+            _log.error("the log of {id} cannot be opened, its output is dropped: {error}",
+                       id=container.id, error=str(from_os_error(error)))
+            log = DiscardLog()
+        running = self._track(container, watch, stdio, log)
         if container.state.paused:
             self._paused.add(container.id)
         started: Deferred[None] = Deferred()
