@@ -33,7 +33,7 @@ from dockertw.daemon.containers.records.config import check_cgroup_parent
 from dockertw.daemon.distribution.config import RegistryConfig
 from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.daemon.logconfig import parse_size
-from dockertw.errdefs import InvalidParameter
+from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
     ListenerGroup,
@@ -273,13 +273,22 @@ def _raise_open_files_limit() -> None:
                   after=after)
 
 
+def _open_engine(config: EngineConfig, reactor: Any) -> Engine:
+    """The engine; one that cannot start (another daemon's holder) ends the process
+    with the reason."""
+    try:
+        return Engine.open(config, reactor)
+    except DockerError as error:
+        sys.exit(f"dockertw: cannot start: {error}")
+
+
 def makeService(options: Options) -> IService:
     """The daemon: one listener service per --listen, all serving one Klein resource."""
     from twisted.internet import reactor
 
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
     _raise_open_files_limit()
-    engine = Engine.open(EngineConfig(
+    engine = _open_engine(EngineConfig(
         root=Path(options["root"]), runtime=options["runtime"],
         cgroup_parent=options["cgroup-parent"],
         experimental=bool(options["experimental"]),

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dockertw.daemon.holder import protocol
-from dockertw.daemon.holder.client import HolderError, HolderLink
+from dockertw.daemon.holder.client import HolderBusy, HolderError, HolderLink
 from dockertw.daemon.jsonlog import read_entries
 from tests.support import holder_pids
 
@@ -175,7 +175,8 @@ def test_a_second_daemon_is_refused_while_one_is_connected(holder_dir: Path):
     first = HolderLink.open(holder_dir)
     talk = Conversation(first)
     talk.watch("c1", talk.spawn_child("sleep 30", holder_dir))  # the holder stays
-    assert HolderLink.find(holder_dir) is None  # refused, and said why
+    with pytest.raises(HolderBusy, match="another daemon"):
+        HolderLink.find(holder_dir)  # refused, and said why
     first.connection.close()
     time.sleep(0.1)
     second = HolderLink.find(holder_dir)

@@ -133,6 +133,8 @@ def test_containers_that_ended_while_the_daemon_was_away_have_their_exit_code(li
 def test_a_stopped_daemon_leaves_them_running_with_their_input(live: Daemon):
     daemon = live
     ok(daemon, "run", "-d", "-i", "--name", "cat", "bb:1", "sh", "-c", "printf partial; cat")
+    ok(daemon, "run", "-d", "--name", "frozen", "bb:1", "sleep", "1000")
+    ok(daemon, "pause", "frozen")
     pid = state(daemon, "cat")["Pid"]
     ok(daemon, "exec", "-d", "cat", "sh", "-c", "sleep 1.5; touch /exec-done")
     time.sleep(0.5)  # "partial" is read, and held: a line is logged once it ends
@@ -141,6 +143,9 @@ def test_a_stopped_daemon_leaves_them_running_with_their_input(live: Daemon):
     assert alive(pid)
     daemon.start()
     assert state(daemon, "cat")["Pid"] == pid
+    assert state(daemon, "frozen")["Status"] == "paused"
+    ok(daemon, "unpause", "frozen")
+    assert state(daemon, "frozen")["Status"] == "running"
     attach = subprocess.Popen(["docker", "-H", f"unix://{daemon.socket}", "attach", "cat"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -155,7 +160,7 @@ def test_a_stopped_daemon_leaves_them_running_with_their_input(live: Daemon):
     # the exec started before the restart was left to finish
     wait_for(lambda: cli(daemon, "exec", "cat", "test", "-e", "/exec-done").returncode == 0,
              "the exec of the earlier daemon to finish")
-    ok(daemon, "rm", "-f", "cat")
+    ok(daemon, "rm", "-f", "cat", "frozen")
 
 
 def test_a_daemon_without_the_option_stops_what_the_holder_kept(live: Daemon):
@@ -209,3 +214,29 @@ def test_one_holder_for_all_containers(live: Daemon):
     ok(daemon, "rm", "-f", *(f"c{index}" for index in range(5)))
     daemon.stop()
     wait_for(lambda: daemon.holders() == [], "the holder to leave once it holds nothing")
+
+
+def test_a_holder_that_dies_leaves_the_daemon_in_charge(live: Daemon):
+    daemon = live
+    ok(daemon, "run", "-d", "--name", "orphan", "bb:1", "sleep", "1000")
+    [holder] = daemon.holders()
+    os.kill(holder, signal.SIGKILL)
+    wait_for(lambda: daemon.holders() == [], "the daemon to reap its holder")
+    ok(daemon, "stop", "-t", "0", "orphan")  # re-parented to the daemon, a subreaper
+    assert state(daemon, "orphan")["ExitCode"] == 137
+    assert ok(daemon, "run", "--rm", "bb:1", "echo", "again") == "again\n"
+    assert len(daemon.holders()) == 1 and daemon.holders() != [holder]  # a new one
+    ok(daemon, "rm", "orphan")
+
+
+def test_a_second_daemon_on_the_same_root_refuses_to_start(live: Daemon, workdir: Path):
+    home = workdir / "second"
+    home.mkdir()
+    second = Daemon(home, ["--live-restore", "--root", str(live.root)])
+    try:
+        second.start(wait=False)
+        assert second.wait(30) != 0
+        assert "another daemon is using the state root" in second.output()
+    finally:
+        second.stop()
+    assert ok(live, "run", "--rm", "bb:1", "echo", "unharmed") == "unharmed\n"

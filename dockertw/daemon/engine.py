@@ -16,7 +16,7 @@ from dockertw.daemon.distribution.service import DistributionService
 from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
-from dockertw.daemon.storage import ensure_directory
+from dockertw.daemon.storage import ensure_directory, lock_root
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.runtime.probe import probe_runtime
@@ -60,6 +60,7 @@ class Engine:
         if reactor is None:
             from twisted.internet import reactor
         root = ensure_directory(config.root)
+        lock_root(root)  # held until the process exits
         events = EventBus()
         host = read_host_facts()
         images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))

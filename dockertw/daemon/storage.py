@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from pathlib import Path
 
+from dockertw.errdefs import Unavailable
+
 __all__ = ["atomic_write", "ensure_directory", "fsync_directory", "tree_size",
-           "remove_temporaries"]
+           "remove_temporaries", "lock_root"]
 
 _TEMPORARY = re.compile(r"\..+\.tmp-[0-9]+")  # atomic_write's, named after a process
 
@@ -82,3 +85,16 @@ def remove_temporaries(directory: Path) -> None:
     for name in names:
         if _TEMPORARY.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
+
+
+def lock_root(root: Path) -> int:
+    """Take the state root for this process (a lock on ``ROOT/.lock``, released when
+    it exits): two daemons on one root would undo each other's work at start.
+    :class:`~dockertw.errdefs.Unavailable` when another process has it."""
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Unavailable(f"another daemon is using the state root {root}") from None
+    return fd

@@ -31,7 +31,7 @@ from dockertw.daemon.holder import protocol
 from dockertw.errdefs import System
 from dockertw.runtime.reaper import ExitWatcher
 
-__all__ = ["HolderError", "HolderLink", "HolderClient", "HeldProcess", "Adopted",
+__all__ = ["HolderError", "HolderBusy", "HolderLink", "HolderClient", "HeldProcess", "Adopted",
            "start_holder", "socket_path"]
 
 _log = Logger()
@@ -45,6 +45,10 @@ Received = tuple[Message, list[int]]
 
 class HolderError(System):
     """The holder refused a request, or is gone."""
+
+
+class HolderBusy(HolderError):
+    """The holder serves another daemon (two daemons on one state root)."""
 
 
 def socket_path(directory: Path) -> Path:
@@ -147,13 +151,17 @@ class HolderLink:
     @classmethod
     def find(cls, directory: Path) -> HolderLink | None:
         """The holder already running for ``directory``, greeted; ``None`` when there
-        is none (or it went away while greeted)."""
+        is none (or it went away while greeted).  :class:`HolderBusy` when it serves
+        another daemon."""
         connection = _connect(socket_path(directory))
         if connection is None:
             return None
         link = cls(connection)
         try:
             link.hello()
+        except HolderBusy:
+            connection.close()
+            raise
         except (OSError, HolderError) as error:
             _log.warn("the holder of {dir} did not answer: {error}", dir=str(directory),
                       error=str(error))
@@ -207,14 +215,21 @@ class HolderLink:
                   ) -> Received:
         request_id = next(self._ids) if message["op"] != "hello" else 0
         self.connection.settimeout(timeout)
-        protocol.send(self.connection, {**message, "id": request_id})
+        try:
+            protocol.send(self.connection, {**message, "id": request_id})
+        except OSError:  # refused and closed at once: its reason may still be there
+            self.connection.settimeout(0.5)
         while True:
-            received = protocol.receive(self.connection)
+            try:
+                received = protocol.receive(self.connection)
+            except ConnectionResetError:  # refused with our message unread: its reason
+                received = protocol.receive(self.connection)  # comes after the reset
             if received is None:
                 raise HolderError("the holder closed the connection")
             reply, fds = received
             if reply["op"] == "error":
-                raise HolderError(str(reply.get("message")))
+                raise HolderBusy(f"{reply.get('message')}: is another daemon running on "
+                                 "this state root?")
             if reply["op"] in (answer, "failed") and reply.get("id", 0) == request_id:
                 if reply["op"] == "failed":
                     protocol.close_all(fds)
