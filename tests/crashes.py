@@ -11,11 +11,9 @@ that nothing it shows owns.
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import random
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ from typing import Any
 
 from dockertw.daemon.images.layers import chain_ids
 from dockertw.runtime.mounts import mounts_under
+from tests.archives import file, tar
 from tests.support import Daemon, docker, unix_get
 
 VERSION = "1.44"
@@ -53,15 +52,6 @@ def call(daemon: Daemon, method: str, path: str, body: Any = None, raw: bytes | 
         return status, json.loads(answer) if answer else None
     except ValueError:
         return status, answer
-
-
-def small_tar(name: str = "hello.txt", data: bytes = b"hello\n") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 class Load:
@@ -131,7 +121,7 @@ class Load:
                     self._call("POST", f"/exec/{created['Id']}/start", {"Detach": True})
             if rng.random() < 0.3:
                 self._call("PUT", f"/containers/{container}/archive?path=/tmp",
-                           raw=small_tar())
+                           raw=tar([file("hello.txt", b"hello\n")]))
             if rng.random() < 0.5:
                 self._call("POST", f"/containers/{container}/stop?t=0")
                 self._call("DELETE", f"/containers/{container}")

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -88,6 +88,26 @@ def post_json(path: str, url: str, document: object) -> tuple[int, bytes]:
     status, _, body = unix_get(path, url, "POST", json.dumps(document).encode(),
                                {"Content-Type": "application/json"})
     return status, body
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    """Poll ``condition`` until it is true; answers its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
