@@ -247,7 +247,6 @@ class HeldProcess:
         self.key = key
         self.pid = pid
         self.exited: Deferred[int] = Deferred()
-        self.finished_ns = 0
         self._reactor = reactor
         self._pidfd = pidfd
         if pidfd is not None:
@@ -258,10 +257,9 @@ class HeldProcess:
             raise ProcessLookupError(self.pid)
         signal.pidfd_send_signal(self._pidfd, signum)
 
-    def ended(self, code: int, finished_ns: int = 0) -> None:
+    def ended(self, code: int) -> None:
         if self.exited.called:
             return
-        self.finished_ns = finished_ns
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -290,10 +288,9 @@ class HolderClient:
         self._ids = itertools.count(1000)
         self._answers: dict[int, Deferred[Received]] = {}
         self._processes: dict[str, HeldProcess] = {}
-        self._early_exits: dict[str, tuple[int, int]] = {}
+        self._early_exits: dict[str, int] = {}
         self._queue: deque[tuple[Message, list[int]]] = deque()
         self._writing = False
-        self.on_lost: list[Any] = []
         self._holder_watch: ExitWatcher | None = None
         if link.started and link.holder_pid is not None:  # our child: reap it when it ends
             self._holder_watch = ExitWatcher(reactor, link.holder_pid)
@@ -334,7 +331,7 @@ class HolderClient:
         early = self._early_exits.pop(key, None)
         if early is not None:
             self._processes.pop(key)
-            process.ended(*early)
+            process.ended(early)
         elif not self.connected:
             process.holder_lost()
         return process
@@ -417,8 +414,7 @@ class HolderClient:
     def _dispatch(self, message: Message, fds: list[int]) -> None:
         if message["op"] == "exit":
             protocol.close_all(fds)
-            self._exited(str(message["key"]), int(message["code"]),
-                         int(message.get("finished_ns") or 0))
+            self._exited(str(message["key"]), int(message["code"]))
             return
         answer = self._answers.pop(message.get("id", -1), None)
         if answer is None:
@@ -430,12 +426,12 @@ class HolderClient:
         else:
             answer.callback((message, fds))
 
-    def _exited(self, key: str, code: int, finished_ns: int) -> None:
+    def _exited(self, key: str, code: int) -> None:
         process = self._processes.pop(key, None)
         if process is None:
-            self._early_exits[key] = (code, finished_ns)
+            self._early_exits[key] = code
         else:
-            process.ended(code, finished_ns)
+            process.ended(code)
 
     def _lost(self, why: str) -> None:
         sock, self._socket = self._socket, None
@@ -456,8 +452,6 @@ class HolderClient:
             answer.errback(HolderError("the holder is gone"))
         for process in list(self._processes.values()):
             process.holder_lost()
-        for callback in self.on_lost:
-            callback()
 
     def close(self) -> None:
         """Leave the holder (the daemon stops): it reads the outputs from now on."""

@@ -358,10 +358,11 @@ class Lifecycle:
                 container_key(container.id), pid, stdio,
                 tty=bool(container.config.get("Tty")),
                 log=log_target(container, self._log_path(container)))
-        except DockerError as error:
+        except (DockerError, OSError) as error:
             stdio.close()
-            await self._start_failed(container, str(error), bundle)
-            raise
+            failure = error if isinstance(error, DockerError) else from_os_error(error)
+            await self._start_failed(container, str(failure), bundle)
+            raise failure from None
 
     def _log_path(self, container: Container) -> Path:
         return Path(container.log_path or
@@ -763,7 +764,7 @@ class Lifecycle:
                         send, self._reader)
         return bool(container.config.get("Tty"))
 
-    # -- shutdown ----------------------------------------------------------------------
+    # -- live restore ------------------------------------------------------------------
 
     def adopt(self, container: Container, watch: ExitWatch, stdio: ContainerIO) -> None:
         """Take back a container that kept running while the daemon was away (live
@@ -788,6 +789,8 @@ class Lifecycle:
             self.watcher.paused(container, False)
         else:
             self.watcher.started(container)
+
+    # -- shutdown ----------------------------------------------------------------------
 
     def shutdown(self) -> Deferred[Any] | None:
         """Kill every running container and wait for its clean-up (daemon shutdown);

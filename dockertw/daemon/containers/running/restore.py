@@ -60,9 +60,12 @@ class Previous:
             return previous
         _log.info("a holder was left by a daemon with --live-restore: its containers "
                   "are killed")
-        for entry in link.stop():
-            previous.exits[str(entry["key"])] = (int(entry["code"]),
-                                                 int(entry["finished_ns"]))
+        try:
+            for entry in link.stop():
+                previous.exits[str(entry["key"])] = (int(entry["code"]),
+                                                     int(entry["finished_ns"]))
+        except (OSError, HolderError) as error:  # runc deletes what it still runs
+            _log.warn("the holder did not stop: {error}", error=str(error))
         link.connection.close()
         return previous
 
