@@ -93,12 +93,12 @@ def test_a_full_state_root_gives_clear_errors_and_recovers(small_root: Daemon,
     # it keeps serving, and what it wrote before is whole
     assert ok(daemon, "logs", "keep") == "before\n"
     assert inspect(daemon, "talker")["State"]["Running"]  # logging failed, it runs on
-    talker_log = Path(inspect(daemon, "talker")["LogPath"])
-    assert _log_lines_whole(talker_log)
-    volume = Path(json.loads(ok(daemon, "volume", "inspect", "kept"))[0]["Mountpoint"])
-    assert (volume / "f").read_text() == "safe\n"
     ok(daemon, "kill", "talker")
     assert inspect(daemon, "talker")["State"]["ExitCode"] == 137
+    talker_log = Path(inspect(daemon, "talker")["LogPath"])
+    assert _log_lines_whole(talker_log)  # read once nothing writes it
+    volume = Path(json.loads(ok(daemon, "volume", "inspect", "kept"))[0]["Mountpoint"])
+    assert (volume / "f").read_text() == "safe\n"
     # space comes back, and so does everything
     filler.unlink()
     import_image(daemon, big, "big:1")
