@@ -209,6 +209,8 @@ def problems(daemon: Daemon, live: bool) -> list[str]:
     found += _volumes_on_disk(daemon)
     if live:
         found += _holder_children(daemon, active)
+    else:  # one left by a daemon with --live-restore is stopped
+        found += [f"holder {pid} without --live-restore" for pid in daemon.holders()]
     return found
 
 

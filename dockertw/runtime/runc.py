@@ -74,7 +74,9 @@ class _Collect(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         code = getattr(reason.value, "exitCode", None)
         killed = getattr(reason.value, "signal", None)
-        self.done.callback(code if code is not None else 128 + killed if killed else 255)
+        if code is None:
+            code = 128 + killed if killed else 255  # as a shell reports a signal
+        self.done.callback(code)
 
 
 def _log_size(log: Path) -> int:
@@ -124,24 +126,32 @@ class Runc:
         fds.update(child_fds or {})
         offset = _log_size(log)
         if outlives and self.launcher is not None:
-            given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
-            try:
-                code = await self.launcher.run(argv, _environment(), given)
-            except errdefs.DockerError as error:
-                raise RuncError(self._missing() or str(error)) from None
-            if code != 0:
-                raise self._failed(log, offset, b"", code)
-            return b""
+            code, output = await self._launched(self.launcher, argv, fds), b""
+        else:
+            code, output = await self._spawned(argv, fds, stdin)
+        if code != 0:
+            raise self._failed(log, offset, output, code)
+        return output
+
+    async def _launched(self, launcher: Launcher, argv: Sequence[str],
+                        fds: Mapping[int, int | str]) -> int:
+        """Run ``argv`` through the launcher (its output is the container's)."""
+        given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
+        try:
+            return await launcher.run(argv, _environment(), given)
+        except errdefs.DockerError as error:
+            raise RuncError(self._missing() or str(error)) from None
+
+    async def _spawned(self, argv: Sequence[str], fds: Mapping[int, int | str],
+                       stdin: bytes | None) -> tuple[int, bytes]:
+        """Run ``argv`` as a child of the daemon: its exit status and output."""
         collect = _Collect(stdin)
         try:
             self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
-                                       childFDs=fds)
+                                       childFDs=dict(fds))
         except OSError as error:
             raise RuncError(self._missing() or f"{self._binary}: {error.strerror}") from None
-        code = await collect.done
-        if code != 0:
-            raise self._failed(log, offset, bytes(collect.output), code)
-        return bytes(collect.output)
+        return await collect.done, bytes(collect.output)
 
     def _failed(self, log: Path, offset: int, output: bytes, code: int) -> RuncError:
         """What went wrong: a missing binary, runc's own error, or its exit status."""
