@@ -260,8 +260,11 @@ class Holder:
 
     def _watch(self, message: dict[str, Any], fds: list[int]) -> None:
         key, pid, names = str(message["key"]), int(message["pid"]), list(message["fds"])
-        if len(names) != len(fds) or key in self._held:
-            raise protocol.ProtocolError(f"watch {key}: bad descriptors or a known key")
+        earlier = self._held.get(key)
+        if len(names) != len(fds) or (earlier is not None and earlier.alive):
+            raise protocol.ProtocolError(f"watch {key}: bad descriptors, or it runs")
+        if earlier is not None:  # an ended run never released: this one replaces it
+            self._forget(earlier)
         stashed = self._stash.pop(pid, None)
         pidfd = None if stashed is not None else _pidfd(pid)
         held = _Held(key, pid, pidfd, bool(message.get("tty")),
