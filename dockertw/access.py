@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dockertw.api.gate import Gate, route_facts
@@ -23,6 +22,7 @@ from dockertw.api.router import Router
 from dockertw.errdefs import DockerError
 from dockertw.filters import Filters
 from dockertw.listeners import ListenerSpec
+from dockertw.loglevel import Logger
 from dockertw.policy import PRESETS, Policy, PolicyError, parse_policy, preset
 
 __all__ = ["PolicyBook", "EngineTargets", "policy_sources", "policy_key", "make_gate",

@@ -7,6 +7,7 @@ A filter set maps a key to a set of accepted values.  Clients send it as JSON, e
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -71,6 +72,20 @@ class Filters:
             return True
         return any(source.startswith(value) for value in values)
 
+    def regex_match(self, key: str, source: str) -> bool:
+        """moby's ``Args.Match``: ``key`` unfiltered, or some value is ``source`` or a
+        regular expression found in it (a value that is no expression: a substring)."""
+        values = self._fields.get(key)
+        return not values or any(_found(value, source) for value in values)
+
+    def excludes_labels(self, key: str, labels: Mapping[str, str]) -> bool:
+        """``label!=name[=value]``: true when ``labels`` has one of ``key``'s."""
+        for wanted in self._fields.get(key, ()):
+            name, has_value, value = wanted.partition("=")
+            if name in labels and (not has_value or labels[name] == value):
+                return True
+        return False
+
     def match_labels(self, key: str, labels: Mapping[str, str]) -> bool:
         """Every ``name`` or ``name=value`` of ``key`` must hold in ``labels``."""
         for wanted in self._fields.get(key, ()):
@@ -78,3 +93,10 @@ class Filters:
             if name not in labels or (has_value and labels[name] != value):
                 return False
         return True
+
+
+def _found(pattern: str, source: str) -> bool:
+    try:
+        return pattern == source or re.search(pattern, source) is not None
+    except re.error:
+        return pattern in source

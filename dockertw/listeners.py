@@ -9,6 +9,7 @@ into a description here.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +17,22 @@ from urllib.parse import urlsplit
 
 import attrs
 from twisted.application.service import MultiService, Service
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.endpoints import (
+    _SystemdParser,
+    quoteStringArgument,
+    serverFromString,
+)
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
 )
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
+from dockertw.loglevel import Logger
 from dockertw.tlslisten import RefusalLoggingTLSFactory
 
 __all__ = [
@@ -106,6 +112,18 @@ def _strports(text: str) -> ListenerSpec:
     return ListenerSpec(text, text, is_tcp)
 
 
+def _passed_sockets() -> ListenFDs:
+    """The sockets systemd passed, as the ``systemd:`` endpoints index them.
+
+    Reading the environment again finds nothing: importing Twisted's endpoints module
+    reads LISTEN_FDS and LISTEN_PID into its parser and removes them (so a second
+    reader cannot take the same sockets); the index given to ``systemd:`` is into that
+    parser's list, so it is the one to ask.
+    """
+    parsed = getattr(_SystemdParser, "_sddaemon", None)
+    return parsed if isinstance(parsed, ListenFDs) else ListenFDs.fromEnvironment()
+
+
 def parse_listener(text: str, tls: bool = False,
                    fds: ListenFDs | None = None) -> list[ListenerSpec]:
     """The listeners ``text`` names: one, or several for ``fd://`` with many sockets."""
@@ -119,7 +137,7 @@ def parse_listener(text: str, tls: bool = False,
     if scheme == "tcp":
         return [_tcp(text, text, tls)]
     if scheme == "fd":
-        return _systemd(text, address, fds or ListenFDs.fromEnvironment())
+        return _systemd(text, address, fds or _passed_sockets())
     raise ValueError(f"invalid listener {text!r}: unsupported scheme {scheme!r}")
 
 
@@ -144,11 +162,25 @@ def with_backlog(description: str) -> str:
     return f"{description}:backlog={min(backlog, 65535)}"
 
 
+def _client_hint(address: object, tls: bool) -> str:
+    """The docker command that reaches this listener (none for unnamed sockets)."""
+    if isinstance(address, UNIXAddress) and address.name:
+        return f"docker -H unix://{os.fsdecode(address.name)} version"
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or port is None:
+        return ""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = f"[{host}]" if ":" in host else host
+    return f"docker {'--tlsverify ' if tls else ''}-H tcp://{host}:{port} version"
+
+
 class ListenerService(Service):
     """One listener: opens its endpoint and reports to its group when it fails."""
 
-    def __init__(self, spec: ListenerSpec, factory: IProtocolFactory, tls: bool) -> None:
+    def __init__(self, spec: ListenerSpec, factory: IProtocolFactory, tls: bool,
+                 socket_gid: int | None = None) -> None:
         self.spec = spec
+        self._socket_gid = socket_gid
         self.name = spec.name
         self.tls = tls
         self._factory = factory
@@ -184,6 +216,11 @@ class ListenerService(Service):
         self._port = port
         address = port.getHost()
         _log.info("Listening on {name} ({address})", name=self.name, address=address)
+        if isinstance(address, UNIXAddress) and self.spec.description.startswith("unix:"):
+            self._give_to_group(address)
+        hint = _client_hint(address, self.tls)
+        if hint:
+            _log.info("API listen on {name}; try: {hint}", name=self.name, hint=hint)
         host = getattr(address, "host", None)
         if isinstance(host, str) and not self.tls and not _is_loopback(host):
             _log.warn(
@@ -191,6 +228,16 @@ class ListenerService(Service):
                 "address gets root access on this machine. Use --tlsverify.",
                 name=self.name,
             )
+
+    def _give_to_group(self, address: UNIXAddress) -> None:
+        """The socket file goes to the daemon's group (``-G``), as dockerd's does."""
+        if self._socket_gid is None or address.name is None:
+            return
+        path = os.fsdecode(address.name)
+        try:
+            os.chown(path, -1, self._socket_gid)
+        except OSError as error:
+            self._report(Failure(error))
 
     def _failed(self, failure: Failure) -> None:
         if not self._stopping:

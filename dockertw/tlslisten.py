@@ -16,8 +16,8 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory
-from twisted.logger import Logger
 
+from dockertw.loglevel import Logger
 from dockertw.tlshalfclose import HalfClosingTLS, HalfClosingTLSFactory
 
 __all__ = ["server_options", "RefusalLoggingTLSFactory"]

@@ -36,3 +36,10 @@ def inspect(daemon: Daemon, name: str) -> dict[str, Any]:
     shown = json.loads(ok(daemon, "inspect", name))
     assert len(shown) == 1
     return dict(shown[0])
+
+
+def says_path_missing(stderr: str, container: str, path: str) -> bool:
+    """``docker cp`` from a missing path, in each CLI's words: 28.x passes on the
+    daemon's message, 20.10 (Debian 12's) words its own."""
+    return (f"Could not find the file {path} in container {container}" in stderr
+            or f"No such container:path: {container}:{path}" in stderr)

@@ -6,10 +6,15 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cli import cli, import_image
+from tests.netsupport import (  # noqa: F401 - fixtures for every test module
+    net_daemon,
+    start_net_daemon,
+)
 from tests.proxies import (  # noqa: F401 - fixtures for every test module
     config_dir,
     microsocks,
@@ -42,10 +47,11 @@ def start_daemon(workdir: Path) -> Iterator[Callable[..., Daemon]]:
     """Start daemons in sub-directories of ``workdir``; every one is stopped afterwards."""
     started: list[Daemon] = []
 
-    def start(*extra_args: str, unix: bool = True, wait: bool = True) -> Daemon:
+    def start(*extra_args: str, unix: bool = True, wait: bool = True,
+              config: dict[str, Any] | None = None) -> Daemon:
         home = workdir / f"d{len(started)}"
         home.mkdir()
-        daemon = Daemon(home, extra_args, unix=unix)
+        daemon = Daemon(home, extra_args, unix=unix, config=config)
         started.append(daemon)
         return daemon.start(wait=wait)
 

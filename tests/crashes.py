@@ -201,7 +201,7 @@ def problems(daemon: Daemon, live: bool) -> list[str]:
     found += _mounts(root, active)
     found += [f"cgroup of {name} without a running container"
               for name in {p.name for p in daemon.container_cgroups()} - active]
-    runc = root / "runc"
+    runc = daemon.exec_root / "runc"
     found += [f"runc state of {entry.name} without a running container"
               for entry in (runc.iterdir() if runc.is_dir() else []) if entry.name not in active]
     found += _temporary_files(root)

@@ -20,7 +20,7 @@ import pytest
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from tests.support import free_port
+from tests.support import default_signals, free_port
 
 TINYPROXY = "/usr/bin/tinyproxy"
 MICROSOCKS = "/usr/bin/microsocks"
@@ -63,7 +63,7 @@ def _spawn(name: str, command: Callable[[int], list[str]], directory: Path) -> P
         log = directory / f"{name}-{attempt}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(command(port), stdout=sink, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, preexec_fn=default_signals)
         proxy = ProxyProcess(name, port, process, log)
         deadline = time.monotonic() + 10
         while process.poll() is None and time.monotonic() < deadline:

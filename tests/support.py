@@ -39,6 +39,21 @@ def twistd_command() -> list[str]:
     return [found]
 
 
+_RESET_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+                  signal.SIGPIPE)
+
+
+def default_signals() -> None:
+    """For ``preexec_fn``: the child gets default signal dispositions and an empty mask.
+
+    A test runner started with SIGINT ignored (a background job, some CI runners) would
+    otherwise pass that on through exec to the daemons it starts.
+    """
+    for number in _RESET_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -185,25 +200,54 @@ class _UnixConnection(http.client.HTTPConnection):
 _CGROUPS = Path("/sys/fs/cgroup")
 
 
+_NETWORK_FLAGS = ("--bridge", "-b", "--iptables")
+
+
+_NETWORK_KEYS = frozenset({"bridge", "iptables", "ip-forward"})  # daemon.json's
+
+
+def isolated_network_args(extra_args: Sequence[str]) -> list[str]:
+    """Unless a test chooses its networking, a daemon has no default bridge and writes
+    no firewall rule (nothing to leave on the shared host); networking tests pass
+    :func:`network_args`."""
+    given = {arg.split("=", 1)[0] for arg in extra_args}
+    if given & set(_NETWORK_FLAGS):
+        return []
+    return ["--bridge", "none", "--iptables", "false", "--ip-forward", "false"]
+
+
 class Daemon:
     """A ``twistd -n dockertw`` process with its own state root and UNIX socket."""
 
     def __init__(self, workdir: Path, extra_args: Sequence[str] = (),
-                 unix: bool = True) -> None:
+                 unix: bool = True, config: dict[str, Any] | None = None) -> None:
+        config = dict(config or {})
         self.workdir = workdir
-        self.root = workdir / "root"
+        self.root = Path(config.get("data-root") or workdir / "root")
+        self.exec_root = Path(config.get("exec-root") or workdir / "exec")
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
-        self.cgroup_parent = f"dockertw-test-{uuid.uuid4().hex[:12]}"
+        self.pidfile = Path(config.get("pidfile") or workdir / "dockertw.pid")
+        self.config_file = workdir / "daemon.json"
+        self.config_file.write_text(json.dumps(config))
+        self.cgroup_parent = config.get("cgroup-parent") or \
+            f"dockertw-test-{uuid.uuid4().hex[:12]}"
+        # Everything of its own: the host's /etc/dockertw/daemon.json, /run/dockertw
+        # and /run/dockertw.pid are never this daemon's.  What the file sets is no flag.
         # Docker Hub is never reached from a test: a closed loopback port stands for it
         # (a test that needs an upstream gives another --hub-registry, which wins).
-        args = ["--root", str(self.root), "--cgroup-parent", self.cgroup_parent,
-                "--hub-registry", NO_HUB]
+        own = {"data-root": self.root, "exec-root": self.exec_root,
+               "pidfile": self.pidfile, "cgroup-parent": self.cgroup_parent}
+        args = ["--config-file", str(self.config_file), "--hub-registry", NO_HUB,
+                *([] if _NETWORK_KEYS & config.keys() else isolated_network_args(extra_args))]
+        for key, value in own.items():
+            args += [] if key in config else [f"--{key}", str(value)]
         if self.socket:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.pythonpath = str(REPO)  # where its code comes from
+        self.command_prefix: list[str] = []  # e.g. systemd-socket-activate and its options
 
     @property
     def api_version(self) -> str | None:
@@ -219,13 +263,15 @@ class Daemon:
         elif self.socket:
             _PINNED.pop(self.socket, None)
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True,
+              preexec_fn: Callable[[], None] = default_signals) -> Daemon:
         env = dict(os.environ, PYTHONPATH=self.pythonpath)
+        command = twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args],
+                self.command_prefix + command,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env=env,
+                cwd=self.workdir, env=env, preexec_fn=preexec_fn,
             )
         if wait:
             self.wait_ready()
@@ -282,9 +328,11 @@ class Daemon:
 
     def kill_leftovers(self) -> None:
         """Stop the daemon; kill what a live-restore daemon leaves running (its
-        containers, through runc, and its holder); unmount what is left mounted."""
+        containers and their networks, by a start without the option, then through
+        runc; and its holder); unmount what is left mounted."""
         self.stop()
-        state = self.root / "runc"
+        self._start_once_without_live_restore()
+        state = self.exec_root / "runc"
         for entry in sorted(state.iterdir()) if state.is_dir() else []:
             subprocess.run(["runc", "--root", str(state), "delete", "--force", entry.name],
                            capture_output=True, check=False, timeout=30)
@@ -297,6 +345,24 @@ class Daemon:
         for target in mounts_under(self.root):
             subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
         self._remove_cgroup_parent()
+
+    def _start_once_without_live_restore(self) -> None:
+        """Start and stop the daemon without ``--live-restore`` (it kills what the
+        holder keeps and tears down their networks, bridges and chains)."""
+        if self.process is None:
+            return
+        args, config = self.args, json.loads(self.config_file.read_text())
+        self.args = [arg for arg in args if arg != "--live-restore"]
+        self.config_file.write_text(json.dumps(
+            {key: value for key, value in config.items() if key != "live-restore"}))
+        try:
+            self.start()
+        except Exception:  # noqa: BLE001 - the fallback below cleans up
+            pass
+        finally:
+            self.stop()
+            self.args = args
+            self.config_file.write_text(json.dumps(config))
 
     def container_cgroups(self) -> list[Path]:
         """The cgroups of this daemon's containers, in every hierarchy."""

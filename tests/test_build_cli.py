@@ -16,7 +16,7 @@ import pytest
 
 from dockertw.runtime.mounts import mounts_under
 from tests.cli import import_image, inspect, ok
-from tests.support import Daemon, docker
+from tests.support import Daemon, default_signals, docker
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,8 @@ def test_a_client_that_goes_away_cancels_the_build(builder: Daemon, tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     client = subprocess.Popen(["docker", "-H", f"unix://{builder.socket}", "build",
                                "--no-cache", str(context)], env={**env, **LEGACY},
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              preexec_fn=default_signals)
     try:
         assert client.stdout is not None
         for line in client.stdout:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Daemon, unix_get
+from tests.support import Daemon
 
 pytestmark = [
     pytest.mark.integration,
@@ -59,9 +59,5 @@ def test_compose_builds_and_runs_a_service(running_daemon: Daemon, tmp_path: Pat
 
 
 def test_compose_on_its_default_network(running_daemon: Daemon, tmp_path: Path) -> None:
-    assert running_daemon.socket
-    if unix_get(running_daemon.socket, "/networks")[0] == 404:
-        pytest.skip("waits for the networks API: docker-compose creates the project's "
-                    "default network")
     _build_and_run(running_daemon, _project(tmp_path, ""))
 

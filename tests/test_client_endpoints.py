@@ -7,6 +7,7 @@ stopped; every origin is an in-process Twisted server on 127.0.0.1 or ::1.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -452,14 +453,40 @@ class Hello(Resource):
         return b"hello over " + (b"https" if request.isSecure() else b"http")
 
 
+def _listen_as_localhost(factory: Any) -> list[Any]:
+    """Listen on 127.0.0.1 and, on the same port, ::1: ``localhost`` names both in
+    Debian's /etc/hosts, and a proxy that resolves it may try ::1 first."""
+    for _ in range(5):
+        ports = [reactor.listenTCP(0, factory, interface="127.0.0.1")]
+        try:
+            ports.append(reactor.listenTCP(ports[0].getHost().port, factory,
+                                           interface="::1"))
+        except error.CannotListenError:
+            if socket.has_ipv6 and _ipv6_loopback():
+                ports[0].stopListening()
+                continue  # that port is taken on ::1: another try
+        return ports
+    raise RuntimeError("no port free on both 127.0.0.1 and ::1")
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def echo_origin() -> Iterator[tuple[GreeterFactory, int]]:
     factory = GreeterFactory()
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    ports = _listen_as_localhost(factory)
     try:
-        yield factory, port.getHost().port
+        yield factory, ports[0].getHost().port
     finally:
-        port.stopListening()
+        for port in ports:
+            port.stopListening()
 
 
 @pytest.fixture
@@ -478,11 +505,12 @@ def echo_origin_v6() -> Iterator[tuple[GreeterFactory, int]]:
 @pytest.fixture
 def web_origin() -> Iterator[tuple[Hello, int]]:
     resource = Hello()
-    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    ports = _listen_as_localhost(Site(resource))
     try:
-        yield resource, port.getHost().port
+        yield resource, ports[0].getHost().port
     finally:
-        port.stopListening()
+        for port in ports:
+            port.stopListening()
 
 
 @implementer(IOpenSSLContextFactory)

@@ -110,7 +110,8 @@ def test_errors_with_dockers_messages(daemon: Daemon, image: str):
     create(daemon, "--name", "d1", image, "true")
     assert 'The container name "/d1" is already in use' in failed(daemon, "rename",
                                                                   "c1", "d1")
-    assert "port publishing" in failed(daemon, "create", "-p", "80:80", image, "true")
+    assert "network nosuchnet not found" in failed(daemon, "run", "-d", "--network",
+                                                   "nosuchnet", image, "true")
     assert ('conflict: unable to remove repository reference "bb:1" (must force) - '
             f"container {container_id[:12]} is using its referenced image") in failed(
         daemon, "rmi", image)

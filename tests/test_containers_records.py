@@ -202,8 +202,16 @@ def test_host_config_keeps_what_will_be_honoured():
 
 
 @pytest.mark.parametrize("host, message", [
-    ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, "port publishing"),
-    ({"Links": ["a:b"]}, "links"),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "80-x"}]}}, 'invalid port specification: "80-x"'),
+    ({"PortBindings": {"http/tcp": []}}, 'invalid port specification: "http"'),
+    ({"ExtraHosts": ["nocolon"]}, 'bad format for add-host: "nocolon"'),
+    ({"ExtraHosts": ["h:1.2.3"]}, 'invalid IP address in add-host: "1.2.3"'),
+    ({"Dns": ["example.com"]}, "example.com is not an ip address"),
+    ({"NetworkMode": "container:x", "Links": ["a:b"]}, "container type network can't be "
+                                                       "used with links"),
+    ({"NetworkMode": "container:x", "PortBindings": {"80/tcp": []}}, "port publishing "
+                                                                    "and the container"),
+    ({"NetworkMode": "host", "Links": ["a:b"]}, "host type networking can't be used"),
     ({"Devices": [{"PathOnHost": "/dev/null", "CgroupPermissions": "rwx"}]},
      "invalid device mode: rwx"),
     ({"Devices": [{"PathInContainer": "/dev/x"}]}, "PathOnHost is empty"),
@@ -211,7 +219,6 @@ def test_host_config_keeps_what_will_be_honoured():
      'could not select device driver "nvidia" with capabilities: [[gpu utility]]'),
     ({"Isolation": "process"}, "invalid isolation (process): linux only supports 'default'"),
     ({"IpcMode": "sometimes"}, "invalid IPC mode: sometimes"),
-    ({"NetworkMode": "container:x"}, "network mode"),
     ({"RestartPolicy": {"Name": "sometimes"}}, "invalid restart policy 'sometimes'"),
     ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 1}}, "maximum retry"),
     ({"AutoRemove": True, "RestartPolicy": {"Name": "always"}}, "AutoRemove"),
@@ -224,9 +231,9 @@ def test_host_config_refuses_what_cannot_be_honoured(host: dict[str, Any], messa
         configs.fill_host_config(host, {}, runtime="runc", cgroup_version="2")
 
 
-def test_unknown_networks_are_not_found():
-    with pytest.raises(NotFound, match="network other not found"):
-        configs.fill_host_config({}, {"EndpointsConfig": {"other": {}}}, runtime="runc",
+def test_endpoint_configs_must_be_objects():
+    with pytest.raises(InvalidParameter, match="an endpoint config must be an object"):
+        configs.fill_host_config({}, {"EndpointsConfig": {"other": []}}, runtime="runc",
                                  cgroup_version="2")
 
 

@@ -290,7 +290,8 @@ def test_process_and_resource_settings_reach_the_container(running_daemon: Daemo
     assert lines[6].split() == ["Cpus_allowed_list:", "0"]
     assert lines[7].startswith("/sbin/docker-init -- sh -c")
     for args, message in [
-        (("--dns", "1.1.1.1"), "--dns is not supported by dockertw yet"),
+        (("--network", "container:tuned", "--dns", "127.0.0.1"),
+         "conflicting options: dns and the network mode"),
         (("--network", "host", "--sysctl", "net.ipv4.ip_forward=1"),
          "sysctl 'net.ipv4.ip_forward' not allowed in host network namespace"),
         (("--cpus", "1", "--cpu-quota", "5000"),

@@ -82,3 +82,12 @@ def test_prune_events_have_no_legacy_id():
     message = Event("image", "prune", "", {"reclaimed": "0"}, time_nano=1).to_json()
     assert "id" not in message and message["status"] == "prune"
     assert message["Actor"] == {"ID": "", "Attributes": {"reclaimed": "0"}}
+
+
+def test_the_daemons_own_watchers_are_no_events_listeners():
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.subscribe(Filters(), seen.append, counted=False)
+    assert bus.listener_count == 0
+    bus.publish(IMAGE)
+    assert seen == [IMAGE]

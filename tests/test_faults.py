@@ -168,7 +168,7 @@ def wrapped(request: pytest.FixtureRequest, start_daemon: Callable[..., Daemon],
 
 def _nothing_left(daemon: Daemon, name: str) -> None:
     container = inspect(daemon, name)["Id"]
-    assert not (daemon.root / "runc" / container).exists()
+    assert not (daemon.exec_root / "runc" / container).exists()
     assert all(container not in str(path) for path in mounts_under(daemon.root))
     assert all(path.name != container for path in daemon.container_cgroups())
 
@@ -196,7 +196,7 @@ def test_a_failing_missing_or_killed_runtime_gives_clear_errors(
     container = inspect(daemon, "ctr")["Id"]
     deadline = time.monotonic() + 20
     while not ((runtime / "pid").exists()
-               and (daemon.root / "runc" / container / "state.json").exists()):
+               and (daemon.exec_root / "runc" / container / "state.json").exists()):
         assert time.monotonic() < deadline, "the runtime never created the container"
         time.sleep(0.02)
     time.sleep(0.2)  # the wrapper is in its sleep now

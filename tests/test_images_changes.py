@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from dockertw.daemon.images.changes import apply_changes, parse_go_duration
+from dockertw.daemon.images.changes import apply_changes
 from dockertw.daemon.images.shellwords import process_word, process_words
 from dockertw.daemon.signals import parse_signal
+from dockertw.daemon.timestamps import parse_go_duration
 from dockertw.errdefs import InvalidParameter
 
 

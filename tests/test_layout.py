@@ -29,6 +29,7 @@ _LAYERS = [
     ("dockertw.daemon.holder", 4),  # the live-restore holder process and its client
     ("dockertw.daemon.images", 4),
     ("dockertw.daemon.volumes", 4),
+    ("dockertw.daemon.networks", 4),
     ("dockertw.daemon.distribution", 5),  # pulls and pushes images: above the image store
     ("dockertw.daemon.containers.records", 5),
     ("dockertw.daemon.containers.running", 6),
@@ -43,6 +44,7 @@ _LAYERS = [
     ("dockertw.listeners", 10),
     ("dockertw.metrics", 10),  # Prometheus: the meters' sink, event counts, exposition
     ("dockertw.access", 11),  # policies per listener, read from files; their gates
+    ("dockertw.settings", 1),  # daemon.json: a table of keys and options, no engine
     ("dockertw.tap", 12),
     ("dockertw.client", 2),  # beside the engine: only streams and the basics below it
 ]

@@ -102,7 +102,7 @@ def test_containers_that_ended_while_the_daemon_was_away_have_their_exit_code(li
     shown = state(daemon, "quits")
     assert (shown["Status"], shown["ExitCode"]) == ("exited", 42)
     assert killed_at < parse_time(shown["FinishedAt"]) / 1e9 < killed_at + 2.0  # its own
-    assert not (daemon.root / "runc" / quits).exists()
+    assert not (daemon.exec_root / "runc" / quits).exists()
     assert all(quits not in str(path) for path in mounts_under(daemon.root))
     wait_for(lambda: inspect(daemon, "back")["RestartCount"] >= 1, "the policy's restart")
     wait_for(lambda: "gone" not in ok(daemon, "ps", "-a", "--format", "{{.Names}}"),
@@ -155,7 +155,7 @@ def test_a_daemon_without_the_option_stops_what_the_holder_kept(live: Daemon):
     assert not process_alive(pid) and daemon.holders() == []
     assert (state(daemon, "runs")["ExitCode"], state(daemon, "ends")["ExitCode"]) == (137, 5)
     assert mounts_under(daemon.root) == [] and daemon.container_cgroups() == []
-    assert list((daemon.root / "runc").iterdir()) == []
+    assert list((daemon.exec_root / "runc").iterdir()) == []
     ok(daemon, "start", "runs")  # and it runs them as before, without a holder
     assert daemon.holders() == []
     ok(daemon, "rm", "-f", "runs", "ends")

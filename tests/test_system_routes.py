@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -145,7 +147,7 @@ def test_docker_events_streams_live_events(daemon: Daemon):
             time.sleep(0.05)
         daemon.process.send_signal(signal.SIGHUP)
         assert watcher.stdout is not None
-        assert watcher.stdout.readline().strip() == "reload"
+        assert _line_within(watcher.stdout, 10) == "reload"
     finally:
         watcher.kill()
         watcher.communicate(timeout=10)
@@ -153,6 +155,13 @@ def test_docker_events_streams_live_events(daemon: Daemon):
     while "NEventsListener\":0" not in _info_text(daemon):
         assert time.monotonic() < deadline, "the subscription outlived its client"
         time.sleep(0.05)
+
+
+def _line_within(stream: Any, seconds: float) -> str:
+    """The next line of ``stream``, or a failure instead of a hang."""
+    ready, _, _ = select.select([stream], [], [], seconds)
+    assert ready, f"no line in {seconds} s"
+    return str(stream.readline()).strip()
 
 
 def _info_text(daemon: Daemon) -> str:

@@ -155,6 +155,9 @@ def test_volume_commands_filters_and_in_use(running_daemon: Daemon):
     assert ok(daemon, "volume", "ls", "-q") == ""
 
 
+_NETWORK_FILES = ["hostname", "hosts", "resolv.conf"]
+
+
 def test_anonymous_volumes_copy_image_content_and_go_with_rm_v(running_daemon: Daemon):
     daemon = running_daemon
     ok(daemon, "create", "--name", "anon", "-v", "/etc", "bb:1", "cat", "/etc/passwd")
@@ -170,13 +173,14 @@ def test_anonymous_volumes_copy_image_content_and_go_with_rm_v(running_daemon: D
     for entry in data.iterdir():  # emptied: a second start copies nothing again
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     assert cli(daemon, "start", "-a", "anon").returncode != 0  # no /etc/passwd now
-    assert list(data.iterdir()) == []
+    # only the mount points of the daemon's /etc/hosts, /etc/hostname, /etc/resolv.conf
+    assert sorted(p.name for p in data.iterdir()) == _NETWORK_FILES
     ok(daemon, "rm", "-v", "anon")
     assert name not in ok(daemon, "volume", "ls", "-q")
     # --rm removes them too; nocopy leaves a new volume empty
     run(daemon, "-v", "/etc", "bb:1", "true")
     out = run(daemon, "-v", "empty1:/etc:nocopy", "bb:1", "ls", "/etc")
-    assert out == ""
+    assert out.split() == _NETWORK_FILES
     assert ok(daemon, "volume", "ls", "-q").split() == ["empty1"]
     ok(daemon, "volume", "rm", "empty1")
 

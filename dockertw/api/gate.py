@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.logger import Logger
 
 from dockertw import meters
 from dockertw.api import httputils
@@ -25,6 +24,7 @@ from dockertw.api.peers import identity_of
 from dockertw.api.router import ApiCall, Route, route_name
 from dockertw.errdefs import DockerError, Forbidden
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 from dockertw.policy import Decision, Identity, Plan, Policy, RequestFacts, RouteFacts, Target
 
 __all__ = ["Gate", "Policies", "TargetBackend", "route_facts"]

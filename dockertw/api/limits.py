@@ -24,11 +24,11 @@ from typing import Any, BinaryIO
 import attrs
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 
 from dockertw.api import httputils
+from dockertw.loglevel import Logger
 
 __all__ = ["ConnectionLimits", "LimitedChannel", "DEFAULT_LIMITS"]
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import CancelledError
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from dockertw import versions
 from dockertw.api.versions import before
 from dockertw.errdefs import DockerError
+from dockertw.loglevel import Logger
 from dockertw.streams.jsonmessage import (
     format_aux,
     format_error,

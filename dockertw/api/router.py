@@ -15,7 +15,6 @@ from urllib.parse import unquote_to_bytes
 import attrs
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
@@ -32,6 +31,7 @@ from dockertw.api.httpstatus import status_for
 from dockertw.api.responses import Empty, Json, Text
 from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 
 __all__ = ["Route", "Router", "ApiConfig", "ApiCall", "ApiResource", "build_app",
            "build_resource", "route_name"]

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
@@ -17,6 +16,7 @@ from twisted.web.resource import IResource
 from dockertw import meters
 from dockertw.api.limits import DEFAULT_LIMITS, ConnectionLimits, LimitedChannel
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
+from dockertw.loglevel import Logger
 
 __all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.defer import CancelledError
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
 
 from dockertw.daemon.pump import Begin, Pump
+from dockertw.loglevel import Logger
 
 __all__ = ["start_tar", "stream_ended"]
 

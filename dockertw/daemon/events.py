@@ -101,6 +101,7 @@ class Subscription:
     _bus: EventBus
     _filters: Filters
     _deliver: Callable[[Event], None]
+    counted: bool = True
 
     def offer(self, event: Event) -> None:
         if event_matches(self._filters, event):
@@ -119,7 +120,9 @@ class EventBus:
 
     @property
     def listener_count(self) -> int:
-        return len(self._subscriptions)
+        """Clients following ``/events`` (``NEventsListener``): the daemon's own
+        watchers are not counted."""
+        return sum(1 for subscription in self._subscriptions if subscription.counted)
 
     def publish(self, event: Event) -> None:
         self._recent.append(event)
@@ -141,7 +144,10 @@ class EventBus:
             and event_matches(filters, event)
         ]
 
-    def subscribe(self, filters: Filters, deliver: Callable[[Event], None]) -> Subscription:
-        subscription = Subscription(self, filters, deliver)
+    def subscribe(self, filters: Filters, deliver: Callable[[Event], None], *,
+                  counted: bool = True) -> Subscription:
+        """Deliver new events that pass ``filters``; ``counted=False`` for the daemon's
+        own watchers, which are no events listener of ``/info``."""
+        subscription = Subscription(self, filters, deliver, counted)
         self._subscriptions.add(subscription)
         return subscription

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 
+from dockertw.runtime.rootcheck import chrooted
 from dockertw.runtime.seccomp import seccomp_supported
 
 __all__ = ["HostFacts", "read_host_facts", "go_arch"]
@@ -34,6 +35,7 @@ class HostFacts:
     cgroup_version: str
     ipv4_forwarding: bool
     seccomp: bool = False  # the kernel filters syscalls (containers get Docker's profile)
+    chrooted: bool = False  # / is not the mount namespace's root (docker exec breaks)
 
 
 def _os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
@@ -71,7 +73,7 @@ def _ipv4_forwarding(path: Path = Path("/proc/sys/net/ipv4/ip_forward")) -> bool
 
 
 def read_host_facts() -> HostFacts:
-    """Read the facts; cheap file reads only, no subprocess."""
+    """Read the facts; cheap file reads and one short fork (:func:`chrooted`)."""
     release = _os_release()
     uname = platform.uname()
     return HostFacts(
@@ -85,4 +87,5 @@ def read_host_facts() -> HostFacts:
         cgroup_version=_cgroup_version(),
         ipv4_forwarding=_ipv4_forwarding(),
         seccomp=seccomp_supported(),
+        chrooted=chrooted(),
     )

@@ -29,6 +29,7 @@ class MountPoint:
     shown: bool = True  # in inspect's Mounts (``--tmpfs`` mounts are not)
     labels: dict[str, str] = attrs.field(factory=dict)  # of a volume made for it
     options: dict[str, str] = attrs.field(factory=dict)  # its driver options
+    subpath: str = ""  # VolumeOptions.Subpath: what of the volume is mounted (API 1.45)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -14,9 +14,10 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from dockertw.loglevel import Logger
 
 __all__ = ["Pump", "Begin", "cancelling"]
 

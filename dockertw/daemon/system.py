@@ -6,6 +6,7 @@ import os
 import platform
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from dockertw.daemon.events import EventBus
 from dockertw.daemon.host import HostFacts, go_arch
 from dockertw.daemon.storage import atomic_write
 from dockertw.runtime.probe import RuntimeInfo
+from dockertw.runtime.rootcheck import CHROOT_WARNING
 
 __all__ = ["SystemConfig", "SystemService", "ImageFigures", "ContainerFigures",
            "load_engine_id"]
@@ -66,6 +68,7 @@ class SystemConfig:
     min_api_version: str
     experimental: bool = False
     registry: dict[str, Any] | None = None
+    live_restore: bool = False
 
 
 def load_engine_id(root: Path) -> str:
@@ -80,6 +83,13 @@ def load_engine_id(root: Path) -> str:
     engine_id = str(uuid.uuid4())
     atomic_write(path, engine_id.encode() + b"\n", mode=0o644)
     return engine_id
+
+
+def _enabled(sysctl: str) -> bool:
+    try:
+        return Path(sysctl).read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def _rfc3339_nano(moment: datetime) -> str:
@@ -113,8 +123,10 @@ class SystemService:
                  events: EventBus, engine_id: str, images: ImageFigures | None = None,
                  containers: ContainerFigures | None = None,
                  volumes: VolumeFigures | None = None,
-                 build_cache: BuildCacheFigures | None = None) -> None:
+                 build_cache: BuildCacheFigures | None = None,
+                 live: Callable[[], dict[str, Any]] | None = None) -> None:
         self._config = config
+        self._live = live or dict
         self._volumes = volumes
         self._build_cache = build_cache
         self._containers: ContainerFigures = (containers if containers is not None
@@ -183,13 +195,15 @@ class SystemService:
             "ContainersStopped": 0, "Images": 0,
             "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
             "DockerRootDir": str(self._config.root),
-            "Plugins": {"Volume": ["local"], "Network": ["host", "null"],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
                         "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": True, "SwapLimit": False, "KernelMemory": False,
             "KernelMemoryTCP": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
             "CPUShares": True, "CPUSet": True, "PidsLimit": True, "OomKillDisable": False,
-            "IPv4Forwarding": host.ipv4_forwarding, "BridgeNfIptables": False,
-            "BridgeNfIp6tables": False, "Debug": False,
+            "IPv4Forwarding": host.ipv4_forwarding,
+            "BridgeNfIptables": _enabled("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+            "BridgeNfIp6tables": _enabled("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+            "Debug": False,
             "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",
             "CgroupVersion": host.cgroup_version,
             "KernelVersion": host.kernel_version, "OperatingSystem": host.operating_system,
@@ -211,7 +225,7 @@ class SystemService:
             "DefaultRuntime": runtime.name,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
+            "LiveRestoreEnabled": self._config.live_restore, "Isolation": "", "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": runtime.commit, "Expected": runtime.commit},
             "InitCommit": {"ID": "", "Expected": ""},
@@ -224,6 +238,7 @@ class SystemService:
         """``GET /info``: the host, the daemon's settings and live counters."""
         return {
             **self._static_info,
+            **self._live(),
             "Images": self._images.image_count(),
             **self._container_counts(),
             "NFd": _open_descriptors(), "NGoroutines": threading.active_count(),
@@ -237,10 +252,11 @@ class SystemService:
                 "ContainersPaused": paused, "ContainersStopped": stopped}
 
     def _warnings(self) -> list[str]:
+        found = [CHROOT_WARNING] if self._host.chrooted else []
         if self._runtime.found:
-            return []
-        return [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
-                "containers cannot start"]
+            return found
+        return found + [f"WARNING: the OCI runtime {self._runtime.path!r} was not found; "
+                        "containers cannot start"]
 
     def disk_usage(self) -> Deferred[dict[str, Any]]:
         """``GET /system/df``: layers, images, containers, volumes and build cache."""

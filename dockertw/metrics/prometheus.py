@@ -96,7 +96,7 @@ class PrometheusMeter:
 
 
 class _Subscribing(Protocol):
-    def subscribe(self, filters: Filters, deliver: Any) -> Any: ...
+    def subscribe(self, filters: Filters, deliver: Any, *, counted: bool = True) -> Any: ...
 
 
 class EventCounter:
@@ -116,7 +116,7 @@ class EventCounter:
 
     def follow(self, bus: _Subscribing) -> Any:
         """Count every event ``bus`` publishes from now on."""
-        return bus.subscribe(Filters(), self.seen)
+        return bus.subscribe(Filters(), self.seen, counted=False)
 
     def seen(self, event: Event) -> None:
         action = event.action.split(":", 1)[0]  # exec_start: <command> -> exec_start

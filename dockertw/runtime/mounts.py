@@ -7,27 +7,18 @@ upper and work directories.  Mounts are found again after a crash by reading
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["mount_overlay", "mount_overlay_readonly", "mount_filesystem", "unmount",
-           "mounts_under", "is_mounted"]
+from dockertw.runtime.syscalls import check, libc
+
+__all__ = ["mount_overlay", "mount_overlay_readonly", "mount_filesystem", "bind_mount",
+           "unmount", "mounts_under", "is_mounted"]
 
 _MNT_DETACH = 2
 _MS_RDONLY = 1
 _PAGE_LIMIT = 4096  # overlay options must fit in one page
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
 def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
@@ -43,7 +34,7 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path)
         raise OSError(7, "too many image layers for one overlay mount (E2BIG)")
     for directory in (upper, work, target):
         directory.mkdir(parents=True, exist_ok=True)
-    _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", 0,
+    check(libc().mount(b"overlay", os.fsencode(target), b"overlay", 0,
                          options.encode()), f"mount overlay at {target}")
 
 
@@ -55,7 +46,7 @@ def mount_overlay_readonly(lowers: Sequence[Path], target: Path) -> None:
     if len(options) >= _PAGE_LIMIT:
         raise OSError(7, "too many image layers for one overlay mount (E2BIG)")
     target.mkdir(parents=True, exist_ok=True)
-    _check(_libc().mount(b"overlay", os.fsencode(target), b"overlay", _MS_RDONLY,
+    check(libc().mount(b"overlay", os.fsencode(target), b"overlay", _MS_RDONLY,
                          options.encode()), f"mount overlay at {target}")
 
 
@@ -73,13 +64,19 @@ def mount_filesystem(device: str, target: Path, fstype: str, options: str = "") 
             flags |= _FLAGS[option]
         elif option not in ("rw", "defaults"):
             data.append(option)
-    _check(_libc().mount(device.encode(), os.fsencode(target), fstype.encode(), flags,
+    check(libc().mount(device.encode(), os.fsencode(target), fstype.encode(), flags,
                          ",".join(data).encode()), f"mount {fstype} at {target}")
+
+
+def bind_mount(source: str, target: Path) -> None:
+    """Bind ``source`` (a path, or an fd's ``/proc/self/fd/N``) at ``target``."""
+    check(libc().mount(os.fsencode(source), os.fsencode(target), None, _FLAGS["bind"],
+                         None), f"bind {source} at {target}")
 
 
 def unmount(target: Path) -> None:
     """Detach the mount at ``target`` (lazily, so busy mounts do not fail)."""
-    _check(_libc().umount2(os.fsencode(target), _MNT_DETACH), f"unmount {target}")
+    check(libc().umount2(os.fsencode(target), _MNT_DETACH), f"unmount {target}")
 
 
 def _mount_points() -> list[str]:

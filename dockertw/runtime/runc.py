@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,11 +26,15 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from dockertw import errdefs
+from dockertw.loglevel import Logger
+from dockertw.runtime.runtimes import OciRuntime
 from dockertw.runtime.timed import timed_commands
 
 __all__ = ["Runc", "RuncError", "Stdio", "Launcher", "delete_leftovers"]
 
 _LEFTOVER_WORKERS = 8  # runc deletes at once at start
+
+_log = Logger()
 
 
 class RuncError(errdefs.System):
@@ -111,58 +115,59 @@ class Runc:
     """One runc binary and one state directory (``runc --root``)."""
 
     def __init__(self, reactor: IReactorProcess, state_root: Path,
-                 binary: str = "runc") -> None:
+                 binary: str = "runc",
+                 pick: Callable[[str], OciRuntime] | None = None) -> None:
         self._reactor = reactor
         self._state_root = state_root
         self._binary = binary
+        self._pick = pick
         self.launcher: Launcher | None = None  # spawns what outlives runc, if set
 
-    async def _run(self, args: Sequence[str], log: Path,
+    def _runtime(self, container_id: str) -> OciRuntime:
+        """The runtime of the container (``pick``), or the one binary given."""
+        if self._pick is not None:
+            return self._pick(container_id)
+        return OciRuntime(self._binary, self._binary)
+
+    async def _run(self, container_id: str, args: Sequence[str], log: Path,
                    child_fds: Mapping[int, int | str] | None = None,
-                   stdin: bytes | None = None, outlives: bool = False) -> bytes:
-        argv = [self._binary, "--root", str(self._state_root), "--log", str(log),
-                "--log-format", "json", *args]
+                   stdin: bytes | None = None, after: Sequence[str] = (),
+                   outlives: bool = False) -> bytes:
+        runtime = self._runtime(container_id)
+        argv = [runtime.path, *runtime.args, "--root", str(self._state_root), "--log",
+                str(log), "--log-format", "json", *args, container_id, *after]
+        _log.debug("runtime: {argv}", argv=" ".join(argv))
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
         offset = _log_size(log)
         if outlives and self.launcher is not None:
-            code, output = await self._launched(self.launcher, argv, fds), b""
+            code, output = await self._launched(self.launcher, runtime, argv, fds), b""
         else:
-            code, output = await self._spawned(argv, fds, stdin)
+            code, output = await self._spawned(runtime, argv, fds, stdin)
         if code != 0:
-            raise self._failed(log, offset, output, code)
+            raise _failed(runtime.path, log, offset, output, code)
         return output
 
-    async def _launched(self, launcher: Launcher, argv: Sequence[str],
-                        fds: Mapping[int, int | str]) -> int:
+    async def _launched(self, launcher: Launcher, runtime: OciRuntime,
+                        argv: Sequence[str], fds: Mapping[int, int | str]) -> int:
         """Run ``argv`` through the launcher (its output is the container's)."""
         given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
         try:
             return await launcher.run(argv, _environment(), given)
         except errdefs.DockerError as error:
-            raise RuncError(self._missing() or str(error)) from None
+            raise RuncError(_missing(runtime.path) or str(error)) from None
 
-    async def _spawned(self, argv: Sequence[str], fds: Mapping[int, int | str],
-                       stdin: bytes | None) -> tuple[int, bytes]:
+    async def _spawned(self, runtime: OciRuntime, argv: Sequence[str],
+                       fds: Mapping[int, int | str], stdin: bytes | None) -> tuple[int, bytes]:
         """Run ``argv`` as a child of the daemon: its exit status and output."""
         collect = _Collect(stdin)
         try:
-            self._reactor.spawnProcess(collect, self._binary, argv, env=_environment(),
+            self._reactor.spawnProcess(collect, runtime.path, argv, env=_environment(),
                                        childFDs=dict(fds))
         except OSError as error:
-            raise RuncError(self._missing() or f"{self._binary}: {error.strerror}") from None
+            raise RuncError(_missing(runtime.path)
+                            or f"{runtime.path}: {error.strerror}") from None
         return await collect.done, bytes(collect.output)
-
-    def _failed(self, log: Path, offset: int, output: bytes, code: int) -> RuncError:
-        """What went wrong: a missing binary, runc's own error, or its exit status."""
-        return RuncError(self._missing() or _last_error(log, offset, output)
-                         or f"{self._binary} exited with status {code}")
-
-    def _missing(self) -> str | None:
-        """Go's words for a runtime binary that is not there (after a failure)."""
-        if shutil.which(self._binary, path=_environment()["PATH"]) is not None:
-            return None
-        return f'exec: "{self._binary}": executable file not found in $PATH'
 
     async def create(self, container_id: str, bundle: Path, stdio: Stdio,
                      console_socket: Path | None = None, start: bool = False) -> int:
@@ -173,7 +178,7 @@ class Runc:
         args = [*command, "--bundle", str(bundle), "--pid-file", str(pid_file)]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
-        await self._run([*args, container_id], bundle / "runc.log",
+        await self._run(container_id, args, bundle / "runc.log",
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
@@ -185,55 +190,58 @@ class Runc:
         args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(process)]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
-        await self._run([*args, container_id], log,
+        await self._run(container_id, args, log,
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
     async def start(self, container_id: str, bundle: Path) -> None:
-        await self._run(["start", container_id], bundle / "runc.log")
+        await self._run(container_id, ["start"], bundle / "runc.log")
 
     async def kill(self, container_id: str, bundle: Path, signal: int,
                    all_processes: bool = False) -> None:
-        args = ["kill", *(["--all"] if all_processes else []), container_id, str(signal)]
-        await self._run(args, bundle / "runc.log")
+        args = ["kill", *(["--all"] if all_processes else [])]
+        await self._run(container_id, args, bundle / "runc.log", after=[str(signal)])
 
     async def delete(self, container_id: str, bundle: Path, force: bool = False) -> None:
-        args = ["delete", *(["--force"] if force else []), container_id]
-        await self._run(args, bundle / "runc.log")
+        args = ["delete", *(["--force"] if force else [])]
+        await self._run(container_id, args, bundle / "runc.log")
 
     async def update(self, container_id: str, bundle: Path,
                      resources: Mapping[str, Any]) -> None:
         """``runc update --resources``: new cgroup limits for a running container."""
-        await self._run(["update", "--resources", "-", container_id], bundle / "runc.log",
+        await self._run(container_id, ["update", "--resources", "-"], bundle / "runc.log",
                         stdin=json.dumps(resources).encode())
 
     async def pause(self, container_id: str, bundle: Path) -> None:
-        await self._run(["pause", container_id], bundle / "runc.log")
+        await self._run(container_id, ["pause"], bundle / "runc.log")
 
     async def resume(self, container_id: str, bundle: Path) -> None:
-        await self._run(["resume", container_id], bundle / "runc.log")
+        await self._run(container_id, ["resume"], bundle / "runc.log")
 
     async def state(self, container_id: str, bundle: Path) -> dict[str, Any]:
-        output = await self._run(["state", container_id], bundle / "runc.log")
+        output = await self._run(container_id, ["state"], bundle / "runc.log")
         result: dict[str, Any] = json.loads(output)
         return result
 
 
-def delete_leftovers(binary: str, state_root: Path, keep: Collection[str] = ()) -> set[str]:
+def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path,
+                     keep: Collection[str] = ()) -> set[str]:
     """Force-delete every container runc still knows under ``state_root`` but ``keep``.
 
     For daemon start only (it blocks; a few at once): a daemon killed with SIGKILL
     leaves its containers running, re-parented away from the new daemon, which can
     neither wait for them nor reach their output (unless the live-restore holder kept
-    them: those are ``keep``).  Answers the IDs whose processes were alive.
+    them: those are ``keep``).  ``pick`` names each container's runtime.  Answers the
+    IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
     names = [entry.name for entry in sorted(state_root.iterdir())
              if entry.is_dir() and entry.name not in keep]
-    base = [binary, "--root", str(state_root)]
+    bases = [[runtime.path, *runtime.args, "--root", str(state_root)]
+             for runtime in map(pick, names)]
     with ThreadPoolExecutor(_LEFTOVER_WORKERS) as pool:
-        found = list(pool.map(lambda name: _delete_leftover(base, name), names))
+        found = list(pool.map(_delete_leftover, bases, names))
     return {name for name, alive in zip(names, found, strict=True) if alive}
 
 
@@ -252,6 +260,19 @@ def _delete_leftover(base: Sequence[str], name: str) -> bool:
     except OSError:
         return False
     return alive
+
+
+def _failed(binary: str, log: Path, offset: int, output: bytes, code: int) -> RuncError:
+    """What went wrong: a missing binary, runc's own error, or its exit status."""
+    return RuncError(_missing(binary) or _last_error(log, offset, output)
+                     or f"{binary} exited with status {code}")
+
+
+def _missing(binary: str) -> str | None:
+    """Go's words for a runtime binary that is not there (after a failure)."""
+    if shutil.which(binary, path=_environment()["PATH"]) is not None:
+        return None
+    return f'exec: "{binary}": executable file not found in $PATH'
 
 
 def _environment() -> dict[str, str]:

@@ -9,7 +9,7 @@ filter of the container's profile for its capabilities.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -123,6 +123,7 @@ class ContainerRuntimeConfig:
     console_size: tuple[int, int] = (0, 0)  # (height, width); zero: runc's default
     readonly_rootfs: bool = False
     network: str = "private"  # "private" (own namespace), "none" (the same), "host"
+    netns_path: str = ""  # a namespace made by the daemon (pinned) or another process's
     mounts: tuple[Mount, ...] = ()
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
@@ -325,12 +326,13 @@ def _namespaces(config: ContainerRuntimeConfig) -> list[dict[str, str]]:
     for kind, mode in (("pid", shared.pid), ("ipc", shared.ipc), ("uts", shared.uts)):
         if mode != "host":
             found.append({"type": kind, "path": mode} if mode else {"type": kind})
-    kinds: Sequence[str] = ("mount",)
+    found.append({"type": "mount"})
     if config.network != "host":
-        kinds = (*kinds, "network")
+        found.append({"type": "network", "path": config.netns_path} if config.netns_path
+                     else {"type": "network"})
     if shared.cgroup_private:
-        kinds = (*kinds, "cgroup")
-    return found + [{"type": kind} for kind in kinds]
+        found.append({"type": "cgroup"})
+    return found
 
 
 def _linux(config: ContainerRuntimeConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dockertw.api.routers.containers import ContainerRouter
 from dockertw.api.routers.distribution import DistributionRouter
 from dockertw.api.routers.exec import ExecRouter
 from dockertw.api.routers.images import ImageRouter
+from dockertw.api.routers.networks import NetworkRouter
 from dockertw.api.routers.system import SystemRouter
 from dockertw.api.routers.unsupported import UnsupportedRouter
 from dockertw.api.routers.volumes import VolumeRouter
@@ -30,5 +31,6 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
         DistributionRouter(engine.distribution),
         BuildRouter(engine.builder, engine.config.experimental),
         VolumeRouter(engine.volumes),
+        NetworkRouter(engine.networks),
         UnsupportedRouter(),
     ]

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import IO, Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -29,6 +28,7 @@ from dockertw.daemon.images.views import LIST_FILTERS, PRUNE_FILTERS
 from dockertw.daemon.pump import Begin
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 from dockertw.streams.jsonmessage import (
     encode_message,
     format_error,

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from dockertw.api.versions import before, drop_before, drop_since, health_config, since
+from dockertw.api.views.networks import endpoints_view, mac_address_gates
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["create_body", "update_body", "exec_body", "exec_start_body", "inspect_view",
@@ -134,6 +135,7 @@ def create_body(body: Any, version: str) -> tuple[Any, list[str]]:
         _host_config_gates(host, version)
         warnings = _volume_driver_warning(host, version)
     _networking_gates(body, version)
+    warnings += mac_address_gates(body, version)
     return body, warnings
 
 
@@ -191,6 +193,7 @@ def inspect_view(document: dict[str, Any], version: str) -> dict[str, Any]:
     settings = document.get("NetworkSettings")
     if isinstance(settings, dict):
         drop_since(settings, version, "1.52", *_LEGACY_NETWORK_SETTINGS)
+    endpoints_view(settings, version)
     config = document.get("Config")
     if isinstance(config, dict) and since(version, "1.52") and not config.get("OnBuild"):
         config.pop("OnBuild", None)
@@ -202,6 +205,7 @@ def summary_view(item: dict[str, Any], version: str) -> dict[str, Any]:
     the ``Health`` summary from 1.52."""
     if before(version, "1.52"):
         item.pop("Health", None)
+    endpoints_view(item.get("NetworkSettings"), version)
     host = item.get("HostConfig")
     if isinstance(host, dict) and before(version, "1.46") and "Annotations" in host:
         item["HostConfig"] = {key: value for key, value in host.items()

@@ -10,14 +10,14 @@ kill, stop, restart, logs) belong to :mod:`~.running.lifecycle`; ``docker cp`` t
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.logger import Logger
 
 from dockertw.daemon.containers import copying, snapshots
 from dockertw.daemon.containers.copying import ContainerCopies
@@ -29,6 +29,7 @@ from dockertw.daemon.containers.records.modes import adapt_shared_modes
 from dockertw.daemon.containers.records.mounts import collect as collect_mounts
 from dockertw.daemon.containers.records.mounts import parse_volumes_from
 from dockertw.daemon.containers.records.names import check_name, generate_id, random_name
+from dockertw.daemon.containers.records.networking import after_stop
 from dockertw.daemon.containers.records.record import Container, Sizes
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
@@ -37,41 +38,65 @@ from dockertw.daemon.containers.running.health import HealthMonitor
 from dockertw.daemon.containers.running.keeping import Keeper
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
-from dockertw.daemon.containers.running.restore import Previous, RestoreHook
+from dockertw.daemon.containers.running.networking import ContainerNetworking
+from dockertw.daemon.containers.running.restore import Previous
 from dockertw.daemon.containers.running.stdio import release_consoles
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
 from dockertw.daemon.mountpoint import MountPoint
+from dockertw.daemon.networks.service import NetworkService
 from dockertw.daemon.storage import tree_size
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
 from dockertw.errdefs import DockerError, InvalidParameter, NotFound
 from dockertw.filters import Filters
+from dockertw.loglevel import Logger
 from dockertw.runtime.runc import Runc, delete_leftovers
+from dockertw.runtime.runtimes import OciRuntime, RuntimeTable
 
 __all__ = ["ContainerService", "CreateOptions", "ListOptions", "LogOptions"]
 
 _log = Logger()
 
 
-def _reconcile(store: ContainerStore, killed: set[str], previous: Previous) -> None:
+def _runtime_picker(store: ContainerStore,
+                    runtimes: RuntimeTable) -> Callable[[str], OciRuntime]:
+    """The runtime a container was created for (``HostConfig.Runtime``); the stock
+    one for a container the store does not know (a leftover)."""
+    def pick(container_id: str) -> OciRuntime:
+        try:
+            name = store.get(container_id).host_config.get("Runtime")
+        except NotFound:
+            return runtimes.stock
+        return runtimes.find(name)
+    return pick
+
+
+def _reconcile(store: ContainerStore, killed: set[str], previous: Previous,
+               networks: NetworkService | None) -> None:
     """Mark the containers of a previous daemon's life stopped (blocking, at start),
     but those taken back (live restore).
 
     Those that ended while no daemon ran have their exit code and time (kept by the
     holder); those still running were killed with SIGKILL (137); for the others the
-    exit code is unknown (255), unless they were waiting to be restarted.
+    exit code is unknown (255), unless they were waiting to be restarted.  What their
+    network stacks were made of is torn down as recorded.
     """
     now = time.time_ns()
     for container in store.all():
-        if not container.running or container.id in previous.adopted:
+        if container.id in previous.adopted:
+            continue
+        if networks is not None:
+            networks.recover(store.root / container.id / "network.json")
+        if not container.running:
             continue
         bundles.release_rootfs(store.root / container.id)
         code, ended = previous.exit_of(container.id) or (
             137 if container.id in killed else (
                 container.state.exit_code if container.state.restarting else 255), now)
-        store.save_state(container.id, container.state.stopped(code, ended or now))
+        store.save_state(container.id, container.state.stopped(code, ended or now),
+                         network_settings=after_stop(container.network_settings))
 
 
 def _exporter(reader: Runner, reactor: Any) -> Runner:
@@ -108,11 +133,15 @@ class ContainerService:
 
     def __init__(self, store: ContainerStore, images: ImageStore, *,
                  call_from_thread: Callable[..., Any], events: EventBus, writer: Runner,
-                 reader: Runner, runtime: str = "runc", cgroup_version: str = "2",
+                 reader: Runner, runtimes: RuntimeTable | None = None,
+                 cgroup_version: str = "2", default_ulimits: Sequence[Mapping[str, Any]] = (),
+                 default_log: Mapping[str, Any] | None = None,
                  reactor: Any = None, runc: Runc | None = None,
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
                  machine_memory: int = 0,
-                 volumes: VolumeService | None = None, keeper: Keeper | None = None) -> None:
+                 volumes: VolumeService | None = None,
+                 networks: NetworkService | None = None,
+                 keeper: Keeper | None = None) -> None:
         self._store = store
         self._volumes = volumes
         self._images = images
@@ -120,15 +149,18 @@ class ContainerService:
         self._events = events
         self._writer = writer
         self._reader = reader
-        self._runtime = runtime
+        self.runtimes = runtimes or RuntimeTable()
+        self._default_ulimits = list(default_ulimits)
+        self._default_log = default_log
         self._cgroup_version = cgroup_version
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
+        self.networking = ContainerNetworking(store, networks, writer=writer, reader=reader)
         self.runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
                                cgroup_parent=cgroup_parent, preparer=preparer,
-                               keeper=keeper)
+                               networking=self.networking, keeper=keeper)
         self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
         self.runs.watcher = HealthMonitor(store, self.execs, emit=self._emit, writer=writer,
@@ -149,37 +181,47 @@ class ContainerService:
 
     @classmethod
     def open(cls, state_root: Path, images: ImageStore, events: EventBus,
-             reactor: WorkerReactor, *, runtime: str = "runc",
-             cgroup_version: str = "2", cgroup_parent: str = "dockertw",
-             machine_memory: int = 0,
-             volumes: VolumeService | None = None, live_restore: bool = False,
-             restore_hooks: Sequence[RestoreHook] = ()) -> ContainerService:
-        """Load the records under ``state_root`` (blocking: call it at start-up); with
-        ``live_restore``, take back the containers that kept running (each given to
-        ``restore_hooks`` first) and keep the new ones running past the daemon."""
+             reactor: WorkerReactor, *, runtimes: RuntimeTable | None = None,
+             exec_root: Path | None = None, cgroup_version: str = "2",
+             cgroup_parent: str = "dockertw", machine_memory: int = 0,
+             default_ulimits: Sequence[Mapping[str, Any]] = (),
+             default_log: Mapping[str, Any] | None = None,
+             volumes: VolumeService | None = None,
+             networks: NetworkService | None = None,
+             live_restore: bool = False) -> ContainerService:
+        """Load the records under ``state_root`` (blocking: call it at start-up); the
+        runtime keeps its state under ``exec_root`` (default: ``state_root``).  With
+        ``live_restore``, take back the containers that kept running (their network
+        stacks too) and keep the new ones running past the daemon."""
         store = ContainerStore.open(state_root)
+        runtimes = runtimes or RuntimeTable()
+        runtime_state = (exec_root or state_root) / "runc"
+        pick = _runtime_picker(store, runtimes)
         holder_dir = state_root / "holder"
         previous = Previous.find(store, holder_dir, live_restore)
-        previous.run_hooks(store, restore_hooks)
-        _reconcile(store, delete_leftovers(runtime, state_root / "runc",
-                                           keep=previous.adopted), previous)
+        _reconcile(store, delete_leftovers(pick, runtime_state, keep=previous.adopted),
+                   previous, networks)
         bundles.release_unowned(store.root, previous.adopted)
         previous.release_ended()
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)
         release_consoles(store.root)
-        runc = Runc(cast(Any, reactor), state_root / "runc", runtime)
+        runc = Runc(cast(Any, reactor), runtime_state, pick=pick)
         keeper = previous.keeper(reactor, holder_dir) if live_restore else None
         runc.launcher = keeper
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
-                      runtime=runtime, cgroup_version=cgroup_version, reactor=reactor,
-                      runc=runc, cgroup_parent=cgroup_parent,
+                      runtimes=runtimes, cgroup_version=cgroup_version, reactor=reactor,
+                      runc=runc, default_ulimits=default_ulimits, default_log=default_log,
+                      cgroup_parent=cgroup_parent,
                       preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
-                      machine_memory=machine_memory, volumes=volumes, keeper=keeper)
+                      machine_memory=machine_memory, volumes=volumes, networks=networks,
+                      keeper=keeper)
         if keeper is not None:
+            for container_id in previous.adopted:
+                service.networking.restore(store.get(container_id))
             previous.adopt_into(service.runs, store, keeper.client)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
@@ -275,22 +317,31 @@ class ContainerService:
         config = dict(request.config)
         if image is not None:
             configs.merge_image_config(config, image.config.get("config") or {})
+        if request.host_config.get("NetworkMode") == "host" and not config.get("Hostname"):
+            config["Hostname"] = socket.gethostname()
         container_id = generate_id()
         config = configs.fill_config(config, container_id)
+        runtime = self.runtimes.resolve(request.host_config.get("Runtime"))
         host = configs.fill_host_config(request.host_config, request.networking,
-                                        runtime=self._runtime,
+                                        runtime=runtime.name,
                                         cgroup_version=self._cgroup_version,
-                                        hostname=str(request.config.get("Hostname") or ""))
+                                        hostname=str(request.config.get("Hostname") or ""),
+                                        default_ulimits=self._default_ulimits,
+                                        default_log=self._default_log)
         adapt_shared_modes(host, self._id_of)
+        container_name = self._name_for(name, container_id)
+        network_settings = self.networking.create_settings(host, config, request.networking)
+        self.networking.normalize_links(host, container_name)
         path, args = configs.entrypoint_and_args(config)
         points = self._mount_points(request.host_config, config)
         log_path = self._store.root / container_id / f"{container_id}-json.log"
-        container = Container(id=container_id, name=self._name_for(name, container_id),
+        container = Container(id=container_id, name=container_name,
                               created_ns=time.time_ns(), path=path, args=args,
                               config=config, host_config=host,
                               image_id=image.id if image is not None else "",
                               log_path=str(log_path),
-                              mount_points=[point.to_json() for point in points])
+                              mount_points=[point.to_json() for point in points],
+                              network_settings=network_settings)
         try:
             self._store.add(container)
         except BaseException:
@@ -401,9 +452,22 @@ class ContainerService:
             chosen = chosen[:options.limit]
         now = time.time_ns()
         shown: dict[tuple[str, str], str] = {}
-        return [c.summary(self._shown_image(c, shown),
-                          self._sizes(c) if options.size else None, now)
-                for c in chosen]
+        link_names = self._link_names()
+        items = [c.summary(self._shown_image(c, shown),
+                           self._sizes(c) if options.size else None, now)
+                 for c in chosen]
+        for item in items:
+            item["Names"] += link_names.get(item["Names"][0], [])
+        return items
+
+    def _link_names(self) -> dict[str, list[str]]:
+        """Legacy links name their targets too: ``/parent/alias`` by target name."""
+        names: dict[str, list[str]] = {}
+        for container in self._store.all():
+            for link in container.host_config.get("Links") or ():
+                target, _, path = str(link).partition(":")
+                names.setdefault(target, []).append(path)
+        return names
 
     def _window(self, filters: Filters, key: str) -> Container | None:
         found = None
@@ -444,10 +508,24 @@ class ContainerService:
 
     def remove(self, name: str, force: bool = False, volumes: bool = False,
                link: bool = False) -> Deferred[None]:
-        """``DELETE /containers/{name}``; ``force`` kills a running container first."""
+        """``DELETE /containers/{name}``; ``force`` kills a running container first;
+        ``link`` removes the legacy link ``parent/alias`` instead."""
         if link:
-            raise InvalidParameter("links are not supported by dockertw")
+            return self._writer(lambda: self._remove_link(name))
         return ensureDeferred(self._remove_async(name, force, volumes))
+
+    def _remove_link(self, name: str) -> None:
+        parent_name, _, alias = name.strip("/").rpartition("/")
+        if not parent_name:
+            raise InvalidParameter("Conflict, cannot remove the default link name of the "
+                                   "container")
+        parent = self._store.get(parent_name)
+        links = [link for link in parent.host_config.get("Links") or ()
+                 if not str(link).endswith(f"{parent.name}/{alias}")]
+        if len(links) == len(parent.host_config.get("Links") or ()):
+            raise NotFound(f"Could not find link {name}")
+        self._store.save_host_config(parent.id, {**parent.host_config,
+                                                 "Links": links or None})
 
     async def _remove_async(self, name: str, force: bool, volumes: bool = False) -> None:
         container = await self._reader(lambda: self._store.get(name))
@@ -483,6 +561,7 @@ class ContainerService:
         check_name(new_name)
         previous = self._store.rename(container.id, new_name)
         renamed = self._store.get(container.id)
+        self._call(self.networking.renamed, container.id, new_name)
         self._emit(renamed, "rename", oldName=previous.name)
 
     def update(self, name: str, body: Any) -> Deferred[dict[str, Any]]:

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
-from twisted.logger import Logger
 
 from dockertw.daemon.distribution.auth import AuthConfig
 from dockertw.daemon.distribution.blobmeta import BlobMetadata
@@ -52,6 +51,7 @@ from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.images.store import ImageStore
 from dockertw.daemon.workers import PoolRunner, WorkerReactor
 from dockertw.errdefs import DockerError, NotFound, System
+from dockertw.loglevel import Logger
 
 __all__ = ["DistributionService", "pull_reference"]
 
@@ -105,6 +105,12 @@ class DistributionService:
              ) -> DistributionService:
         return cls(images, config, reactor, platform=Platform("linux", architecture),
                    max_downloads=max_downloads, max_uploads=max_uploads)
+
+    def reconfigure(self, config: RegistryConfig) -> None:
+        """New registry options (a reload): pulls and pushes from now on use them."""
+        if config != self.config:
+            self.config = config
+            self.client = RegistryClient(self._reactor, config)
 
     @property
     def _store(self) -> ImageStore:

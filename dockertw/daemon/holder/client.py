@@ -22,13 +22,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import dockertw
 from dockertw.daemon.holder import protocol
 from dockertw.errdefs import System
+from dockertw.loglevel import Logger
 from dockertw.runtime.reaper import ExitWatcher
 
 __all__ = ["HolderError", "HolderBusy", "HolderLink", "HolderClient", "HeldProcess", "Adopted",

@@ -20,6 +20,7 @@ import attrs
 
 from dockertw.daemon.images.shellwords import env_map, process_word, process_words
 from dockertw.daemon.signals import parse_signal
+from dockertw.daemon.timestamps import parse_go_duration
 from dockertw.errdefs import InvalidParameter
 
 __all__ = ["VALID_CHANGE_COMMANDS", "DEFAULT_SHELL", "ChangeNode", "ChangeState",
@@ -35,9 +36,6 @@ _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _CONTINUATION = re.compile(r"([^\\])\\[ \t]*$|^\\[ \t]*$")
 _ONBUILD_PREFIX = re.compile(r"(?i)^\s*ONBUILD\s*")
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
-                   "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
 _PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
 
 
@@ -417,22 +415,6 @@ def _expose(node: ChangeNode, state: ChangeState) -> None:
         for word in state.words(raw):
             exposed.update({key: {} for key in _port_keys(word)})
     state.config["ExposedPorts"] = exposed
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's ``time.ParseDuration`` in nanoseconds (``1m30s``, ``1.5h``, ``250ms``)."""
-    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
-    if body == "0":
-        return 0
-    total, position = 0.0, 0
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != position or match.group(1) in ("", "."):
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not body or position != len(body):
-        raise InvalidParameter(f'time: invalid duration "{text}"')
-    return sign * int(total)
 
 
 def _interval(flags: dict[str, str], name: str) -> int:

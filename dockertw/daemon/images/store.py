@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-from twisted.logger import Logger
 
 from dockertw.daemon.images.layers import chain_id, chain_ids, extract_layer
 from dockertw.daemon.images.reference import (
@@ -59,6 +58,7 @@ from dockertw.daemon.storage import (
 )
 from dockertw.daemon.tarreader import ChunkSource
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 
 __all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEventSink",
            "decode_config"]

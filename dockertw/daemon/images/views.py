@@ -18,8 +18,8 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.images.changes import parse_go_duration
 from dockertw.daemon.images.store import Image, Layer
+from dockertw.daemon.timestamps import parse_filter_time, rfc3339_nano
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 
@@ -65,14 +65,6 @@ _MAP_FIELDS = frozenset({"ExposedPorts", "Volumes", "Labels"})
 
 
 # -- times -------------------------------------------------------------------------
-
-
-def rfc3339_nano(nanoseconds: int) -> str:
-    """Go's ``time.RFC3339Nano`` in UTC: trailing zeros of the fraction dropped."""
-    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    digits = f"{fraction:09d}".rstrip("0")
-    return f"{text}.{digits}Z" if digits else f"{text}Z"
 
 
 def _parse_time(text: Any) -> datetime | None:
@@ -503,25 +495,6 @@ def disk_usage(images: Sequence[Image], layers: Sequence[Layer]
 
 
 # -- prune ---------------------------------------------------------------------------
-
-
-def parse_filter_time(value: str, now: float) -> float:
-    """moby's ``GetTimestamp``: a Go duration before ``now``, an RFC 3339 time or
-    unix seconds."""
-    if value != "0":
-        try:
-            return now - parse_go_duration(value) / 1e9
-        except InvalidParameter:
-            pass
-    if "-" in value or "T" in value:
-        try:
-            moment = datetime.fromisoformat(value.replace("z", "Z"))
-        except ValueError:
-            raise InvalidParameter(f"cannot parse {value!r} as a time") from None
-        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
-    if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
-        return float(value)
-    raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
 
 
 def check_prune_filters(filters: Filters) -> None:

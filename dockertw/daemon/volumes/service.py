@@ -8,7 +8,6 @@ container service through :attr:`VolumeService.volume_users`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from dockertw.daemon.events import Event, EventBus
+from dockertw.daemon.jsonfields import json_string_map
 from dockertw.daemon.mountpoint import MountPoint
 from dockertw.daemon.volumes.store import LOCAL_OPTIONS, Volume, VolumeStore, check_volume_name
 from dockertw.daemon.workers import OneAtATime, PoolRunner, Runner, WorkerReactor
@@ -52,12 +52,6 @@ def _check_options(options: Mapping[str, str]) -> None:
             raise InvalidParameter(f'missing required option: "{key}"')
 
 
-def _string_map(value: Any, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise InvalidParameter(f"invalid JSON: {what} must map strings to strings")
-    return dict(value)
 
 
 def _bool_filter(filters: Filters, key: str) -> bool | None:
@@ -70,14 +64,6 @@ def _bool_filter(filters: Filters, key: str) -> bool | None:
     return value in ("true", "1")
 
 
-def _name_matches(filters: Filters, name: str) -> bool:
-    def one(pattern: str) -> bool:
-        try:
-            return re.search(pattern, name) is not None
-        except re.error:
-            return pattern in name
-    values = filters.get("name")
-    return not values or any(one(pattern) for pattern in values)
 
 
 class VolumeService:
@@ -121,8 +107,8 @@ class VolumeService:
         if not isinstance(name, str):
             raise InvalidParameter("invalid JSON: Name must be a string")
         _check_driver(name, str(body.get("Driver") or ""))
-        labels = _string_map(body.get("Labels"), "Labels")
-        options = _string_map(body.get("DriverOpts"), "DriverOpts")
+        labels = json_string_map(body.get("Labels"), "Labels")
+        options = json_string_map(body.get("DriverOpts"), "DriverOpts")
         _check_options(options)
         return self._writer(lambda: self._create(name, labels, options, not name).view())
 
@@ -143,7 +129,7 @@ class VolumeService:
 
         def chosen() -> dict[str, Any]:
             found = [v.view() for v in self.store.all()
-                     if _name_matches(filters, v.name)
+                     if filters.regex_match("name", v.name)
                      and filters.exact_match("driver", "local")
                      and filters.match_labels("label", v.labels)
                      and (dangling is None or dangling == (not self.volume_users(v.name)))]
@@ -183,7 +169,7 @@ class VolumeService:
         for volume in self.store.all():
             if (only_anonymous and not volume.anonymous) or self.volume_users(volume.name) \
                     or not filters.match_labels("label", volume.labels) \
-                    or _excluded(filters, volume.labels):
+                    or filters.excludes_labels("label!", volume.labels):
                 continue
             size = self.store.size(volume.name)
             try:
@@ -225,12 +211,3 @@ class VolumeService:
                 continue
             self.store.remove(name)
             self.emit("destroy", name)
-
-
-def _excluded(filters: Filters, labels: Mapping[str, str]) -> bool:
-    """``label!=name[=value]``: true when the volume has such a label."""
-    for wanted in filters.get("label!"):
-        name, has_value, value = wanted.partition("=")
-        if name in labels and (not has_value or labels[name] == value):
-            return True
-    return False

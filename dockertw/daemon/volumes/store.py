@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 
 from dockertw.daemon.storage import (
     atomic_write,
@@ -26,6 +25,7 @@ from dockertw.daemon.storage import (
     tree_size,
 )
 from dockertw.errdefs import InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 from dockertw.runtime import mounts
 
 __all__ = ["Volume", "VolumeStore", "check_volume_name", "LOCAL_OPTIONS"]

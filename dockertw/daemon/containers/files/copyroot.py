@@ -32,8 +32,9 @@ from types import MappingProxyType
 import attrs
 
 from dockertw.daemon.containers.files import inroot
+from dockertw.daemon.containers.records.mounts import resolve_subpath
 from dockertw.daemon.mountpoint import MountPoint
-from dockertw.errdefs import Conflict
+from dockertw.errdefs import Conflict, InvalidParameter
 from dockertw.runtime import mounts
 
 __all__ = ["MergedRoot", "readonly_root", "writable_root", "running_root",
@@ -152,8 +153,9 @@ def _open_source(point: MountPoint) -> int | None:
     if point.type not in ("bind", "volume") or not point.source:
         return None
     try:
-        return os.open(point.source, _ROOT_FLAGS & ~os.O_NOFOLLOW)
-    except (FileNotFoundError, NotADirectoryError):
+        source = resolve_subpath(point) if point.subpath else point.source
+        return os.open(source, _ROOT_FLAGS & ~os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError, InvalidParameter):
         return None
 
 

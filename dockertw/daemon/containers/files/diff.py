@@ -14,13 +14,26 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["changes", "MODIFIED", "ADDED", "DELETED"]
+__all__ = ["changes", "MODIFIED", "ADDED", "DELETED", "RUNTIME_FILES",
+           "only_runtime_files"]
 
 MODIFIED, ADDED, DELETED = 0, 1, 2
 _OPAQUE = "trusted.overlay.opaque"
 # Paths the runtime creates in an image lacking them (Docker hides them in an init layer).
 _RUNTIME_PATHS = frozenset({"/proc", "/sys", "/sys/fs", "/sys/fs/cgroup", "/dev",
                             "/dev/pts", "/dev/shm", "/dev/mqueue"})
+# Mount points of the network files (the files themselves are the daemon's).
+RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"})
+
+
+def only_runtime_files(directory: str, path: str) -> bool:
+    """Whether a directory of the upper layer holds nothing but mount points of the
+    network files (runc made them; the directory is unchanged otherwise)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    return bool(names) and all(f"{path}/{name}" in RUNTIME_FILES for name in names)
 
 
 def changes(upper: Path, lowers: Sequence[Path]) -> list[dict[str, Any]]:
@@ -41,8 +54,12 @@ def _walk(directory: str, prefix: str, lowers: list[str]) -> Iterator[tuple[str,
             yield path, DELETED
             continue
         in_lower = any(os.path.lexists(lower + path) for lower in lowers)
+        if path in RUNTIME_FILES and not in_lower:
+            continue
         if entry.is_dir(follow_symlinks=False):
-            if not (path in _RUNTIME_PATHS and not in_lower):
+            made_by_runtime = path in _RUNTIME_PATHS and not in_lower
+            only_mount_points = in_lower and only_runtime_files(entry.path, path)
+            if not (made_by_runtime or only_mount_points):
                 yield path, MODIFIED if in_lower else ADDED
             yield from _walk(entry.path, path, lowers)
             if _is_opaque(entry.path):

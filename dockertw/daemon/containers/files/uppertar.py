@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from dockertw.daemon.containers.files.diff import RUNTIME_FILES, only_runtime_files
+
 __all__ = ["write_upper_tar"]
 
 _OPAQUE = "trusted.overlay.opaque"
@@ -39,11 +41,21 @@ def _entries(directory: str, prefix: str) -> Iterator[tuple[str | None, str]]:
         return
     for entry in entries:
         name = f"{prefix}{entry.name}"
+        if _mount_point(entry, name):
+            continue  # made for the network files, not a change of the container
         yield entry.path, name
         if entry.is_dir(follow_symlinks=False):
             if _is_opaque(entry.path):
                 yield None, f"{name}/.wh..wh..opq"
             yield from _entries(entry.path, f"{name}/")
+
+
+def _mount_point(entry: os.DirEntry[str], name: str) -> bool:
+    """An empty network-file mount point, or a directory holding only those."""
+    if entry.is_dir(follow_symlinks=False):
+        return only_runtime_files(entry.path, f"/{name}")
+    return f"/{name}" in RUNTIME_FILES and entry.is_file(follow_symlinks=False) and \
+        not entry.stat(follow_symlinks=False).st_size
 
 
 def _is_opaque(directory: str) -> bool:

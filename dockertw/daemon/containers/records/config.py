@@ -14,10 +14,12 @@ import attrs
 
 from dockertw.daemon.containers.records.health import check_healthcheck
 from dockertw.daemon.containers.records.modes import check_modes
+from dockertw.daemon.containers.records.netoptions import check_network_options
 from dockertw.daemon.containers.records.tuning import check_tuning
+from dockertw.daemon.jsonfields import json_object, json_string_map, json_text
 from dockertw.daemon.logconfig import LogConfigError, log_settings
 from dockertw.daemon.signals import parse_signal
-from dockertw.errdefs import InvalidParameter, NotFound
+from dockertw.errdefs import InvalidParameter
 from dockertw.runtime.spec import normalize_capabilities
 
 __all__ = ["CreateRequest", "parse_create_body", "merge_image_config", "fill_config",
@@ -69,14 +71,10 @@ _CONFIG_DEFAULTS: Mapping[str, Any] = {
     "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
     "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": {},
 }
-_NETWORK_MODES = frozenset({"default", "bridge", "none", "host"})
 _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped"})
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
-    ("PortBindings", "port publishing (-p)"), ("PublishAllPorts", "publishing ports (-P)"),
-    ("Links", "links (--link)"), ("VolumeDriver", "volume drivers"), ("Dns", "--dns"),
-    ("DnsOptions", "--dns-option"), ("DnsSearch", "--dns-search"),
-    ("ExtraHosts", "--add-host"), ("StorageOpt", "--storage-opt"),
+    ("VolumeDriver", "volume drivers"), ("StorageOpt", "--storage-opt"),
     ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
     ("BlkioWeightDevice", "--blkio-weight-device"),
     ("BlkioDeviceReadBps", "--device-read-bps"),
@@ -98,12 +96,6 @@ class CreateRequest:
     networking: dict[str, Any]
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidParameter(f"invalid JSON: {what} must be an object")
-    return value
 
 
 def _strings(value: Any, what: str, split_string: bool = False) -> list[str] | None:
@@ -117,19 +109,8 @@ def _strings(value: Any, what: str, split_string: bool = False) -> list[str] | N
     raise InvalidParameter(f"invalid JSON: {what} must be an array of strings")
 
 
-def _string_map(value: Any, what: str) -> dict[str, str]:
-    mapping = _object(value, what)
-    if not all(isinstance(item, str) for item in mapping.values()):
-        raise InvalidParameter(f"invalid JSON: {what} must map strings to strings")
-    return dict(mapping)
 
 
-def _text(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidParameter(f"invalid JSON: {what} must be a string")
-    return value
 
 
 def parse_create_body(body: Any) -> CreateRequest:
@@ -142,8 +123,8 @@ def parse_create_body(body: Any) -> CreateRequest:
     if not config:
         raise InvalidParameter("Config cannot be empty in order to create a container")
     _check_config_types(config)
-    return CreateRequest(config, dict(_object(body.get("HostConfig"), "HostConfig")),
-                         _object(body.get("NetworkingConfig"), "NetworkingConfig"))
+    return CreateRequest(config, dict(json_object(body.get("HostConfig"), "HostConfig")),
+                         json_object(body.get("NetworkingConfig"), "NetworkingConfig"))
 
 
 def _check_config_types(config: dict[str, Any]) -> None:
@@ -152,11 +133,11 @@ def _check_config_types(config: dict[str, Any]) -> None:
     for key in ("Env", "Shell", "OnBuild"):
         config[key] = _strings(config.get(key), key)
     for key in ("Image", "User", "WorkingDir", "Hostname", "Domainname", "StopSignal"):
-        config[key] = _text(config.get(key), key)
-    config["Labels"] = _string_map(config.get("Labels"), "Labels")
+        config[key] = json_text(config.get(key), key)
+    config["Labels"] = json_string_map(config.get("Labels"), "Labels")
     for key in ("ExposedPorts", "Volumes"):
         if config.get(key) is not None:
-            config[key] = _object(config[key], key)
+            config[key] = json_object(config[key], key)
     timeout = config.get("StopTimeout")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)):
         raise InvalidParameter("invalid JSON: StopTimeout must be an integer")
@@ -254,19 +235,15 @@ def _check_unsupported(host: Mapping[str, Any]) -> None:
     for key, feature in _UNSUPPORTED:
         if host.get(key) and not (key == "VolumeDriver" and host[key] == "local"):
             raise InvalidParameter(f"{feature} is not supported by dockertw yet")
-    mode = host.get("NetworkMode") or "default"
-    if mode not in _NETWORK_MODES:
-        raise InvalidParameter(f"network mode {mode!r} is not supported by dockertw yet "
-                               f"(use default, bridge, none or host)")
     try:
-        log_settings(_object(host.get("LogConfig"), "LogConfig"))
+        log_settings(json_object(host.get("LogConfig"), "LogConfig"))
     except LogConfigError as error:
         raise InvalidParameter(str(error)) from None
 
 
 def _check_restart_policy(host: Mapping[str, Any]) -> dict[str, Any]:
-    policy = _object(host.get("RestartPolicy"), "RestartPolicy")
-    name = _text(policy.get("Name"), "RestartPolicy.Name")
+    policy = json_object(host.get("RestartPolicy"), "RestartPolicy")
+    name = json_text(policy.get("Name"), "RestartPolicy.Name")
     retries = policy.get("MaximumRetryCount") or 0
     if name not in _RESTART_POLICIES:
         raise InvalidParameter(f"invalid restart policy '{name}'")
@@ -282,27 +259,31 @@ def _check_restart_policy(host: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_cgroup_parent(value: Any) -> str:
     """A cgroup parent path: no ``.`` or ``..`` component may leave the hierarchy."""
-    text = _text(value, "CgroupParent")
+    text = json_text(value, "CgroupParent")
     if any(part in (".", "..") for part in text.strip("/").split("/")):
         raise InvalidParameter(f"invalid cgroup parent {text!r}: it must not contain "
                                "'.' or '..'")
     return text
 
 
-def _check_networking(networking: Mapping[str, Any], mode: str) -> None:
-    endpoints = _object(networking.get("EndpointsConfig"), "EndpointsConfig")
-    for name in endpoints:
-        if name not in (mode, network_name(mode)):
-            raise NotFound(f"network {name} not found")
+def _check_networking(networking: Mapping[str, Any]) -> None:
+    endpoints = json_object(networking.get("EndpointsConfig"), "EndpointsConfig")
+    for settings in endpoints.values():
+        json_object(settings, "an endpoint config")
 
 
 def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
-                     runtime: str, cgroup_version: str, hostname: str = "") -> dict[str, Any]:
+                     runtime: str, cgroup_version: str, hostname: str = "",
+                     default_ulimits: Sequence[Mapping[str, Any]] = (),
+                     default_log: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate the HostConfig and fill Docker's defaults, in Docker's key order
-    (``hostname``: the one the create body asks for)."""
+    (``hostname``: the one the create body asks for); the daemon's ``default_ulimits``
+    join the container's own (which win, by name), its ``default_log`` (``{"Type",
+    "Config"}``) fills a LogConfig without a type."""
     _check_unsupported(host)
     check_modes(host, hostname)
-    _check_networking(networking, host.get("NetworkMode") or "default")
+    _check_networking(networking)
+    check_network_options(host)
     check_tuning(host, str(host.get("NetworkMode") or "default"))
     memory = host.get("Memory") or 0
     if not isinstance(memory, int) or (memory and memory < 6 * 1024 * 1024):
@@ -314,16 +295,33 @@ def fill_host_config(host: Mapping[str, Any], networking: Mapping[str, Any], *,
         names = _strings(host.get(key), key)
         if names is not None:
             normalize_capabilities(names, key)
-    log = _object(host.get("LogConfig"), "LogConfig")
-    filled["LogConfig"] = {"Type": log.get("Type") or "json-file",
-                           "Config": log.get("Config") or {}}
+    filled["LogConfig"] = _log_config(json_object(host.get("LogConfig"), "LogConfig"),
+                                      default_log or {"Type": "json-file", "Config": {}})
     filled["CgroupnsMode"] = host.get("CgroupnsMode") or (
         "private" if cgroup_version == "2" else "host")
     filled["Runtime"] = host.get("Runtime") or runtime
+    if default_ulimits:
+        filled["Ulimits"] = _with_default_ulimits(host.get("Ulimits"), default_ulimits)
     if not isinstance(host.get("PidsLimit") or 0, int) or (host.get("PidsLimit") or 0) <= 0:
         filled["PidsLimit"] = None
     _fill_paths(filled)
     return _ordered_host_config(filled)
+
+
+def _log_config(own: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """As moby: no type takes the daemon's; the daemon's type adds its options."""
+    kind = own.get("Type") or default["Type"]
+    options = dict(own.get("Config") or {})
+    if kind == default["Type"]:
+        options = {**default["Config"], **options}
+    return {"Type": kind, "Config": options}
+
+
+def _with_default_ulimits(own: Any, defaults: Sequence[Mapping[str, Any]]
+                          ) -> list[dict[str, Any]]:
+    mine = [dict(limit) for limit in own or ()]
+    names = {limit.get("Name") for limit in mine}
+    return mine + [dict(limit) for limit in defaults if limit["Name"] not in names]
 
 
 def _fill_paths(filled: dict[str, Any]) -> None:
@@ -369,7 +367,7 @@ class UpdateRequest:
 
 def parse_update_body(body: Any) -> UpdateRequest:
     """Validate an UpdateConfig; 400 for what dockertw cannot change."""
-    update = _object(body, "UpdateConfig")
+    update = json_object(body, "UpdateConfig")
     for key in _NOT_UPDATABLE:
         if update.get(key):
             raise InvalidParameter(f"updating {key} is not supported by dockertw yet")
@@ -383,7 +381,7 @@ def parse_update_body(body: Any) -> UpdateRequest:
     for key in ("CpuShares", "NanoCpus"):
         if resources.get(key, 0) < 0:
             raise InvalidParameter(f"invalid {key}: it cannot be negative")
-    policy = _object(update.get("RestartPolicy"), "RestartPolicy")
+    policy = json_object(update.get("RestartPolicy"), "RestartPolicy")
     restart = _check_restart_policy({"RestartPolicy": policy}) if policy.get("Name") \
         else None
     return UpdateRequest(resources, restart)

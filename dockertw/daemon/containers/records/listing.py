@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 from dockertw.daemon.containers.records.health import HEALTH_STATUSES
 from dockertw.daemon.containers.records.record import Container
-from dockertw.daemon.images.views import parse_filter_time
+from dockertw.daemon.timestamps import parse_filter_time
 from dockertw.errdefs import InvalidParameter
 from dockertw.filters import Filters
 
 __all__ = ["LIST_FILTERS", "PRUNE_FILTERS", "STATUSES", "check_list_filters",
            "matches", "prune_matches", "check_prune_filters"]
 
-LIST_FILTERS = frozenset({"ancestor", "before", "exited", "health", "id", "label", "name",
-                          "since", "status", "volume"})
+LIST_FILTERS = frozenset({"ancestor", "before", "exited", "expose", "health", "id", "label",
+                          "name", "network", "publish", "since", "status", "volume"})
 PRUNE_FILTERS = frozenset({"until", "label", "label!"})
 STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
                       "dead"})
@@ -44,11 +44,6 @@ def check_list_filters(filters: Filters) -> None:
                 raise InvalidParameter(f"invalid filter '{key}={value}': {error}") from None
 
 
-def _match(filters: Filters, key: str, source: str) -> bool:
-    """moby's ``Args.Match``: equal, or the value as a regular expression found in it."""
-    values = filters.get(key)
-    return not values or any(v == source or re.search(v, source) for v in values)
-
 
 def matches(filters: Filters, container: Container, *,
             ancestors: frozenset[str] | None, before: Container | None,
@@ -56,8 +51,8 @@ def matches(filters: Filters, container: Container, *,
     """Whether ``container`` passes every list filter (``ancestors``: image IDs)."""
     if not (filters.exact_match("status", container.state_string)
             and filters.exact_match("health", container.health_status)
-            and _match(filters, "name", container.name)
-            and _match(filters, "id", container.id)
+            and filters.regex_match("name", container.name)
+            and filters.regex_match("id", container.id)
             and filters.match_labels("label", container.labels)):
         return False
     if "exited" in filters and (container.state_string != "exited" or str(
@@ -68,9 +63,41 @@ def matches(filters: Filters, container: Container, *,
         return False
     if "volume" in filters and not _uses_volume(filters.get("volume"), container):
         return False
+    if not _network_matches(filters, container):
+        return False
     if before is not None and container.created_ns >= before.created_ns:
         return False
     return since is None or container.created_ns > since.created_ns
+
+
+def _network_matches(filters: Filters, container: Container) -> bool:
+    """``network=`` (a network's name or ID), ``publish=``/``expose=`` (``80``,
+    ``80/tcp``, ``8000-8080/tcp``: a published host port, an exposed container port)."""
+    networks = container.networks
+    if "network" in filters and not any(
+            value in networks or any(str(entry.get("NetworkID") or "").startswith(value)
+                                     for entry in networks.values() if value)
+            for value in filters.get("network")):
+        return False
+    ports = container.network_settings.get("Ports") or {} if container.running else {}
+    published = {(int(b["HostPort"]), key.partition("/")[2])
+                 for key, bindings in ports.items() for b in bindings or ()}
+    exposed = {(int(key.partition("/")[0]), key.partition("/")[2] or "tcp")
+               for key in container.config.get("ExposedPorts") or {}}
+    return _ports_match(filters.get("publish"), published) and \
+        _ports_match(filters.get("expose"), exposed)
+
+
+def _ports_match(values: frozenset[str], ports: set[tuple[int, str]]) -> bool:
+    for value in values:
+        numbers, _, proto = value.partition("/")
+        low, _, high = numbers.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise InvalidParameter(f"invalid port range: {value}")
+        wanted = range(int(low), int(high or low) + 1)
+        if not any(port in wanted and found == (proto or "tcp") for port, found in ports):
+            return False
+    return True
 
 
 def _uses_volume(values: frozenset[str], container: Container) -> bool:

@@ -17,7 +17,7 @@ from dockertw.daemon.mountpoint import MountPoint
 from dockertw.errdefs import InvalidParameter
 from dockertw.runtime.spec import Mount
 
-__all__ = ["parse_bind", "parse_mount", "parse_tmpfs", "parse_volumes_from",
+__all__ = ["resolve_subpath", "parse_bind", "parse_mount", "parse_tmpfs", "parse_volumes_from",
            "collect", "runtime_mounts", "PROPAGATIONS"]
 
 PROPAGATIONS = frozenset({"private", "rprivate", "slave", "rslave", "shared", "rshared"})
@@ -157,14 +157,37 @@ def _volume_mount(source: str, destination: str, rw: bool,
     options = volume or {}
     driver = str(_options(options, "DriverConfig") and options["DriverConfig"].get("Name")
                  or "local")
-    if options.get("Subpath"):
-        raise _config_error("volume", "VolumeOptions.Subpath is not supported by dockertw")
+    subpath = _subpath(options.get("Subpath"), source)
     config = options.get("DriverConfig") or {}
     return MountPoint("volume", destination, name=source, driver=driver, rw=rw,
+                      subpath=subpath,
                       copy_data=not options.get("NoCopy"), anonymous=not source,
                       labels=_strings_map(options.get("Labels"), "VolumeOptions.Labels"),
                       options=_strings_map(config.get("Options"),
                                            "VolumeOptions.DriverConfig.Options"))
+
+
+def _subpath(value: Any, source: str) -> str:
+    """``VolumeOptions.Subpath``: a relative path that stays inside the volume."""
+    if not value:
+        return ""
+    if not source:
+        raise _config_error("volume", "must not set Subpath when using anonymous volumes")
+    cleaned = posixpath.normpath(str(value))
+    if posixpath.isabs(cleaned) or cleaned == ".." or cleaned.startswith("../"):
+        raise _config_error("volume", "subpath must be a relative path within the volume")
+    return cleaned
+
+
+def resolve_subpath(point: MountPoint) -> str:
+    """The host path of a volume's ``Subpath``, links followed: it must stay inside
+    the volume (moby's ``safepath`` message otherwise); it may not exist."""
+    base = os.path.realpath(point.source)
+    real = os.path.realpath(os.path.join(base, point.subpath))
+    if os.path.commonpath([base, real]) != base:
+        raise InvalidParameter("path concatenation escapes the base directory, base: "
+                               f"{base}, subpath: {point.subpath}")
+    return real
 
 
 def _strings_map(value: Any, what: str) -> dict[str, str]:

@@ -7,19 +7,17 @@ from typing import Any
 
 import attrs
 
+from dockertw.daemon.containers.records import networking
 from dockertw.daemon.containers.records.config import network_name
 from dockertw.daemon.containers.records.health import NO_HEALTHCHECK, Health
 from dockertw.daemon.containers.records.security import apparmor_profile
-from dockertw.daemon.images.views import rfc3339_nano
 from dockertw.daemon.mountpoint import MountPoint
+from dockertw.daemon.networks.ports import summary_ports
+from dockertw.daemon.timestamps import rfc3339_nano
 
 __all__ = ["Container", "State", "ZERO_TIME", "command_line", "human_duration"]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
-             "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-             "MacAddress": "", "DriverOpts": None}
 
 
 def command_line(path: str, args: list[str]) -> str:
@@ -124,6 +122,19 @@ class Container:
     state: State = attrs.field(factory=State)
     log_path: str = ""
     mount_points: list[dict[str, Any]] = attrs.field(factory=list)  # MountPoint.to_json
+    network_settings: dict[str, Any] = attrs.field(factory=networking.empty_settings)
+    hosts_path: str = ""
+    hostname_path: str = ""
+    resolv_conf_path: str = ""
+
+    @property
+    def network_mode(self) -> str:
+        return str(self.host_config.get("NetworkMode") or "default")
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """The networks it is connected to (by name) and its settings on each."""
+        return dict(self.network_settings.get("Networks") or {})
 
     @property
     def labels(self) -> dict[str, str]:
@@ -185,7 +196,10 @@ class Container:
         record = {"ID": self.id, "Name": self.name, "CreatedNano": self.created_ns,
                   "Path": self.path, "Args": self.args, "Config": self.config,
                   "Image": self.image_id, "State": self.state.to_json(),
-                  "LogPath": self.log_path, "MountPoints": self.mount_points}
+                  "LogPath": self.log_path, "MountPoints": self.mount_points,
+                  "NetworkSettings": self.network_settings, "HostsPath": self.hosts_path,
+                  "HostnamePath": self.hostname_path,
+                  "ResolvConfPath": self.resolv_conf_path}
         return json.dumps(record, indent=None).encode()
 
     def host_config_json(self) -> bytes:
@@ -205,7 +219,12 @@ class Container:
                        host_config=hosted, image_id=record["Image"],
                        state=State.from_json(record.get("State")),
                        log_path=str(record.get("LogPath") or ""),
-                       mount_points=list(record.get("MountPoints") or []))
+                       mount_points=list(record.get("MountPoints") or []),
+                       network_settings=_network_settings(record.get("NetworkSettings"),
+                                                          hosted),
+                       hosts_path=str(record.get("HostsPath") or ""),
+                       hostname_path=str(record.get("HostnamePath") or ""),
+                       resolv_conf_path=str(record.get("ResolvConfPath") or ""))
         except (KeyError, TypeError) as error:
             raise ValueError(f"incomplete record: {error}") from None
 
@@ -220,17 +239,14 @@ class Container:
                 "FinishedAt": _time(state.finished_ns),
                 **({} if state.health is None else {"Health": state.health.to_json()})}
 
-    def _networks(self) -> dict[str, Any]:
-        mode = str(self.host_config.get("NetworkMode") or "default")
-        return {network_name(mode): dict(_ENDPOINT)}
-
     def inspect(self, sizes: Sizes | None = None) -> dict[str, Any]:
         """``GET /containers/{id}/json``: ContainerJSON in Docker's field order;
         ``sizes`` (writable layer, root filesystem) when asked for."""
         document: dict[str, Any] = {
             "Id": self.id, "Created": rfc3339_nano(self.created_ns), "Path": self.path,
             "Args": list(self.args), "State": self._state(), "Image": self.image_id,
-            "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": self.log_path,
+            "ResolvConfPath": self.resolv_conf_path, "HostnamePath": self.hostname_path,
+            "HostsPath": self.hosts_path, "LogPath": self.log_path,
             "Name": self.name, "RestartCount": self.state.restart_count, "Driver": "overlay2",
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": apparmor_profile(self.host_config), "ExecIDs": None,
@@ -253,13 +269,7 @@ class Container:
                 if point.type != "tmpfs" or point.shown]
 
     def _network_settings(self) -> dict[str, Any]:
-        return {"Bridge": "", "SandboxID": "", "HairpinMode": False,
-                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-                "SandboxKey": "", "SecondaryIPAddresses": None,
-                "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                "Networks": self._networks()}
+        return networking.network_settings_view(self.network_settings, self.running)
 
     def _summary_host_config(self) -> dict[str, Any]:
         shown: dict[str, Any] = {
@@ -274,7 +284,9 @@ class Container:
         item: dict[str, Any] = {
             "Id": self.id, "Names": [self.name], "Image": image, "ImageID": self.image_id,
             "Command": command_line(self.path, self.args),
-            "Created": self.created_ns // 1_000_000_000, "Ports": [],
+            "Created": self.created_ns // 1_000_000_000,
+            "Ports": summary_ports(self.network_settings.get("Ports")
+                                   if self.running else None),
         }
         if sizes is not None:  # both omitted when empty, as Go's omitempty does
             item.update({key: value for key, value in zip(("SizeRw", "SizeRootFs"), sizes,
@@ -282,7 +294,16 @@ class Container:
         item.update(Labels=self.labels, State=self.state_string,
                     Status=self.status_text(now_ns),
                     HostConfig=self._summary_host_config(),
-                    NetworkSettings={"Networks": self._networks()},
+                    NetworkSettings=networking.summary_networks(self.network_settings),
                     Mounts=self.mounts_view(), Health=self.health_summary())
         return item
 
+
+def _network_settings(stored: Any, host_config: dict[str, Any]) -> dict[str, Any]:
+    """The stored settings, or those of a record written before networks existed."""
+    if isinstance(stored, dict) and "Networks" in stored:
+        return stored
+    mode = str(host_config.get("NetworkMode") or "default")
+    settings = networking.empty_settings()
+    settings["Networks"] = {network_name(mode): networking.endpoint_settings(None)}
+    return settings

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
@@ -27,6 +26,7 @@ from dockertw.daemon.storage import (
     remove_temporaries,
 )
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System, from_os_error
+from dockertw.loglevel import Logger
 
 __all__ = ["ContainerStore"]
 
@@ -156,13 +156,14 @@ class ContainerStore:
             atomic_write(directory / _HOST_CONFIG, container.host_config_json())
         atomic_write(directory / _CONFIG, container.config_json())
 
-    def save_state(self, container_id: str, state: State) -> Container:
-        """Record ``state``, in memory and on disk (crash-safely); answers the updated
-        record.  A disk that cannot take it (full) keeps the file as it was, with an
-        error logged: the state in memory is the truth, the next save writes it (as
-        moby checkpoints a container)."""
+    def save_state(self, container_id: str, state: State, **fields: Any) -> Container:
+        """Record ``state`` and other changed ``fields`` of the record (network
+        settings), in memory and on disk (crash-safely); answers the updated record.
+        A disk that cannot take it (full) keeps the file as it was, with an error
+        logged: the state in memory is the truth, the next save writes it (as moby
+        checkpoints a container)."""
         with self._lock:
-            new = attrs.evolve(self._containers[container_id], state=state)
+            new = attrs.evolve(self._containers[container_id], state=state, **fields)
             self._containers[container_id] = new
             try:
                 self._write(new, host_config=False)
@@ -181,6 +182,11 @@ class ContainerStore:
             new = attrs.evolve(current, state=attrs.evolve(current.state, health=health))
             self._containers[container_id] = new
             return new
+    def save_network(self, container_id: str, settings: dict[str, Any]) -> Container:
+        """Record changed ``NetworkSettings`` (connect, disconnect)."""
+        with self._lock:
+            current = self._containers[container_id]
+            return self.save_state(container_id, current.state, network_settings=settings)
 
     def save_host_config(self, container_id: str, host_config: dict[str, Any]
                          ) -> Container:

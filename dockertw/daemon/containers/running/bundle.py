@@ -13,6 +13,8 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.records.tuning import tuning_of
 from dockertw.daemon.storage import atomic_write
@@ -33,10 +35,9 @@ from dockertw.runtime.spec import (
     build_spec,
 )
 
-__all__ = ["rootfs_of", "bundle_of", "shm_of", "prepare_bundle", "release_rootfs",
-           "release_unowned",
-           "resolve_user", "read_root_file", "account_entries", "runtime_config",
-           "cgroup_path"]
+__all__ = ["rootfs_of", "bundle_of", "shm_of", "subpaths_of", "prepare_bundle",
+           "release_rootfs", "release_unowned", "resolve_user", "read_root_file",
+           "account_entries", "runtime_config", "cgroup_path", "NetworkSetup"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
 _OWN_NAMESPACES = Namespaces()  # every namespace the container's own
@@ -48,6 +49,11 @@ def bundle_of(container_dir: Path) -> Path:
 
 def rootfs_of(container_dir: Path) -> Path:
     return container_dir / "rootfs"
+
+
+def subpaths_of(container_dir: Path) -> Path:
+    """Where the ``Subpath`` of a container's volumes are pinned while it runs."""
+    return container_dir / "subpaths"
 
 
 def shm_of(container_dir: Path) -> Path:
@@ -190,9 +196,29 @@ def _devices(host: dict[str, Any]) -> tuple[list[Device], list[DeviceRule]]:
     return devices, rules
 
 
+@attrs.frozen
+class NetworkSetup:
+    """What a start's networking puts in ``config.json``: the namespace to join (empty:
+    runc makes one, or none with ``host``), extra environment (links) and the
+    ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` bind mounts."""
+
+    netns_path: str = ""
+    env: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    hostname: str = ""
+
+
+def _with_network_mounts(mounts: tuple[Mount, ...], network: NetworkSetup
+                         ) -> tuple[Mount, ...]:
+    """The container's mounts, then the network files it does not mount itself."""
+    taken = {mount.destination for mount in mounts}
+    return mounts + tuple(m for m in network.mounts if m.destination not in taken)
+
+
 def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "dockertw",
                    mounts: tuple[Mount, ...] = (),
-                   namespaces: Namespaces = _OWN_NAMESPACES) -> ContainerRuntimeConfig:
+                   namespaces: Namespaces = _OWN_NAMESPACES,
+                   network: NetworkSetup = NetworkSetup()) -> ContainerRuntimeConfig:
     """The runtime settings of ``container`` (its root filesystem must be mounted);
     its cgroup is ``<HostConfig.CgroupParent or cgroup_parent>/<id>``."""
     config: dict[str, Any] = container.config
@@ -201,8 +227,8 @@ def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "doc
     return ContainerRuntimeConfig(
         args=(container.path, *container.args),
         rootfs=str(rootfs),
-        hostname=str(config.get("Hostname") or container.id[:12]),
-        env=tuple(config.get("Env") or ()),
+        hostname=network.hostname or str(config.get("Hostname") or container.id[:12]),
+        env=(*(config.get("Env") or ()), *network.env),
         cwd=str(config.get("WorkingDir") or "/"),
         user=resolve_user(rootfs, str(config.get("User") or ""),
                           host.get("GroupAdd") or ()),
@@ -210,6 +236,7 @@ def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "doc
         console_size=_console_size(host.get("ConsoleSize")),
         readonly_rootfs=bool(host.get("ReadonlyRootfs")),
         network=_network(str(host.get("NetworkMode") or "default")),
+        netns_path=network.netns_path,
         cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()),
         privileged=bool(host.get("Privileged")),
@@ -219,7 +246,7 @@ def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "doc
         pids_limit=int(host.get("PidsLimit") or 0),
         cgroups_path=cgroup_path(container, cgroup_parent),
         tuning=tuning_of(host),
-        mounts=mounts,
+        mounts=_with_network_mounts(mounts, network),
         namespaces=namespaces,
         devices=tuple(devices),
         device_rules=tuple(device_rules),
@@ -229,7 +256,8 @@ def runtime_config(container: Container, rootfs: Path, cgroup_parent: str = "doc
 def prepare_bundle(container: Container, container_dir: Path,
                    layers: Sequence[Path], cgroup_parent: str = "dockertw",
                    setup_mounts: Callable[[Path], tuple[Mount, ...]] | None = None,
-                   namespaces: Namespaces = _OWN_NAMESPACES) -> Path:
+                   namespaces: Namespaces = _OWN_NAMESPACES,
+                   network: NetworkSetup = NetworkSetup()) -> Path:
     """Mount the root filesystem (``layers`` bottom first) and write ``config.json``;
     ``setup_mounts`` readies the container's mounts once the root is there."""
     rootfs = rootfs_of(container_dir)
@@ -244,7 +272,7 @@ def prepare_bundle(container: Container, container_dir: Path,
         _mount_shm(container, container_dir)
         extra = setup_mounts(rootfs) if setup_mounts is not None else ()
         spec = build_spec(runtime_config(container, rootfs, cgroup_parent, extra,
-                                         namespaces))
+                                         namespaces, network))
         bundle = bundle_of(container_dir)
         atomic_write(bundle / "config.json", json.dumps(spec).encode(), durable=False)
     except BaseException:
@@ -254,10 +282,13 @@ def prepare_bundle(container: Container, container_dir: Path,
 
 
 def release_rootfs(container_dir: Path) -> None:
-    """Unmount the root filesystem (and a shareable ``/dev/shm``) if mounted."""
+    """Unmount the root filesystem (and a shareable ``/dev/shm``, volumes' pinned
+    subpaths) if mounted."""
     for target in (rootfs_of(container_dir), shm_of(container_dir)):
         if mounts.is_mounted(target):
             mounts.unmount(target)
+    for target in mounts.mounts_under(subpaths_of(container_dir)):
+        mounts.unmount(target)
 
 
 def release_unowned(containers_root: Path, running: Collection[str]) -> None:

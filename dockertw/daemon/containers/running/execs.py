@@ -25,7 +25,6 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.names import generate_id
 from dockertw.daemon.containers.records.record import Container
@@ -38,6 +37,7 @@ from dockertw.daemon.containers.running.running import Attachment, Running, chai
 from dockertw.daemon.containers.running.stdio import console_directory, start_process
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 from dockertw.runtime.runc import Runc, RuncError, Stdio
 from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser, daemon_capabilities
 from dockertw.streams.detachkeys import parse_detach_keys

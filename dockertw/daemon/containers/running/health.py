@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.health import (
     STARTING,
@@ -37,6 +36,7 @@ from dockertw.daemon.containers.running.lifecycle import Emit
 from dockertw.daemon.containers.running.running import chained
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import DockerError
+from dockertw.loglevel import Logger
 
 __all__ = ["HealthMonitor", "ProbeRun", "ProbeRunner"]
 

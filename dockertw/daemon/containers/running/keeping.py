@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.running.running import ExitWatch
 from dockertw.daemon.containers.running.stdio import ContainerIO
 from dockertw.daemon.holder.client import Adopted, HolderClient, HolderError, HolderLink
 from dockertw.daemon.logconfig import stored_log_settings
+from dockertw.loglevel import Logger
 from dockertw.runtime.reaper import ExitWatcher
 
 __all__ = ["Keeper", "DaemonKeeper", "HolderKeeper", "log_target",

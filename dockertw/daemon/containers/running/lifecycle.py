@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
-from twisted.logger import Logger
 
+from dockertw.daemon.containers.records.networking import after_stop
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
@@ -32,6 +32,7 @@ from dockertw.daemon.containers.running.keeping import (
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.running.namespaces import namespaces_of
+from dockertw.daemon.containers.running.networking import ContainerNetworking, StartPlan
 from dockertw.daemon.containers.running.restarts import (
     RestartPolicy,
     RestartSchedule,
@@ -57,6 +58,7 @@ from dockertw.errdefs import (
     System,
     from_os_error,
 )
+from dockertw.loglevel import Logger
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -134,7 +136,8 @@ class Lifecycle:
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
                  auto_remove: Callable[[str], Awaitable[None]],
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
-                 keeper: Keeper | None = None) -> None:
+                 keeper: Keeper | None = None,
+                 networking: ContainerNetworking | None = None) -> None:
         self._store = store
         self._images = images
         self._emit = emit
@@ -146,6 +149,8 @@ class Lifecycle:
         self._cgroup_parent = cgroup_parent
         self._preparer = preparer or writer  # mounts and bundles, several at once
         self.keeper: Keeper = keeper or DaemonKeeper(reactor)
+        self.networking = networking or ContainerNetworking(store, None, writer=writer,
+                                                            reader=reader)
         self._running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._attachments: dict[str, list[Attachment]] = {}
@@ -229,10 +234,13 @@ class Lifecycle:
         for attachment in self._attachments.pop(container_id, []):
             attachment.end()
 
-    def _update_state(self, container_id: str, **changes: Any) -> Container:
-        """Record changes of the container's state (writer thread)."""
+    def _update_state(self, container_id: str, fields: dict[str, Any] | None = None,
+                      **changes: Any) -> Container:
+        """Record changes of the container's state, and ``fields`` of its record
+        (writer thread)."""
         current = self._store.get(container_id)
-        return self._store.save_state(container_id, attrs.evolve(current.state, **changes))
+        return self._store.save_state(container_id, attrs.evolve(current.state, **changes),
+                                      **(fields or {}))
 
     # -- start -------------------------------------------------------------------------
 
@@ -289,20 +297,20 @@ class Lifecycle:
                     state.manually_stopped, state.restart_count):
                 self._restart_by_policy(container.id)
 
-    def _prepare(self, container: Container) -> Path:
+    def _prepare(self, container: Container, plan: StartPlan) -> Path:
         """Mount the root filesystem and write the bundle (preparer thread)."""
         layers = self._images.image_layers(container.image_id)
         points = points_to_prepare(container)
         return bundles.prepare_bundle(container, self._store.root / container.id, layers,
                                       self._cgroup_parent,
                                       lambda rootfs: prepare_mounts(points, rootfs),
-                                      namespaces_of(container, self._store))
+                                      namespaces_of(container, self._store), plan.setup)
 
     async def _launch(self, container: Container, **state: Any) -> None:
-        """Prepare, then create and start one run (``runc run --detach``); ``state``
-        joins the recorded start."""
+        """Prepare the bundle while the network comes up, then create and start one
+        run (``runc run --detach``); ``state`` joins the recorded start."""
         container_id = container.id
-        bundle = await self._prepare_or_fail(container)
+        bundle, network_fields = await self._network_up(container)
         log = await self._open_log_or_fail(container, bundle)
         try:
             pid, stdio = await self._create_or_fail(container, bundle)
@@ -316,16 +324,46 @@ class Lifecycle:
         try:
             saved = await self._writer(lambda: self._update_state(
                 container_id, running=True, restarting=False, pid=pid, exit_code=0,
-                error="", started_ns=time.time_ns(), oom_killed=False, **state))
+                error="", started_ns=time.time_ns(), oom_killed=False,
+                fields=network_fields, **state))
+            self.networking.emit_endpoints(saved, "connect")
             self._emit(saved, "start")
             self.watcher.started(saved)
         finally:
             if not started.called:
                 started.callback(None)
 
-    async def _prepare_or_fail(self, container: Container) -> Path:
+    async def _network_up(self, container: Container) -> tuple[Path, dict[str, Any]]:
+        """The bundle and the network stack (the record fields it gives), made at the
+        same time; on failure of either, nothing of both is left and the start is
+        recorded as failed."""
         try:
-            return await self._preparer(lambda: self._prepare(container))
+            plan = self.networking.plan(container)
+        except DockerError as error:
+            await self._start_failed(container, str(error), None)
+            raise
+        bundle = ensureDeferred(self._prepare_or_fail(container, plan))
+        try:
+            fields = await self.networking.setup(container, plan)
+        except DockerError as error:
+            with contextlib.suppress(DockerError):
+                await bundle
+            await self._start_failed(container, str(error), None)
+            raise
+        except BaseException:
+            with contextlib.suppress(DockerError):
+                await bundle
+            await self._start_failed(container, "network set-up failed", None)
+            raise
+        try:
+            return await bundle, fields
+        except BaseException:
+            await self.networking.teardown(container.id)
+            raise
+
+    async def _prepare_or_fail(self, container: Container, plan: StartPlan) -> Path:
+        try:
+            return await self._preparer(lambda: self._prepare(container, plan))
         except DockerError as error:
             await self._start_failed(container, str(error), None)
             raise
@@ -406,11 +444,15 @@ class Lifecycle:
         if bundle is not None:
             with contextlib.suppress(RuncError):
                 await self._runc_or_fail().delete(container.id, bundle, force=True)
+        await self.networking.teardown(container.id)
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container.id)
-            return self._update_state(container.id, running=False, restarting=False,
-                                      pid=0, error=message, exit_code=code)
+            current = self._store.get(container.id)
+            return self._update_state(
+                container.id, running=False, restarting=False, pid=0, error=message,
+                exit_code=code,
+                fields={"network_settings": after_stop(current.network_settings)})
 
         saved = await self._writer(record)
         for attachment in self._attachments.pop(container.id, []):
@@ -447,17 +489,22 @@ class Lifecycle:
 
         def record() -> Container:
             bundles.release_rootfs(self._store.root / container_id)
-            return self._store.save_state(container_id, _ended_state(
-                self._store.get(container_id), code, by_user, oom))
+            current = self._store.get(container_id)
+            return self._store.save_state(
+                container_id, _ended_state(current, code, by_user, oom),
+                network_settings=after_stop(current.network_settings))
 
         deleted = ensureDeferred(self._delete_runtime_state(container_id, bundle))
-        try:  # the record is written while runc deletes its state
+        network = ensureDeferred(self.networking.teardown(container_id))
+        try:  # the record is written while runc deletes its state and CNI its endpoints
             saved = await self._writer(record)
         except NotFound:
             saved = container
         finally:
             await deleted
+            await network
             self.keeper.release(container_key(container_id))
+        self.networking.emit_endpoints(saved, "disconnect")
         self._running.pop(container_id, None)
         self._paused.discard(container_id)
         for attachment in running.attachments:

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import attrs
 
-from dockertw.daemon.containers.records.mounts import runtime_mounts
+from dockertw.daemon.containers.records.mounts import resolve_subpath, runtime_mounts
 from dockertw.daemon.containers.records.record import Container
+from dockertw.daemon.containers.running.bundle import subpaths_of
 from dockertw.daemon.mountpoint import MountPoint
+from dockertw.errdefs import NotFound
+from dockertw.runtime import mounts
 from dockertw.runtime.spec import Mount
 
-__all__ = ["prepare_mounts", "resolve_inside", "points_to_prepare"]
+__all__ = ["prepare_mounts", "pin_subpath", "resolve_inside", "points_to_prepare"]
 
 _MAX_LINKS = 40
 
@@ -86,12 +89,45 @@ def points_to_prepare(container: Container) -> list[MountPoint]:
 
 
 def prepare_mounts(points: Iterable[MountPoint], rootfs: Path) -> tuple[Mount, ...]:
-    """Create missing bind sources, copy image content into new volumes; the OCI
-    mounts of ``points``."""
-    chosen = list(points)
-    for point in chosen:
+    """Create missing bind sources, pin volumes' subpaths, copy image content into new
+    volumes; the OCI mounts of ``points``."""
+    chosen = []
+    for index, point in enumerate(points):
         if point.type == "bind" and point.create_source and not os.path.exists(point.source):
             os.makedirs(point.source, mode=0o755, exist_ok=True)
-        elif point.type == "volume" and point.copy_data and point.source:
+        if point.type == "volume" and point.subpath:
+            point = pin_subpath(point, subpaths_of(rootfs.parent) / str(index))
+        if point.type == "volume" and point.copy_data and point.source:
             copy_image_content(rootfs, point.destination, Path(point.source))
+        chosen.append(point)
     return runtime_mounts(chosen)
+
+
+def pin_subpath(point: MountPoint, staging: Path) -> MountPoint:
+    """The volume's ``Subpath``, links resolved, as moby's ``safepath.Join``: it must
+    stay inside the volume and exist; bound at ``staging`` from an fd, so a link
+    swapped in afterwards cannot move what the container gets."""
+    real = resolve_subpath(point)
+    wanted = os.path.join(point.source, point.subpath)
+    try:
+        fd = os.open(real, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise NotFound(f"cannot access path {wanted}: lstat {real}: "
+                       f"{(error.strerror or 'error').lower()}") from None
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") != real:
+            raise NotFound(f"cannot access path {wanted}: it changed while being opened")
+        _make_target(staging, stat.S_ISDIR(os.fstat(fd).st_mode))
+        mounts.bind_mount(f"/proc/self/fd/{fd}", staging)
+    finally:
+        os.close(fd)
+    return attrs.evolve(point, source=str(staging), subpath="")
+
+
+def _make_target(path: Path, directory: bool) -> None:
+    """An empty directory or file to bind onto."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        path.mkdir(exist_ok=True)
+    else:
+        path.touch(exist_ok=True)

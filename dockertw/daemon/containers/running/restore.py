@@ -10,13 +10,9 @@ daemon that had it is stopped: its containers are killed, their exit codes kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger
-
-from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running.keeping import (
     HolderKeeper,
@@ -26,13 +22,11 @@ from dockertw.daemon.containers.running.keeping import (
 )
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.holder.client import Adopted, HolderClient, HolderError, HolderLink
+from dockertw.loglevel import Logger
 
-__all__ = ["Previous", "RestoreHook"]
+__all__ = ["Previous"]
 
 _log = Logger()
-RestoreHook = Callable[[Container], None]
-"""Called (blocking, at start) with each container taken back while it runs, before
-its state is reconciled: what the part set up for it at start is to be kept."""
 
 
 class Previous:
@@ -97,11 +91,6 @@ class Previous:
     def exit_of(self, container_id: str) -> tuple[int, int] | None:
         """The exit code and time of a container that ended while no daemon ran."""
         return self.exits.get(container_key(container_id))
-
-    def run_hooks(self, store: ContainerStore, hooks: Sequence[RestoreHook]) -> None:
-        for container_id in self.adopted:
-            for hook in hooks:
-                hook(store.get(container_id))
 
     def release_ended(self) -> None:
         """The exits are recorded: the holder may forget those processes."""

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from dockertw.daemon.containers.records.record import ZERO_TIME
-from dockertw.daemon.images.views import rfc3339_nano
+from dockertw.daemon.timestamps import rfc3339_nano
 
 __all__ = ["Sample", "cgroup_files", "parse_sample", "stats_json", "zero_stats",
            "system_cpu", "network_stats", "v1_stats", "v2_stats"]
