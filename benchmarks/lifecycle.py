@@ -477,7 +477,7 @@ def _cleanup(daemon: Daemon) -> None:
                 cli.run("rm", "-f", *ids, timeout=300)
     daemon.stop(timeout=60.0)
     daemon.kill_leftovers()  # a --live-restore daemon leaves its holder
-    force_delete_containers(daemon.root)
+    force_delete_containers(daemon.exec_root)
 
 
 # --------------------------------------------------------------------------- report

@@ -1,11 +1,12 @@
 """Load for crash tests, and what must hold of a daemon's state root after a crash.
 
 :class:`Load` runs 20 clients against a daemon: container loops (create, start, exec,
-copy in, stop or kill, remove), imports, volume loops and the docker CLI.  Any answer
+copy in, stop or kill, remove; on the default bridge, some with a published port),
+imports, volume loops and the docker CLI.  Any answer
 of 500 or more is kept (a request that dies with the daemon is not an answer).
 :func:`problems` lists what is not whole in a restarted daemon's state: an object it
-shows but cannot give, or a mount, cgroup, runc state, directory or temporary file
-that nothing it shows owns.
+shows but cannot give, or a mount, cgroup, runc state, directory, temporary file,
+network namespace, address lease or DNAT rule that nothing it shows owns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from dockertw.daemon.images.layers import chain_ids
+from dockertw.daemon.networks.firewall import chain_prefix
+from dockertw.daemon.networks.ipam import leases
 from dockertw.runtime.mounts import mounts_under
 from tests.archives import file, tar
 from tests.support import Daemon, docker, unix_get
@@ -109,7 +112,9 @@ class Load:
                                       f"{self._name(index, serial)}", {
                                           "Image": "bb:1", "Cmd": ["sh", "-c", "sleep 5"],
                                           "Tty": index % 6 == 0,
-                                          "OpenStdin": index % 4 == 1})
+                                          "OpenStdin": index % 4 == 1,
+                                          "ExposedPorts": {"80/tcp": {}},
+                                          "HostConfig": {"PublishAllPorts": index % 3 == 0}})
             if status != 201:
                 continue
             container = made["Id"]
@@ -205,6 +210,7 @@ def problems(daemon: Daemon, live: bool) -> list[str]:
     found += [f"runc state of {entry.name} without a running container"
               for entry in (runc.iterdir() if runc.is_dir() else []) if entry.name not in active]
     found += _temporary_files(root)
+    found += _network_stacks(daemon, active)
     found += _images(daemon)
     found += _volumes_on_disk(daemon)
     if live:
@@ -258,6 +264,26 @@ def _temporary_files(root: Path) -> list[str]:
     scratch = root / "tmp"  # cp/ and export/ and the like, each emptied at start
     found += [f"scratch {path}" for path in _walk(scratch, lambda p: False)
               if len(path.relative_to(scratch).parts) > 1]
+    return found
+
+
+def _network_stacks(daemon: Daemon, active: set[str]) -> list[str]:
+    """Namespaces, stack records, address leases and DNAT rules of containers that do
+    not run."""
+    found = [f"network namespace {path.name} without a running container"
+             for path in sorted((daemon.root / "netns").glob("*")) if path.name not in active]
+    found += [f"network record of {path.parent.name} without a running container"
+              for path in (daemon.root / "containers").glob("*/network.json")
+              if path.parent.name not in active]
+    for network in sorted((daemon.root / "network" / "ipam").glob("*")):
+        found += [f"lease {address} of {owner} without a running container"
+                  for address, owner in leases(network.parent, network.name).items()
+                  if owner not in active]
+    rules = subprocess.run(["iptables", "-t", "nat", "-S", f"{chain_prefix(daemon.root)}-DNAT"],
+                           capture_output=True, text=True, check=False).stdout
+    running = {container[:12] for container in active}
+    found += [f"DNAT rule without a running container: {line}" for line in rules.splitlines()
+              if "--comment" in line and line.split("--comment ")[1].split()[0] not in running]
     return found
 
 

@@ -1,6 +1,7 @@
 """kill -9 of the daemon at random points under load (the slow tier: ``-m slow``).
 
-Twenty clients create, start, exec into, copy into, stop and remove containers, import
+Twenty clients create, start, exec into, copy into, stop and remove containers (on a
+bridge and chains of the test's own, some with published ports), import
 images and use volumes while the daemon is killed at a random moment; the restarted
 daemon (with or without ``--live-restore``, at random) must show every object whole or
 not at all and leave nothing without an owner (:func:`tests.crashes.problems`), and
@@ -21,6 +22,7 @@ import pytest
 
 from tests.cli import import_image
 from tests.crashes import Load, problems, remove_everything
+from tests.netsupport import network_args, network_leftovers
 from tests.support import Daemon, mounts_left
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,7 @@ def test_kill_9_under_load_leaves_every_object_whole_or_gone(
     rng = random.Random(seed)
     print(f"DTW_CRASH_SEED={seed}")
     live = rng.random() < 0.5
-    daemon = start_daemon(*(["--live-restore"] if live else []))
+    daemon = start_daemon(*network_args(), *(["--live-restore"] if live else []))
     image = busybox_tar.read_bytes()
     try:
         import_image(daemon, busybox_tar, "bb:1")
@@ -62,5 +64,8 @@ def test_kill_9_under_load_leaves_every_object_whole_or_gone(
             assert mounts_left(daemon.root) == [], where
             assert daemon.container_cgroups() == [], where
         assert "Traceback" not in daemon.output(), daemon.output()[-5000:]
+        daemon.kill_leftovers()
+        assert network_leftovers(daemon, [daemon.args[daemon.args.index("--bridge") + 1]]) \
+            == []
     finally:
         daemon.kill_leftovers()

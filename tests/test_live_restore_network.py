@@ -6,10 +6,8 @@ bridge and chains of their own, runc containers, the docker CLI; traffic only to
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ import pytest
 from dockertw.daemon.jsonlog import parse_time
 from dockertw.daemon.networks.firewall import chain_prefix
 from tests.cli import inspect, ok
-from tests.netsupport import ip_of
+from tests.netsupport import http_get, ip_of, port_is_free
 from tests.support import Daemon, free_port, process_alive, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,31 +38,6 @@ def live_net(start_net_daemon: Callable[..., Daemon]) -> Iterator[Daemon]:
         yield daemon
     finally:
         daemon.kill_leftovers()
-
-
-def _get(port: int, tries: int = 50) -> str:
-    """``GET /hostname`` on ``127.0.0.1:port`` (no proxy), retried while it comes up."""
-    for attempt in range(tries):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            connection.request("GET", "/hostname")
-            return connection.getresponse().read().decode().strip()
-        except OSError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.1)
-        finally:
-            connection.close()
-    raise AssertionError("unreachable")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _dnat_comments(daemon: Daemon) -> list[str]:
@@ -96,13 +69,13 @@ def test_a_taken_back_container_keeps_its_network_and_an_ended_one_loses_it(
     ok(daemon, "run", "-d", "--name", "brief", "-p", f"127.0.0.1:{brief_port}:8080",
        "bb:1", *_BRIEF)
     hostname = inspect(daemon, "web")["Config"]["Hostname"]
-    assert _get(web_port) == hostname
+    assert http_get("127.0.0.1", web_port) == hostname
     addresses = {name: ip_of(daemon, name, network)
                  for name, network in (("web", "n1"), ("peer", "n1"), ("brief", "bridge"))}
     ids = {name: inspect(daemon, name)["Id"] for name in addresses}
     brief_pid = inspect(daemon, "brief")["State"]["Pid"]
     wait_for(lambda: _health(daemon, "web")["Status"] == "healthy", "web healthy")
-    assert not _port_is_free(brief_port)
+    assert not port_is_free(brief_port)
 
     daemon.stop(signal.SIGKILL)
     wait_for(lambda: not process_alive(brief_pid), "brief ending while no daemon runs")
@@ -115,10 +88,10 @@ def test_a_taken_back_container_keeps_its_network_and_an_ended_one_loses_it(
     assert ip_of(daemon, "web", "n1") == addresses["web"]
     assert web["NetworkSettings"]["Ports"]["8080/tcp"] == [
         {"HostIp": "127.0.0.1", "HostPort": str(web_port)}]
-    assert _get(web_port) == hostname  # the NAT rule and the held port again
-    assert not _port_is_free(web_port)
+    assert http_get("127.0.0.1", web_port) == hostname  # the NAT rule and the held port again
+    assert not port_is_free(web_port)
     assert _dnat_comments(daemon) == [ids["web"][:12]]
-    assert _port_is_free(brief_port)  # the ended one's port is free again
+    assert port_is_free(brief_port)  # the ended one's port is free again
     assert addresses["brief"] not in _leased(daemon)
     assert {addresses["web"], addresses["peer"]} <= _leased(daemon)
     assert not (daemon.root / "netns" / ids["brief"]).exists()
@@ -135,11 +108,12 @@ def test_a_taken_back_container_keeps_its_network_and_an_ended_one_loses_it(
     assert _health(daemon, "web")["Status"] == "healthy"
 
     daemon.stop()  # a clean stop leaves them running too, networks and all
-    assert _get(web_port) == hostname  # kernel NAT, with no daemon at all
+    assert http_get("127.0.0.1", web_port) == hostname  # kernel NAT, with no daemon at all
     daemon.start()
-    assert _get(web_port) == hostname and ip_of(daemon, "web", "n1") == addresses["web"]
+    assert http_get("127.0.0.1", web_port) == hostname
+    assert ip_of(daemon, "web", "n1") == addresses["web"]
     ok(daemon, "rm", "-f", "web", "peer", "brief", "fresh")
-    assert _dnat_comments(daemon) == [] and _port_is_free(web_port)
+    assert _dnat_comments(daemon) == [] and port_is_free(web_port)
     ok(daemon, "network", "rm", "n1")
 
 
