@@ -35,10 +35,20 @@ from dockertw.daemon.networks.service import NetworkService
 from dockertw.daemon.networks.table import EndpointInfo
 from dockertw.daemon.storage import atomic_write
 from dockertw.daemon.workers import Runner
-from dockertw.errdefs import Conflict, Forbidden, InvalidParameter, NotFound, System
+from dockertw.errdefs import (
+    Conflict,
+    DockerError,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    System,
+)
+from dockertw.loglevel import Logger
 from dockertw.runtime.spec import Mount
 
 __all__ = ["ContainerNetworking", "StartPlan"]
+
+_log = Logger()
 
 _SHARED = ("container sharing network namespace with another container or host cannot "
            "be connected to any other network")
@@ -353,10 +363,15 @@ class ContainerNetworking:
         """Take back the network stack of a container that kept running while the
         daemon was away (``--live-restore``; blocking, at start, before the networks
         start): its namespace, addresses, published ports and embedded DNS."""
-        if self._networks is None or not container.network_settings.get("SandboxKey"):
+        key = container.network_settings.get("SandboxKey")
+        if self._networks is None or not key:
             return
-        request = self._sandbox_request(container, Path(container.network_settings[
-            "SandboxKey"]))
+        try:
+            request = self._sandbox_request(container, Path(key))
+        except DockerError as error:  # its network is gone: nothing of it is kept
+            _log.warn("cannot take back the network of {id}: {error}", id=container.id,
+                      error=str(error))
+            return
         self._networks.sandboxes.restore(request)
 
     def _sandbox_request(self, container: Container, netns: Path) -> SandboxRequest:
