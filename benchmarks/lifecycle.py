@@ -19,7 +19,7 @@ The image is busybox-static imported with ``docker import``, as the tests make i
 Figures only, no verdict; the issue's targets are printed beside them::
 
     .venv/bin/python benchmarks/lifecycle.py [--runs 20] [--concurrent 20]
-        [--containers 100] [--log-mb 200] [--skip-logs] [--skip-floor]
+        [--containers 100] [--log-mb 200] [--skip-logs] [--skip-floor] [--live-restore]
 
 Needs root, runc, busybox-static and the docker CLI (first on PATH).
 """
@@ -444,7 +444,7 @@ def run(workdir: Path, options: argparse.Namespace, figures: Figures) -> None:
     tar = make_busybox_tar(workdir / "image")
     home = workdir / "d"
     home.mkdir()
-    daemon = Daemon(home)
+    daemon = Daemon(home, ["--live-restore"] if options.live_restore else [])
     try:
         daemon.start()
         assert daemon.process is not None and daemon.socket is not None
@@ -478,7 +478,8 @@ def _cleanup(daemon: Daemon) -> None:
             if ids:
                 cli.run("rm", "-f", *ids, timeout=300)
     daemon.stop(timeout=60.0)
-    force_delete_containers(daemon.root)
+    daemon.kill_leftovers()  # a --live-restore daemon leaves its holder
+    force_delete_containers(daemon.exec_root)
 
 
 # --------------------------------------------------------------------------- report
@@ -578,6 +579,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-logs", action="store_true", help="skip the log phase")
     parser.add_argument("--skip-floor", action="store_true",
                         help="skip runc alone on a prepared bundle")
+    parser.add_argument("--live-restore", action="store_true",
+                        help="run the daemon with --live-restore (its holder counts as a "
+                             "helper)")
     options = parser.parse_args(argv)
     if not 1 <= options.runs <= 1000 or not 1 <= options.log_mb <= 10_000:
         parser.error("--runs must be in [1, 1000] and --log-mb in [1, 10000]")

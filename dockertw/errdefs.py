@@ -7,6 +7,8 @@ is the message a client is shown.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "DockerError",
     "NotFound",
@@ -18,6 +20,8 @@ __all__ = [
     "NotImplemented",
     "Unavailable",
     "System",
+    "from_os_error",
+    "is_storage_full",
 ]
 
 
@@ -63,3 +67,19 @@ class Unavailable(DockerError):
 
 class System(DockerError):
     """An internal failure of the engine."""
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether ``error`` is a disk (or quota) that is full."""
+    return isinstance(error, OSError) and error.errno in _FULL
+
+
+def from_os_error(error: OSError) -> System:
+    """An operating system error as Go words a ``*PathError``: ``PATH: no space left
+    on device`` (``strerror`` in lower case, the file when known)."""
+    reason = error.strerror or str(error)
+    reason = reason[:1].lower() + reason[1:]
+    return System(f"{error.filename}: {reason}" if error.filename else reason)

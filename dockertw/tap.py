@@ -37,7 +37,7 @@ from dockertw.daemon.engine import Engine, EngineConfig
 from dockertw.daemon.logconfig import LogConfigError, log_settings, parse_size
 from dockertw.daemon.networks import ipam
 from dockertw.daemon.networks.service import NetworkConfig
-from dockertw.errdefs import InvalidParameter
+from dockertw.errdefs import DockerError, InvalidParameter
 from dockertw.listeners import (
     DEFAULT_SOCKET,
     ListenerGroup,
@@ -103,6 +103,8 @@ class Options(usage.Options):
     )
     optFlags = [
         ["experimental", None, "Enable experimental routes."],
+        ["live-restore", None, "Keep containers running while the daemon is stopped, "
+                               "killed or upgraded; take them back at start."],
         ["tls", None, "Serve TCP listeners over TLS (implied by --tlsverify)."],
         ["tlsverify", None, "Serve TCP listeners over TLS and require a client "
                             "certificate signed by --tlscacert."],
@@ -509,6 +511,15 @@ def _raise_open_files_limit() -> None:
                   after=after)
 
 
+def _open_engine(config: EngineConfig, reactor: Any) -> Engine:
+    """The engine; one that cannot start (another daemon's holder) ends the process
+    with the reason."""
+    try:
+        return Engine.open(config, reactor)
+    except DockerError as error:
+        sys.exit(f"dockertw: cannot start: {error}")
+
+
 def _engine_config(options: Options) -> EngineConfig:
     return EngineConfig(
         root=Path(options["data-root"]), runtime=options["runtime"],
@@ -527,6 +538,7 @@ def _engine_config(options: Options) -> EngineConfig:
         max_concurrent_downloads=options["max-concurrent-downloads"],
         max_concurrent_uploads=options["max-concurrent-uploads"],
         network=options["network"],
+        live_restore=bool(options["live-restore"]),
     )
 
 
@@ -549,7 +561,7 @@ def makeService(options: Options) -> IService:
     _take_interrupts()
     become_subreaper()  # container inits are re-parented to the daemon, which reaps them
     _raise_open_files_limit()
-    engine = Engine.open(_engine_config(options), reactor)
+    engine = _open_engine(_engine_config(options), reactor)
     for warning in engine.system.info()["Warnings"]:
         _log.warn("{warning}", warning=warning)
     api = ApiConfig(max_version=MAX_API_VERSION, min_version=options["min-api-version"],

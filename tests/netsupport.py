@@ -8,12 +8,15 @@ no network uses) on a veth pair it makes."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import json
 import random
 import secrets
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from tests.support import Daemon
 
 __all__ = ["network_args", "network_leftovers", "net_daemon", "start_net_daemon",
            "check_clean", "pool_of", "free_block", "host_address",
-           "in_namespace", "container_pid", "ip_of", "run_ok"]
+           "in_namespace", "container_pid", "ip_of", "run_ok", "http_get", "port_is_free"]
 
 
 def free_block(prefix: int = 16) -> ipaddress.IPv4Network:
@@ -159,3 +162,29 @@ def ip_of(daemon: Daemon, name: str, network: str = "bridge") -> str:
 
 def run_ok(daemon: Daemon, *args: str) -> str:
     return ok(daemon, "run", "--rm", *args)
+
+
+def http_get(host: str, port: int, path: str = "/hostname", tries: int = 50) -> str:
+    """An HTTP GET straight to ``host:port`` (no proxy), retried while the server
+    comes up."""
+    for attempt in range(tries):
+        try:
+            connection = http.client.HTTPConnection(host, port, timeout=5)
+            connection.request("GET", path)
+            return connection.getresponse().read().decode().strip()
+        except OSError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.1)
+        finally:
+            connection.close()
+    raise AssertionError("unreachable")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True

@@ -105,6 +105,26 @@ def post_json(path: str, url: str, document: object) -> tuple[int, bytes]:
     return status, body
 
 
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    """Poll ``condition`` until it is true; answers its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def mounts_left(path: Path, timeout: float = 10.0) -> list[Path]:
     """The mounts still under ``path`` once they had ``timeout`` seconds to go."""
     deadline = time.monotonic() + timeout
@@ -207,6 +227,7 @@ class Daemon:
         config = dict(config or {})
         self.workdir = workdir
         self.root = Path(config.get("data-root") or workdir / "root")
+        self.exec_root = Path(config.get("exec-root") or workdir / "exec")
         self.socket = str(workdir / "d.sock") if unix else None
         self.log_path = workdir / "daemon.log"
         self.pidfile = Path(config.get("pidfile") or workdir / "dockertw.pid")
@@ -218,7 +239,7 @@ class Daemon:
         # and /run/dockertw.pid are never this daemon's.  What the file sets is no flag.
         # Docker Hub is never reached from a test: a closed loopback port stands for it
         # (a test that needs an upstream gives another --hub-registry, which wins).
-        own = {"data-root": self.root, "exec-root": workdir / "exec",
+        own = {"data-root": self.root, "exec-root": self.exec_root,
                "pidfile": self.pidfile, "cgroup-parent": self.cgroup_parent}
         args = ["--config-file", str(self.config_file), "--hub-registry", NO_HUB,
                 *([] if _NETWORK_KEYS & config.keys() else isolated_network_args(extra_args))]
@@ -228,6 +249,7 @@ class Daemon:
             args += ["--listen", f"unix:{self.socket}:mode=660"]
         self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
+        self.pythonpath = str(REPO)  # where its code comes from
         self.command_prefix: list[str] = []  # e.g. systemd-socket-activate and its options
 
     @property
@@ -246,7 +268,7 @@ class Daemon:
 
     def start(self, wait: bool = True,
               preexec_fn: Callable[[], None] = default_signals) -> Daemon:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=self.pythonpath)
         command = twistd_command() + ["--nodaemon", "--pidfile=", "dockertw", *self.args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -303,6 +325,48 @@ class Daemon:
         assert self.container_cgroups() == []
         assert "Traceback" not in self.output(), self.output()
 
+    def holders(self) -> list[int]:
+        """The live-restore holder processes of this daemon's state root."""
+        return holder_pids(self.root)
+
+    def kill_leftovers(self) -> None:
+        """Stop the daemon; kill what a live-restore daemon leaves running (its
+        containers and their networks, by a start without the option, then through
+        runc; and its holder); unmount what is left mounted."""
+        self.stop()
+        self._start_once_without_live_restore()
+        state = self.exec_root / "runc"
+        for entry in sorted(state.iterdir()) if state.is_dir() else []:
+            subprocess.run(["runc", "--root", str(state), "delete", "--force", entry.name],
+                           capture_output=True, check=False, timeout=30)
+        for pid in self.holders():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.holders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for target in mounts_under(self.root):
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+        self._remove_cgroup_parent()
+
+    def _start_once_without_live_restore(self) -> None:
+        """Start and stop the daemon without ``--live-restore`` (it kills what the
+        holder keeps and tears down their networks, bridges and chains)."""
+        if self.process is None:
+            return
+        args, config = self.args, json.loads(self.config_file.read_text())
+        self.args = [arg for arg in args if arg != "--live-restore"]
+        self.config_file.write_text(json.dumps(
+            {key: value for key, value in config.items() if key != "live-restore"}))
+        try:
+            self.start()
+        except Exception:  # noqa: BLE001 - the fallback below cleans up
+            pass
+        finally:
+            self.stop()
+            self.args = args
+            self.config_file.write_text(json.dumps(config))
+
     def container_cgroups(self) -> list[Path]:
         """The cgroups of this daemon's containers, in every hierarchy."""
         return [child for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}")
@@ -312,6 +376,21 @@ class Daemon:
         for parent in _CGROUPS.glob(f"*/{self.cgroup_parent}"):
             with contextlib.suppress(OSError):
                 parent.rmdir()  # only when empty: leftovers stay visible
+
+
+def holder_pids(root: Path) -> list[int]:
+    """Processes of ``python -m dockertw.daemon.holder`` for the state root ``root``."""
+    wanted = str(root / "holder").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"dockertw.daemon.holder" in command and any(
+                    arg.startswith(wanted) for arg in command):
+                found.append(int(entry.name))
+    return found
 
 
 def docker(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30.0,

@@ -9,25 +9,15 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from dockertw.runtime.mounts import mounts_under
 from tests.cli import cli, inspect, ok
-from tests.support import Daemon
+from tests.support import Daemon, process_alive, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def state(daemon: Daemon, name: str) -> dict[str, Any]:
@@ -125,14 +115,6 @@ def test_update_errors(running_daemon: Daemon):
     ok(daemon, "rm", "-f", "auto")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_daemon_killed_with_running_containers(running_daemon: Daemon):
     daemon = running_daemon
     ok(daemon, "run", "-d", "--name", "plain", "bb:1", "sleep", "1000")
@@ -144,10 +126,10 @@ def test_daemon_killed_with_running_containers(running_daemon: Daemon):
     ok(daemon, "run", "-d", "--name", "gone", "--rm", "bb:1", "sleep", "1000")
     pids = {name: state(daemon, name)["Pid"] for name in ("plain", "back", "gone")}
     daemon.stop(signal.SIGKILL)
-    assert all(_alive(pid) for pid in pids.values())  # orphans, out of reach
+    assert all(process_alive(pid) for pid in pids.values())  # orphans, out of reach
     daemon.start()
     try:
-        wait_for(lambda: not any(_alive(pid) for pid in pids.values()),
+        wait_for(lambda: not any(process_alive(pid) for pid in pids.values()),
                  "the old containers to be killed")
         assert state(daemon, "plain")["Status"] == "exited"
         assert state(daemon, "plain")["ExitCode"] == 137
@@ -160,7 +142,7 @@ def test_daemon_killed_with_running_containers(running_daemon: Daemon):
         assert mounted == {inspect(daemon, "back")["Id"]}
     finally:
         for pid in pids.values():  # never leave a process behind, even on failure
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     ok(daemon, "rm", "-f", "back")
 

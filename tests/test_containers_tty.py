@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import tempfile
 import threading
@@ -275,3 +276,22 @@ def test_attach_with_logs_replays_the_log_first(tty_daemon: Daemon):
             received += connection.recv(65536)
     assert [data for _, data in _frames(received)] == [b"one\n", b"after go\n"]
     ok(daemon, "rm", "-f", "lg")
+
+
+def test_the_log_replay_comes_apart_from_the_head(tty_daemon: Daemon):
+    """docker-py reads an attach's head through a buffered reader and then the bare
+    socket: output in the same read as the head is lost to it (its
+    test_attach_no_stream).  The replay comes after the head, not with it."""
+    daemon = tty_daemon
+    ok(daemon, "run", "--name", "lh", "bb:1", "echo", "hello")
+    together = 0
+    for _ in range(5):
+        with _raw_attach(daemon.socket or "", "lh/attach?logs=1&stdout=1") as connection:
+            select.select([connection], [], [], 10)  # the head is in: a client
+            time.sleep(0.005)  # takes a moment to parse it before it reads on
+            first = connection.recv(65536)
+            assert first.startswith(b"HTTP/1.1 101")
+            together += not first.endswith(b"\r\n\r\n")
+            assert _frames(first + _read_until_closed(connection)) == [(1, b"hello\n")]
+    assert together <= 1  # a client descheduled for a while may still read both at once
+    ok(daemon, "rm", "lh")

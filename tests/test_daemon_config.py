@@ -65,8 +65,18 @@ def test_a_flag_and_the_same_key_in_the_file_are_refused(start_daemon: StartDaem
 def test_unknown_and_unsupported_keys_are_refused_by_name(start_daemon: StartDaemon):
     output = _refused(start_daemon, config={"debugg": True})
     assert "the following directives don't match any configuration option: debugg" in output
-    output = _refused(start_daemon, config={"live-restore": True})
-    assert "dockerd's, but dockertw does not have them yet: live-restore" in output
+    output = _refused(start_daemon, config={"userns-remap": "default"})
+    assert "dockerd's, but dockertw does not have them yet: userns-remap" in output
+
+
+def test_live_restore_from_the_file(start_daemon: StartDaemon):
+    daemon = start_daemon(config={"live-restore": True})
+    try:
+        assert _info(daemon)["LiveRestoreEnabled"] is True
+        assert len(daemon.holders()) == 1
+    finally:
+        daemon.kill_leftovers()
+    assert daemon.holders() == []
 
 
 def test_a_missing_file_asked_for_is_an_error(start_daemon: StartDaemon, workdir: Path):

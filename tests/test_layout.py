@@ -26,6 +26,7 @@ _LAYERS = [
     ("dockertw.policy", 1),  # access policies: pure decisions, no I/O
     ("dockertw.runtime", 2),
     ("dockertw.daemon", 3),  # the engine's shared basics: storage, workers, events, ...
+    ("dockertw.daemon.holder", 4),  # the live-restore holder process and its client
     ("dockertw.daemon.images", 4),
     ("dockertw.daemon.volumes", 4),
     ("dockertw.daemon.networks", 4),

@@ -4,17 +4,15 @@ container (hairpin)."""
 
 from __future__ import annotations
 
-import http.client
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from dockertw.daemon.networks.firewall import chain_prefix
 from tests.cli import cli, import_image, inspect, ok
-from tests.netsupport import container_pid, host_address, in_namespace
+from tests.netsupport import container_pid, host_address, http_get, in_namespace, port_is_free
 from tests.support import Daemon, free_port
 
 pytestmark = pytest.mark.integration
@@ -30,36 +28,10 @@ s.sendto(b"echo:" + data, peer)
 """
 
 
-def _get(host: str, port: int, path: str = "/hostname", tries: int = 50) -> str:
-    """An HTTP GET straight to ``host:port`` (no proxy), retried while the server
-    comes up."""
-    for attempt in range(tries):
-        try:
-            connection = http.client.HTTPConnection(host, port, timeout=5)
-            connection.request("GET", path)
-            return connection.getresponse().read().decode().strip()
-        except OSError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.1)
-        finally:
-            connection.close()
-    raise AssertionError("unreachable")
-
-
 def _dnat_rules(daemon: Daemon) -> list[str]:
     shown = subprocess.run(["iptables", "-t", "nat", "-S", f"{chain_prefix(daemon.root)}-DNAT"],
                            capture_output=True, text=True, check=True).stdout
     return [line for line in shown.splitlines() if line.startswith("-A")]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_published_ports_answer_on_loopback_the_host_address_and_hairpin(
@@ -69,12 +41,12 @@ def test_published_ports_answer_on_loopback_the_host_address_and_hairpin(
     ok(daemon, "run", "-d", "--name", "web", "-p", f"127.0.0.1:{local_port}:8080",
        "-p", f"{any_port}:8080", "bb:1", "httpd", "-f", "-p", "8080", "-h", "/etc")
     hostname = inspect(daemon, "web")["Config"]["Hostname"]
-    assert _get("127.0.0.1", local_port) == hostname
-    assert _get("127.0.0.1", any_port) == hostname
+    assert http_get("127.0.0.1", local_port) == hostname
+    assert http_get("127.0.0.1", any_port) == hostname
     with host_address() as address:
-        assert _get(address, any_port) == hostname
+        assert http_get(address, any_port) == hostname
         with pytest.raises(OSError):
-            _get(address, local_port, tries=1)  # bound to 127.0.0.1 only
+            http_get(address, local_port, tries=1)  # bound to 127.0.0.1 only
         request = "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} {}"
         hairpin = ok(daemon, "run", "--rm", "bb:1", "sh", "-c",
                      request.format(address, any_port))
@@ -87,9 +59,9 @@ def test_published_ports_answer_on_loopback_the_host_address_and_hairpin(
                              ("network=bridge", "web"), ("network=none", "")):
         listed = ok(daemon, "ps", "--filter", chosen, "--format", "{{.Names}}").strip()
         assert listed == expected, chosen
-    assert len(_dnat_rules(daemon)) == 2 and not _port_is_free(any_port)
+    assert len(_dnat_rules(daemon)) == 2 and not port_is_free(any_port)
     ok(daemon, "rm", "-f", "web")
-    assert _dnat_rules(daemon) == [] and _port_is_free(any_port)
+    assert _dnat_rules(daemon) == [] and port_is_free(any_port)
 
 
 def test_publish_all_exposed_and_a_udp_port(net_daemon: Daemon, busybox_tar: Path):

@@ -282,3 +282,26 @@ def test_local_driver_options_mount_a_tmpfs(running_daemon: Daemon):
     assert json.loads(ok(daemon, "volume", "inspect", "mv"))[0]["Labels"] == {"made": "here"}
     ok(daemon, "volume", "rm", "mv")
     assert os.listdir(daemon.root / "volumes") == []
+
+
+def test_volume_driver_applies_to_binds_and_image_volumes(running_daemon: Daemon):
+    """``--volume-driver`` is recorded; the volumes of ``-v`` and of the image come
+    from that driver (only ``local`` exists), those of ``--mount`` do not."""
+    daemon = running_daemon
+    ok(daemon, "create", "--name", "vd", "--volume-driver", "foo", "bb:1", "true")
+    assert inspect(daemon, "vd")["HostConfig"]["VolumeDriver"] == "foo"
+    ok(daemon, "rm", "vd")
+    body = {"Image": "bb:1", "Cmd": ["true"],
+            "HostConfig": {"VolumeDriver": "foo", "Binds": ["vdv:/data"]}}
+    status, _, answer = unix_get(daemon.socket or "", "/containers/create", "POST",
+                                 json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    # a 404, as moby's (on which the CLI goes on to pull the image)
+    assert (status, json.loads(answer)) == (404, {"message": 'create vdv: error looking '
+                                                  'up volume plugin foo: plugin "foo" not found'})
+    assert cli(daemon, "volume", "inspect", "vdv").returncode != 0
+    assert run(daemon, "--volume-driver", "local", "-v", "vdv:/data", "bb:1",
+               "sh", "-c", "echo x > /data/f; cat /data/f") == "x\n"
+    assert run(daemon, "--volume-driver", "foo", "--mount", "source=vdv,target=/data",
+               "bb:1", "cat", "/data/f") == "x\n"
+    ok(daemon, "volume", "rm", "vdv")

@@ -388,7 +388,12 @@ class _Dispatcher:
             return None
         error = failure.value
         assert error is not None
-        if not isinstance(error, DockerError):
+        if errdefs.is_storage_full(error):
+            assert isinstance(error, OSError)
+            error = errdefs.from_os_error(error)
+            _log.warn("{method} {path}: {error}", method=request.method,
+                      path=request.path, error=str(error))
+        elif not isinstance(error, DockerError):
             _log.failure("Unexpected error in {method} {path}", failure,
                          method=request.method, path=request.path)
         if _started_writing(request):

@@ -20,7 +20,7 @@ from dockertw.daemon.host import go_arch, read_host_facts
 from dockertw.daemon.images.service import ImageService
 from dockertw.daemon.live import LiveSettings
 from dockertw.daemon.networks.service import NetworkConfig, NetworkService
-from dockertw.daemon.storage import ensure_directory
+from dockertw.daemon.storage import ensure_directory, lock_root
 from dockertw.daemon.system import SystemConfig, SystemService, load_engine_id
 from dockertw.daemon.volumes.service import VolumeService
 from dockertw.runtime.probe import probe_runtime
@@ -49,6 +49,8 @@ class EngineConfig:
     debug: bool = False
     log_level: str = "info"
     labels: tuple[str, ...] = ()
+    network: NetworkConfig = NetworkConfig()
+    live_restore: bool = False  # containers outlive the daemon (the holder keeps them)
 
     def live_settings(self) -> LiveSettings:
         """The reloadable settings as this configuration starts them."""
@@ -57,7 +59,6 @@ class EngineConfig:
                             logging_driver=self.default_log["Type"])
         live.set_debug(self.debug)
         return live
-    network: NetworkConfig = NetworkConfig()
 
 
 @attrs.define
@@ -84,6 +85,7 @@ class Engine:
         if reactor is None:
             from twisted.internet import reactor
         root = ensure_directory(config.root)
+        lock_root(root)  # held until the process exits
         events = EventBus()
         host = read_host_facts()
         images = ImageService.open(root, events, reactor, architecture=go_arch(host.machine))
@@ -99,7 +101,8 @@ class Engine:
                                            cgroup_version=host.cgroup_version,
                                            cgroup_parent=config.cgroup_parent,
                                            machine_memory=host.mem_total,
-                                           volumes=volumes, networks=networks)
+                                           volumes=volumes, networks=networks,
+                                           live_restore=config.live_restore)
         networks.start()
         containers.snapshots.commit_image = images.commit
         images.store.delete_unused_layers()  # what an interrupted pull or load left
@@ -113,7 +116,8 @@ class Engine:
             SystemConfig(root=root, max_api_version=config.max_api_version,
                          min_api_version=config.min_api_version,
                          experimental=config.experimental,
-                         registry=config.registry.view()),
+                         registry=config.registry.view(),
+                         live_restore=config.live_restore),
             host=host,
             runtime=runtime,
             events=events,

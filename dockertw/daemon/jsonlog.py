@@ -16,12 +16,13 @@ Past ``max_size`` bytes the log rotates as Docker's does: ``<id>-json.log`` beco
 from __future__ import annotations
 
 import calendar
+import contextlib
 import functools
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import NamedTuple
@@ -170,15 +171,21 @@ class JSONLogFile:
     """Appends entries to ``path``; past ``max_size`` bytes it rotates, keeping ``max_files``.
 
     A file stays within ``max_size`` unless one entry alone is larger.  Rotation renames
-    before it opens the new file, so a daemon killed in between loses nothing.
+    before it opens the new file, so a daemon killed in between loses nothing.  A write
+    that fails (a full disk) drops what it could not write whole and leaves no half
+    line; writing goes on with the next output.  ``on_error`` hears of the first failure
+    (the error) and of the first success after it (``None``).
     """
 
-    def __init__(self, path: Path, max_size: int = 0, max_files: int = 1) -> None:
+    def __init__(self, path: Path, max_size: int = 0, max_files: int = 1,
+                 on_error: Callable[[OSError | None], None] | None = None) -> None:
         self.path = path
         self._max_size = max_size
         self._max_files = max(1, max_files)
         self._fd = _open_append(path)
         self._size = os.fstat(self._fd).st_size
+        self.failing: OSError | None = None
+        self._on_error = on_error or _ignore
 
     @property
     def size(self) -> int:
@@ -193,6 +200,18 @@ class JSONLogFile:
         self._write(encode_lines(stream, time_ns, messages))
 
     def _write(self, data: bytes) -> None:
+        try:
+            self._write_rotating(data)
+        except OSError as error:
+            if self.failing is None:
+                self.failing = error
+                self._on_error(error)
+            return
+        if self.failing is not None:
+            self.failing = None
+            self._on_error(None)
+
+    def _write_rotating(self, data: bytes) -> None:
         limit = self._max_size
         while limit and data and self._size + len(data) > limit:
             cut = data.rfind(b"\n", 0, max(0, limit - self._size)) + 1
@@ -209,9 +228,16 @@ class JSONLogFile:
         os.close(self._fd)
 
     def _append(self, data: bytes) -> None:
-        if data:
-            os.write(self._fd, data)
-            self._size += len(data)
+        """Write ``data`` whole, or nothing of it (a short write is undone)."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
 
     def _rotate(self) -> None:
         if self._max_files == 1:
@@ -239,6 +265,10 @@ class DiscardLog(JSONLogFile):
 
     def close(self) -> None:
         pass
+
+
+def _ignore(error: OSError | None) -> None:
+    pass
 
 
 def _open_append(path: Path) -> int:

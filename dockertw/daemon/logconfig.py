@@ -12,7 +12,7 @@ Docker checks values only when the container starts; dockertw checks them at cre
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +152,11 @@ def check_readable(log_config: Mapping[str, Any] | None) -> None:
         raise errdefs.NotImplemented("configured logging driver does not support reading")
 
 
-def open_log(path: Path, log_config: Mapping[str, Any] | None) -> JSONLogFile:
-    """Where a run's output goes: its json-file log, rotated as configured, or nowhere."""
+def open_log(path: Path, log_config: Mapping[str, Any] | None,
+             on_error: Callable[[OSError | None], None] | None = None) -> JSONLogFile:
+    """Where a run's output goes: its json-file log, rotated as configured, or nowhere;
+    ``on_error`` hears when writing it fails and when it works again."""
     settings = stored_log_settings(log_config)
     if not settings.readable:
         return DiscardLog()
-    return JSONLogFile(path, settings.max_size, settings.max_files)
+    return JSONLogFile(path, settings.max_size, settings.max_files, on_error)

@@ -68,6 +68,7 @@ class SystemConfig:
     min_api_version: str
     experimental: bool = False
     registry: dict[str, Any] | None = None
+    live_restore: bool = False
 
 
 def load_engine_id(root: Path) -> str:
@@ -224,7 +225,7 @@ class SystemService:
             "DefaultRuntime": runtime.name,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
+            "LiveRestoreEnabled": self._config.live_restore, "Isolation": "", "InitBinary": "",
             "ContainerdCommit": {"ID": "", "Expected": ""},
             "RuncCommit": {"ID": runtime.commit, "Expected": runtime.commit},
             "InitCommit": {"ID": "", "Expected": ""},

@@ -9,7 +9,9 @@ The socket is read through the reactor, not by a worker thread: accept and
 thread blocked in ``accept`` cannot be woken cleanly when runc fails, and the
 time-out is then just a ``callLater``.  The socket lives in a fresh private
 directory under the system temporary directory (a short path: UNIX socket paths are
-limited to 108 bytes), removed by :meth:`ConsoleSocket.close` whatever happened.
+limited to 108 bytes), or under the directory given (the daemon's, emptied at its
+start: what a killed daemon left there has an owner), removed by
+:meth:`ConsoleSocket.close` whatever happened.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from dockertw import errdefs
 __all__ = ["ConsoleSocket", "ConsoleError"]
 
 
+_MAX_DIRECTORY = 80  # + "/dtw-console-XXXXXXXX/console.sock" within 108 bytes
+
+
 class ConsoleError(errdefs.System):
     """No terminal came over the console socket."""
 
@@ -40,9 +45,11 @@ class ConsoleError(errdefs.System):
 class ConsoleSocket:
     """Listens for runc's connection and keeps the one descriptor it sends."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, directory: Path | None = None) -> None:
         self._reactor = reactor
-        self._directory = Path(tempfile.mkdtemp(prefix="dtw-console-"))
+        if directory is not None and len(os.fsencode(directory)) > _MAX_DIRECTORY:
+            directory = None  # its socket's path would not fit in an address
+        self._directory = Path(tempfile.mkdtemp(prefix="dtw-console-", dir=directory))
         self.path = self._directory / "console.sock"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

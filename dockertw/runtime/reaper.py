@@ -7,7 +7,6 @@ once the process has exited) and then reaps it with ``waitpid``.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 
@@ -16,24 +15,9 @@ from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dockertw.runtime.subreaper import become_subreaper, exit_code_of_status
+
 __all__ = ["become_subreaper", "ExitWatcher", "exit_code_of_status"]
-
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper(enable: bool = True) -> None:
-    """Orphaned descendants (container inits) become this process's children."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enable), 0, 0, 0) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(error)}")
-
-
-def exit_code_of_status(status: int) -> int:
-    """A ``waitpid`` status as Docker reports it: the exit code, or 128 + the signal."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
 
 
 @implementer(IReadDescriptor)
@@ -41,14 +25,15 @@ class ExitWatcher:
     """Fires :attr:`exited` with the exit code when process ``pid`` ends.
 
     The process must be a child of this process (directly, or re-parented to this
-    subreaper), so that ``waitpid`` can collect it.
+    subreaper), so that ``waitpid`` can collect it; for another's, the exit code is
+    255.  ``pidfd`` (then owned by the watcher) is the process's, if already opened.
     """
 
-    def __init__(self, reactor: IReactorFDSet, pid: int) -> None:
+    def __init__(self, reactor: IReactorFDSet, pid: int, pidfd: int | None = None) -> None:
         self.pid = pid
         self.exited: Deferred[int] = Deferred()
         self._reactor = reactor
-        self._pidfd: int | None = os.pidfd_open(pid)
+        self._pidfd: int | None = os.pidfd_open(pid) if pidfd is None else pidfd
         reactor.addReader(self)
 
     def fileno(self) -> int:

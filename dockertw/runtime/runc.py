@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -29,7 +30,9 @@ from dockertw.loglevel import Logger
 from dockertw.runtime.runtimes import OciRuntime
 from dockertw.runtime.timed import timed_commands
 
-__all__ = ["Runc", "RuncError", "Stdio", "delete_leftovers"]
+__all__ = ["Runc", "RuncError", "Stdio", "Launcher", "delete_leftovers"]
+
+_LEFTOVER_WORKERS = 8  # runc deletes at once at start
 
 _log = Logger()
 
@@ -45,6 +48,14 @@ class Stdio:
     stdin: int
     stdout: int
     stderr: int
+
+
+class Launcher(Protocol):
+    """Spawns the runtime commands whose processes outlive them (``run --detach``,
+    ``exec --detach``) in another process: the live-restore holder, their parent."""
+
+    def run(self, argv: Sequence[str], env: Mapping[str, str],
+            fds: Mapping[int, int]) -> Awaitable[int]: ...
 
 
 class _Collect(ProcessProtocol):
@@ -66,23 +77,36 @@ class _Collect(ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         code = getattr(reason.value, "exitCode", None)
-        self.done.callback(255 if code is None else code)
+        killed = getattr(reason.value, "signal", None)
+        if code is None:
+            code = 128 + killed if killed else 255  # as a shell reports a signal
+        self.done.callback(code)
 
 
-def _last_error(log: Path, fallback: bytes) -> str:
-    """runc's last error from its JSON log, or its raw output."""
+def _log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _last_error(log: Path, offset: int, fallback: bytes) -> str:
+    """runc's last error in its JSON log past ``offset`` (what this command wrote),
+    or its raw output."""
     message = ""
     try:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("level") in ("error", "fatal"):
-                message = str(entry.get("msg", ""))
+        with log.open("rb") as lines:
+            lines.seek(offset)
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") in ("error", "fatal"):
+                    message = str(entry.get("msg", ""))
     except FileNotFoundError:
         pass
-    return message or fallback.decode("utf-8", "replace").strip() or "runc failed"
+    return message or fallback.decode("utf-8", "replace").strip()
 
 
 @timed_commands("create", "exec", "start", "kill", "delete", "update", "pause", "resume",
@@ -97,6 +121,7 @@ class Runc:
         self._state_root = state_root
         self._binary = binary
         self._pick = pick
+        self.launcher: Launcher | None = None  # spawns what outlives runc, if set
 
     def _runtime(self, container_id: str) -> OciRuntime:
         """The runtime of the container (``pick``), or the one binary given."""
@@ -106,21 +131,44 @@ class Runc:
 
     async def _run(self, container_id: str, args: Sequence[str], log: Path,
                    child_fds: Mapping[int, int | str] | None = None,
-                   stdin: bytes | None = None, after: Sequence[str] = ()) -> bytes:
+                   stdin: bytes | None = None, after: Sequence[str] = (),
+                   outlives: bool = False) -> bytes:
         runtime = self._runtime(container_id)
         path = _located(runtime.path)
         argv = [path, *runtime.args, "--root", str(self._state_root), "--log",
                 str(log), "--log-format", "json", *args, container_id, *after]
         _log.debug("runtime: {argv}", argv=" ".join(argv))
-        collect = _Collect(stdin)
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         fds.update(child_fds or {})
-        self._reactor.spawnProcess(collect, path, argv, env=_environment(),
-                                   childFDs=fds)
-        code = await collect.done
+        offset = _log_size(log)
+        if outlives and self.launcher is not None:
+            code, output = await self._launched(self.launcher, runtime, argv, fds), b""
+        else:
+            code, output = await self._spawned(runtime, argv, fds, stdin)
         if code != 0:
-            raise RuncError(_last_error(log, bytes(collect.output)))
-        return bytes(collect.output)
+            raise _failed(runtime.path, log, offset, output, code)
+        return output
+
+    async def _launched(self, launcher: Launcher, runtime: OciRuntime,
+                        argv: Sequence[str], fds: Mapping[int, int | str]) -> int:
+        """Run ``argv`` through the launcher (its output is the container's)."""
+        given = {number: fd for number, fd in fds.items() if isinstance(fd, int)}
+        try:
+            return await launcher.run(argv, _environment(), given)
+        except errdefs.DockerError as error:
+            raise RuncError(_missing(runtime.path) or str(error)) from None
+
+    async def _spawned(self, runtime: OciRuntime, argv: Sequence[str],
+                       fds: Mapping[int, int | str], stdin: bytes | None) -> tuple[int, bytes]:
+        """Run ``argv`` as a child of the daemon: its exit status and output."""
+        collect = _Collect(stdin)
+        try:
+            self._reactor.spawnProcess(collect, argv[0], argv, env=_environment(),
+                                       childFDs=dict(fds))
+        except OSError as error:
+            raise RuncError(_missing(runtime.path)
+                            or f"{runtime.path}: {error.strerror}") from None
+        return await collect.done, bytes(collect.output)
 
     async def create(self, container_id: str, bundle: Path, stdio: Stdio,
                      console_socket: Path | None = None, start: bool = False) -> int:
@@ -132,7 +180,7 @@ class Runc:
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         await self._run(container_id, args, bundle / "runc.log",
-                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr})
+                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
     async def exec(self, container_id: str, process: bytes, stdio: Stdio, *,
@@ -149,7 +197,8 @@ class Runc:
             args += ["--console-socket", str(console_socket)]
         try:
             await self._run(container_id, args, log, {
-                0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr, _PROCESS_FD: memory})
+                0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr, _PROCESS_FD: memory},
+                outlives=True)
         finally:
             os.close(memory)
         return int(pid_file.read_text().strip())
@@ -215,31 +264,55 @@ def _located(binary: str) -> str:
     return path
 
 
-def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path) -> set[str]:
-    """Force-delete every container runc still knows under ``state_root``.
+def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path,
+                     keep: Collection[str] = ()) -> set[str]:
+    """Force-delete every container runc still knows under ``state_root`` but ``keep``.
 
-    For daemon start only (it blocks): a daemon killed with SIGKILL leaves its
-    containers running, re-parented away from the new daemon, which can neither wait
-    for them nor reach their output.  ``pick`` names each container's runtime.  Answers
-    the IDs whose processes were alive.
+    For daemon start only (it blocks; a few at once): a daemon killed with SIGKILL
+    leaves its containers running, re-parented away from the new daemon, which can
+    neither wait for them nor reach their output (unless the live-restore holder kept
+    them: those are ``keep``).  ``pick`` names each container's runtime.  Answers the
+    IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
-    alive = set()
-    for entry in sorted(state_root.iterdir()):
-        if not entry.is_dir():
-            continue
-        runtime = pick(entry.name)
-        base = [runtime.path, *runtime.args, "--root", str(state_root)]
-        state = subprocess.run([*base, "state", entry.name], capture_output=True,
+    names = [entry.name for entry in sorted(state_root.iterdir())
+             if entry.is_dir() and entry.name not in keep]
+    bases = [[runtime.path, *runtime.args, "--root", str(state_root)]
+             for runtime in map(pick, names)]
+    with ThreadPoolExecutor(_LEFTOVER_WORKERS) as pool:
+        found = list(pool.map(_delete_leftover, bases, names))
+    return {name for name, alive in zip(names, found, strict=True) if alive}
+
+
+def _delete_leftover(base: Sequence[str], name: str) -> bool:
+    """``runc delete --force`` one container; whether its process was alive (a
+    runtime that is not there deletes nothing)."""
+    try:
+        state = subprocess.run([*base, "state", name], capture_output=True,
                                env=_environment(), check=False)
+        alive = False
         with contextlib.suppress(ValueError, AttributeError):
-            if state.returncode == 0 and json.loads(state.stdout).get("status") in (
-                    "created", "running", "paused"):
-                alive.add(entry.name)
-        subprocess.run([*base, "delete", "--force", entry.name], capture_output=True,
+            alive = state.returncode == 0 and json.loads(state.stdout).get("status") in (
+                "created", "running", "paused")
+        subprocess.run([*base, "delete", "--force", name], capture_output=True,
                        env=_environment(), check=False)
+    except OSError:
+        return False
     return alive
+
+
+def _failed(binary: str, log: Path, offset: int, output: bytes, code: int) -> RuncError:
+    """What went wrong: a missing binary, runc's own error, or its exit status."""
+    return RuncError(_missing(binary) or _last_error(log, offset, output)
+                     or f"{binary} exited with status {code}")
+
+
+def _missing(binary: str) -> str | None:
+    """Go's words for a runtime binary that is not there (after a failure)."""
+    if shutil.which(binary, path=_environment()["PATH"]) is not None:
+        return None
+    return f'exec: "{binary}": executable file not found in $PATH'
 
 
 def _environment() -> dict[str, str]:

@@ -58,6 +58,7 @@ SETTINGS = (
     Setting("log-level", "log-level", STRING),
     Setting("labels", "label", STRINGS, reloads=True, target="labels"),
     Setting("experimental", "experimental", BOOL),
+    Setting("live-restore", "live-restore", BOOL),
     Setting("min-api-version", "min-api-version", STRING),  # dockertw's own key
     Setting("tls", "tls", BOOL),
     Setting("tlsverify", "tlsverify", BOOL),

@@ -25,7 +25,7 @@ def all_routers(engine: Engine, clock: IReactorTime) -> list[Router]:
     return [
         SystemRouter(engine.system, engine.events, clock),
         ContainerRouter(containers, containers.runs, containers.copies, containers.snapshots,
-                        containers.monitor),
+                        containers.monitor, clock),
         ExecRouter(containers.execs),
         ImageRouter(engine.images, engine.distribution),
         DistributionRouter(engine.distribution),

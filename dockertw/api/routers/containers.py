@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
@@ -169,6 +170,13 @@ class _StreamLogSink(LogSink):
         self._stream.write(data)
 
 
+# Seconds between an attach's head and its log replay.  Some clients (docker-py) read
+# the head through a buffered reader, then read the bare socket: output that came in
+# the same read as the head is lost to them.  Docker's replay starts later, after it
+# opened and decoded the log; this keeps the two apart as reliably.
+_HEAD_APART = 0.02
+
+
 def _hijack_attach(call: ApiCall, tty: bool) -> RawStream:
     """The attach connection taken over: ``101`` when the client asked to upgrade (then
     multiplexed output says so from API 1.42), else ``200`` and a raw stream."""
@@ -286,7 +294,9 @@ def _no_content(_: object) -> Empty:
 
 class ContainerRouter:
     def __init__(self, containers: ContainerBackend, runs: RunBackend, copies: CopyBackend,
-                 snapshots: SnapshotBackend, monitor: MonitorBackend) -> None:
+                 snapshots: SnapshotBackend, monitor: MonitorBackend,
+                 clock: IReactorTime) -> None:
+        self._clock = clock
         self._containers = containers
         self._runs = runs
         self._copies = copies
@@ -514,6 +524,7 @@ class ContainerRouter:
                 container["Id"], call.bool("stdin"), stdout, stderr, detach_keys)
         tty = bool(container["Config"].get("Tty"))
         stream = _hijack_attach(call, tty)
+        await deferLater(self._clock, _HEAD_APART, lambda: None)
         sink = _StreamLogSink(stream, Framing(tty=tty, timestamps=False))
         with contextlib.suppress(DockerError):  # a log driver that cannot be read
             await self._runs.logs(container["Id"],

@@ -35,9 +35,12 @@ from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.execs import ExecService
 from dockertw.daemon.containers.running.health import HealthMonitor
+from dockertw.daemon.containers.running.keeping import Keeper
 from dockertw.daemon.containers.running.lifecycle import Lifecycle
 from dockertw.daemon.containers.running.logs import LogOptions
 from dockertw.daemon.containers.running.networking import ContainerNetworking
+from dockertw.daemon.containers.running.restore import Previous
+from dockertw.daemon.containers.running.stdio import release_consoles
 from dockertw.daemon.containers.shown import ShownCache
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
@@ -71,24 +74,29 @@ def _runtime_picker(store: ContainerStore,
     return pick
 
 
-def _reconcile(store: ContainerStore, killed: set[str],
+def _reconcile(store: ContainerStore, killed: set[str], previous: Previous,
                networks: NetworkService | None) -> None:
-    """Mark the containers of a previous daemon's life stopped (blocking, at start).
+    """Mark the containers of a previous daemon's life stopped (blocking, at start),
+    but those taken back (live restore).
 
-    Those still running were killed with SIGKILL (137); for the others the exit code
-    is unknown (255), unless they were waiting to be restarted.  What their network
-    stacks were made of is torn down as recorded.
+    Those that ended while no daemon ran have their exit code and time (kept by the
+    holder); those still running were killed with SIGKILL (137); for the others the
+    exit code is unknown (255), unless they were waiting to be restarted.  What their
+    network stacks were made of is torn down as recorded.
     """
     now = time.time_ns()
     for container in store.all():
+        if container.id in previous.adopted:
+            continue
         if networks is not None:
             networks.recover(store.root / container.id / "network.json")
         if not container.running:
             continue
         bundles.release_rootfs(store.root / container.id)
-        code = 137 if container.id in killed else (
-            container.state.exit_code if container.state.restarting else 255)
-        store.save_state(container.id, container.state.stopped(code, now),
+        code, ended = previous.exit_of(container.id) or (
+            137 if container.id in killed else (
+                container.state.exit_code if container.state.restarting else 255), now)
+        store.save_state(container.id, container.state.stopped(code, ended or now),
                          network_settings=after_stop(container.network_settings))
 
 
@@ -133,7 +141,8 @@ class ContainerService:
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
                  machine_memory: int = 0,
                  volumes: VolumeService | None = None,
-                 networks: NetworkService | None = None) -> None:
+                 networks: NetworkService | None = None,
+                 keeper: Keeper | None = None) -> None:
         self._store = store
         self._volumes = volumes
         self._images = images
@@ -154,7 +163,7 @@ class ContainerService:
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
                                cgroup_parent=cgroup_parent, preparer=preparer,
-                               networking=self.networking)
+                               networking=self.networking, keeper=keeper)
         self.execs = ExecService(store, self.runs, emit=self._emit, reader=reader,
                                  reactor=reactor, runc=runc)
         self.runs.watcher = HealthMonitor(store, self.execs, emit=self._emit, writer=writer,
@@ -181,26 +190,42 @@ class ContainerService:
              default_ulimits: Sequence[Mapping[str, Any]] = (),
              default_log: Mapping[str, Any] | None = None,
              volumes: VolumeService | None = None,
-             networks: NetworkService | None = None) -> ContainerService:
+             networks: NetworkService | None = None,
+             live_restore: bool = False) -> ContainerService:
         """Load the records under ``state_root`` (blocking: call it at start-up); the
-        runtime keeps its state under ``exec_root`` (default: ``state_root``)."""
+        runtime keeps its state under ``exec_root`` (default: ``state_root``).  With
+        ``live_restore``, take back the containers that kept running (their network
+        stacks too) and keep the new ones running past the daemon."""
         store = ContainerStore.open(state_root)
         runtimes = runtimes or RuntimeTable()
         runtime_state = (exec_root or state_root) / "runc"
         pick = _runtime_picker(store, runtimes)
-        _reconcile(store, delete_leftovers(pick, runtime_state), networks)
+        holder_dir = state_root / "holder"
+        previous = Previous.find(store, holder_dir, live_restore)
+        _reconcile(store, delete_leftovers(pick, runtime_state, keep=previous.adopted),
+                   previous, networks)
+        bundles.release_unowned(store.root, previous.adopted)
+        previous.release_ended()
         snapshots.release_leftovers(store.root)
         copying.release_leftovers(store.root)
+        release_consoles(store.root)
+        runc = Runc(cast(Any, reactor), runtime_state, pick=pick)
+        keeper = previous.keeper(reactor, holder_dir) if live_restore else None
+        runc.launcher = keeper
         service = cls(store, images,
                       call_from_thread=reactor.callFromThread, events=events,
                       writer=PoolRunner(reactor, 1, "dockertw-container-writer"),
                       reader=PoolRunner(reactor, 2, "dockertw-container-reader"),
                       runtimes=runtimes, cgroup_version=cgroup_version, reactor=reactor,
-                      runc=Runc(cast(Any, reactor), runtime_state, pick=pick),
-                      default_ulimits=default_ulimits, default_log=default_log,
+                      runc=runc, default_ulimits=default_ulimits, default_log=default_log,
                       cgroup_parent=cgroup_parent,
                       preparer=PoolRunner(reactor, 2, "dockertw-container-prepare"),
-                      machine_memory=machine_memory, volumes=volumes, networks=networks)
+                      machine_memory=machine_memory, volumes=volumes, networks=networks,
+                      keeper=keeper)
+        if keeper is not None:
+            for container_id in previous.adopted:
+                service.networking.restore(store.get(container_id))
+            previous.adopt_into(service.runs, store, keeper.client)
         reactor.addSystemEventTrigger("before", "shutdown", service.shutdown)
         reactor.callWhenRunning(service._resume, store.all())
         return service

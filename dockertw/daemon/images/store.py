@@ -50,14 +50,21 @@ from dockertw.daemon.images.reference import (
     validate_digest,
 )
 from dockertw.daemon.images.tarsplit import replay, stream_size
-from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
+from dockertw.daemon.storage import (
+    atomic_write,
+    ensure_directory,
+    fsync_directory,
+    remove_temporaries,
+)
 from dockertw.daemon.tarreader import ChunkSource
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 
 __all__ = ["ImageStore", "Image", "Layer", "StagedLayer", "ImageUser", "ImageEventSink",
            "decode_config"]
 
 _HEX64 = re.compile(r"[a-f0-9]{64}")
+_log = Logger()
 _TAR_SPLIT = "tar-split.gz"
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -333,6 +340,8 @@ class ImageStore:
             ensure_directory(directory, mode=0o700)
         shutil.rmtree(self._staging_dir, ignore_errors=True)
         ensure_directory(self._staging_dir, mode=0o700)
+        for directory in (self.root, self._config_dir):
+            remove_temporaries(directory)
 
     # -- loading -------------------------------------------------------------------
 
@@ -348,6 +357,8 @@ class ImageStore:
         for directory in self._metadata_dir.iterdir():
             if "sha256:" + directory.name not in self._images:
                 shutil.rmtree(directory, ignore_errors=True)
+            else:
+                remove_temporaries(directory)
 
     def _load_layers(self) -> None:
         for directory in self._layer_dir.iterdir():
@@ -384,7 +395,9 @@ class ImageStore:
                 continue
             raw = path.read_bytes()
             if hashlib.sha256(raw).hexdigest() != path.name:
-                continue  # not what its name promises: never trust it
+                _log.error("image config {file} is not what its name promises: skipped",
+                           file=str(path))
+                continue  # never trust it
             try:
                 config, chain = _parse_config(raw)
             except InvalidParameter:
@@ -399,9 +412,17 @@ class ImageStore:
     def _load_references(self) -> None:
         try:
             document = json.loads(self._repositories_file.read_bytes())
+            repositories = dict(document.get("Repositories") or {})
         except FileNotFoundError:
             return
-        repositories = document.get("Repositories") or {}
+        except (OSError, ValueError, AttributeError, TypeError) as error:
+            aside = self._repositories_file.with_name("repositories.json.unreadable")
+            with contextlib.suppress(OSError):
+                os.replace(self._repositories_file, aside)
+            _log.error("{file} cannot be read, images have no tags (the file is kept as "
+                       "{aside}): {error}", file=str(self._repositories_file),
+                       aside=aside.name, error=str(error))
+            return
         for tags in repositories.values():
             for text, image_id in tags.items():
                 with contextlib.suppress(InvalidParameter):

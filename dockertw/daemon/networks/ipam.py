@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from dockertw.errdefs import Forbidden, InvalidParameter
 
 __all__ = ["AddressPool", "DEFAULT_POOLS", "parse_address_pool", "host_routes",
            "choose_subnet", "parse_ipam", "check_no_overlap", "cni_ranges",
-           "ipv6_subnet_for", "subnet_status", "leases"]
+           "ipv6_subnet_for", "subnet_status", "leases", "release_leases_but"]
 
 @attrs.frozen
 class AddressPool:
@@ -311,3 +311,11 @@ def leases(data_dir: Path, network_id: str) -> Mapping[str, str]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def release_leases_but(network_dir: Path, kept: Collection[str]) -> None:
+    """Delete ``host-local``'s leases in ``network_dir`` (one network's) but those of
+    the ``kept`` container IDs (blocking, at start: what dead containers held)."""
+    for address, container_id in leases(network_dir.parent, network_dir.name).items():
+        if container_id not in kept:
+            (network_dir / address).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from dockertw.daemon.networks.bridges import cni_config
 from dockertw.daemon.networks.dns import DnsServer, EmbeddedDns, open_sockets
 from dockertw.daemon.networks.firewall import Firewall, PortRule
-from dockertw.daemon.networks.ports import PortRequest, Reservation, reserve
+from dockertw.daemon.networks.ports import PortAllocated, PortRequest, Reservation, reserve
 from dockertw.daemon.networks.records import Network
 from dockertw.daemon.networks.table import EndpointInfo, EndpointTable
 from dockertw.daemon.storage import atomic_write
@@ -349,6 +349,44 @@ class Sandboxes:
             _log.warn("CNI DEL {network} of {id}: {error}", network=attachment.network_name,
                       id=attachment.runtime.container_id, error=str(error))
 
+    # -- live restore (daemon start, blocking) ------------------------------------------
+
+    def restore(self, request: SandboxRequest) -> Sandbox | None:
+        """Take back the stack a previous daemon recorded for a container that kept
+        running (``--live-restore``): its namespace, CNI attachments (their addresses
+        stay leased) and port rules as they are; the host ports are held again and
+        the embedded DNS serves again.  None (logged) if the record is unusable."""
+        try:
+            sandbox = _recorded(request.container_id, request.state)
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            _log.warn("cannot take back the network of {id}: {error}",
+                      id=request.container_id, error=str(error))
+            return None
+        sandbox.reservations = [held for held in map(_hold_again, sandbox.ports) if held]
+        if any(e.network.name != "bridge" for e in request.endpoints):
+            sandbox.dns = self._serve_dns_again(sandbox, request)
+        by_network = {a.network_id: a for a in sandbox.attachments}
+        for endpoint in request.endpoints:
+            attachment = by_network.get(endpoint.network.id)
+            if attachment is not None:
+                self._register(sandbox, request, endpoint, attachment)
+        self._sandboxes[request.container_id] = sandbox
+        return sandbox
+
+    def _serve_dns_again(self, sandbox: Sandbox, request: SandboxRequest
+                         ) -> DnsServer | None:
+        try:
+            sockets = netns.enter(sandbox.netns, open_sockets)
+        except OSError as error:
+            _log.warn("embedded DNS of {id}: {error}", id=request.container_id,
+                      error=str(error))
+            return None
+        return self._dns.serve(request.container_id, sockets, request.upstreams)
+
+    def kept(self) -> dict[str, Sandbox]:
+        """The running containers' stacks, by container ID."""
+        return dict(self._sandboxes)
+
     # -- recovery (daemon start, blocking) ---------------------------------------------
 
     def recover(self, state: Path) -> None:
@@ -372,6 +410,28 @@ class Sandboxes:
                 _log.warn("unreadable network record {path}: {error}", path=str(state),
                           error=str(error))
         _remove_stack(Path(record.get("NetNS") or state.with_name("no-netns")), state)
+
+
+def _recorded(container_id: str, state: Path) -> Sandbox:
+    """The stack ``state`` records (what :meth:`Sandbox.record` wrote)."""
+    record = json.loads(state.read_bytes())
+    return Sandbox(container_id, Path(record["NetNS"]), state,
+                   Attachment.from_json(record["Loopback"]),
+                   [Attachment.from_json(item) for item in record.get("Endpoints") or ()],
+                   [PortRule(**item) for item in record.get("Ports") or ()])
+
+
+def _hold_again(rule: PortRule) -> Reservation | None:
+    """The host port of a restored rule, held again (taken meanwhile: logged; its
+    DNAT rule still forwards it)."""
+    request = PortRequest(rule.container_port, rule.proto, rule.host_ip, rule.host_port,
+                          rule.host_port)
+    try:
+        return reserve(request, rule.host_ip)
+    except PortAllocated:
+        _log.warn("port {ip}:{port} of {id} was taken while the daemon was away",
+                  ip=rule.host_ip, port=rule.host_port, id=rule.container_id)
+        return None
 
 
 def _remove_stack(path: Path, state: Path) -> None:

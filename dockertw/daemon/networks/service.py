@@ -159,15 +159,22 @@ class NetworkService:
         self.sandboxes.recover(state)
 
     def _sweep(self) -> None:
-        """What no recorded stack explains: namespaces, leases (no container runs)."""
+        """What no recorded stack explains: namespaces, leases (but those of the
+        containers taken back by a live restore)."""
+        kept = self.sandboxes.kept()
         for path in netns.pinned_under(self.netns_dir):
+            if path.name in kept:
+                continue
             try:
                 netns.remove(path)
             except OSError as error:
                 _log.warn("leftover namespace {path}: {error}", path=str(path),
                           error=str(error))
         for entry in self.ipam_dir.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+            if kept and entry.is_dir():
+                ipam.release_leases_but(entry, set(kept))
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def start(self) -> None:
         """Sweep, set up the predefined networks, every bridge and chain (blocking)."""
@@ -181,9 +188,16 @@ class NetworkService:
             if network.is_bridge:  # the default bridge must come up, the others may fail
                 _done(blocking.ensure(network), quiet=network.name != "bridge")
         _done(self._blocking_firewall.start(self._bridge_rules()))
+        restored = [rule for kept in self.sandboxes.kept().values() for rule in kept.ports]
+        _done(self._blocking_firewall.publish(restored))
 
     def shutdown(self) -> None:
-        """Remove every bridge and chain (containers are stopped by now; blocking)."""
+        """Remove every bridge and chain (containers are stopped by now; blocking);
+        with containers left running (``--live-restore``), keep them all, and the
+        forwarding, for their traffic and the next daemon."""
+        if self.sandboxes.kept():
+            _log.info("networks are kept for the containers left running")
+            return
         blocking = BridgeDevices(blocking_runner, self._owned)
         for network in self.store.all():
             if network.is_bridge:

@@ -18,8 +18,14 @@ from typing import Any
 
 import attrs
 
-from dockertw.daemon.storage import atomic_write, ensure_directory, tree_size
+from dockertw.daemon.storage import (
+    atomic_write,
+    ensure_directory,
+    remove_temporaries,
+    tree_size,
+)
 from dockertw.errdefs import InvalidParameter, NotFound, System
+from dockertw.loglevel import Logger
 from dockertw.runtime import mounts
 
 __all__ = ["Volume", "VolumeStore", "check_volume_name", "LOCAL_OPTIONS"]
@@ -27,6 +33,7 @@ __all__ = ["Volume", "VolumeStore", "check_volume_name", "LOCAL_OPTIONS"]
 _VALID_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 LOCAL_OPTIONS = frozenset({"type", "device", "o", "size"})
 _METADATA = "volume.json"
+_log = Logger()
 
 
 def check_volume_name(name: str) -> None:
@@ -78,6 +85,16 @@ def _mount(volume: Volume) -> None:
                      f"{options.get('o', '')}: {error.strerror}") from None
 
 
+def _remove_unfinished(directory: Path) -> None:
+    """Remove a volume directory whose creation or removal a crash cut short."""
+    if not directory.is_dir():
+        return
+    data = directory / "_data"
+    if mounts.is_mounted(data):
+        mounts.unmount(data)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _unmount(volume: Volume) -> None:
     """Unmount the volume's own filesystem, if mounted; its data stays untouched."""
     target = Path(volume.mountpoint)
@@ -97,6 +114,7 @@ class VolumeStore:
         self._lock = threading.RLock()
         self._volumes: dict[str, Volume] = {}
         for directory in sorted(self.root.iterdir()):
+            remove_temporaries(directory)
             loaded = self._load(directory)
             if loaded is not None:
                 self._volumes[loaded.name] = loaded
@@ -107,14 +125,28 @@ class VolumeStore:
                         continue  # shown, but containers see an empty directory
 
     def _load(self, directory: Path) -> Volume | None:
+        """The volume of ``directory``; one whose creation or removal was cut short
+        (no metadata) is removed, one whose metadata cannot be read stays on disk."""
         try:
-            record = json.loads((directory / _METADATA).read_bytes())
+            raw = (directory / _METADATA).read_bytes()
+        except FileNotFoundError:
+            _remove_unfinished(directory)
+            return None
+        except OSError as error:
+            _log.error("volume record {file} cannot be read, the volume is skipped: {error}",
+                       file=str(directory / _METADATA), error=str(error))
+            return None
+        try:
+            record = json.loads(raw)
             return Volume(name=directory.name, mountpoint=str(directory / "_data"),
                           created=str(record.get("CreatedAt") or _now()),
                           labels=dict(record.get("Labels") or {}),
                           options=dict(record.get("Options") or {}),
                           anonymous=bool(record.get("Anonymous")))
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError) as error:
+            _log.error("volume record {file} cannot be read, the volume is skipped (its "
+                       "directory is kept): {error}", file=str(directory / _METADATA),
+                       error=str(error))
             return None
 
     def all(self) -> list[Volume]:

@@ -24,7 +24,7 @@ import attrs
 
 from dockertw.daemon.containers.files import inroot
 from dockertw.daemon.tarreader import ChunkSource, TarReader, open_source
-from dockertw.errdefs import InvalidParameter, NotFound, System
+from dockertw.errdefs import InvalidParameter, NotFound, from_os_error
 
 __all__ = ["abs_path", "path_stat", "write_archive", "write_tree", "archive_name",
            "ExtractOptions", "Contents", "entry_header", "extract_entry", "set_entry_times",
@@ -50,7 +50,7 @@ def as_docker_errors() -> Iterator[None]:
     except tarfile.TarError as error:
         raise InvalidParameter(f"invalid tar archive: {error}") from None
     except OSError as error:
-        raise System(str(error)) from None
+        raise from_os_error(error) from None
 
 
 def not_found(path: str, container: str) -> NotFound:

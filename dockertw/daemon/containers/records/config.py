@@ -74,7 +74,7 @@ _CONFIG_DEFAULTS: Mapping[str, Any] = {
 _RESTART_POLICIES = frozenset({"", "no", "always", "on-failure", "unless-stopped"})
 # HostConfig fields whose non-empty values the engine cannot honour yet.
 _UNSUPPORTED = (
-    ("VolumeDriver", "volume drivers"), ("StorageOpt", "--storage-opt"),
+    ("StorageOpt", "--storage-opt"),
     ("CpuRealtimePeriod", "--cpu-rt-period"), ("CpuRealtimeRuntime", "--cpu-rt-runtime"),
     ("BlkioWeightDevice", "--blkio-weight-device"),
     ("BlkioDeviceReadBps", "--device-read-bps"),
@@ -233,7 +233,7 @@ def network_name(mode: str) -> str:
 
 def _check_unsupported(host: Mapping[str, Any]) -> None:
     for key, feature in _UNSUPPORTED:
-        if host.get(key) and not (key == "VolumeDriver" and host[key] == "local"):
+        if host.get(key):
             raise InvalidParameter(f"{feature} is not supported by dockertw yet")
     try:
         log_settings(json_object(host.get("LogConfig"), "LogConfig"))

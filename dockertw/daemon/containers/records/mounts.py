@@ -69,7 +69,7 @@ def _propagation_of(mode: str) -> str:
     return chosen[0] if chosen else ""
 
 
-def parse_bind(raw: str) -> MountPoint:
+def parse_bind(raw: str, volume_driver: str = "local") -> MountPoint:
     """One ``Binds`` entry: ``/host:/ctr[:opts]``, ``name:/ctr[:opts]`` or ``/ctr``."""
     parts = raw.split(":", 3)
     if not parts[0] or len(parts) > 3 or (len(parts) == 2 and valid_mode(parts[1])):
@@ -88,7 +88,7 @@ def parse_bind(raw: str) -> MountPoint:
         return MountPoint("bind", destination, source=posixpath.normpath(source), rw=rw,
                           mode=mode, propagation=_propagation_of(mode) or "rprivate",
                           create_source=True)
-    return MountPoint("volume", destination, name=source, driver="local", rw=rw,
+    return MountPoint("volume", destination, name=source, driver=volume_driver, rw=rw,
                       mode=mode or "z", copy_data="nocopy" not in mode.split(","),
                       anonymous=not source, propagation=_propagation_of(mode))
 
@@ -270,7 +270,8 @@ def collect(host: Mapping[str, Any], image_volumes: Iterable[str] = (),
             inherited: Iterable[MountPoint] = ()) -> list[MountPoint]:
     """Every mount of a new container, in moby's order of precedence: volumes-from
     (``inherited``), ``Binds``, ``Mounts``, ``Tmpfs``, then the image's volumes on the
-    destinations still free.  A destination given twice is refused."""
+    destinations still free.  A destination given twice is refused.  The volumes of
+    ``Binds`` and of the image come from ``VolumeDriver`` (``local`` when empty)."""
     chosen: dict[str, MountPoint] = {point.destination: point for point in inherited}
     given: set[str] = set()
 
@@ -280,8 +281,9 @@ def collect(host: Mapping[str, Any], image_volumes: Iterable[str] = (),
         given.add(point.destination)
         chosen[point.destination] = point
 
+    driver = str(host.get("VolumeDriver") or "local")  # of Binds' and the image's volumes
     for raw in _list(host.get("Binds"), "Binds"):
-        add(parse_bind(str(raw)))
+        add(parse_bind(str(raw), driver))
     for spec in _list(host.get("Mounts"), "Mounts"):
         add(parse_mount(spec))
     tmpfs = host.get("Tmpfs") or {}
@@ -292,7 +294,7 @@ def collect(host: Mapping[str, Any], image_volumes: Iterable[str] = (),
     for destination in image_volumes:
         target = _check_target("volume", destination)
         if target not in chosen:
-            chosen[target] = MountPoint("volume", target, driver="local", anonymous=True)
+            chosen[target] = MountPoint("volume", target, driver=driver, anonymous=True)
     return sort_points(chosen.values())
 
 

@@ -10,6 +10,7 @@ through one operation on a dictionary (atomic in CPython), so the reactor may ca
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from operator import attrgetter
@@ -21,8 +22,13 @@ import attrs
 from dockertw.daemon.containers.records.health import Health
 from dockertw.daemon.containers.records.names import conflict_message
 from dockertw.daemon.containers.records.record import Container, State
-from dockertw.daemon.storage import atomic_write, ensure_directory, fsync_directory
-from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
+from dockertw.daemon.storage import (
+    atomic_write,
+    ensure_directory,
+    fsync_directory,
+    remove_temporaries,
+)
+from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System, from_os_error
 from dockertw.loglevel import Logger
 
 __all__ = ["ContainerStore"]
@@ -31,6 +37,11 @@ _log = Logger()
 _CONFIG = "config.v2.json"
 _CREATED = attrgetter("created_ns")
 _HOST_CONFIG = "hostconfig.json"
+
+
+def _unreadable(file: Path, error: Exception) -> None:
+    _log.error("container record {file} cannot be read, the container is skipped (its "
+               "directory is kept): {error}", file=str(file), error=str(error))
 
 
 class ContainerStore:
@@ -59,16 +70,26 @@ class ContainerStore:
                 self._names[container.name] = container.id
 
     def _read(self, directory: Path) -> Container | None:
-        try:
-            config = (directory / _CONFIG).read_bytes()
-        except FileNotFoundError:
+        """The record in ``directory``; the remains of an interrupted create are
+        removed, a record that cannot be read is skipped (its directory kept) with
+        an error naming the file."""
+        remove_temporaries(directory)
+        if not (directory / _CONFIG).exists():
             shutil.rmtree(directory, ignore_errors=True)  # an interrupted create
             return None
+        raw: dict[str, bytes] = {}
+        for name in (_CONFIG, _HOST_CONFIG):
+            file = directory / name
+            try:
+                raw[name] = file.read_bytes()
+                json.loads(raw[name])
+            except (OSError, ValueError) as error:
+                _unreadable(file, error)
+                return None
         try:
-            return Container.from_json(config, (directory / _HOST_CONFIG).read_bytes())
-        except (OSError, ValueError) as error:
-            _log.warn("skipping unreadable container {dir}: {error}",
-                      dir=str(directory), error=str(error))
+            return Container.from_json(raw[_CONFIG], raw[_HOST_CONFIG])
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            _unreadable(directory / _CONFIG, error)
             return None
 
     # -- reads -------------------------------------------------------------------------
@@ -136,11 +157,18 @@ class ContainerStore:
 
     def save_state(self, container_id: str, state: State, **fields: Any) -> Container:
         """Record ``state`` and other changed ``fields`` of the record (network
-        settings) crash-safely; answers the updated record."""
+        settings), in memory and on disk (crash-safely); answers the updated record.
+        A disk that cannot take it (full) keeps the file as it was, with an error
+        logged: the state in memory is the truth, the next save writes it (as moby
+        checkpoints a container)."""
         with self._lock:
             new = attrs.evolve(self._containers[container_id], state=state, **fields)
-            self._write(new, host_config=False)
             self._containers[container_id] = new
+            try:
+                self._write(new, host_config=False)
+            except OSError as error:
+                _log.error("the state of {id} is not saved: {error}", id=container_id,
+                           error=str(from_os_error(error)))
             return new
 
     def keep_health(self, container_id: str, health: Health) -> Container | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ from dockertw.runtime.spec import (
 )
 
 __all__ = ["rootfs_of", "bundle_of", "shm_of", "subpaths_of", "prepare_bundle",
-           "release_rootfs", "resolve_user", "read_root_file", "account_entries",
-           "runtime_config", "cgroup_path", "NetworkSetup"]
+           "release_rootfs", "release_unowned", "resolve_user", "read_root_file",
+           "account_entries", "runtime_config", "cgroup_path", "NetworkSetup"]
 
 _MAX_ACCOUNT_FILE = 1 << 20
 _OWN_NAMESPACES = Namespaces()  # every namespace the container's own
@@ -289,3 +289,11 @@ def release_rootfs(container_dir: Path) -> None:
             mounts.unmount(target)
     for target in mounts.mounts_under(subpaths_of(container_dir)):
         mounts.unmount(target)
+
+
+def release_unowned(containers_root: Path, running: Collection[str]) -> None:
+    """Unmount what is mounted for a container that does not run (blocking, at start:
+    a start or a stop the daemon was killed in the middle of)."""
+    for target in mounts.mounts_under(containers_root):
+        if target.relative_to(containers_root).parts[0] not in running:
+            mounts.unmount(target)

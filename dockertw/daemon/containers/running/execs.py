@@ -31,13 +31,13 @@ from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.health import ProbeRun
+from dockertw.daemon.containers.running.keeping import exec_key
 from dockertw.daemon.containers.running.lifecycle import Emit, Lifecycle
 from dockertw.daemon.containers.running.running import Attachment, Running, chained
-from dockertw.daemon.containers.running.stdio import start_process
+from dockertw.daemon.containers.running.stdio import console_directory, start_process
 from dockertw.daemon.workers import Runner
 from dockertw.errdefs import Conflict, InvalidParameter, NotFound, System
 from dockertw.loglevel import Logger
-from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError, Stdio
 from dockertw.runtime.spec import ALL_CAPABILITIES, DEFAULT_PATH, ProcessUser, daemon_capabilities
 from dockertw.streams.detachkeys import parse_detach_keys
@@ -411,15 +411,25 @@ class ExecService:
         try:
             pid, stdio = await start_process(launch, self._reactor, tty=record.request.tty,
                                              open_stdin=record.request.attach_stdin
-                                             and attachment is not None)
+                                             and attachment is not None,
+                                             console_dir=console_directory(self._store.root))
         except RuncError as error:
             raise _start_error(str(error)) from None
         finally:
             for path in (pid_file, log):
                 with contextlib.suppress(OSError):
                     path.unlink()
-        self._started(record, pid, Running(self._reactor, ExitWatcher(self._reactor, pid),
-                                           stdio, _NoLog()), attachment)
+        key = exec_key(record.id)
+        try:
+            watch = await self._runs.keeper.keep(key, pid, stdio, tty=record.request.tty,
+                                                 log=None)
+        except BaseException:
+            stdio.close()
+            raise
+        run = Running(self._reactor, watch, stdio, _NoLog())
+        if run.stdin is not None:
+            run.stdin.on_closed = lambda: self._runs.keeper.input_closed(key)
+        self._started(record, pid, run, attachment)
 
     async def _process(self, record: ExecRecord, container: Container,
                        directory: Path) -> bytes:
@@ -476,6 +486,7 @@ class ExecService:
         if timer.active():
             timer.cancel()
         run.close()
+        self._runs.keeper.release(exec_key(record.id))
         record.end(code, self._now())
         container = record.container
         if container is not None:

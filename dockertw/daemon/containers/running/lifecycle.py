@@ -2,8 +2,9 @@
 
 Everything here lives on the reactor thread; mounts and record writes go to the
 container writer thread, record reads to the reader pool.  The container's init is a
-child of the daemon (a subreaper), its stdio pipes are held by the daemon: no helper
-process runs per container (see :mod:`dockertw.daemon.containers.running.running`).
+child of the daemon (a subreaper), or with ``--live-restore`` of the one holder
+process, and its stdio pipes are held by the daemon: no helper process runs per
+container (see :mod:`~.running.running` and :mod:`~.running.keeping`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from dockertw.daemon.containers.records.networking import after_stop
 from dockertw.daemon.containers.records.record import Container, State
 from dockertw.daemon.containers.records.store import ContainerStore
 from dockertw.daemon.containers.running import bundle as bundles
+from dockertw.daemon.containers.running.keeping import (
+    DaemonKeeper,
+    Keeper,
+    container_key,
+    log_target,
+)
 from dockertw.daemon.containers.running.logs import LogOptions, LogSink, serve_log
 from dockertw.daemon.containers.running.mountsetup import points_to_prepare, prepare_mounts
 from dockertw.daemon.containers.running.namespaces import namespaces_of
@@ -31,16 +38,27 @@ from dockertw.daemon.containers.running.restarts import (
     RestartSchedule,
     should_restart,
 )
-from dockertw.daemon.containers.running.running import Attachment, Running, chained
-from dockertw.daemon.containers.running.stdio import ContainerIO, create_container
+from dockertw.daemon.containers.running.running import Attachment, ExitWatch, Running, chained
+from dockertw.daemon.containers.running.stdio import (
+    ContainerIO,
+    console_directory,
+    create_container,
+)
 from dockertw.daemon.images.store import ImageStore
-from dockertw.daemon.jsonlog import LogEntry
+from dockertw.daemon.jsonlog import DiscardLog, JSONLogFile, LogEntry
 from dockertw.daemon.logconfig import check_readable, open_log
 from dockertw.daemon.signals import parse_signal
 from dockertw.daemon.workers import Runner
-from dockertw.errdefs import Conflict, DockerError, InvalidParameter, NotFound, NotModified, System
+from dockertw.errdefs import (
+    Conflict,
+    DockerError,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    System,
+    from_os_error,
+)
 from dockertw.loglevel import Logger
-from dockertw.runtime.reaper import ExitWatcher
 from dockertw.runtime.runc import Runc, RuncError
 from dockertw.runtime.spec import limits
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
@@ -118,6 +136,7 @@ class Lifecycle:
                  writer: Runner, reader: Runner, reactor: Any, runc: Runc | None,
                  auto_remove: Callable[[str], Awaitable[None]],
                  cgroup_parent: str = "dockertw", preparer: Runner | None = None,
+                 keeper: Keeper | None = None,
                  networking: ContainerNetworking | None = None) -> None:
         self._store = store
         self._images = images
@@ -129,6 +148,7 @@ class Lifecycle:
         self._auto_remove = auto_remove
         self._cgroup_parent = cgroup_parent
         self._preparer = preparer or writer  # mounts and bundles, several at once
+        self.keeper: Keeper = keeper or DaemonKeeper(reactor)
         self.networking = networking or ContainerNetworking(store, None, writer=writer,
                                                             reader=reader)
         self._running: dict[str, Running] = {}
@@ -291,8 +311,14 @@ class Lifecycle:
         run (``runc run --detach``); ``state`` joins the recorded start."""
         container_id = container.id
         bundle, network_fields = await self._network_up(container)
-        pid, stdio = await self._create_or_fail(container, bundle)
-        running = self._track(container, pid, stdio)
+        log = await self._open_log_or_fail(container, bundle)
+        try:
+            pid, stdio = await self._create_or_fail(container, bundle)
+            watch = await self._keep_or_fail(container, bundle, pid, stdio)
+        except BaseException:
+            log.close()
+            raise
+        running = self._track(container, watch, stdio, log)
         started: Deferred[None] = Deferred()
         ensureDeferred(self._watch(container, bundle, running, started))
         try:
@@ -342,8 +368,9 @@ class Lifecycle:
             await self._start_failed(container, str(error), None)
             raise
         except OSError as error:
-            await self._start_failed(container, str(error), None)
-            raise System(str(error)) from None
+            failure = from_os_error(error)
+            await self._start_failed(container, str(failure), None)
+            raise failure from None
 
     async def _create_or_fail(self, container: Container, bundle: Path
                               ) -> tuple[int, ContainerIO]:
@@ -351,7 +378,8 @@ class Lifecycle:
             return await create_container(
                 self._runc_or_fail(), self._reactor, container.id, bundle,
                 tty=bool(container.config.get("Tty")),
-                open_stdin=bool(container.config.get("OpenStdin")), start=True)
+                open_stdin=bool(container.config.get("OpenStdin")), start=True,
+                console_dir=console_directory(self._store.root))
         except RuncError as error:
             message = f"OCI runtime create failed: {error}: unknown"
             code = _exit_code_for(str(error))
@@ -360,12 +388,50 @@ class Lifecycle:
                 raise InvalidParameter(message) from None
             raise System(message) from None
 
-    def _track(self, container: Container, pid: int, stdio: ContainerIO) -> Running:
+    async def _keep_or_fail(self, container: Container, bundle: Path, pid: int,
+                            stdio: ContainerIO) -> ExitWatch:
+        """Hand the new run's process to the keeper (the daemon, or the holder)."""
+        try:
+            return await self.keeper.keep(
+                container_key(container.id), pid, stdio,
+                tty=bool(container.config.get("Tty")),
+                log=log_target(container, self._log_path(container)))
+        except (DockerError, OSError) as error:
+            stdio.close()
+            failure = error if isinstance(error, DockerError) else from_os_error(error)
+            await self._start_failed(container, str(failure), bundle)
+            raise failure from None
+
+    def _log_path(self, container: Container) -> Path:
+        return Path(container.log_path or
+                    self._store.root / container.id / f"{container.id}-json.log")
+
+    def _open_log(self, container: Container) -> JSONLogFile:
+        def failed(error: OSError | None) -> None:
+            if error is not None:
+                _log.error("the log of {id} cannot be written, its output is dropped: "
+                           "{error}", id=container.id, error=str(from_os_error(error)))
+            else:
+                _log.info("the log of {id} is written again", id=container.id)
+
+        return open_log(self._log_path(container), container.host_config.get("LogConfig"),
+                        failed)
+
+    async def _open_log_or_fail(self, container: Container, bundle: Path) -> JSONLogFile:
+        try:
+            return self._open_log(container)
+        except OSError as error:
+            failure = from_os_error(error)
+            await self._start_failed(container, str(failure), bundle)
+            raise failure from None
+
+    def _track(self, container: Container, watch: ExitWatch, stdio: ContainerIO,
+               log: JSONLogFile) -> Running:
         """Hold the new run's process, stdio and log; join the waiting attachments."""
-        path = container.log_path or self._store.root / container.id / \
-            f"{container.id}-json.log"
-        log = open_log(Path(path), container.host_config.get("LogConfig"))
-        running = Running(self._reactor, ExitWatcher(self._reactor, pid), stdio, log)
+        running = Running(self._reactor, watch, stdio, log)
+        if running.stdin is not None:
+            key = container_key(container.id)
+            running.stdin.on_closed = lambda: self.keeper.input_closed(key)
         self._running[container.id] = running
         for attachment in self._attachments.pop(container.id, []):
             if not attachment.detached:
@@ -437,6 +503,7 @@ class Lifecycle:
         finally:
             await deleted
             await network
+            self.keeper.release(container_key(container_id))
         self.networking.emit_endpoints(saved, "disconnect")
         self._running.pop(container_id, None)
         self._paused.discard(container_id)
@@ -744,11 +811,43 @@ class Lifecycle:
                         send, self._reader)
         return bool(container.config.get("Tty"))
 
+    # -- live restore ------------------------------------------------------------------
+
+    def adopt(self, container: Container, watch: ExitWatch, stdio: ContainerIO) -> None:
+        """Take back a container that kept running while the daemon was away (live
+        restore): its output, attachments, waiters and health checks go on as for a
+        run this daemon started."""
+        try:
+            log = self._open_log(container)
+        except OSError as error:
+            _log.error("the log of {id} cannot be opened, its output is dropped: {error}",
+                       id=container.id, error=str(from_os_error(error)))
+            log = DiscardLog()
+        running = self._track(container, watch, stdio, log)
+        if container.state.paused:
+            self._paused.add(container.id)
+        started: Deferred[None] = Deferred()
+        started.callback(None)
+        bundle = bundles.bundle_of(self._store.root / container.id)
+        ensureDeferred(self._watch(container, bundle, running, started))
+        if container.state.paused:
+            self.watcher.paused(container, True)
+        elif container.state.health is not None:
+            self.watcher.paused(container, False)
+        else:
+            self.watcher.started(container)
+
     # -- shutdown ----------------------------------------------------------------------
 
     def shutdown(self) -> Deferred[Any] | None:
-        """Kill every running container and wait for its clean-up (daemon shutdown)."""
+        """Kill every running container and wait for its clean-up (daemon shutdown);
+        with live restore, leave them running, their unfinished lines logged."""
         self._restarts.cancel_all()
+        if self.keeper.live:
+            for running in self._running.values():
+                running.flush()
+            self.keeper.leave()
+            return None
         if not self._running:
             return None
         waits = []

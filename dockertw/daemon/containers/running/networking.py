@@ -35,10 +35,20 @@ from dockertw.daemon.networks.service import NetworkService
 from dockertw.daemon.networks.table import EndpointInfo
 from dockertw.daemon.storage import atomic_write
 from dockertw.daemon.workers import Runner
-from dockertw.errdefs import Conflict, Forbidden, InvalidParameter, NotFound, System
+from dockertw.errdefs import (
+    Conflict,
+    DockerError,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    System,
+)
+from dockertw.loglevel import Logger
 from dockertw.runtime.spec import Mount
 
 __all__ = ["ContainerNetworking", "StartPlan"]
+
+_log = Logger()
 
 _SHARED = ("container sharing network namespace with another container or host cannot "
            "be connected to any other network")
@@ -283,15 +293,7 @@ class ContainerNetworking:
         infos: list[EndpointInfo] = []
         if plan.kind == "sandbox":
             assert self._networks is not None
-            request = SandboxRequest(
-                container.id, container.name.strip("/"),
-                str(container.config.get("Hostname") or container.id[:12]),
-                Path(plan.setup.netns_path), self._store.root / container.id / "network.json",
-                tuple(self._endpoint_requests(container)),
-                tuple(port_requests(container.config.get("ExposedPorts"),
-                                    container.host_config.get("PortBindings"),
-                                    bool(container.host_config.get("PublishAllPorts")))),
-                self._upstreams(container))
+            request = self._sandbox_request(container, Path(plan.setup.netns_path))
             sandbox = await self._networks.sandboxes.start(request)
             infos = list(sandbox.infos.values())
             settings = self._running_settings(container, infos, sandbox.reservations)
@@ -356,6 +358,32 @@ class ContainerNetworking:
             search=hosted.get("DnsSearch") or (config.dns_search if config else ()),
             options=hosted.get("DnsOptions") or (config.dns_options if config else ()),
             embedded=embedded)
+
+    def restore(self, container: Container) -> None:
+        """Take back the network stack of a container that kept running while the
+        daemon was away (``--live-restore``; blocking, at start, before the networks
+        start): its namespace, addresses, published ports and embedded DNS."""
+        key = container.network_settings.get("SandboxKey")
+        if self._networks is None or not key:
+            return
+        try:
+            request = self._sandbox_request(container, Path(key))
+        except DockerError as error:  # its network is gone: nothing of it is kept
+            _log.warn("cannot take back the network of {id}: {error}", id=container.id,
+                      error=str(error))
+            return
+        self._networks.sandboxes.restore(request)
+
+    def _sandbox_request(self, container: Container, netns: Path) -> SandboxRequest:
+        return SandboxRequest(
+            container.id, container.name.strip("/"),
+            str(container.config.get("Hostname") or container.id[:12]),
+            netns, self._store.root / container.id / "network.json",
+            tuple(self._endpoint_requests(container)),
+            tuple(port_requests(container.config.get("ExposedPorts"),
+                                container.host_config.get("PortBindings"),
+                                bool(container.host_config.get("PublishAllPorts")))),
+            self._upstreams(container))
 
     def renamed(self, container_id: str, name: str) -> None:
         """The embedded DNS answers a renamed container's new name (reactor thread)."""

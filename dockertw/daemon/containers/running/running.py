@@ -29,14 +29,22 @@ from dockertw.daemon.containers.running.stdio import (
     resize_terminal,
 )
 from dockertw.daemon.jsonlog import LineSplitter, LogEntry
-from dockertw.runtime.reaper import ExitWatcher
 from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
-__all__ = ["OutputPipe", "Running", "Attachment", "chained", "LogSink"]
+__all__ = ["OutputPipe", "Running", "Attachment", "chained", "LogSink", "ExitWatch"]
 
 _PIPE_SIZE = 1 << 20  # within /proc/sys/fs/pipe-max-size by default
 LogListener = Callable[[list[LogEntry]], None]
 RawListener = Callable[[LogEntry], None]
+
+
+class ExitWatch(Protocol):
+    """The run's process: its exit code when it ends; signals through its pidfd."""
+
+    pid: int
+    exited: Deferred[int]
+
+    def signal(self, signum: int = ...) -> None: ...
 
 
 class LogSink(Protocol):
@@ -107,6 +115,10 @@ class OutputPipe:
 
     def close(self) -> None:
         self._finish(self._splitter.flush())
+
+    def flush(self) -> None:
+        """Deliver what is read of an unfinished line (the daemon is stopping)."""
+        self._emit(self._splitter.flush())
 
 
 class Attachment:
@@ -213,7 +225,7 @@ class Running:
     each chunk read.
     """
 
-    def __init__(self, reactor: Any, watcher: ExitWatcher, stdio: ContainerIO,
+    def __init__(self, reactor: Any, watcher: ExitWatch, stdio: ContainerIO,
                  log: LogSink) -> None:
         self.watcher = watcher
         self.stdin = None if stdio.stdin is None else StdinWriter(reactor, stdio.stdin)
@@ -248,6 +260,11 @@ class Running:
         """The exit code and the end of both outputs."""
         return gatherResults([self.watcher.exited,
                               *(output.closed for output in self.outputs)])
+
+    def flush(self) -> None:
+        """Log what is read of unfinished lines (the daemon stops, the run goes on)."""
+        for output in self.outputs:
+            output.flush()
 
     def close(self) -> None:
         if self.stdin is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import struct
 import termios
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,8 @@ from dockertw.runtime.console import ConsoleError, ConsoleSocket
 from dockertw.runtime.runc import Runc, RuncError, Stdio
 
 __all__ = ["ContainerIO", "StdinWriter", "create_container", "start_process",
-           "resize_terminal", "HIGH_WATER", "Launch"]
+           "resize_terminal", "HIGH_WATER", "Launch", "console_directory",
+           "release_consoles"]
 
 HIGH_WATER = 1 << 20  # bytes of stdin buffered before attached clients are paused
 _CONSOLE_TIMEOUT = 10.0  # seconds for the terminal to arrive once runc create exited
@@ -60,9 +62,21 @@ Launch = Callable[[Stdio, Path | None], Awaitable[int]]
 """Starts a process with the given stdio (and console socket for a terminal): its pid."""
 
 
+def console_directory(containers_root: Path) -> Path:
+    """Where the console sockets of starts live: ``ROOT/tmp/console``."""
+    return containers_root.parent / "tmp" / "console"
+
+
+def release_consoles(containers_root: Path) -> None:
+    """Remove the console sockets a killed daemon left (blocking, at start)."""
+    directory = console_directory(containers_root)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 async def create_container(runc: Runc, reactor: Any, container_id: str, bundle: Path,
-                           *, tty: bool, open_stdin: bool, start: bool = False
-                           ) -> tuple[int, ContainerIO]:
+                           *, tty: bool, open_stdin: bool, start: bool = False,
+                           console_dir: Path | None = None) -> tuple[int, ContainerIO]:
     """``runc create`` (``start``: ``runc run --detach``) with the container's stdio;
     the init's pid and the daemon's ends.  Raises :class:`RuncError` when runc fails
     or no terminal arrives."""
@@ -70,15 +84,17 @@ async def create_container(runc: Runc, reactor: Any, container_id: str, bundle: 
         return runc.create(container_id, bundle, stdio, console_socket=console,
                            start=start)
 
-    return await start_process(launch, reactor, tty=tty, open_stdin=open_stdin)
+    return await start_process(launch, reactor, tty=tty, open_stdin=open_stdin,
+                               console_dir=console_dir)
 
 
-async def start_process(launch: Launch, reactor: Any, *, tty: bool,
-                        open_stdin: bool) -> tuple[int, ContainerIO]:
-    """Run ``launch`` (``runc create`` or ``runc exec``) with pipes or a terminal;
-    the pid and the daemon's ends.  :class:`RuncError` when no terminal arrives."""
+async def start_process(launch: Launch, reactor: Any, *, tty: bool, open_stdin: bool,
+                        console_dir: Path | None = None) -> tuple[int, ContainerIO]:
+    """Run ``launch`` (``runc create`` or ``runc exec``) with pipes or a terminal (its
+    console socket in ``console_dir``); the pid and the daemon's ends.
+    :class:`RuncError` when no terminal arrives."""
     if tty:
-        return await _start_with_terminal(launch, reactor, open_stdin)
+        return await _start_with_terminal(launch, reactor, open_stdin, console_dir)
     return await _start_with_pipes(launch, open_stdin)
 
 
@@ -101,10 +117,10 @@ async def _start_with_pipes(launch: Launch, open_stdin: bool) -> tuple[int, Cont
     return pid, held
 
 
-async def _start_with_terminal(launch: Launch, reactor: Any, open_stdin: bool
-                               ) -> tuple[int, ContainerIO]:
+async def _start_with_terminal(launch: Launch, reactor: Any, open_stdin: bool,
+                               console_dir: Path | None) -> tuple[int, ContainerIO]:
     try:
-        console = ConsoleSocket(reactor)
+        console = ConsoleSocket(reactor, console_dir)
     except OSError as error:
         raise RuncError(f"console socket: {error}") from None
     null = os.open(os.devnull, os.O_RDWR)  # runc's own stdio; the process gets the pty
@@ -143,6 +159,7 @@ class StdinWriter:
         self._writing = False
         self._closing = False
         self._drained: list[Callable[[], None]] = []
+        self.on_closed: Callable[[], None] = lambda: None  # the descriptor was closed
         os.set_blocking(fd, False)
 
     @property
@@ -219,6 +236,7 @@ class StdinWriter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+            self.on_closed()
 
     def _notify(self) -> None:
         waiting, self._drained = self._drained, []
