@@ -134,8 +134,7 @@ class Runc:
                    stdin: bytes | None = None, after: Sequence[str] = (),
                    outlives: bool = False) -> bytes:
         runtime = self._runtime(container_id)
-        path = _located(runtime.path)
-        argv = [path, *runtime.args, "--root", str(self._state_root), "--log",
+        argv = [runtime.path, *runtime.args, "--root", str(self._state_root), "--log",
                 str(log), "--log-format", "json", *args, container_id, *after]
         _log.debug("runtime: {argv}", argv=" ".join(argv))
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
@@ -163,7 +162,8 @@ class Runc:
         """Run ``argv`` as a child of the daemon: its exit status and output."""
         collect = _Collect(stdin)
         try:
-            self._reactor.spawnProcess(collect, argv[0], argv, env=_environment(),
+            self._reactor.spawnProcess(collect, _located(runtime.path), argv,
+                                       env=_environment(),
                                        childFDs=dict(fds))
         except OSError as error:
             raise RuncError(_missing(runtime.path)
