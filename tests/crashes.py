@@ -238,7 +238,8 @@ def _mounts(root: Path, active: set[str]) -> list[str]:
         parts = target.relative_to(root).parts
         owned = (len(parts) == 3 and parts[0] == "containers" and parts[1] in active
                  and parts[2] in ("rootfs", "shm"))
-        if not owned:
+        pinned = len(parts) == 2 and parts[0] == "netns" and parts[1] in active
+        if not (owned or pinned):
             found.append(f"mount {target} without a running container")
     return found
 
