@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Requests per second and latency of dockertw's system routes, optionally beside Docker's.
+"""Requests per second and latency of dockertw's API, beside Docker Engine's.
 
-Measures ``GET /_ping``, ``GET /v1.41/version`` and ``GET /v1.41/info`` with 1 and 32
+Measures ``GET /_ping``, ``GET /v1.41/version`` and ``GET /v1.41/info``, and with
+``--containers`` (default 100) running containers on each daemon the list of all of
+them (``GET /v1.41/containers/json?all=1``) and the inspect of one, with 1 and 32
 keep-alive connections, over the UNIX socket and over TCP on 127.0.0.1, and prints a
-table of req/s and p50/p90/p99 latencies.  It starts its own daemon on a temporary root
-and always stops it; ``--docker`` starts a private ``dockerd`` too and measures it the
-same way; ``--policy`` starts a second dockertw whose listeners have a 20-rule access
-policy (the rule that allows these routes comes last) and measures both, case by case
-in turn (best of ``--rounds``), then prints the slowdown.  Figures only, no verdict::
+table of req/s and p50/p90/p99 latencies (and dockertw's CPU time per request).  It
+starts its own daemon on a temporary root and always stops it; ``--docker`` starts a
+private ``dockerd`` too and measures it case by case right after dockertw (so that both
+see the machine alike), then prints the ratios the issue's targets are stated in;
+``--policy`` starts a second dockertw whose listeners have a 20-rule access policy
+(the rule that allows these routes comes last) and measures both, case by case in turn
+(best of ``--rounds``), then prints the slowdown.  Figures only, no verdict::
 
     .venv/bin/python benchmarks/api.py [--duration 5] [--warmup 1] [--docker] [--no-wrk]
-    .venv/bin/python benchmarks/api.py --policy [--rounds 2] [--no-wrk]
+        [--containers 100] [--connections 1,32]
+    .venv/bin/python benchmarks/api.py --policy [--rounds 2] [--no-wrk] --containers 0
 
 The load generator is a small epoll client in a forked process (so that it shares no
 GIL with this script): each connection has one request in flight and sends the next one
@@ -49,12 +54,17 @@ from benchmarks.common import (  # noqa: E402
     Address,
     DockerEngine,
     Target,
-    on_dockerd,
     temporary_workdir,
 )
+from benchmarks.lifecycle import Cli  # noqa: E402
+from benchmarks.monitor import _remove_all, populate  # noqa: E402
+from tests.rootfs import make_busybox_tar  # noqa: E402
 from tests.support import Daemon, free_port  # noqa: E402
 
 PATHS = ("/_ping", "/v1.41/version", "/v1.41/info")
+#: Measured when the targets hold containers (``--containers``): a list of all of
+#: them, and the inspect of one (named alike on both daemons).
+CONTAINER_PATHS = ("/v1.41/containers/json?all=1", "/v1.41/containers/m0-0/json")
 DOCKER_WRK_PING_32 = 32_000.0  # Docker 20.10, /_ping, 32 connections, TCP, wrk (the issue)
 VERSION_INFO_TARGET = 2_500.0
 PERCENTILES = (0.50, 0.90, 0.99)
@@ -352,12 +362,27 @@ def start_dockertw(workdir: Path, name: str = "dockertw",
 # --------------------------------------------------------------------------- runs
 
 
-def cases(connections: Sequence[int]) -> Iterator[tuple[str, str, int]]:
+def cases(connections: Sequence[int], paths: Sequence[str] = PATHS
+          ) -> Iterator[tuple[str, str, int]]:
     """Every (transport, path, connections) measured, in order."""
     for transport in ("unix", "tcp"):
-        for path in PATHS:
+        for path in paths:
             for count in connections:
                 yield transport, path, count
+
+
+def bench_side_by_side(targets: Sequence[Target], options: argparse.Namespace,
+                       use_wrk: bool) -> list[Result]:
+    """Every case against each target in turn (dockertw, then Docker), so that both
+    see the machine as it is at that moment."""
+    paths = PATHS + (CONTAINER_PATHS if options.containers else ())
+    results: list[Result] = []
+    for transport, path, count in cases(options.connections, paths):
+        clients = ["python", "wrk"] if use_wrk and transport == "tcp" else ["python"]
+        for client in clients:
+            for target in targets:
+                results += _case(target, transport, path, count, client, options)
+    return results
 
 
 def bench_target(target: Target, options: argparse.Namespace, use_wrk: bool) -> list[Result]:
@@ -403,9 +428,9 @@ def _case(target: Target, transport: str, path: str, count: int, client: str,
     if client == "wrk":
         return _run_one(target.name, address, path, count, "wrk", partial(
             run_wrk, target.tcp.port, path, count, options.duration))
-    return _run_one(target.name, address, path, count, "python", partial(
-        with_cpu, target.pid, partial(measure, address, path, count, options.warmup,
-                                      options.duration)))
+    load = partial(measure, address, path, count, options.warmup, options.duration)
+    return _run_one(target.name, address, path, count, "python",
+                    partial(with_cpu, target.pid, load) if target.pid else load)
 
 
 def process_cpu(pid: int) -> float:
@@ -602,20 +627,39 @@ def _rate(results: Sequence[Result], target: str, transport: str, path: str, con
     return None
 
 
-def print_targets(results: Sequence[Result]) -> None:
-    """The issue's targets, and the figures measured here that they refer to."""
-    print("Targets from the issue (for reference; figures only):")
-    print(f"  /_ping, 32 conns, TCP: at least half of Docker's rate; Docker 20.10 did "
-          f"~{DOCKER_WRK_PING_32:,.0f} req/s with wrk -> {DOCKER_WRK_PING_32 / 2:,.0f} req/s")
+def _summary_of(results: Sequence[Result], target: str, path: str, conns: int
+                ) -> tuple[Summary | None, str]:
+    """The TCP figures of ``target`` for a case: wrk's if it ran, else the Python
+    client's (and which)."""
     for client in ("wrk", "python"):
-        ours = _rate(results, "dockertw", "tcp", "/_ping", 32, client)
-        theirs = _rate(results, "docker", "tcp", "/_ping", 32, client)
-        if ours is not None:
-            here = f", Docker here {theirs:,.0f} (half: {theirs / 2:,.0f})" if theirs else ""
-            print(f"    measured ({client}): dockertw {ours:,.0f} req/s{here}")
+        for r in results:
+            if (r.target, r.transport, r.path, r.connections, r.client) == (
+                    target, "tcp", path, conns, client):
+                return r.summary, client
+    return None, ""
+
+
+def print_targets(results: Sequence[Result]) -> None:
+    """The issue's targets (16), as ratios to Docker measured in this run."""
+    print("Targets (issue 16; ratios to Docker Engine in this run, TCP):")
+    goals = [("/_ping", 32, "rate", 0.5), ("/_ping", 1, "latency", 1.5),
+             (CONTAINER_PATHS[0], 32, "rate", 0.5), (CONTAINER_PATHS[1], 32, "rate", 0.5)]
+    for path, conns, kind, goal in goals:
+        ours, client = _summary_of(results, "dockertw", path, conns)
+        theirs, _ = _summary_of(results, "docker", path, conns)
+        if ours is None or theirs is None:
+            continue
+        if kind == "rate":
+            ratio = ours.rps / theirs.rps if theirs.rps else math.nan
+            print(f"  {path:30} c={conns:<3} rate  {ours.rps:9,.0f} vs {theirs.rps:9,.0f} "
+                  f"req/s: {ratio:5.2f} (target >= {goal}) [{client}]")
+        else:
+            ratio = ours.p50 / theirs.p50 if theirs.p50 else math.nan
+            print(f"  {path:30} c={conns:<3} p50   {ours.p50:9.3f} vs {theirs.p50:9.3f} "
+                  f"ms: {ratio:5.2f} (target <= {goal}) [{client}]")
     print(f"  /v1.41/version and /v1.41/info: at least {VERSION_INFO_TARGET:,.0f} req/s")
     for r in results:
-        if r.target == "dockertw" and r.path != "/_ping" and r.connections == 32:
+        if r.target == "dockertw" and r.path in PATHS[1:] and r.connections == 32:
             print(f"    measured: {r.path:15} {r.transport:4} {r.client:6} "
                   f"{r.summary.rps:8,.0f} req/s")
 
@@ -646,11 +690,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="compare dockertw without and with a 20-rule policy")
     parser.add_argument("--rounds", type=int, default=2,
                         help="with --policy: rounds per case, the best kept (default 2)")
+    parser.add_argument("--containers", type=int, default=100,
+                        help="running containers on each daemon, for the list and inspect "
+                             "cases (default 100; 0: none, and no such cases)")
     options = parser.parse_args(argv)
     if not 0 < options.duration <= 120 or not 0 <= options.warmup <= 30:
         parser.error("--duration must be in (0, 120] and --warmup in [0, 30]")
     if not 1 <= options.rounds <= 5:
         parser.error("--rounds must be between 1 and 5")
+    if not 0 <= options.containers <= 500:
+        parser.error("--containers must be between 0 and 500")
     return options
 
 
@@ -660,13 +709,6 @@ def _connection_list(text: str) -> tuple[int, ...]:
     if not counts or not all(1 <= count <= 1000 for count in counts):
         raise argparse.ArgumentTypeError("connection counts must be between 1 and 1000")
     return counts
-
-
-def _bench_docker(workdir: Path, options: argparse.Namespace, use_wrk: bool) -> list[Result]:
-    """Start a private dockerd, measure it, always stop it; [] if it would not start."""
-    print("starting dockerd ...", file=sys.stderr, flush=True)
-    return on_dockerd(DockerEngine(workdir / "docker"),
-                      lambda engine: bench_target(engine.target, options, use_wrk)) or []
 
 
 def run_policy(workdir: Path, options: argparse.Namespace) -> list[Result]:
@@ -686,20 +728,55 @@ def run_policy(workdir: Path, options: argparse.Namespace) -> list[Result]:
 
 
 def run(workdir: Path, options: argparse.Namespace) -> list[Result]:
-    """dockertw's figures, then Docker's if asked for."""
+    """dockertw's figures, and Docker's beside them (case by case) if asked for."""
     use_wrk = not options.no_wrk and shutil.which("wrk") is not None
     print_setting(options, use_wrk)
-    runs = len(options.connections) * len(PATHS) * (2 + (1 if use_wrk else 0))
+    paths = len(PATHS) + (len(CONTAINER_PATHS) if options.containers else 0)
+    runs = len(options.connections) * paths * (2 + (1 if use_wrk else 0))
     estimate = runs * (options.duration + options.warmup) * (2 if options.docker else 1)
-    print(f"measuring, about {estimate:.0f}s ...", file=sys.stderr, flush=True)
-    daemon, target = start_dockertw(workdir / "dockertw")
+    print(f"measuring, about {estimate:.0f}s (and the containers' starts) ...",
+          file=sys.stderr, flush=True)
+    tar = make_busybox_tar(_directory(workdir / "image")) if options.containers else None
+    with contextlib.ExitStack() as stack:
+        daemon, target = start_dockertw(workdir / "dockertw")
+        stack.callback(daemon.stop)
+        targets = [target]
+        if tar is not None:
+            stack.callback(_remove_all, target.unix.path, workdir / "cli-clean")
+            _populate(target, tar, options.containers, workdir / "cli-dockertw")
+        if options.docker:
+            targets += _start_docker(stack, workdir, tar, options.containers)
+        return bench_side_by_side(targets, options, use_wrk)
+
+
+def _directory(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _populate(target: Target, tar: Path, count: int, config: Path) -> None:
+    """``count`` running containers on ``target`` (the image imported first)."""
+    print(f"  {target.name}: starting {count} containers ...", file=sys.stderr, flush=True)
+    populate(Cli(target.unix.path, config), tar, count)
+
+
+def _start_docker(stack: contextlib.ExitStack, workdir: Path, tar: Path | None,
+                  containers: int) -> list[Target]:
+    """A private dockerd (with ``containers``), stopped when ``stack`` closes; none
+    if it would not start."""
+    print("starting dockerd ...", file=sys.stderr, flush=True)
+    engine = DockerEngine(workdir / "docker")
+    stack.callback(engine.stop)
     try:
-        results = bench_target(target, options, use_wrk)
-    finally:
-        daemon.stop()
-    if options.docker:
-        results += _bench_docker(workdir, options, use_wrk)
-    return results
+        engine.start()
+    except RuntimeError as error:
+        print(f"dockerd unavailable, Docker figures skipped: {error}", file=sys.stderr)
+        return []
+    target = engine.target
+    if tar is not None:
+        stack.callback(_remove_all, target.unix.path, workdir / "cli-clean-docker")
+        _populate(target, tar, containers, workdir / "cli-docker")
+    return [target]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -231,6 +231,8 @@ def _parent_death_signal() -> Callable[[], None] | None:
 class DockerEngine:
     """A private ``dockerd`` with its state in ``workdir``; stop() always cleans up."""
 
+    api_version: str | None = None  # the CLI negotiates (as tests.support.Daemon's)
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()

@@ -339,11 +339,13 @@ def remove_floor_cgroups() -> None:
         Path("/sys/fs/cgroup", FLOOR_CGROUP).rmdir()
 
 
-def launch(cli: Cli, count: int, prefix: str, timeout: float = 120.0) -> float:
-    """``count`` ``docker run -d IMAGE sleep 1000`` at once; seconds until every CLI has
-    exited and every one of them runs."""
+def launch(cli: Cli, count: int, prefix: str, timeout: float = 120.0,
+           run_args: Sequence[str] = ()) -> float:
+    """``count`` ``docker run -d [run_args] IMAGE sleep 1000`` at once; seconds until
+    every CLI has exited and every one of them runs."""
     start = time.perf_counter()
-    processes = [cli.popen("run", "-d", "--name", f"{prefix}{i}", IMAGE, "sleep", "1000")
+    processes = [cli.popen("run", "-d", *run_args, "--name", f"{prefix}{i}", IMAGE,
+                           "sleep", "1000")
                  for i in range(count)]
     ids, failures = set(), []
     try:

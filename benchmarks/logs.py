@@ -13,9 +13,11 @@ Micro figures are per second of CPU time; end-to-end ones per second of wall tim
   quotes are escaped in the log;
 * ``e2e`` (``--e2e``, needs root, runc and the docker CLI): a real daemon runs a busybox
   container writing ``--e2e-mb`` MB to stdout (``run -d`` until ``wait`` returns: the
-  daemon's log keeps up) and ``docker logs`` reads it all into /dev/null (``logs``).
+  daemon's log keeps up) and ``docker logs C | wc -c`` reads it all (``logs``);
+  ``--docker`` does the same on a private dockerd and prints the ratio of the rates.
 
     .venv/bin/python benchmarks/logs.py [--mb 50] [--line 100] [--e2e] [--e2e-mb 200]
+        [--docker] [--skip-micro]
 
 Figures only, no verdict.  Docker 20.10 served ``docker logs`` at 9.4 MB/s (the issue).
 """
@@ -23,6 +25,7 @@ Figures only, no verdict.  Docker 20.10 served ``docker logs`` at 9.4 MB/s (the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -32,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -128,40 +132,81 @@ def micro(mb: int, line: int) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def e2e(mb: int, line: int) -> None:
+def _logs_to_wc(socket: str, name: str) -> tuple[float, int]:
+    """Seconds of ``docker logs NAME | wc -c`` and the count wc printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    started = time.perf_counter()
+    logs_cli = subprocess.Popen(["docker", "-H", f"unix://{socket}", "logs", name],
+                                stdout=subprocess.PIPE, env=env)
+    counted = subprocess.run(["wc", "-c"], stdin=logs_cli.stdout, capture_output=True,
+                             check=True)
+    assert logs_cli.stdout is not None
+    logs_cli.stdout.close()
+    logs_cli.wait()
+    return time.perf_counter() - started, int(counted.stdout.split()[0])
+
+
+def _e2e_on(name: str, target: Any, pids: Callable[[], list[int]], tar: Path, mb: int,
+            line: int) -> float:
+    """Run the writer on ``target``, then read its log back; the read rate in MB/s."""
     from tests.cli import import_image, ok
+    from tests.support import docker
+    import_image(target, tar, "bb:1")
+    count = mb * 1_000_000 // line
+    script = (f"yes $(head -c {line - 1} /dev/zero | tr '\\0' x) | head -n {count}")
+    started, cpu = time.perf_counter(), _cpu_of(pids())
+    ok(target, "run", "-d", "--network", "none", "--name", "big", "bb:1", "sh", "-c", script)
+    done = docker("-H", f"unix://{target.socket}", "wait", "big", timeout=900)
+    assert done.stdout.strip() == "0", done
+    seconds = time.perf_counter() - started
+    print(f"{name}: e2e run -d + wait {_rate(count * line, seconds)}; daemon CPU "
+          f"{_rate(count * line, _cpu_of(pids()) - cpu)}")
+    cpu, children = _cpu_of(pids()), _children_cpu()
+    seconds, counted = _logs_to_wc(str(target.socket), "big")
+    assert counted == count * line, counted
+    print(f"{name}: e2e docker logs | wc -c {_rate(count * line, seconds)}")
+    print(f"  daemon CPU {_rate(count * line, _cpu_of(pids()) - cpu)}")
+    print(f"  CLI CPU    {_rate(count * line, _children_cpu() - children)}")
+    return count * line / seconds / 1e6
+
+
+def _cpu_of(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+def e2e(mb: int, line: int, with_docker: bool) -> None:
+    from benchmarks.common import DockerEngine, on_dockerd
+    from benchmarks.monitor import docker_side
     from tests.rootfs import make_busybox_tar
-    from tests.support import Daemon, docker
+    from tests.support import Daemon
     workdir = Path(tempfile.mkdtemp(prefix="dtw-bench-"))
-    daemon = Daemon(workdir)
+    tar = make_busybox_tar(workdir)
+    (workdir / "daemon").mkdir()
+    daemon = Daemon(workdir / "daemon")
     try:
-        tar = make_busybox_tar(workdir)
         daemon.start()
-        import_image(daemon, tar, "bb:1")
-        count = mb * 1_000_000 // line
-        script = (f"yes $(head -c {line - 1} /dev/zero | tr '\\0' x) | head -n {count}")
         assert daemon.process is not None
         pid = daemon.process.pid
-        started, cpu = time.perf_counter(), _cpu_seconds(pid)
-        ok(daemon, "run", "-d", "--name", "big", "bb:1", "sh", "-c", script)
-        done = docker("-H", f"unix://{daemon.socket}", "wait", "big", timeout=900)
-        assert done.stdout.strip() == "0", done
-        seconds = time.perf_counter() - started
-        print(f"e2e run -d + wait {_rate(count * line, seconds)}; daemon CPU "
-              f"{_rate(count * line, _cpu_seconds(pid) - cpu)}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        command = ["docker", "-H", f"unix://{daemon.socket}", "logs", "big"]
-        with open(os.devnull, "wb") as sink:
-            started, cpu = time.perf_counter(), _cpu_seconds(pid)
-            children = _children_cpu()
-            subprocess.run(command, stdout=sink, check=True, env=env)
-            seconds = time.perf_counter() - started
-        print(f"e2e logs {_rate(count * line, seconds)}  (Docker: {DOCKER_LOGS_MB_S} MB/s)")
-        print(f"  daemon CPU {_rate(count * line, _cpu_seconds(pid) - cpu)}")
-        print(f"  CLI CPU    {_rate(count * line, _children_cpu() - children)}")
+        ours = _e2e_on("dockertw", daemon, lambda: [pid], tar, mb, line)
+        with contextlib.suppress(Exception):
+            subprocess.run(["docker", "-H", f"unix://{daemon.socket}", "rm", "-f", "big"],
+                           capture_output=True, check=False, timeout=60)
     finally:
         daemon.stop()
+    theirs = None
+    try:
+        if with_docker:
+            engine = DockerEngine(workdir / "docker")
+            theirs = on_dockerd(engine, lambda engine: _e2e_on(
+                "docker", engine, lambda: list(docker_side(engine.workdir)), tar, mb, line))
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if theirs:
+        print(f"docker logs | wc -c: dockertw {ours:.1f} MB/s, docker {theirs:.1f} MB/s, "
+              f"ratio {ours / theirs:.1f} (target: at least 10)")
+    else:
+        print(f"docker logs | wc -c: dockertw {ours:.1f} MB/s (Docker 20.10 in the issue: "
+              f"{DOCKER_LOGS_MB_S} MB/s)")
 
 
 def main() -> None:
@@ -170,10 +215,14 @@ def main() -> None:
     parser.add_argument("--line", type=int, default=100, help="bytes per line")
     parser.add_argument("--e2e", action="store_true")
     parser.add_argument("--e2e-mb", type=int, default=200)
+    parser.add_argument("--docker", action="store_true",
+                        help="with --e2e: the same on a private dockerd")
+    parser.add_argument("--skip-micro", action="store_true")
     args = parser.parse_args()
-    micro(args.mb, args.line)
+    if not args.skip_micro:
+        micro(args.mb, args.line)
     if args.e2e:
-        e2e(args.e2e_mb, args.line)
+        e2e(args.e2e_mb, args.line, args.docker)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,12 @@ from twisted.internet.task import Clock
 
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.usage.cgroups import read_pids, read_stats_files
+from dockertw.daemon.containers.usage.sampler import (
+    KeptFiles,
+    SharedSampler,
+    Target,
+    read_samples,
+)
 from dockertw.daemon.containers.usage.stats import (
     Sample,
     cgroup_files,
@@ -21,7 +28,12 @@ from dockertw.daemon.containers.usage.stats import (
     v2_stats,
     zero_stats,
 )
-from dockertw.daemon.containers.usage.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.daemon.containers.usage.statsstream import (
+    INTERVAL,
+    StatsOptions,
+    StatsSource,
+    stream_stats,
+)
 from dockertw.errdefs import NotFound
 
 GIB = 1 << 30
@@ -193,7 +205,9 @@ class _Engine:
         self.running = True
         self.removed = False
         self.reads = 0
+        self.passes = 0
         self.sent: list[dict[str, Any]] = []
+        self.sampler = SharedSampler(self.clock, INTERVAL, self._read_all)
 
     def _find(self, key: str) -> Deferred[Container]:
         if self.removed:
@@ -208,9 +222,15 @@ class _Engine:
         return succeed(parse_sample("2", files, PROC_STAT, None,
                                     int(self.clock.seconds() * 1e9) + 1, GIB))
 
+    def _read_all(self, containers: list[Container]) -> Deferred[dict[str, Sample]]:
+        self.passes += 1
+        samples = {c.id: self._sample(c).result for c in containers}
+        return succeed({key: sample for key, sample in samples.items() if sample})
+
     def serve(self, stream: bool, one_shot: bool = False) -> Deferred[None]:
         source = StatsSource(find=self._find, running=lambda _: self.running,
-                             sample=self._sample, clock=self.clock)
+                             sample=self._sample, clock=self.clock,
+                             next_sample=self.sampler.next)
         return ensureDeferred(stream_stats(source, self.container,
                                            StatsOptions(stream, one_shot), self.sent.append))
 
@@ -249,6 +269,78 @@ def test_cancelling_a_stream_stops_its_timer():
     assert failures[0].check(CancelledError) and engine.clock.getDelayedCalls() == []
     engine.clock.advance(5)
     assert len(engine.sent) == 2 and engine.reads == 2
+
+
+def test_streams_share_one_pass_a_second():
+    engine = _Engine()
+    streams = [engine.serve(stream=True) for _ in range(3)]
+    assert len(engine.sent) == 3 and engine.passes == 0  # the first samples: at once
+    engine.clock.advance(1)
+    assert len(engine.sent) == 6 and engine.passes == 1
+    engine.clock.advance(1)
+    assert len(engine.sent) == 9 and engine.passes == 2
+    streams[0].addErrback(lambda failure: None)
+    streams[0].cancel()
+    engine.clock.advance(1)
+    assert len(engine.sent) == 11 and engine.passes == 3
+    assert engine.sampler.waiting == 1  # one container, two streams waiting on it
+    for stream in streams[1:]:
+        stream.addErrback(lambda failure: None)
+        stream.cancel()
+    assert engine.sampler.waiting == 0 and engine.clock.getDelayedCalls() == []
+
+
+def test_a_pass_reads_proc_stat_once_and_each_cgroup(tmp_path: Path):
+    proc = tmp_path / "proc"
+    (proc / "7" / "net").mkdir(parents=True)
+    (proc / "stat").write_text(PROC_STAT)
+    (proc / "7" / "net" / "dev").write_text(NET_DEV)
+    for name in ("a", "b"):
+        cgroup = tmp_path / "v2" / "parent" / name
+        cgroup.mkdir(parents=True)
+        for file, text in V2.items():
+            (cgroup / file).write_text(text)
+    samples = read_samples("2", [Target("a", "/parent/a", 7), Target("b", "/parent/b", None)],
+                           GIB, 100, root=tmp_path / "v2", proc=proc)
+    expected = parse_sample("2", V2, PROC_STAT, NET_DEV, 0, GIB)
+    assert samples["a"].cgroup == expected.cgroup and samples["a"].networks
+    assert samples["b"].system_cpu == expected.system_cpu and samples["b"].networks is None
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_kept_files_are_read_again_from_the_start_and_closed_when_not_followed(
+        tmp_path: Path):
+    (tmp_path / "cpu.stat").write_text("usage_usec 1\n")
+    before, files = _open_fds(), KeptFiles()
+    paths = {"cpu.stat": str(tmp_path / "cpu.stat"), "io.stat": str(tmp_path / "io.stat")}
+    with files.pass_of({"a/7"}):
+        assert files.read("a/7", lambda: paths) == {"cpu.stat": "usage_usec 1\n"}
+    (tmp_path / "cpu.stat").write_text("usage_usec 22\n")  # the same file, new text
+    (tmp_path / "io.stat").write_text("8:0 rbytes=1\n")  # missing at first: not tried again
+    with files.pass_of({"a/7"}):
+        assert files.read("a/7", lambda: paths) == {"cpu.stat": "usage_usec 22\n"}
+    assert _open_fds() == before + 1
+    with files.pass_of({"a/8"}):  # restarted (another pid): opened afresh
+        assert len(files.read("a/8", lambda: paths)) == 2
+    assert _open_fds() == before + 2
+    files.close()
+    assert _open_fds() == before
+
+
+def test_the_sampler_says_when_no_one_waits_any_more():
+    engine = _Engine()
+    idle: list[bool] = []
+    engine.sampler = SharedSampler(engine.clock, INTERVAL, engine._read_all,
+                                   lambda: idle.append(True))
+    stream = engine.serve(stream=True)
+    engine.clock.advance(1)
+    assert idle == []
+    stream.addErrback(lambda failure: None)
+    stream.cancel()
+    assert idle == [True]
 
 
 def test_once_after_a_second_sample_at_once_with_one_shot_or_zeroed():

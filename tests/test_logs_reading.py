@@ -44,7 +44,22 @@ class _Collect(LogSink):
         return None
 
     def texts(self) -> list[str]:
-        return [chunk.data.decode() for chunk in StdcopyDecoder().feed(self.data)]
+        """The lines sent, whatever frames carried them."""
+        joined = "".join(chunk.data.decode() for chunk in StdcopyDecoder().feed(self.data))
+        return [line + "\n" for line in joined.split("\n")[:-1]]
+
+
+def _runs(data: bytes, framing: Framing) -> list[tuple[int, bytes]]:
+    """What a client makes of ``data``: the bytes of each run of one stream."""
+    if framing.tty:
+        return [(1, data)]
+    runs: list[tuple[int, bytes]] = []
+    for chunk in StdcopyDecoder().feed(data):
+        if runs and runs[-1][0] == chunk.stream:
+            runs[-1] = (chunk.stream, runs[-1][1] + chunk.data)
+        else:
+            runs.append((chunk.stream, chunk.data))
+    return runs
 
 
 @pytest.mark.parametrize("chunk", [100, 1000, logs.CHUNK])
@@ -64,7 +79,48 @@ def test_chunks_frame_as_entry_by_entry(tmp_path, monkeypatch, chunk):
             fast = b"".join(logs.read_chunks(parts, options, framing))
             logs.close_files(parts)
             wanted = [e for e in read_entries(path, tail=tail) if e.stream in options.streams]
-            assert fast == logs.render_entries(wanted, framing)
+            slow = logs.render_entries(wanted, framing)
+            if stamps or tty:
+                assert fast == slow
+            else:  # coalesced frames end where a chunk does
+                assert _runs(fast, framing) == _runs(slow, framing)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    return [(chunk.stream, chunk.data) for chunk in StdcopyDecoder().feed(data)]
+
+
+@pytest.mark.parametrize("chunk", [1000, logs.CHUNK])
+def test_entries_of_one_stream_share_frames_of_whole_lines(tmp_path, monkeypatch, chunk):
+    whole = chunk > logs.FRAME * 4
+    monkeypatch.setattr(logs, "CHUNK", chunk)
+    path = tmp_path / "c-json.log"
+    log = JSONLogFile(path)
+    lines = [b"%05d " % i + b"x" * 94 + b"\n" for i in range(1000)]
+    log.write([LogEntry("stdout", T0 + i, line) for i, line in enumerate(lines)])
+    log.write([LogEntry("stderr", T0 + 2000, b"oops\n"), LogEntry("stdout", T0 + 2001, b"end\n")])
+    log.close()
+    parts = logs.open_files(path)
+    frames = _frames(b"".join(logs.read_chunks(parts, LogOptions(), Framing())))
+    logs.close_files(parts)
+    assert b"".join(data for _, data in frames[:-2]) == b"".join(lines)
+    assert all(stream == 1 and data.endswith(b"\n") and len(data) <= logs.FRAME
+               for stream, data in frames[:-2])
+    if whole:  # blocks of nearly a frame each, not a frame per line
+        assert len(frames) - 2 == -(-len(b"".join(lines)) // logs.FRAME)
+    assert frames[-2:] == [(2, b"oops\n"), (1, b"end\n")]
+    parts = logs.open_files(path)
+    stamped = _frames(b"".join(logs.read_chunks(parts, LogOptions(), Framing(timestamps=True))))
+    logs.close_files(parts)
+    assert len(stamped) == len(lines) + 2  # with time stamps: a frame per entry, as Docker
+
+
+def test_a_frame_ends_after_a_newline_or_at_the_frame_size():
+    line = b"y" * (logs.FRAME * 2 + 10) + b"\n"
+    rendered = logs.render_entries([LogEntry("stdout", T0, b"a\n"),
+                                    LogEntry("stdout", T0, line)], Framing())
+    sizes = [len(data) for _, data in _frames(rendered)]
+    assert sizes == [2, logs.FRAME, logs.FRAME, len(line) - 2 * logs.FRAME]
 
 
 def test_since_and_until_by_time_stamp(tmp_path):
@@ -94,7 +150,7 @@ class _Run:
 
     def __init__(self, log: JSONLogFile) -> None:
         self.log = log
-        self.listeners: list[Callable[[LogEntry], None]] = []
+        self.listeners: list[Callable[[list[LogEntry]], None]] = []
         self.finished: Deferred[int] = Deferred()
         self.next = 0
 
@@ -104,7 +160,7 @@ class _Run:
             self.next += 1
             self.log.write(entries)
             for listener in list(self.listeners):
-                listener(entries[0])
+                listener(entries)
 
 
 def test_a_follower_sees_every_entry_once_across_rotations(tmp_path):

@@ -56,9 +56,16 @@ class Listener:
             time.sleep(0.1)
         raise AssertionError(f"no {wanted.pattern!r} in:\n{self.daemon.output()[-3000:]}")
 
-    def requests(self) -> list[str]:
-        return [line for line in self.daemon.output().splitlines()
-                if f"tcp://127.0.0.1:{self.port} " in line and " GET " in line]
+    def requests(self, wait: float = 2.0) -> list[str]:
+        """The access log's GET lines of this listener, once there are some (the log
+        is written every tenth of a second) or after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            lines = [line for line in self.daemon.output().splitlines()
+                     if f"tcp://127.0.0.1:{self.port} " in line and " GET " in line]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -103,7 +110,7 @@ def test_each_untrusted_client_is_refused_at_the_handshake_and_logged(
     assert done.returncode != 0
     assert any(words in done.stderr for words in cli_says), done.stderr
     assert listener.refusal() == logged
-    assert listener.requests() == []  # not one request got through
+    assert listener.requests(wait=0.3) == []  # not one request got through
 
 
 def _handshake(port: int, context: ssl.SSLContext) -> tuple[str, str | None]:

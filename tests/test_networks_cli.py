@@ -20,7 +20,7 @@ import pytest
 
 from tests.cli import cli, import_image, inspect, ok
 from tests.netsupport import free_block, host_address, ip_of, pool_of, run_ok
-from tests.support import REPO, Daemon
+from tests.support import REPO, Daemon, unix_get
 
 pytestmark = pytest.mark.integration
 
@@ -182,7 +182,20 @@ def test_etc_files_dns_options_and_links(net_daemon: Daemon, busybox_tar: Path):
         assert line in linked.splitlines(), (line, linked)
     target_hostname = inspect(daemon, "target")["Config"]["Hostname"]
     assert f"{target}\ttg {target_hostname} target" in linked
+    assert _listed_names(daemon, "/target") == ["/target"]  # listed once before the link
+    ok(daemon, "create", "--name", "linker2", "--link", "target:tg2", "bb:1", "true")
+    assert _listed_names(daemon, "/target") == ["/target", "/linker2/tg2"]
+    ok(daemon, "rm", "linker2")
+    assert _listed_names(daemon, "/target") == ["/target"]
     ok(daemon, "rm", "-f", "files", "target")
+
+
+def _listed_names(daemon: Daemon, name: str) -> list[str]:
+    """``Names`` of the container called ``name`` in ``GET /containers/json``."""
+    assert daemon.socket is not None
+    status, _, body = unix_get(daemon.socket, "/containers/json?all=1")
+    assert status == 200, body
+    return next(item["Names"] for item in json.loads(body) if item["Names"][0] == name)
 
 
 @pytest.fixture

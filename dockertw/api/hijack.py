@@ -64,8 +64,7 @@ class RawStream(Protocol):
         reactor.callLater(0, self._deliver_early)
 
     def _deliver_early(self) -> None:
-        early = b"".join(self._channel._dataBuffer)  # read past the request
-        self._channel._dataBuffer = []
+        early = self._channel.take_buffered()  # read past the request
         self._started = True
         data, self._pending = early + self._pending, b""
         if data:

@@ -25,9 +25,9 @@ import attrs
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web import http
 
 from dockertw.api import httputils
+from dockertw.api.channel import HttpChannel
 from dockertw.loglevel import Logger
 
 __all__ = ["ConnectionLimits", "LimitedChannel", "DEFAULT_LIMITS"]
@@ -78,7 +78,7 @@ class _CappedBody:
         return getattr(self._file, name)
 
 
-class LimitedChannel(http.HTTPChannel):
+class LimitedChannel(HttpChannel):
     """An HTTP channel that keeps to its site's :class:`ConnectionLimits` (``limits``).
 
     The request objects may say that their route streams the body: before their
@@ -87,6 +87,7 @@ class LimitedChannel(http.HTTPChannel):
     """
 
     site: Any  # set by the Site that builds the channel
+    callLater: Any  # noqa: N815 - set by the Site: its reactor's
     _limits = DEFAULT_LIMITS
     _deadline: float | None = None
     _waiting_for = ("", 0.0)  # what, and for how many seconds
@@ -96,7 +97,6 @@ class LimitedChannel(http.HTTPChannel):
     _refused = False
 
     def connectionMade(self) -> None:
-        self.timeOut = None  # Twisted's idle timeout: the limits take its place
         super().connectionMade()
         self._limits = getattr(self.site, "limits", DEFAULT_LIMITS)
         self._wait("request headers", self._limits.header_timeout)
@@ -109,30 +109,25 @@ class LimitedChannel(http.HTTPChannel):
             self._wait("request headers", self._limits.header_timeout)
         super().dataReceived(data)
 
-    def rawDataReceived(self, data: bytes) -> None:
-        if not self._refused:
-            super().rawDataReceived(data)
-
-    def allHeadersReceived(self) -> None:
-        request: Any = self.requests[-1]
-        length = self.length
+    def _admit(self, request: Any, length: int | None) -> bool:
         if length is not None and length > self._limits.max_body and not _streams(request):
             self._refuse_body()
-            return
-        super().allHeadersReceived()
-        if length == 0 or getattr(request, "streaming", False):
+            return False
+        if length == 0:
             self._deadline = None  # nothing awaited from the client
+        return True
+
+    def _awaiting_body(self, request: Any, length: int | None) -> None:
+        if getattr(request, "streaming", False):
+            self._deadline = None  # a streamed body is never timed
             return
         self._wait("request body", self._limits.body_timeout)
         if length is None:
             request.content = _CappedBody(request.content, self._limits.max_body,
                                           self._refuse_body)
 
-    def allContentReceived(self) -> None:
-        if self._refused:
-            return
+    def _request_in(self, request: Any) -> None:
         self._deadline = None  # nothing awaited from the client
-        super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
         self._between_requests = True  # the next request's first byte starts its clock
@@ -178,7 +173,7 @@ class LimitedChannel(http.HTTPChannel):
 
     def _refuse_body(self) -> None:
         """Answer 413, close the writing side, and drop input for a while."""
-        self._refused = True
+        self._refused = self._closed = True  # nothing more is read or answered
         self._deadline = None
         transport: Any = self.transport
         _log.info("{listener}: request body of {peer} over {limit} bytes: refused (413)",

@@ -184,8 +184,9 @@ class ApiResource(Resource):
     """The daemon's root resource.
 
     Paths without variables (``/_ping``, ``/version``, ``/containers/json``, ...) are
-    looked up in a dictionary and dispatched at once; the others go through Klein.
-    Paths that are not UTF-8 are refused with a JSON 400.
+    looked up in a dictionary and dispatched at once; the others are matched by the
+    Klein app's URL map (werkzeug), whose endpoints are called directly.  Paths that
+    are not UTF-8 are refused with a JSON 400.
     """
 
     isLeaf = True
@@ -193,7 +194,6 @@ class ApiResource(Resource):
     def __init__(self, app: Klein, dispatcher: _Dispatcher,
                  tables: dict[str, dict[str, Route]]) -> None:
         super().__init__()
-        self._routes = app.resource()
         self._urls = app.url_map.bind("localhost")
         self._streamed = {(name, method.encode())
                           for index, table in enumerate(tables.values())
@@ -202,6 +202,9 @@ class ApiResource(Resource):
         self._static = {(path.encode(), method.encode()): dispatcher.endpoint_for(table)
                         for path, table in tables.items() if "<" not in path
                         for method in table}
+        self._endpoints = {name: dispatcher.endpoint_for(table)
+                           for index, table in enumerate(tables.values())
+                           for name in _endpoint_names(index)}
 
     def streams_body(self, method: bytes, path: bytes) -> bool:
         """Whether the route of ``method`` ``path`` reads its body as it arrives."""
@@ -227,15 +230,42 @@ class ApiResource(Resource):
         if versioned is not None:
             version, bare = versioned.group(1).decode(), versioned.group(2)
         endpoint = self._static.get((bare, request.method))
-        if endpoint is None:
-            return self._routes.render(request)
-        result = endpoint(request, version)
+        if endpoint is not None:
+            result = endpoint(request, version)
+        else:
+            try:
+                name, params = self._urls.match(unquote_to_bytes(path).decode("utf-8"),
+                                                method=request.method.decode("latin-1"))
+            except (_NoRoute, _NoMethod):
+                return page_not_found(request)
+            except HTTPException as error:  # a redirect: werkzeug's answer, as Klein's
+                return _werkzeug_answer(request, error)
+            result = self._endpoints[name](request, **params)
         if isinstance(result, Deferred):
-            return _finish_later(request, result)
+            if not _fired(result):
+                return _finish_later(request, result)
+            result = result.result  # answered from memory: no need to wait
         if result is None:  # the handler wrote a complete stream itself
             request.finish()
             return NOT_DONE_YET
         return result
+
+
+def _werkzeug_answer(request: IRequest, error: HTTPException) -> bytes:
+    """werkzeug's own answer to ``error`` (a redirect to the path with slashes merged),
+    as Klein writes it."""
+    answer = error.get_response({})
+    request.setResponseCode(error.code or 500)
+    for header, value in answer.headers:
+        request.setHeader(header.encode("latin-1"), value.encode("latin-1"))
+    return b"".join(answer.iter_encoded())
+
+
+def _fired(result: Deferred[Any]) -> bool:
+    """Whether ``result`` holds its final value already (neither a failure, which the
+    error table turned into an answer anyway, nor a Deferred it waits on)."""
+    return bool(result.called and not result.paused
+                and isinstance(getattr(result, "result", None), bytes | type(None)))
 
 
 def _finish_later(request: IRequest, result: Deferred[Any]) -> Any:
@@ -276,6 +306,9 @@ class _Dispatcher:
     def __init__(self, config: ApiConfig) -> None:
         self._config = config
         self._experimental = b"true" if config.experimental else b"false"
+        self._common = ((b"server", config.server.encode()),  # encoded once
+                        (b"api-version", config.max_version.encode()),
+                        (b"ostype", config.os_type.encode()))
 
     def endpoint_for(self, table: dict[str, Route]) -> Callable[..., Any]:
         def endpoint(request: IRequest, version: str | None = None, **params: str) -> Any:
@@ -289,9 +322,8 @@ class _Dispatcher:
     def _dispatch(
         self, route: Route, request: IRequest, version: str | None, params: dict[str, str]
     ) -> Any:
-        request.setHeader(b"server", self._config.server.encode())
-        request.setHeader(b"api-version", self._config.max_version.encode())
-        request.setHeader(b"ostype", self._config.os_type.encode())
+        for name, value in self._common:
+            request.setHeader(name, value)
         try:
             api_version = self._check_version(version)
         except DockerError as error:  # plain text for a client older than 1.24, as moby

@@ -15,15 +15,17 @@ from twisted.web.resource import IResource
 
 from dockertw import meters
 from dockertw.api.limits import DEFAULT_LIMITS, ConnectionLimits, LimitedChannel
+from dockertw.api.request import LeanRequest
 from dockertw.daemon.bodypipe import BodyLost, BodyPipe
 from dockertw.loglevel import Logger
 
 __all__ = ["ApiChannel", "ApiRequest", "ApiSite"]
 
 _STREAMED_READ_SIZE = 1 << 20
+LOG_EVERY = 0.1  # seconds between writes of the access log
 
 
-class ApiRequest(server.Request):
+class ApiRequest(LeanRequest):
     """A request that remembers when it arrived, and that a handler can hijack.
 
     When the site says a route streams its body (:meth:`ApiSite.streams_body`), the
@@ -41,7 +43,7 @@ class ApiRequest(server.Request):
         self._streaming = False
         self._finish_waiting = False
         self._read_size: int | None = None
-        self.request_line = b""  # set by ApiChannel as the line arrives
+        self.request_line = b""  # set by the channel with the headers
         self.route_name = ""  # set by the gate, for metrics
 
     @property
@@ -66,8 +68,7 @@ class ApiRequest(server.Request):
         return self._streaming
 
     def streams_body(self) -> bool:
-        """Whether the route reads the body while it arrives (from the request line
-        :class:`ApiChannel` kept)."""
+        """Whether the route reads the body while it arrives (from the request line)."""
         return self._streamed_head(None) is not None
 
     def _streamed_head(self, length: int | None) -> tuple[bytes, bytes, bytes] | None:
@@ -145,8 +146,8 @@ class ApiRequest(server.Request):
 
 
 def _split_request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """``GET /path HTTP/1.1`` as its three parts (``None`` for anything else: Twisted
-    has answered 400 to it already)."""
+    """``GET /path HTTP/1.1`` as its three parts (``None`` for anything else: the
+    channel has answered 400 to it already)."""
     parts = line.split(b" ")
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
@@ -168,13 +169,10 @@ def _count_stream(channel: Any, delta: int) -> None:
 
 
 class ApiChannel(LimitedChannel):
-    """An HTTP/1.1 channel that hands each request its request line at once, and
-    keeps to its site's limits (:mod:`dockertw.api.limits`).
-
-    Twisted keeps the line to itself until the body is in; a request whose route
-    streams its body needs it when the headers are.  Only public names are used: the
-    line that makes the channel append a request to ``requests`` is that request's
-    first line.  ``identity`` is the peer's, once the gate has worked it out.
+    """The daemon's HTTP/1.1 connection (:mod:`dockertw.api.channel`), which gives
+    each request its request line with its headers, and keeps to its site's limits
+    (:mod:`dockertw.api.limits`).  ``identity`` is the peer's, once the gate has
+    worked it out.
     """
 
     identity: Any = None
@@ -189,22 +187,20 @@ class ApiChannel(LimitedChannel):
         if (listener := _metered_listener(self)) is not None:
             meters.adjust(meters.OPEN_CONNECTIONS, -1, (listener,))
 
-    def lineReceived(self, line: bytes) -> None:
-        count = len(self.requests)
-        super().lineReceived(line)
-        if len(self.requests) > count:
-            self.requests[-1].request_line = line
-
 
 class ApiSite(server.Site):
     """A site named after its listener; logs listener, method, path, status, duration.
 
     ``gate`` (if any) sees every routed request first (:mod:`dockertw.api.gate`);
-    ``metered`` sites count connections, hijacked streams and requests.
+    ``metered`` sites count connections, hijacked streams and requests.  The access
+    log is written in batches, off the requests' path: the lines of the requests
+    finished within :data:`LOG_EVERY` seconds go out as one log event (and at once
+    when the last port closes).
     """
 
     protocol = ApiChannel  # type: ignore[assignment]
-    requestFactory = ApiRequest
+    requestFactory = ApiRequest  # type: ignore[assignment]
+    server_header = server.version  # the requests' Server until the router sets it
     limits: ConnectionLimits = DEFAULT_LIMITS
     noisy = False
     _log = Logger()
@@ -217,6 +213,8 @@ class ApiSite(server.Site):
         self.on_stop = on_stop
         self.gate = gate
         self.metered = metered
+        self._lines: list[str] = []
+        self._flushing: Any = None
 
     def streams_body(self, method: bytes, path: bytes) -> bool:
         """Whether the route of ``method`` ``path`` reads its body while it arrives."""
@@ -225,6 +223,7 @@ class ApiSite(server.Site):
 
     def stopFactory(self) -> None:
         """The last port serving this site closed; tell whoever watches the listener."""
+        self._flush()
         super().stopFactory()
         if self.on_stop is not None:
             self.on_stop()
@@ -234,10 +233,20 @@ class ApiSite(server.Site):
         elapsed_ms = (time.monotonic() - request.arrived) * 1000.0
         method = request.method.decode("ascii", "replace")
         path = request.uri.decode("utf-8", "replace")
-        self._log.info("{line}", line=f"{self.listener} {method} {path} {request.code} "
-                                       f"{elapsed_ms:.1f}ms")
+        if not self._lines:
+            self._flushing = self.reactor.callLater(LOG_EVERY, self._flush)
+        self._lines.append(f"{self.listener} {method} {path} {request.code} "
+                           f"{elapsed_ms:.1f}ms")
         if self.metered:
             self._measure(request, method, elapsed_ms / 1000.0)
+
+    def _flush(self) -> None:
+        if self._flushing is not None and self._flushing.active():
+            self._flushing.cancel()
+        self._flushing = None
+        lines, self._lines = self._lines, []
+        if lines:
+            self._log.info("{line}", line="\n".join(lines))
 
     def _measure(self, request: ApiRequest, method: str, seconds: float) -> None:
         route = request.route_name or "none"

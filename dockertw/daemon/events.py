@@ -108,15 +108,17 @@ class Subscription:
             self._deliver(event)
 
     def cancel(self) -> None:
-        self._bus._subscriptions.discard(self)
+        self._bus._subscriptions.pop(self, None)
 
 
 class EventBus:
-    """Publish events; replay recent ones; deliver new ones to subscribers."""
+    """Publish events; replay recent ones; deliver new ones to subscribers, in the order
+    they subscribed (so the engine's own, made at start, such as caches that an event
+    may make stale, see each event before any client)."""
 
     def __init__(self, history: int = 256) -> None:
         self._recent: deque[Event] = deque(maxlen=history)
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: dict[Subscription, None] = {}  # ordered
 
     @property
     def listener_count(self) -> int:
@@ -149,5 +151,5 @@ class EventBus:
         """Deliver new events that pass ``filters``; ``counted=False`` for the daemon's
         own watchers, which are no events listener of ``/info``."""
         subscription = Subscription(self, filters, deliver, counted)
-        self._subscriptions.add(subscription)
+        self._subscriptions[subscription] = None
         return subscription

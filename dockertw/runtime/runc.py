@@ -162,7 +162,8 @@ class Runc:
         """Run ``argv`` as a child of the daemon: its exit status and output."""
         collect = _Collect(stdin)
         try:
-            self._reactor.spawnProcess(collect, runtime.path, argv, env=_environment(),
+            self._reactor.spawnProcess(collect, _located(runtime.path), argv,
+                                       env=_environment(),
                                        childFDs=dict(fds))
         except OSError as error:
             raise RuncError(_missing(runtime.path)
@@ -182,16 +183,24 @@ class Runc:
                         {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
         return int(pid_file.read_text().strip())
 
-    async def exec(self, container_id: str, process: Path, stdio: Stdio, *,
+    async def exec(self, container_id: str, process: bytes, stdio: Stdio, *,
                    pid_file: Path, log: Path, console_socket: Path | None = None) -> int:
-        """``runc exec --detach``: start ``process`` (a ``config.json`` process object)
-        in the running container; answers its pid.  runc exits at once, and the
-        process is re-parented to the daemon (a subreaper), like a container's init."""
-        args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(process)]
+        """``runc exec --detach``: start ``process`` (a ``config.json`` process object,
+        JSON) in the running container; answers its pid.  runc reads the object from a
+        memory file it inherits (nothing is written to disk for it).  runc exits at
+        once, and the process is re-parented to the daemon (a subreaper), like a
+        container's init."""
+        memory = _memory_file(process)
+        args = ["exec", "--detach", "--pid-file", str(pid_file),
+                "--process", f"/proc/self/fd/{_PROCESS_FD}"]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
-        await self._run(container_id, args, log,
-                        {0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr}, outlives=True)
+        try:
+            await self._run(container_id, args, log, {
+                0: stdio.stdin, 1: stdio.stdout, 2: stdio.stderr, _PROCESS_FD: memory},
+                outlives=True)
+        finally:
+            os.close(memory)
         return int(pid_file.read_text().strip())
 
     async def start(self, container_id: str, bundle: Path) -> None:
@@ -222,6 +231,37 @@ class Runc:
         output = await self._run(container_id, ["state"], bundle / "runc.log")
         result: dict[str, Any] = json.loads(output)
         return result
+
+
+_PROCESS_FD = 3  # where runc exec finds its process object
+
+
+def _memory_file(data: bytes) -> int:
+    """A memory file holding ``data``, read from the start (closed by the caller)."""
+    fd = os.memfd_create("runc-process", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_LOCATED: dict[str, str] = {}
+
+
+def _located(binary: str) -> str:
+    """``binary`` found on ``PATH`` once (no search per command), or as given."""
+    path = _LOCATED.get(binary)
+    if path is None:
+        path = shutil.which(binary)
+        if path is None:
+            return binary  # not there (yet): looked up again next time
+        _LOCATED[binary] = path
+    return path
 
 
 def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path,

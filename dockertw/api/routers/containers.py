@@ -19,8 +19,9 @@ from zope.interface import implementer
 
 from dockertw.api import httputils
 from dockertw.api.attaching import connect_attachment
+from dockertw.api.encoded import EncodedViews
 from dockertw.api.hijack import RawStream, hijack, upgrade_head
-from dockertw.api.responses import Empty, Json
+from dockertw.api.responses import Empty, Json, Text
 from dockertw.api.router import ApiCall, Route
 from dockertw.api.routers.system import parse_timestamp
 from dockertw.api.tarstream import start_tar, stream_ended
@@ -232,6 +233,7 @@ class _LogWriter(LogSink):
 
 
 _PATH_STAT = b"X-Docker-Container-Path-Stat"
+_JSON = b"application/json"
 
 
 def _path_stat_header(request: IRequest, found: dict[str, Any]) -> None:
@@ -300,6 +302,8 @@ class ContainerRouter:
         self._copies = copies
         self._snapshots = snapshots
         self._monitor = monitor
+        self._inspected = EncodedViews(views.inspect_view)
+        self._listed = EncodedViews(views.summary_view, suffix=b"")
 
     def routes(self) -> Sequence[Route]:
         return [
@@ -343,16 +347,28 @@ class ContainerRouter:
 
         return self._containers.create(body, options).addCallback(answer)
 
-    def list_containers(self, call: ApiCall) -> Deferred[list[dict[str, Any]]]:
+    def list_containers(self, call: ApiCall) -> Deferred[Any]:
         options = ListOptions(all=call.bool("all"), limit=_limit(call.query("limit")),
                               size=call.bool("size"), filters=call.filters(LIST_FILTERS))
         listed = self._containers.list_containers(options)
-        return listed.addCallback(
-            lambda items: [views.summary_view(item, call.version) for item in items])
+        if options.size:
+            return listed.addCallback(
+                lambda items: [views.summary_view(item, call.version) for item in items])
+        return listed.addCallback(self._list_body, call.version)
 
-    def inspect(self, call: ApiCall) -> Deferred[dict[str, Any]]:
-        inspected = self._containers.inspect(call.params["name"], size=call.bool("size"))
-        return inspected.addCallback(views.inspect_view, call.version)
+    def _list_body(self, items: list[dict[str, Any]], version: str) -> Text:
+        """The list, each item's view encoded once while the engine shares the item."""
+        encoded = [self._listed.encoded(item["Id"], item, version) for item in items]
+        return Text(b"[" + b",".join(encoded) + b"]\n", _JSON)
+
+    def inspect(self, call: ApiCall) -> Deferred[Any]:
+        size = call.bool("size")
+        inspected = self._containers.inspect(call.params["name"], size=size)
+        if size:
+            return inspected.addCallback(views.inspect_view, call.version)
+        return inspected.addCallback(
+            lambda document: Text(self._inspected.encoded(document["Id"], document,
+                                                          call.version), _JSON))
 
     def remove(self, call: ApiCall) -> Deferred[Empty]:
         removed = self._containers.remove(call.params["name"], force=call.bool("force"),

@@ -7,19 +7,29 @@ The processes and counters are read from the container's cgroup (see :mod:`~.top
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 
 from dockertw.daemon.containers.parts import ServiceParts
 from dockertw.daemon.containers.records.record import Container
 from dockertw.daemon.containers.running import bundle as bundles
 from dockertw.daemon.containers.running.running import Running
 from dockertw.daemon.containers.usage import cgroups, top
-from dockertw.daemon.containers.usage.stats import Sample, cgroup_files, parse_sample
-from dockertw.daemon.containers.usage.statsstream import StatsOptions, StatsSource, stream_stats
+from dockertw.daemon.containers.usage.sampler import (
+    KeptFiles,
+    SharedSampler,
+    Target,
+    read_samples,
+)
+from dockertw.daemon.containers.usage.stats import Sample
+from dockertw.daemon.containers.usage.statsstream import (
+    INTERVAL,
+    StatsOptions,
+    StatsSource,
+    stream_stats,
+)
 from dockertw.errdefs import Conflict, InvalidParameter
 
 __all__ = ["ContainerMonitor"]
@@ -38,6 +48,8 @@ class ContainerMonitor:
         self._cgroup_version = cgroup_version
         self._cgroup_parent = cgroup_parent
         self._machine_memory = machine_memory
+        self._sampler = SharedSampler(reactor, INTERVAL, self._read_samples, self._idle)
+        self._files = KeptFiles()
 
     def top(self, name: str, ps_args: str = "") -> Deferred[dict[str, Any]]:
         """``GET /containers/{name}/top?ps_args=``: the host's ``ps`` rows of the
@@ -79,14 +91,15 @@ class ContainerMonitor:
     async def _stats(self, name: str, options: StatsOptions,
                      send: Callable[[dict[str, Any]], None],
                      ready: Callable[[], None]) -> None:
-        reader, runs = self._parts.reader, self._parts.runs
-        container = await reader(lambda: self._store.get(name))
+        runs = self._parts.runs
+        container = self._store.get(name)  # in memory
         if options.stream and options.one_shot:  # after the lookup, as moby: 404 first
             raise InvalidParameter("cannot have stream=true and one-shot=true")
         ready()
-        source = StatsSource(find=lambda key: reader(lambda: self._store.get(key)),
+        source = StatsSource(find=lambda key: succeed(self._store.get(key)),
                              running=lambda key: runs.run_of(key) is not None,
-                             sample=self._sample, clock=self._reactor)
+                             sample=self._sample, clock=self._reactor,
+                             next_sample=self._sampler.next)
         await stream_stats(source, container, options, send)
 
     async def _sample(self, container: Container) -> Sample | None:
@@ -101,14 +114,29 @@ class ContainerMonitor:
 
     def _read_sample(self, container: Container, running: Running) -> Deferred[Sample]:
         """Read the container's counters in a worker thread."""
-        version = self._cgroup_version
-        path = bundles.cgroup_path(container, self._cgroup_parent)
+        target = self._target(container, running)
+        read = self._parts.reader(lambda: read_samples(
+            self._cgroup_version, [target], self._machine_memory, _CLK_TCK))
+        return read.addCallback(lambda samples: samples[target.key])
+
+    def _target(self, container: Container, running: Running) -> Target:
         host_network = container.host_config.get("NetworkMode") == "host"
-        pid = None if host_network else running.watcher.pid
+        return Target(container.id, bundles.cgroup_path(container, self._cgroup_parent),
+                      None if host_network else running.watcher.pid)
 
-        def read() -> Sample:
-            files = cgroups.read_stats_files(version, path, cgroup_files(version), pid)
-            return parse_sample(version, files.cgroup, files.proc_stat, files.net_dev,
-                                time.time_ns(), self._machine_memory, _CLK_TCK)
+    def _read_samples(self, containers: list[Container]) -> Deferred[dict[str, Sample]]:
+        """The shared pass: every running one of ``containers`` read in one job; those
+        whose run ended meanwhile left out."""
+        runs = {c.id: run for c in containers
+                if (run := self._parts.runs.run_of(c.id)) is not None}
+        targets = [self._target(c, runs[c.id]) for c in containers if c.id in runs]
+        read = self._parts.reader(lambda: read_samples(
+            self._cgroup_version, targets, self._machine_memory, _CLK_TCK,
+            files=self._files))
+        return read.addCallback(lambda samples: {
+            key: sample for key, sample in samples.items()
+            if self._parts.runs.run_of(key) is runs[key]})
 
-        return self._parts.reader(read)
+    def _idle(self) -> None:
+        """No stream follows any container: close the files the passes kept open."""
+        self._parts.reader(self._files.close)

@@ -41,6 +41,7 @@ from dockertw.daemon.containers.running.logs import LogOptions
 from dockertw.daemon.containers.running.networking import ContainerNetworking
 from dockertw.daemon.containers.running.restore import Previous
 from dockertw.daemon.containers.running.stdio import release_consoles
+from dockertw.daemon.containers.shown import ShownCache
 from dockertw.daemon.containers.snapshots import ContainerSnapshots
 from dockertw.daemon.events import Event, EventBus
 from dockertw.daemon.images.store import ImageStore, ImageUser
@@ -156,6 +157,8 @@ class ContainerService:
         self._prune_guard = OneAtATime("a prune operation is already running")
         self._count = store.count()
         self.networking = ContainerNetworking(store, networks, writer=writer, reader=reader)
+        self._shown = ShownCache()
+        events.subscribe(Filters(), self._shown.watch, counted=False)
         self.runs = Lifecycle(store, images, emit=self._emit, writer=writer,
                                reader=reader, reactor=reactor, runc=runc,
                                auto_remove=self._auto_remove,
@@ -413,13 +416,28 @@ class ContainerService:
     # -- reads -------------------------------------------------------------------------
 
     def inspect(self, name: str, size: bool = False) -> Deferred[dict[str, Any]]:
-        """``GET /containers/{name}/json``."""
-        return self._reader(lambda: self._inspect(name, size))
+        """``GET /containers/{name}/json``; without ``size`` from memory, the document
+        shared until the container changes (see :mod:`~.shown`): do not change it."""
+        if size:  # the sizes are measured on disk
+            return self._reader(lambda: self._inspect_sized(name))
+        return maybeDeferred(self._inspect_shared, name)
 
-    def _inspect(self, name: str, size: bool) -> dict[str, Any]:
+    def _inspect_shared(self, name: str) -> dict[str, Any]:
         container = self._store.get(name)
-        shown = container.inspect(self._sizes(container) if size else None)
-        shown["ExecIDs"] = self.execs.running_ids(container.id) or None
+        execs = tuple(self.execs.running_ids(container.id))
+        return self._shown.document(container, execs,
+                                    lambda: self._document(container, execs))
+
+    def _inspect_sized(self, name: str) -> dict[str, Any]:
+        container = self._store.get(name)
+        return self._document(container, tuple(self.execs.running_ids(container.id)),
+                              self._sizes(container))
+
+    @staticmethod
+    def _document(container: Container, execs: tuple[str, ...],
+                  sizes: Sizes | None = None) -> dict[str, Any]:
+        shown = container.inspect(sizes)
+        shown["ExecIDs"] = list(execs) or None
         return shown
 
     def _sizes(self, container: Container) -> Sizes:
@@ -434,7 +452,8 @@ class ContainerService:
             return 0
 
     def list_containers(self, options: ListOptions) -> Deferred[list[dict[str, Any]]]:
-        """``GET /containers/json``: summaries, newest first."""
+        """``GET /containers/json``: summaries, newest first; without ``size`` each
+        shared until its container changes (see :mod:`~.shown`): do not change them."""
         listing.check_list_filters(options.filters)
         if not options.size:  # records and references are in memory: no thread hop
             return maybeDeferred(self._list, options)
@@ -452,13 +471,24 @@ class ContainerService:
             chosen = chosen[:options.limit]
         now = time.time_ns()
         shown: dict[tuple[str, str], str] = {}
-        link_names = self._link_names()
-        items = [c.summary(self._shown_image(c, shown),
-                           self._sizes(c) if options.size else None, now)
-                 for c in chosen]
-        for item in items:
-            item["Names"] += link_names.get(item["Names"][0], [])
-        return items
+        links = self._link_names()
+        if options.size:
+            return [self._with_links(c.summary(self._shown_image(c, shown), self._sizes(c),
+                                               now), links) for c in chosen]
+        return [self._item(c, self._shown_image(c, shown), now, links) for c in chosen]
+
+    def _item(self, container: Container, image: str, now: int,
+              links: dict[str, list[str]]) -> dict[str, Any]:
+        """The list item of ``container``, made again when what it shows changed."""
+        linked = tuple(links.get(container.name, ()))
+        return self._shown.item(
+            container, (image, container.status_text(now), linked),
+            lambda: self._with_links(container.summary(image, None, now), links))
+
+    @staticmethod
+    def _with_links(item: dict[str, Any], links: dict[str, list[str]]) -> dict[str, Any]:
+        item["Names"] += links.get(item["Names"][0], [])
+        return item
 
     def _link_names(self) -> dict[str, list[str]]:
         """Legacy links name their targets too: ``/parent/alias`` by target name."""

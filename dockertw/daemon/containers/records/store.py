@@ -3,7 +3,9 @@
 Each record is two files written crash-safely: ``hostconfig.json`` first, then
 ``config.v2.json``, which commits the container (a directory without it is the
 remains of an interrupted create and is removed at load).  Removal unlinks
-``config.v2.json`` first.  Every method may block: call them from a worker thread.
+``config.v2.json`` first.  Writes may block (they write files): call them from a worker
+thread.  Reads never wait for a write: they take no lock, each looking at the records
+through one operation on a dictionary (atomic in CPython), so the reactor may call them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ __all__ = ["ContainerStore"]
 
 _log = Logger()
 _CONFIG = "config.v2.json"
+_CREATED = attrgetter("created_ns")
 _HOST_CONFIG = "hostconfig.json"
 
 
@@ -92,22 +96,19 @@ class ContainerStore:
 
     def all(self) -> list[Container]:
         """Every container, newest first."""
-        with self._lock:
-            found = list(self._containers.values())
-        return sorted(found, key=lambda c: c.created_ns, reverse=True)
+        found = list(self._containers.values())
+        return sorted(found, key=_CREATED, reverse=True)
 
     def count(self) -> int:
-        with self._lock:
-            return len(self._containers)
+        return len(self._containers)
 
     def get(self, reference: str) -> Container:
         """By full ID, name (with or without ``/``) or unique ID prefix."""
         if not reference:
             raise InvalidParameter("No container name or ID supplied")
-        with self._lock:
-            found = self._containers.get(reference)
-            if found is None:
-                found = self._by_name(reference) or self._by_prefix(reference)
+        found = self._containers.get(reference)
+        if found is None:
+            found = self._by_name(reference) or self._by_prefix(reference)
         if found is None:
             raise NotFound(f"No such container: {reference}")
         return found
@@ -117,18 +118,16 @@ class ContainerStore:
         return self._containers.get(found) if found else None
 
     def _by_prefix(self, prefix: str) -> Container | None:
-        matches = [cid for cid in self._containers if cid.startswith(prefix)]
+        matches = [cid for cid in list(self._containers) if cid.startswith(prefix)]
         if len(matches) > 1:
             raise System(f"Multiple IDs found with provided prefix: {prefix}")
-        return self._containers[matches[0]] if matches else None
+        return self._containers.get(matches[0]) if matches else None
 
     def name_owner(self, name: str) -> str | None:
-        with self._lock:
-            return self._names.get(name)
+        return self._names.get(name)
 
     def users_of(self, image_id: str) -> list[Container]:
-        with self._lock:
-            return [c for c in self._containers.values() if c.image_id == image_id]
+        return [c for c in list(self._containers.values()) if c.image_id == image_id]
 
     # -- writes ------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, maybeDeferred, succeed
 
 from dockertw.daemon.containers.records.names import generate_id
 from dockertw.daemon.containers.records.record import Container
@@ -264,6 +264,7 @@ class ExecService:
         self._reactor = reactor
         self._runc = runc
         self._records: dict[str, ExecRecord] = {}
+        self._bases: dict[str, tuple[Running, dict[str, Any]]] = {}  # by container
 
     # -- records -----------------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class ExecService:
 
     def forget(self, container_id: str) -> None:
         """Drop the records of a removed container."""
+        self._bases.pop(container_id, None)
         for record in list(self._records.values()):
             if record.container_id == container_id:
                 del self._records[record.id]
@@ -304,7 +306,7 @@ class ExecService:
         """``POST /containers/{name}/exec``: ``{"Id": ...}``; an ``exec_create`` event."""
         request = parse_exec_body(body)
         keys = _detach_keys(request.detach_keys)
-        found = self._reader(lambda: self._store.get(name))
+        found = maybeDeferred(self._store.get, name)  # in memory: no thread hop
 
         def create(container: Container) -> dict[str, Any]:
             _check_active(container, self._runs.run_of(container.id))
@@ -354,7 +356,7 @@ class ExecService:
         """The exec, when it may be started: 404 unknown, 409 when its container does
         not run (what Docker checks before hijacking the connection)."""
         record = self._record(exec_id)
-        found = self._reader(lambda: self._store.get(record.container_id))
+        found = maybeDeferred(self._store.get, record.container_id)
 
         def check(container: Container) -> ExecRecord:
             _check_active(container, self._runs.run_of(container.id))
@@ -399,12 +401,11 @@ class ExecService:
                       attachment: Attachment | None) -> None:
         runc = self._runc_or_fail()
         directory = self._store.root / container.id
-        process_file = await self._reader(
-            lambda: self._write_process(record, container, directory))
+        process = await self._process(record, container, directory)
         pid_file, log = directory / f"exec-{record.id}.pid", directory / f"exec-{record.id}.log"
 
         def launch(stdio: Stdio, console: Path | None) -> Awaitable[int]:
-            return runc.exec(container.id, process_file, stdio, pid_file=pid_file,
+            return runc.exec(container.id, process, stdio, pid_file=pid_file,
                              log=log, console_socket=console)
 
         try:
@@ -415,7 +416,7 @@ class ExecService:
         except RuncError as error:
             raise _start_error(str(error)) from None
         finally:
-            for path in (process_file, pid_file, log):
+            for path in (pid_file, log):
                 with contextlib.suppress(OSError):
                     path.unlink()
         key = exec_key(record.id)
@@ -430,25 +431,33 @@ class ExecService:
             run.stdin.on_closed = lambda: self._runs.keeper.input_closed(key)
         self._started(record, pid, run, attachment)
 
-    def _write_process(self, record: ExecRecord, container: Container,
-                       directory: Path) -> Path:
-        """The process object for ``runc exec`` (reader thread: reads the bundle)."""
-        bundle = bundles.bundle_of(directory)
-        try:
-            base = json.loads((bundle / "config.json").read_bytes())["process"]
-        except (OSError, ValueError, KeyError) as error:
-            raise System(f"reading the container's runtime spec: {error}") from None
-        user = (bundles.resolve_user(bundles.rootfs_of(directory), record.user)
-                if record.request.user else None)
+    async def _process(self, record: ExecRecord, container: Container,
+                       directory: Path) -> bytes:
+        """The process object for ``runc exec``, as JSON: the container's own process
+        (read from its bundle once per run) with the exec's settings."""
+        base = await self._base_process(container.id, directory)
+        user = None
+        if record.request.user:  # reads the container's /etc/passwd
+            user = await self._reader(
+                lambda: bundles.resolve_user(bundles.rootfs_of(directory), record.user))
         privileged = record.request.privileged
         process = exec_process(
             base, record.request.cmd, env=record.env, cwd=record.working_dir,
             tty=record.request.tty, user=user, privileged=privileged,
             every_capability=daemon_capabilities()
             if privileged else ALL_CAPABILITIES, size=record.console_size)
-        path = directory / f"exec-{record.id}.json"
-        path.write_text(json.dumps(process))
-        return path
+        return json.dumps(process).encode()
+
+    async def _base_process(self, container_id: str, directory: Path) -> dict[str, Any]:
+        """The ``process`` of the container's runtime spec, kept for as long as it runs."""
+        run = self._runs.run_of(container_id)
+        kept = self._bases.get(container_id)
+        if kept is not None and kept[0] is run:
+            return kept[1]
+        base = await self._reader(lambda: _read_base_process(directory))
+        if run is not None:
+            self._bases[container_id] = (run, base)
+        return base
 
     def _started(self, record: ExecRecord, pid: int, run: Running,
                  attachment: Attachment | None) -> None:
@@ -510,6 +519,16 @@ class ExecService:
             run.resize(height, width)
         except OSError as error:
             raise System(f"resize: {error.strerror}") from None
+
+
+def _read_base_process(directory: Path) -> dict[str, Any]:
+    """The ``process`` object of the container's ``config.json`` (blocking)."""
+    bundle = bundles.bundle_of(directory)
+    try:
+        process: dict[str, Any] = json.loads((bundle / "config.json").read_bytes())["process"]
+    except (OSError, ValueError, KeyError) as error:
+        raise System(f"reading the container's runtime spec: {error}") from None
+    return process
 
 
 def _start_error(message: str) -> Exception:

@@ -4,7 +4,9 @@ The log (the current file and its rotated ones) is read in a worker thread in ch
 of a MiB, each decoded and framed into one block of bytes: memory stays bounded, and
 the next chunk is read while the previous one is being sent.  ``tail`` reads backwards
 from the end.  Most lines are decoded by one regular expression over the whole chunk;
-the others one by one.
+the others one by one.  Without a TTY and without time stamps, consecutive entries
+of one stream go out as one stdcopy frame of up to :data:`FRAME` bytes, so that a
+client writes in blocks rather than once per line.
 
 Following a running container joins its live output without losing or repeating an
 entry, even across a rotation: in one reactor turn the follower starts buffering live
@@ -19,7 +21,7 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterator
-from itertools import compress
+from itertools import compress, groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,10 @@ from dockertw.daemon.jsonlog import (
 from dockertw.daemon.workers import Runner
 
 __all__ = ["LogOptions", "Framing", "LogSink", "LogPart", "open_files", "close_files",
-           "read_chunks", "serve_log", "render_entries"]
+           "read_chunks", "serve_log", "render_entries", "CHUNK", "FRAME"]
 
 CHUNK = 1 << 20
+FRAME = 1 << 15  # payload bytes of a frame of coalesced entries
 _BACK = 1 << 16
 _SEPARATOR = b'\\n","stream":"std'
 _OPENING = b'{"log":"'
@@ -54,6 +57,7 @@ _STREAM = itemgetter(slice(0, 3))
 _TIME = itemgetter(slice(13, 43))
 _MIDDLE = itemgetter(slice(43, 54))
 _TEXT = itemgetter(slice(54, None))
+_ROW_STREAM = itemgetter(1)
 _HEADER = struct.Struct(">B3xI")  # stdcopy (dockertw.streams.stdcopy)
 _STREAM_IDS = {"stdout": 1, "stderr": 2}
 _STAMP_WIDTH = 30  # 2026-11-28T01:02:27.652875996Z
@@ -237,7 +241,35 @@ def _fast_render(chunk: bytes, options: LogOptions, framing: Framing) -> bytes |
         wanted = [stream == (b"out" if options.stdout else b"err") for stream in streams]
         texts, streams = list(compress(texts, wanted)), list(compress(streams, wanted))
         stamps = None if stamps is None else list(compress(stamps, wanted))
+    if stamps is None and not framing.tty:
+        return _coalesced(texts, streams)
     return _interleave(texts, streams, stamps, framing.tty)
+
+
+def _coalesced(texts: list[bytes], streams: list[bytes]) -> bytes:
+    """Each run of lines of one stream, newlines put back, in frames."""
+    pieces: list[bytes | memoryview] = []
+    start = 0
+    for stream, run in groupby(streams):
+        end = start + len(list(run))
+        _frame(pieces, 1 if stream == b"out" else 2,
+               b"\n".join([*texts[start:end], b""]))
+        start = end
+    return b"".join(pieces)
+
+
+def _frame(pieces: list[bytes | memoryview], stream: int, payload: bytes) -> None:
+    """Append ``payload`` as frames of up to :data:`FRAME` bytes, cut after a newline
+    where the window holds one."""
+    view, start, end = memoryview(payload), 0, len(payload)
+    while end - start > FRAME:
+        cut = payload.rfind(b"\n", start, start + FRAME) + 1
+        if cut <= start:
+            cut = start + FRAME
+        pieces += (_HEADER.pack(stream, cut - start), view[start:cut])
+        start = cut
+    if end > start:
+        pieces += (_HEADER.pack(stream, end - start), view[start:])
 
 
 def _columns(chunk: bytes) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
@@ -335,6 +367,11 @@ def _render(rows: list[Row], framing: Framing) -> bytes:
         rows = [(_stamp(stamp) + b" " + data, stream, stamp) for data, stream, stamp in rows]
     if framing.tty:
         return b"".join([data for data, _, _ in rows])
+    if not framing.timestamps:
+        pieces: list[bytes | memoryview] = []
+        for stream, run in groupby(rows, _ROW_STREAM):
+            _frame(pieces, stream, b"".join([data for data, _, _ in run]))
+        return b"".join(pieces)
     pack = _HEADER.pack
     return b"".join([pack(stream, len(data)) + data for data, stream, _ in rows])
 
@@ -354,7 +391,7 @@ async def serve_log(path: Path, running: Running | None, options: LogOptions,
         await _send_kept(parts, options, sink, reader)
         return
     pending: list[LogEntry] = []
-    listener: LogListener = pending.append
+    listener: LogListener = pending.extend
     if options.follow:
         running.listeners.append(listener)
     parts = open_files(path, running.log.size)  # in the same turn: nothing lost
@@ -375,9 +412,11 @@ async def serve_log(path: Path, running: Running | None, options: LogOptions,
 
 
 def _live(keep: Callable[[LogEntry], bool], sink: LogSink) -> LogListener:
-    def send(entry: LogEntry) -> None:
-        if keep(entry):
-            sink(entry)
+    """Send each batch of live entries (one read of the container's output) at once."""
+    def send(entries: list[LogEntry]) -> None:
+        kept = [entry for entry in entries if keep(entry)]
+        if kept:
+            sink.write(render_entries(kept, sink.framing))
     return send
 
 

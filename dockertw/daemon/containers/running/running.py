@@ -34,7 +34,8 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 __all__ = ["OutputPipe", "Running", "Attachment", "chained", "LogSink", "ExitWatch"]
 
 _PIPE_SIZE = 1 << 20  # within /proc/sys/fs/pipe-max-size by default
-LogListener = Callable[[LogEntry], None]
+LogListener = Callable[[list[LogEntry]], None]
+RawListener = Callable[[LogEntry], None]
 
 
 class ExitWatch(Protocol):
@@ -61,7 +62,7 @@ class OutputPipe:
 
     def __init__(self, reactor: IReactorFDSet, fd: int, stream: str,
                  deliver: Callable[[str, int, list[bytes]], None],
-                 raw: LogListener = lambda entry: None) -> None:
+                 raw: RawListener = lambda entry: None) -> None:
         self._reactor = reactor
         self._fd: int | None = fd
         self._stream = stream
@@ -220,7 +221,8 @@ class Attachment:
 class Running:
     """One running container: its init's watcher, stdin, outputs, terminal and log.
 
-    ``listeners`` get whole log entries (lines), ``raw_listeners`` each chunk read.
+    ``listeners`` get the whole log entries (lines) of each read, ``raw_listeners``
+    each chunk read.
     """
 
     def __init__(self, reactor: Any, watcher: ExitWatch, stdio: ContainerIO,
@@ -230,7 +232,7 @@ class Running:
         self.terminal = stdio.terminal
         self.log = log
         self.listeners: list[LogListener] = []
-        self.raw_listeners: list[LogListener] = []
+        self.raw_listeners: list[RawListener] = []
         self.stopping = False
         self.removing = False
         self.outputs = [OutputPipe(reactor, fd, stream, self._write, self._raw)
@@ -243,8 +245,7 @@ class Running:
         if self.listeners:  # entries only for followers: the log needs none
             entries = [LogEntry(stream, time_ns, message) for message in messages]
             for listener in list(self.listeners):
-                for entry in entries:
-                    listener(entry)
+                listener(entries)
 
     def _raw(self, entry: LogEntry) -> None:
         for listener in list(self.raw_listeners):

@@ -262,13 +262,15 @@ class Sample:
     networks: dict[str, dict[str, int]] | None = None
 
 
-def parse_sample(version: str, files: Mapping[str, str], proc_stat: str,
+def parse_sample(version: str, files: Mapping[str, str], proc_stat: str | tuple[int, int],
                  net_dev: str | None, read_ns: int, machine_memory: int = 0,
                  clk_tck: int = 100) -> Sample:
-    """A :class:`Sample` from the files read at ``read_ns``."""
+    """A :class:`Sample` from the files read at ``read_ns``; ``proc_stat`` is the
+    host's ``/proc/stat``, or what :func:`system_cpu` made of it."""
     cgroup = (v2_stats(files, machine_memory) if version == "2"
               else v1_stats(files, machine_memory, clk_tck))
-    total, online = system_cpu(proc_stat, clk_tck)
+    total, online = system_cpu(proc_stat, clk_tck) if isinstance(proc_stat, str) \
+        else proc_stat
     networks = network_stats(net_dev) if net_dev is not None else None
     return Sample(read_ns, cgroup, total, online, networks)
 

@@ -1,11 +1,12 @@
 """The ``GET /containers/{id}/stats`` conversation: when to sample, what to send.
 
 As moby's collector (``daemon/stats.go``, ``daemon/stats/collector.go``): a sample a
-second; a stream sends every one (the first with zero ``precpu_stats``), zeroed ones
-while the container does not run (real ones again once it runs, after a restart),
-and ends when the container is removed or the client leaves (cancelling stops the
-timer).  ``stream=false`` answers with the second sample (``precpu`` filled), at once
-with ``one_shot``, or with the zeroed object when the container does not run.
+second, read for every stream at once (:mod:`~.sampler`); a stream sends every one
+(the first, read on its own, with zero ``precpu_stats``), zeroed ones while the
+container does not run (real ones again once it runs, after a restart), and ends when
+the container is removed or the client leaves (cancelling stops waiting).
+``stream=false`` answers with the second sample (``precpu`` filled), at once with
+``one_shot``, or with the zeroed object when the container does not run.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StatsSource:
     running: Callable[[str], bool]  # whether the container runs now
     sample: Callable[[Container], Awaitable[stats.Sample | None]]  # None: not running
     clock: Any  # IReactorTime
+    next_sample: Callable[[Container], Awaitable[stats.Sample | None]]  # the shared pass's
 
 
 async def stream_stats(source: StatsSource, container: Container, options: StatsOptions,
@@ -66,11 +68,10 @@ async def _follow(source: StatsSource, container: Container,
                   previous: stats.Sample | None, send: Send) -> None:
     """An object a second until the container is removed (or the client leaves)."""
     while True:
-        await deferLater(source.clock, INTERVAL, lambda: None)
+        current = await source.next_sample(container)
         try:
             container = await source.find(container.id)
         except NotFound:
             return
-        current = await source.sample(container)
         send(stats.stats_json(container.name, container.id, current, previous))
         previous = current
