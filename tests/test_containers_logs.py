@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockertw.streams.stdcopy import StdcopyDecoder
 from tests.cli import cli, import_image, inspect, ok
 from tests.support import Daemon, unix_get
 
@@ -138,3 +139,18 @@ def test_a_follower_going_away_and_a_big_log(logs_daemon: Daemon):
     assert _numbers(ok(daemon, "logs", "big")) == list(range(1, 30001))
     assert "Traceback" not in daemon.output() and "failed" not in daemon.output()
     ok(daemon, "rm", "-f", "big")
+
+
+def test_a_follower_gets_a_frame_per_line_a_reader_blocks(logs_daemon: Daemon):
+    """Clients that iterate a followed stream (docker-py's ``logs(stream=True)``) take
+    each frame as a line, as Docker sends them; a plain read comes in blocks."""
+    daemon = logs_daemon
+    ok(daemon, "run", "--name", "fl", "bb:1", "sh", "-c", "echo hello; echo world")
+    frames = {}
+    for follow in ("0", "1"):
+        status, _, body = unix_get(daemon.socket or "",
+                                   f"/containers/fl/logs?stdout=1&follow={follow}")
+        assert status == 200
+        frames[follow] = [chunk.data for chunk in StdcopyDecoder().feed(body)]
+    assert frames == {"0": [b"hello\nworld\n"], "1": [b"hello\n", b"world\n"]}
+    ok(daemon, "rm", "fl")

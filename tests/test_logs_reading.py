@@ -69,18 +69,18 @@ def test_chunks_frame_as_entry_by_entry(tmp_path, monkeypatch, chunk):
     log.write([LogEntry("stdout", T0 + 10**9, b"partial")])
     log.close()
     monkeypatch.setattr(logs, "CHUNK", chunk)
-    for out, err, tail, tty, stamps in itertools.product(
+    for out, err, tail, tty, stamps, coalesce in itertools.product(
             [True, False], [True, False], [None, 0, 5, 100, 1000], [True, False],
-            [True, False]):
+            [True, False], [True, False]):
         if out or err:
             options = LogOptions(stdout=out, stderr=err, tail=tail)
-            framing = Framing(tty=tty, timestamps=stamps)
+            framing = Framing(tty=tty, timestamps=stamps, coalesce=coalesce)
             parts = logs.open_files(path)
             fast = b"".join(logs.read_chunks(parts, options, framing))
             logs.close_files(parts)
             wanted = [e for e in read_entries(path, tail=tail) if e.stream in options.streams]
             slow = logs.render_entries(wanted, framing)
-            if stamps or tty:
+            if stamps or tty or not coalesce:
                 assert fast == slow
             else:  # coalesced frames end where a chunk does
                 assert _runs(fast, framing) == _runs(slow, framing)
@@ -101,7 +101,7 @@ def test_entries_of_one_stream_share_frames_of_whole_lines(tmp_path, monkeypatch
     log.write([LogEntry("stderr", T0 + 2000, b"oops\n"), LogEntry("stdout", T0 + 2001, b"end\n")])
     log.close()
     parts = logs.open_files(path)
-    frames = _frames(b"".join(logs.read_chunks(parts, LogOptions(), Framing())))
+    frames = _frames(b"".join(logs.read_chunks(parts, LogOptions(), Framing(coalesce=True))))
     logs.close_files(parts)
     assert b"".join(data for _, data in frames[:-2]) == b"".join(lines)
     assert all(stream == 1 and data.endswith(b"\n") and len(data) <= logs.FRAME
@@ -113,12 +113,17 @@ def test_entries_of_one_stream_share_frames_of_whole_lines(tmp_path, monkeypatch
     stamped = _frames(b"".join(logs.read_chunks(parts, LogOptions(), Framing(timestamps=True))))
     logs.close_files(parts)
     assert len(stamped) == len(lines) + 2  # with time stamps: a frame per entry, as Docker
+    parts = logs.open_files(path)
+    followed = _frames(b"".join(logs.read_chunks(parts, LogOptions(follow=True), Framing())))
+    logs.close_files(parts)
+    assert followed[:2] == [(1, lines[0]), (1, lines[1])]  # a follower: a frame per entry
+    assert len(followed) == len(lines) + 2
 
 
 def test_a_frame_ends_after_a_newline_or_at_the_frame_size():
     line = b"y" * (logs.FRAME * 2 + 10) + b"\n"
     rendered = logs.render_entries([LogEntry("stdout", T0, b"a\n"),
-                                    LogEntry("stdout", T0, line)], Framing())
+                                    LogEntry("stdout", T0, line)], Framing(coalesce=True))
     sizes = [len(data) for _, data in _frames(rendered)]
     assert sizes == [2, logs.FRAME, logs.FRAME, len(line) - 2 * logs.FRAME]
 

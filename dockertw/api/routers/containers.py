@@ -487,7 +487,7 @@ class ContainerRouter:
         def stream(container: dict[str, Any]) -> Deferred[bool]:
             tty = bool(container["Config"].get("Tty"))
             request.setHeader(b"content-type", views.stream_content_type(tty, call.version))
-            framing = Framing(tty=tty, timestamps=timestamps)
+            framing = Framing(tty=tty, timestamps=timestamps, coalesce=not options.follow)
             writer = _LogWriter(request, framing)
             sent = self._runs.logs(container["Id"], options, writer)
             return sent.addBoth(writer.done)

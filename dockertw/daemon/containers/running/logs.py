@@ -84,10 +84,17 @@ class LogOptions:
 
 @attrs.frozen
 class Framing:
-    """How entries go on the wire: raw for a TTY, else stdcopy frames; time prefixes."""
+    """How entries go on the wire: raw for a TTY, else stdcopy frames; time prefixes.
+
+    ``coalesce``: consecutive entries of one stream share frames (of up to
+    :data:`FRAME` bytes) when there are no time prefixes, so a client writes in blocks.
+    Only for a read of what is kept: a follower gets a frame per entry as Docker's
+    give, which clients iterating a stream (docker-py) take as one line each.
+    """
 
     tty: bool = False
     timestamps: bool = False
+    coalesce: bool = False
 
 
 class LogSink:
@@ -241,7 +248,7 @@ def _fast_render(chunk: bytes, options: LogOptions, framing: Framing) -> bytes |
         wanted = [stream == (b"out" if options.stdout else b"err") for stream in streams]
         texts, streams = list(compress(texts, wanted)), list(compress(streams, wanted))
         stamps = None if stamps is None else list(compress(stamps, wanted))
-    if stamps is None and not framing.tty:
+    if stamps is None and not framing.tty and framing.coalesce:
         return _coalesced(texts, streams)
     return _interleave(texts, streams, stamps, framing.tty)
 
@@ -367,7 +374,7 @@ def _render(rows: list[Row], framing: Framing) -> bytes:
         rows = [(_stamp(stamp) + b" " + data, stream, stamp) for data, stream, stamp in rows]
     if framing.tty:
         return b"".join([data for data, _, _ in rows])
-    if not framing.timestamps:
+    if framing.coalesce and not framing.timestamps:
         pieces: list[bytes | memoryview] = []
         for stream, run in groupby(rows, _ROW_STREAM):
             _frame(pieces, stream, b"".join([data for data, _, _ in run]))
