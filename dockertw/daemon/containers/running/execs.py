@@ -46,7 +46,6 @@ __all__ = ["ExecService", "ExecRecord", "ExecRequest", "parse_exec_body", "exec_
            "exec_process"]
 
 _log = Logger()
-_OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the process exited
 _READY_TIMEOUT = 10.0  # seconds a resize waits for the process to start (as moby)
 _START_FAILED = 126  # the exit code of an exec that could not start (Docker 20.10)
 _KEEP_ENDED = 300.0  # seconds an ended exec stays inspectable (moby's exec GC: 5 min)
@@ -478,13 +477,7 @@ class ExecService:
 
     async def _watch(self, record: ExecRecord, run: Running) -> None:
         """Wait for the process to exit and its output to drain; record the exit."""
-        code = await run.watcher.exited
-        drained = run.ended()
-        timer = self._reactor.callLater(_OUTPUT_GRACE, drained.cancel)
-        with contextlib.suppress(CancelledError):
-            await drained
-        if timer.active():
-            timer.cancel()
+        code = await run.exit_code(self._reactor)
         run.close()
         self._runs.keeper.release(exec_key(record.id))
         record.end(code, self._now())

@@ -66,7 +66,6 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS
 __all__ = ["Lifecycle", "RunWatcher", "wait_result", "WAIT_CONDITIONS"]
 
 _log = Logger()
-_OUTPUT_GRACE = 2.0  # seconds to drain the pipes after the init exited
 _KILL_WAIT = 10.0  # seconds a SIGKILL waits for the exit before answering (moby)
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 _Waiter = tuple[str, Deferred[dict[str, Any]]]
@@ -464,13 +463,7 @@ class Lifecycle:
     async def _watch(self, container: Container, bundle: Path, running: Running,
                      started: Deferred[None]) -> None:
         """Wait for the init to exit, then clean up and record the exit."""
-        code = await running.watcher.exited
-        drained = running.ended()
-        timer = self._reactor.callLater(_OUTPUT_GRACE, drained.cancel)
-        with contextlib.suppress(CancelledError):
-            await drained
-        if timer.active():
-            timer.cancel()
+        code = await running.exit_code(self._reactor)
         await started
         try:
             await self._finish_run(container, bundle, running, code)

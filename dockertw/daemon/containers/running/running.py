@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.interfaces import IReactorFDSet, IReactorTime, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -33,6 +33,7 @@ from dockertw.streams.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner
 
 __all__ = ["OutputPipe", "Running", "Attachment", "chained", "LogSink", "ExitWatch"]
 
+_OUTPUT_GRACE = 2.0  # seconds the outputs may take to end after the process exited
 _PIPE_SIZE = 1 << 20  # within /proc/sys/fs/pipe-max-size by default
 LogListener = Callable[[list[LogEntry]], None]
 RawListener = Callable[[LogEntry], None]
@@ -256,10 +257,17 @@ class Running:
         if self.terminal is not None:
             resize_terminal(self.terminal, height, width)
 
-    def ended(self) -> Deferred[list[Any]]:
-        """The exit code and the end of both outputs."""
-        return gatherResults([self.watcher.exited,
-                              *(output.closed for output in self.outputs)])
+    async def exit_code(self, clock: IReactorTime) -> int:
+        """The exit code, once both outputs have ended too, or :data:`_OUTPUT_GRACE`
+        seconds after the exit (a process it left may hold them open)."""
+        code = await self.watcher.exited
+        drained = gatherResults([output.closed for output in self.outputs])
+        timer = clock.callLater(_OUTPUT_GRACE, drained.cancel)
+        with contextlib.suppress(CancelledError):
+            await drained
+        if timer.active():
+            timer.cancel()
+        return code
 
     def flush(self) -> None:
         """Log what is read of unfinished lines (the daemon stops, the run goes on)."""
