@@ -3,13 +3,15 @@ keep-alive, pipelining, refusals, hijacking (dockertw.api.channel, .request)."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.server import NOT_DONE_YET
 
-from dockertw.api.channel import BAD_REQUEST, MAX_HEAD
+from dockertw.api.channel import BAD_REQUEST, MAX_HEAD, _send_now
 from dockertw.api.site import ApiSite
 
 
@@ -203,3 +205,22 @@ def test_a_wrapping_transport_sends_everything_itself():
     transport.dataBuffer = b""  # type: ignore[attr-defined]
     channel.dataReceived(b"GET /x HTTP/1.1\r\n\r\n")
     assert sent == [] and _answers(transport.value())[0][2] == b"got "
+
+
+def test_an_answer_goes_to_the_socket_at_once_unless_the_connection_is_aborted():
+    """An aborted connection sends nothing more: a tar stream that fails midway is cut
+    (abortConnection), and the end of its chunked answer must not follow it out."""
+    ours, theirs = socket.socketpair()
+    transport = FileDescriptor(MemoryReactorClock())
+    transport.socket = ours  # type: ignore[attr-defined]
+    transport.connected = True
+    transport._aborting = False  # type: ignore[attr-defined]
+    transport._sendmsgQueue = []  # type: ignore[attr-defined]
+    try:
+        assert _send_now(transport, b"head") == b""
+        assert theirs.recv(16) == b"head"
+        transport._aborting = True  # type: ignore[attr-defined]
+        assert _send_now(transport, b"0\r\n\r\n") == b"0\r\n\r\n"
+    finally:
+        ours.close()
+        theirs.close()

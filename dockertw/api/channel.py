@@ -200,7 +200,8 @@ def _send_now(transport: Any, data: bytes) -> bytes:
     if (sock is None or not data or getattr(transport, "_tempDataBuffer", True)
             or getattr(transport, "dataBuffer", True) or getattr(transport, "_sendmsgQueue", None)
             or not transport.connected or transport.disconnecting
-            or getattr(transport, "_writeDisconnected", True)):
+            or getattr(transport, "_writeDisconnected", True)
+            or getattr(transport, "_aborting", True)):  # aborted: nothing more is sent
         return data
     try:
         sent = sock.send(data)
