@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["Finished", "Runner", "run", "run_blocking", "plain_environment",
+__all__ = ["Finished", "Runner", "run", "run_blocking", "plain_environment", "exit_status",
            "reactor_runner", "blocking_runner"]
 
 
@@ -57,11 +57,18 @@ class _Collect(ProcessProtocol):
         self._stderr.extend(data)
 
     def processEnded(self, reason: Failure) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        signal = getattr(reason.value, "signal", None)
-        if code is None:
-            code = 128 + signal if signal else 255
-        self.done.callback(Finished(code, bytes(self._stdout), bytes(self._stderr)))
+        self.done.callback(Finished(exit_status(reason), bytes(self._stdout),
+                                    bytes(self._stderr)))
+
+
+def exit_status(reason: Failure) -> int:
+    """A process's end as a shell reports it: its exit code, 128 + N when signal N
+    killed it, 255 when neither is known."""
+    code = getattr(reason.value, "exitCode", None)
+    if code is not None:
+        return int(code)
+    signal = getattr(reason.value, "signal", None)
+    return 128 + signal if signal else 255
 
 
 def plain_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

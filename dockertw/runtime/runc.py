@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from dockertw import errdefs
 from dockertw.loglevel import Logger
+from dockertw.runtime.processes import exit_status
 from dockertw.runtime.runtimes import OciRuntime
 from dockertw.runtime.timed import timed_commands
 
@@ -76,11 +77,7 @@ class _Collect(ProcessProtocol):
         self.output.extend(data)
 
     def processEnded(self, reason: Failure) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        killed = getattr(reason.value, "signal", None)
-        if code is None:
-            code = 128 + killed if killed else 255  # as a shell reports a signal
-        self.done.callback(code)
+        self.done.callback(exit_status(reason))
 
 
 def _log_size(log: Path) -> int:
