@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 from dockertw import errdefs
 from dockertw.loglevel import Logger
+from dockertw.runtime.inflight import await_commands
 from dockertw.runtime.processes import exit_status
 from dockertw.runtime.runtimes import OciRuntime
 from dockertw.runtime.timed import timed_commands
@@ -268,11 +269,16 @@ def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path,
     For daemon start only (it blocks; a few at once): a daemon killed with SIGKILL
     leaves its containers running, re-parented away from the new daemon, which can
     neither wait for them nor reach their output (unless the live-restore holder kept
-    them: those are ``keep``).  ``pick`` names each container's runtime.  Answers the
-    IDs whose processes were alive.
+    them: those are ``keep``).  Runtime commands the killed daemon left running are
+    waited for first (see :mod:`dockertw.runtime.inflight`).  ``pick`` names each
+    container's runtime.  Answers the IDs whose processes were alive.
     """
     if not state_root.is_dir():
         return set()
+    still = await_commands(state_root)
+    if still:
+        _log.warn("runtime commands still running on {root}: {pids}",
+                  root=str(state_root), pids=still)
     names = [entry.name for entry in sorted(state_root.iterdir())
              if entry.is_dir() and entry.name not in keep]
     bases = [[runtime.path, *runtime.args, "--root", str(state_root)]
