@@ -23,9 +23,11 @@ class _Resource:
     def __init__(self) -> None:
         self.seen: list[tuple[bytes, bytes, bytes, dict[bytes, list[bytes]]]] = []
         self.later: list[Any] = []
+        self.args: list[dict[bytes, list[bytes]]] = []
 
     def render(self, request: Any) -> Any:
         body = request.content.read() if request.content is not None else b""
+        self.args.append(request.args)
         self.seen.append((request.method, request.uri, body,
                           dict(request.requestHeaders.getAllRawHeaders())))
         if request.path == b"/later":
@@ -80,6 +82,14 @@ def test_a_request_gets_a_whole_answer_and_the_connection_stays_open():
     assert headers[b"Content-Type"] == b"text/plain" and b"Date" in headers
     assert resource.seen[0][3][b"x-two"] == [b"a", b"b"]
     assert transport.connected and not transport.disconnecting
+
+
+def test_arguments_come_from_the_query_alone_never_from_a_form_body():
+    channel, transport, resource = _channel()
+    channel.dataReceived(b"POST /x?a=1&a=2 HTTP/1.1\r\nContent-Type: application/x-www-form-"
+                         b"urlencoded\r\nContent-Length: 3\r\n\r\nb=3")
+    assert resource.args == [{b"a": [b"1", b"2"]}]
+    assert _answers(transport.value())[0][2] == b"got b=3"
 
 
 @pytest.mark.parametrize("pieces", [

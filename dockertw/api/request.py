@@ -179,6 +179,19 @@ class LeanRequest(http.Request):
     def postpath(self, segments: list[bytes]) -> None:
         self.__dict__["_postpath"] = segments
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        """The whole request is in: answer it.  Unlike twisted.web, no arguments are
+        read from a form body (the Docker API takes them from the query alone)."""
+        self.content.seek(0)  # type: ignore[union-attr]
+        self.take_line(command, path, version)
+        self.process()
+
+    def take_line(self, method: bytes, uri: bytes, version: bytes) -> None:
+        """Note the request line: method, URI, version, path and query arguments."""
+        self.method, self.uri, self.clientproto = method, uri, version
+        self.path, _, query = uri.partition(b"?")
+        self.args = http.parse_qs(query, 1) if query else {}
+
     def process(self) -> None:
         """Render the site's resource (found by twisted.web's traversal unless it is a
         leaf): bytes are the whole answer, ``NOT_DONE_YET`` means the resource finishes

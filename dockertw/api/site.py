@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web import http, server
+from twisted.web import server
 from twisted.web.resource import IResource
 
 from dockertw import meters
@@ -97,9 +97,7 @@ class ApiRequest(LeanRequest):
         """What ``requestReceived`` does, before the body: the route reads it."""
         if self.channel is None:
             return  # gone before its turn came
-        self.method, self.uri, self.clientproto = method, uri, version
-        self.path, _, query = uri.partition(b"?")
-        self.args = http.parse_qs(query, 1) if query else {}
+        self.take_line(method, uri, version)
         self.process()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
