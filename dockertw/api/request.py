@@ -89,11 +89,15 @@ class ResponseHeaders:
     def block(self) -> bytes:
         """The header lines, each ended by CRLF; values with a line break or a NUL
         (``setHeader`` takes them as they are) are sanitised here, once."""
-        lines = [_canonical(name) + b": " + value + b"\r\n"
-                 for name, values in self._values.items() for value in values]
-        block = b"".join(lines)
-        if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines) \
-                or b"\0" in block:
+        known = _CANONICAL
+        parts: list[bytes] = []
+        for name, values in self._values.items():
+            title = known.get(name) or _canonical(name)
+            for value in values:
+                parts += (title, b": ", value, b"\r\n")
+        block = b"".join(parts)
+        lines = len(parts) >> 2
+        if block.count(b"\n") != lines or block.count(b"\r") != lines or b"\0" in block:
             block = b"".join([_canonical(name) + b": " + _safe(value) + b"\r\n"
                               for name, values in self._values.items() for value in values])
         return block
