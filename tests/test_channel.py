@@ -11,7 +11,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.server import NOT_DONE_YET
 
-from dockertw.api.channel import BAD_REQUEST, MAX_HEAD, _send_now
+from dockertw.api.channel import BAD_REQUEST, MAX_HEAD, MAX_HEADERS, _send_now
 from dockertw.api.site import ApiSite
 
 
@@ -156,6 +156,12 @@ def test_expect_100_continue_is_answered_before_the_body():
     b"GET /x HTTP/1.1\r\nName : v\r\n\r\n",
     b"GET /x HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
     b"GET /x HTTP/1.1\r\nNoColon\r\n\r\n",
+    b"GET /x HTTP/1.1\r\n: v\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nA: b\rc\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nA: b\nc\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nA: b\0\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nA(b): v\r\n\r\n",
+    b"GET /x HTTP/1.1" + b"\r\nA: b" * (MAX_HEADERS + 1) + b"\r\n\r\n",
     b"POST /x HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"POST /x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
     b"POST /x HTTP/1.1\r\nContent-Length: -2\r\n\r\n",
@@ -171,6 +177,14 @@ def test_what_could_be_read_two_ways_or_not_at_all_is_refused(request_bytes):
     assert resource.seen == []
     channel.dataReceived(b"GET /y HTTP/1.1\r\n\r\n")  # nothing more is read
     assert resource.seen == []
+
+
+def test_header_lines_are_split_trimmed_and_gathered_by_lower_case_name():
+    channel, transport, resource = _channel()
+    channel.dataReceived(b"GET /x HTTP/1.1\r\nX-A:one\r\nx-a: \t two \t\r\nEmpty:\r\n"
+                         b"Odd-Value: a:b c\r\n\r\n")
+    headers = resource.seen[0][3]
+    assert headers == {b"x-a": [b"one", b"two"], b"empty": [b""], b"odd-value": [b"a:b c"]}
 
 
 def test_a_hijacked_request_takes_what_followed_it():
