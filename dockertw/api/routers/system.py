@@ -38,6 +38,7 @@ _PING_HEADERS = (
     (b"builder-version", b"1"),  # the classic builder (moby with features.buildkit=false)
     (b"swarm", b"inactive"),
 )
+_PONG, _PONG_HEAD = Text(b"OK"), Text(b"")  # immutable: one of each serves every ping
 
 
 def parse_timestamp(value: str, name: str) -> int | None:
@@ -78,12 +79,12 @@ class SystemRouter:
     def ping(self, call: ApiCall) -> Text:
         for name, value in _PING_HEADERS:
             call.request.setHeader(name, value)
-        return Text(b"OK")
+        return _PONG
 
     def ping_head(self, call: ApiCall) -> Text:
         for name, value in _PING_HEADERS:
             call.request.setHeader(name, value)
-        return Text(b"")
+        return _PONG_HEAD
 
     def version(self, call: ApiCall) -> Text:
         if self._version_body is None:  # the answer never changes: encode it once
