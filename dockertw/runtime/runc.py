@@ -273,12 +273,12 @@ def delete_leftovers(pick: Callable[[str], OciRuntime], state_root: Path,
     waited for first (see :mod:`dockertw.runtime.inflight`).  ``pick`` names each
     container's runtime.  Answers the IDs whose processes were alive.
     """
-    if not state_root.is_dir():
-        return set()
-    still = await_commands(state_root)
+    still = await_commands(state_root)  # one may be making the directory itself
     if still:
         _log.warn("runtime commands still running on {root}: {pids}",
                   root=str(state_root), pids=still)
+    if not state_root.is_dir():
+        return set()
     names = [entry.name for entry in sorted(state_root.iterdir())
              if entry.is_dir() and entry.name not in keep]
     bases = [[runtime.path, *runtime.args, "--root", str(state_root)]
