@@ -13,9 +13,16 @@ _SLEEPER = "import time; time.sleep(float(__import__('sys').argv[1]))"
 
 
 def _command(seconds: float, root: Path) -> subprocess.Popen[bytes]:
-    """A process whose command line names ``--root root``, as a runc command's does."""
-    return subprocess.Popen([sys.executable, "-c", _SLEEPER, str(seconds), "--root",
-                             str(root)])
+    """A process whose command line names ``--root root``, as a runc command's does;
+    answered once /proc shows that command line (Popen may return before the kernel
+    has set it up)."""
+    command = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(seconds), "--root",
+                                str(root)])
+    deadline = time.monotonic() + 10
+    while command.pid not in commands_on(root):
+        assert time.monotonic() < deadline, "the command line never showed"
+        time.sleep(0.01)
+    return command
 
 
 def test_a_command_on_the_root_is_waited_for(tmp_path: Path):
