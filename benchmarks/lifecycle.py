@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -264,11 +265,18 @@ def phase_floor(cli: Cli, daemon: Daemon, tar: Path, workdir: Path, runs: int,
     if runc is None:
         return
     container_id = cli.ok("run", "-d", "--name", "floor-source", IMAGE, "sleep", "1000").strip()
-    try:
+    try:  # the spec binds the source's own files (hosts, resolv.conf, ...): keep it
         spec = json.loads((daemon.root / "containers" / container_id / "config.json")
                           .read_text())
+        figures.floor = _floor_steps(runc, spec, tar, workdir, runs)
     finally:
         cli.ok("rm", "-f", "floor-source")
+    _progress(f"runc floor: {statistics.median(figures.floor['create+start+delete']):.3f}s")
+
+
+def _floor_steps(runc: str, spec: dict[str, Any], tar: Path, workdir: Path,
+                 runs: int) -> dict[str, list[float]]:
+    """Seconds of each runc step, ``runs`` times (after two untimed), on ``spec``."""
     bundle = workdir / "floor"
     (bundle / "rootfs").mkdir(parents=True)
     with tarfile.open(tar) as archive:
@@ -314,8 +322,7 @@ def phase_floor(cli: Cli, daemon: Daemon, tar: Path, workdir: Path, runs: int,
     finally:
         force_delete_containers(bundle)
         remove_floor_cgroups()
-    figures.floor = steps
-    _progress(f"runc floor: {statistics.median(steps['create+start+delete']):.3f}s")
+    return steps
 
 
 def _runc(argv: list[str]) -> None:
