@@ -118,8 +118,13 @@ def test_a_child_left_by_a_spawned_command_is_watched_and_reaped(holder_dir: Pat
 
 def test_a_child_that_ended_before_it_was_watched_has_its_code(holder_dir: Path):
     talk = Conversation(HolderLink.open(holder_dir))
-    pid = talk.spawn_child("exit 7", holder_dir)
-    time.sleep(0.2)  # reaped by the holder before anyone claims it
+    # It outlives sh (which could otherwise reap it itself), then the holder reaps it
+    # before anyone claims it.
+    pid = talk.spawn_child("sleep 0.1; exit 7", holder_dir)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, "the holder never reaped its child"
+        time.sleep(0.01)
     reply, fds = talk.watch("c1", pid)
     assert reply["alive"] is False and fds == []
     assert talk.exit_of("c1")["code"] == 7
