@@ -220,6 +220,42 @@ def problems(daemon: Daemon, live: bool) -> list[str]:
     return found
 
 
+def runc_leftover_report(daemon: Daemon, found: list[str]) -> str:
+    """What there is to know of each container with runc state but no running record
+    (for the failure message): its state files, runc's answer, processes naming it,
+    and the daemon's log lines about it."""
+    runc = daemon.exec_root / "runc"
+    lines = []
+    for problem in found:
+        if not problem.startswith("runc state of "):
+            continue
+        container_id = problem.split()[3]
+        state = runc / container_id
+        files = sorted(f"{entry.name}:{entry.stat().st_size}" for entry in state.iterdir())
+        shown = subprocess.run(["runc", "--root", str(runc), "state", container_id],
+                               capture_output=True, text=True, check=False, timeout=30)
+        lines += [f"{container_id}: files {files}; runc state rc {shown.returncode}: "
+                  f"{(shown.stdout + shown.stderr)[:400]!r}",
+                  *(f"  process {line}" for line in _processes_naming(container_id)),
+                  *[f"  log {line[:300]}" for line in daemon.output().splitlines()
+                    if container_id[:12] in line][-20:]]
+    return "\n".join(lines)
+
+
+def _processes_naming(word: str) -> list[str]:
+    """``pid: command line`` of each process whose command line holds ``word``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+        except OSError:
+            continue
+        if entry.name.isdigit() and word in argv:
+            found.append(f"{entry.name}: {argv[:200]}")
+    return found
+
+
 def _containers_on_disk(root: Path, ids: set[str]) -> list[str]:
     found = []
     for directory in sorted((root / "containers").iterdir()):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import import_image
-from tests.crashes import Load, problems, remove_everything
+from tests.crashes import Load, problems, remove_everything, runc_leftover_report
 from tests.netsupport import network_args, network_leftovers
 from tests.support import Daemon, mounts_left
 
@@ -58,7 +58,8 @@ def test_kill_9_under_load_leaves_every_object_whole_or_gone(
             live = rng.random() < 0.5
             _restart(daemon, live)
             found = problems(daemon, live)
-            assert found == [], f"{where}, restarted (live {live}): {found}"
+            assert found == [], (f"{where}, restarted (live {live}): {found}\n"
+                                 f"{runc_leftover_report(daemon, found)}")
             print(f"{where}: {load.answered} answers, then nothing out of place")
             assert remove_everything(daemon) == [], where
             assert mounts_left(daemon.root) == [], where
