@@ -50,7 +50,7 @@ _DIGITS = bytes(range(256)).translate(None, b"0123456789")
 _HEX = bytes(range(256)).translate(None, b"0123456789abcdefABCDEF")
 #: Every header line of a head (after its request line): a token, a colon, a value
 #: with no CR, LF or NUL; checked in one pass, then split by _FIELD_PARTS.
-_FIELDS = re.compile(rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*)*")
+_FIELDS = re.compile(rb"(?:\r\n[" + re.escape(bytes(sorted(_TOKEN))) + rb"]+:[^\r\n\0]*)*")
 _FIELD_PARTS = re.compile(rb"\r\n([^:]+):([^\r]*)")
 
 
