@@ -27,7 +27,7 @@ from dockertw.daemon.networks.firewall import chain_prefix
 from dockertw.daemon.networks.ipam import leases
 from dockertw.runtime.mounts import mounts_under
 from tests.archives import file, tar
-from tests.support import Daemon, docker, unix_get
+from tests.support import Daemon, command_lines, docker, unix_get
 
 VERSION = "1.44"
 _ACTIVE = ("running", "paused", "restarting")
@@ -244,16 +244,9 @@ def runc_leftover_report(daemon: Daemon, found: list[str]) -> str:
 
 def _processes_naming(word: str) -> list[str]:
     """``pid: command line`` of each process whose command line holds ``word``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace")
-        except OSError:
-            continue
-        if entry.name.isdigit() and word in argv:
-            found.append(f"{entry.name}: {argv[:200]}")
-    return found
+    lines = ((pid, b" ".join(command).decode(errors="replace"))
+             for pid, command in command_lines())
+    return [f"{pid}: {line[:200]}" for pid, line in lines if word in line]
 
 
 def _containers_on_disk(root: Path, ids: set[str]) -> list[str]:

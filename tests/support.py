@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -378,19 +378,21 @@ class Daemon:
                 parent.rmdir()  # only when empty: leftovers stay visible
 
 
-def holder_pids(root: Path) -> list[int]:
-    """Processes of ``python -m dockertw.daemon.holder`` for the state root ``root``."""
-    wanted = str(root / "holder").encode()
-    found = []
+def command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """Each process's pid and argument list (those that end meanwhile are skipped)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"dockertw.daemon.holder" in command and any(
-                    arg.startswith(wanted) for arg in command):
-                found.append(int(entry.name))
-    return found
+            yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
+
+
+def holder_pids(root: Path) -> list[int]:
+    """Processes of ``python -m dockertw.daemon.holder`` for the state root ``root``."""
+    wanted = str(root / "holder").encode()
+    return [pid for pid, command in command_lines()
+            if b"dockertw.daemon.holder" in command
+            and any(arg.startswith(wanted) for arg in command)]
 
 
 def docker(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30.0,

@@ -17,7 +17,7 @@ import pytest
 from dockertw.daemon.holder import protocol
 from dockertw.daemon.holder.client import HolderBusy, HolderError, HolderLink
 from dockertw.daemon.jsonlog import read_entries
-from tests.support import holder_pids
+from tests.support import holder_pids, wait_for
 
 
 class Conversation:
@@ -121,10 +121,7 @@ def test_a_child_that_ended_before_it_was_watched_has_its_code(holder_dir: Path)
     # It outlives sh (which could otherwise reap it itself), then the holder reaps it
     # before anyone claims it.
     pid = talk.spawn_child("sleep 0.1; exit 7", holder_dir)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists():
-        assert time.monotonic() < deadline, "the holder never reaped its child"
-        time.sleep(0.01)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the holder to reap its child", 10)
     reply, fds = talk.watch("c1", pid)
     assert reply["alive"] is False and fds == []
     assert talk.exit_of("c1")["code"] == 7

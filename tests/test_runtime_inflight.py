@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from dockertw.runtime.inflight import await_commands, commands_on
+from tests.support import wait_for
 
 _SLEEPER = "import time; time.sleep(float(__import__('sys').argv[1]))"
 
@@ -18,10 +19,7 @@ def _command(seconds: float, root: Path) -> subprocess.Popen[bytes]:
     has set it up)."""
     command = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(seconds), "--root",
                                 str(root)])
-    deadline = time.monotonic() + 10
-    while command.pid not in commands_on(root):
-        assert time.monotonic() < deadline, "the command line never showed"
-        time.sleep(0.01)
+    wait_for(lambda: command.pid in commands_on(root), "the command line to show", 10)
     return command
 
 
